@@ -1,0 +1,1 @@
+"""AWS CDK constructs and stacks; only app.py reads the deployment config."""

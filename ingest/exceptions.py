@@ -1,0 +1,87 @@
+"""The gateway's error hierarchy, mapped to HTTP in exactly one place (``ingest.app``).
+
+Every error is terminal (retrying the same request cannot help) or transient (it may succeed later); only transient
+errors are retried, by the gateway towards providers and sinks, never by re-billing a tenant.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A failure with an HTTP status and a message safe to show the tenant (no internals, no stack trace)."""
+
+    status_code = 500
+    error_type = "internal_error"
+    transient = False
+    #: the usage event's ``status`` for a request that ended with this error
+    event_status = "upstream_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class BadRequest(ServiceError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    event_status = "client_error"
+
+
+class Unauthorized(ServiceError):
+    """Bad or missing API key. The seed answers 403 ``{"message": "Forbidden"}``; /v1 answers 401."""
+
+    status_code = 403
+    error_type = "authentication_error"
+    event_status = "client_error"
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    error_type = "permission_error"
+    event_status = "client_error"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    error_type = "not_found_error"
+    event_status = "client_error"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    event_status = "client_error"
+
+
+class Throttled(ServiceError):
+    """The tenant is over one of its limits (429 with Retry-After)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    transient = True
+    event_status = "throttled"
+
+
+class UpstreamThrottled(Throttled):
+    """The model provider throttled us."""
+
+
+class UpstreamError(ServiceError):
+    status_code = 502
+    error_type = "upstream_error"
+    transient = True
+    event_status = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    error_type = "upstream_timeout"
+
+
+class UpstreamClientError(ServiceError):
+    """The provider refused the request as invalid (e.g. a Bedrock ValidationException): the tenant's fault."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    event_status = "client_error"

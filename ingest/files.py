@@ -1,0 +1,102 @@
+"""``modelmeter ingest FILE.jsonl…``: land JSON Lines events in the raw lake, set bad lines aside with their reason."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.schema import EventError, parse_event
+from ingest.sink import LocalParquetSink, Rejected, write_quarantine
+from modelmeter.lake import Lake
+
+#: Lines parsed before a batch is written: bounds memory on large files.
+BATCH_LINES = 100_000
+
+
+@dataclass
+class IngestResult:
+    """Counts of one ingest run; ``read == landed + quarantined``."""
+
+    read: int = 0
+    landed: int = 0
+    quarantined: int = 0
+    files_written: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # "file:line: reason", for the first few
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """Yield ``(line number, text, decode problem)`` for each non-blank line."""
+    with path.open("rb") as src:
+        for number, raw in enumerate(src, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, raw.decode("utf-8", errors="replace").rstrip("\r\n"), f"not UTF-8 text ({exc.reason})"
+                continue
+            if text.strip():
+                yield number, text.rstrip("\r\n"), None
+
+
+def _parse_line(text: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EventError([f"not valid JSON ({exc.msg} at column {exc.colno})"]) from None
+    except RecursionError:
+        raise EventError(["not valid JSON (nested too deeply)"]) from None
+    return parse_event(obj)
+
+
+def ingest_files(lake: Lake, paths: list[Path], *, keep_problems: int = 20) -> IngestResult:
+    """Land every valid event of ``paths``; quarantine every other line with file, line and reason."""
+    sink = LocalParquetSink(lake)
+    result = IngestResult()
+    good: list[dict[str, Any]] = []
+    bad: list[Rejected] = []
+
+    def flush() -> None:
+        result.files_written += sink.write_rows(good)
+        result.files_written += write_quarantine(lake, bad)
+        result.landed += len(good)
+        result.quarantined += len(bad)
+        good.clear()
+        bad.clear()
+
+    for path in paths:
+        for number, text, decode_problem in _lines(path):
+            result.read += 1
+            try:
+                if decode_problem:
+                    raise EventError([decode_problem])
+                good.append(_parse_line(text or ""))
+            except EventError as exc:
+                reason = "; ".join(exc.problems)
+                bad.append(Rejected(reason=reason, stage="ingest", raw=text, source_file=str(path),
+                                    source_line=number))
+                if len(result.problems) < keep_problems:
+                    result.problems.append(f"{path}:{number}: {reason}")
+            if len(good) + len(bad) >= BATCH_LINES:
+                flush()
+    flush()
+    return result
+
+
+def run_cli(args: Any) -> int:
+    from modelmeter.cli import UserError
+
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"no such file: {', '.join(missing)}")
+    lake = Lake.open(args.lake)
+    result = ingest_files(lake, paths)
+    for problem in result.problems:
+        print(f"quarantined {problem}", file=sys.stderr)
+    if result.quarantined > len(result.problems):
+        print(f"… and {result.quarantined - len(result.problems)} more quarantined lines", file=sys.stderr)
+    print(f"read {result.read} / landed {result.landed} / quarantined {result.quarantined}  (lake: {lake.uri})")
+    return 0

@@ -1,0 +1,173 @@
+"""The ``modelmeter`` command line (DESIGN.md "Command line").
+
+Only argument parsing lives here; each command is a function ``run(args) -> int`` in the package that owns the
+work, imported lazily so that ``modelmeter report`` never pays for importing the gateway or Great Expectations.
+Exit status: 0 success, 1 failure, 2 usage error; errors go to stderr, one clear line first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from datetime import date
+
+from modelmeter.constants import ENV_LAKE
+
+
+class UserError(Exception):
+    """A failure the user can fix (bad input, missing data); printed as one line, exit status 1."""
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date: write YYYY-MM-DD") from None
+
+
+def _add_lake(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lake", default=None,
+                   help=f"lake folder or s3://bucket/prefix (default: ${ENV_LAKE}, else ./lake)")
+
+
+def _add_range(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--from", dest="date_from", type=_date, required=required, metavar="YYYY-MM-DD",
+                   help="first day (UTC), inclusive")
+    p.add_argument("--to", dest="date_to", type=_date, required=required, metavar="YYYY-MM-DD",
+                   help="last day (UTC), inclusive")
+
+
+# command name → "module:function"; the function takes the parsed args and returns an exit status.
+_HANDLERS = {
+    "demo": "modelmeter.demo:run",
+    "serve": "ingest.server:run_cli",
+    "ingest": "ingest.files:run_cli",
+    "pricing import": "pricing_catalog.publish:run_import_cli",
+    "pricing list": "pricing_catalog.publish:run_list_cli",
+    "transform": "transforms.run:run_cli",
+    "report": "transforms.report:run_cli",
+    "tenants add": "ingest.tenants:run_add_cli",
+    "tenants list": "ingest.tenants:run_list_cli",
+    "keys create": "ingest.tenants:run_keys_create_cli",
+    "sql render": "sql.render:run_cli",
+    "export focus": "dashboards.focus:run_cli",
+    "dashboard": "dashboards.html:run_cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelmeter", description="Foundation-model gateway and per-team, per-model chargeback.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run the whole local path on simulated tenants; print the chargeback table")
+    _add_lake(p)
+    p.add_argument("--days", type=int, default=7, help="days of traffic (default 7)")
+    p.add_argument("--requests", type=int, default=3000, help="requests sent through the gateway (default 3000)")
+    p.add_argument("--seed", type=int, default=7, help="random seed of the simulated tenants")
+    p.add_argument("--dashboard", default="report.html", help="where to write the HTML dashboard")
+    p.set_defaults(command_key="demo")
+
+    p = sub.add_parser("serve", help="run the gateway locally")
+    _add_lake(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--upstream", default="bedrock",
+                   help="bedrock | simulator | URL of an OpenAI-compatible upstream (vLLM, Ollama, …)")
+    p.add_argument("--tenants", default=None, help="tenant registry file (default: <lake>/../tenants.json)")
+    p.set_defaults(command_key="serve")
+
+    p = sub.add_parser("ingest", help="land raw events (JSON Lines) in the lake as Firehose would")
+    _add_lake(p)
+    p.add_argument("files", nargs="+", metavar="FILE.jsonl")
+    p.set_defaults(command_key="ingest")
+
+    pricing = sub.add_parser("pricing", help="the pricing catalog").add_subparsers(dest="pricing_command",
+                                                                                   required=True, metavar="ACTION")
+    p = pricing.add_parser("import", help="publish a new catalog version from a price sheet (CSV); print its id")
+    _add_lake(p)
+    p.add_argument("sheet", metavar="SHEET.csv")
+    p.add_argument("--note", default=None, help="a note stored with the version (who, why)")
+    p.set_defaults(command_key="pricing import")
+    p = pricing.add_parser("list", help="list catalog versions")
+    _add_lake(p)
+    p.set_defaults(command_key="pricing list")
+
+    p = sub.add_parser("transform", help="validate, dedupe, price and write the curated tables for a range of days")
+    _add_lake(p)
+    _add_range(p)
+    p.add_argument("--price-version", default=None, help="catalog version (default: the latest)")
+    p.set_defaults(command_key="transform")
+
+    p = sub.add_parser("report", help="per team × model cost for a range of days")
+    _add_lake(p)
+    _add_range(p)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(command_key="report")
+
+    tenants = sub.add_parser("tenants", help="the team registry").add_subparsers(dest="tenants_command",
+                                                                               required=True, metavar="ACTION")
+    p = tenants.add_parser("add", help="register a team")
+    _add_lake(p)
+    p.add_argument("team")
+    p.add_argument("--cost-center", default=None)
+    p.add_argument("--allow", action="append", default=None, metavar="MODEL_PATTERN",
+                   help="allowed model pattern (glob); repeat for more; default: every model")
+    p.add_argument("--monthly-budget", default=None, help="monthly budget in USD")
+    p.add_argument("--rps", type=float, default=None, help="requests-per-second limit")
+    p.add_argument("--daily-tokens", type=int, default=None, help="daily token limit")
+    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.set_defaults(command_key="tenants add")
+    p = tenants.add_parser("list", help="list teams")
+    _add_lake(p)
+    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.set_defaults(command_key="tenants list")
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True,
+                                                                  metavar="ACTION")
+    p = keys.add_parser("create", help="create an API key for a team; prints the secret once")
+    _add_lake(p)
+    p.add_argument("team")
+    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.set_defaults(command_key="keys create")
+
+    sqlp = sub.add_parser("sql", help="the SQL views").add_subparsers(dest="sql_command", required=True,
+                                                                      metavar="ACTION")
+    p = sqlp.add_parser("render", help="print every view for an engine")
+    p.add_argument("--dialect", choices=("athena", "duckdb"), default="duckdb")
+    p.set_defaults(command_key="sql render")
+
+    export = sub.add_parser("export", help="exports").add_subparsers(dest="export_command", required=True,
+                                                                     metavar="FORMAT")
+    p = export.add_parser("focus", help="FOCUS 1.2 cost and usage export (Parquet)")
+    _add_lake(p)
+    _add_range(p)
+    p.add_argument("--out", required=True, metavar="FILE.parquet")
+    p.set_defaults(command_key="export focus")
+
+    p = sub.add_parser("dashboard", help="render the chargeback dashboard as one self-contained HTML page")
+    _add_lake(p)
+    _add_range(p, required=False)
+    p.add_argument("--out", default="report.html")
+    p.set_defaults(command_key="dashboard")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # exits 2 on a usage error
+    module_name, func_name = _HANDLERS[args.command_key].split(":")
+    try:
+        handler = getattr(importlib.import_module(module_name), func_name)
+        return int(handler(args) or 0)
+    except UserError as exc:
+        print(f"modelmeter {args.command_key}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"modelmeter {args.command_key}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

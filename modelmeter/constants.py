@@ -1,0 +1,35 @@
+"""Names shared by runtime and infrastructure (one module, imported by both; never spelled twice)."""
+
+from __future__ import annotations
+
+# Environment variables
+ENV_LAKE = "MODELMETER_LAKE"
+ENV_TENANTS = "MODELMETER_TENANTS"
+ENV_BUSINESS_UNIT = "MODELMETER_BUSINESS_UNIT"
+ENV_FIREHOSE_STREAM = "MODELMETER_FIREHOSE_STREAM"
+ENV_TENANT_TABLE = "MODELMETER_TENANT_TABLE"
+ENV_LONGPOLL_TABLE = "MODELMETER_LONGPOLL_TABLE"
+ENV_SPOOL_DIR = "MODELMETER_SPOOL_DIR"
+
+DEFAULT_LAKE = "./lake"
+
+# Lake layout (DESIGN.md "The lake"): prefixes under the lake root.
+RAW_EVENTS = "raw/usage_events"
+QUARANTINE_EVENTS = "quarantine/usage_events"
+PRICING_CATALOG = "pricing/catalog"
+CURATED_USAGE_COST = "curated/usage_cost"
+CURATED_TEAM_MODEL_DAILY = "curated/team_model_daily"
+RUN_MANIFESTS = "runs/transform"
+
+# Table names (Glue, DuckDB views)
+TABLE_RAW = "raw_usage_events"
+TABLE_QUARANTINE = "quarantine_usage_events"
+TABLE_USAGE_COST = "usage_cost"
+TABLE_TEAM_MODEL_DAILY = "team_model_daily"
+
+# Money: DECIMAL(38,12) USD everywhere (DESIGN.md).
+MONEY_PRECISION = 38
+MONEY_SCALE = 12
+
+# Metrics namespace (Powertools, CloudWatch)
+METRICS_NAMESPACE = "modelmeter"

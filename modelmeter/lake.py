@@ -1,0 +1,100 @@
+"""The lake: a local folder or an ``s3://bucket/prefix`` URI, with the same layout in both (DESIGN.md)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from modelmeter.constants import DEFAULT_LAKE, ENV_LAKE
+
+PARQUET_COMPRESSION = "zstd"
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Where the lake lives. ``fs`` is a pyarrow filesystem, ``base`` the root path inside it (no trailing slash)."""
+
+    uri: str
+    fs: pafs.FileSystem
+    base: str
+
+    @classmethod
+    def open(cls, uri: str | os.PathLike[str] | None = None) -> Lake:
+        """Open ``uri``, else ``$MODELMETER_LAKE``, else ``./lake``. A local folder is created when missing."""
+        uri = str(uri or os.environ.get(ENV_LAKE) or DEFAULT_LAKE)
+        if uri.startswith("s3://"):
+            fs, base = pafs.FileSystem.from_uri(uri)
+            return cls(uri=uri.rstrip("/"), fs=fs, base=base.rstrip("/"))
+        path = Path(uri).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(uri=str(path), fs=pafs.LocalFileSystem(), base=str(path))
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        """Path inside ``fs`` of a lake-relative location."""
+        return "/".join([self.base, *[p.strip("/") for p in parts if p]])
+
+    def url(self, *parts: str) -> str:
+        """A location as DuckDB and people read it: an absolute local path, or an ``s3://`` URL."""
+        if self.is_local:
+            return self.path(*parts)
+        return "s3://" + self.path(*parts)
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def list_files(self, *parts: str, suffix: str = ".parquet") -> list[str]:
+        """Every file under a lake-relative prefix (recursively), as ``fs`` paths, sorted."""
+        selector = pafs.FileSelector(self.path(*parts), recursive=True, allow_not_found=True)
+        return sorted(
+            info.path for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.path.endswith(suffix)
+            and not info.base_name.startswith((".", "_"))
+        )
+
+    def write_parquet(self, table: pa.Table, *parts: str) -> str:
+        """Write ``table`` to a lake-relative file, atomically: readers see the whole file or none of it.
+
+        Locally the file is written under a hidden temporary name and renamed; an S3 PUT is atomic by itself.
+        """
+        target = self.path(*parts)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        if not self.is_local:
+            pq.write_table(table, target, filesystem=self.fs, compression=PARQUET_COMPRESSION)
+            return target
+        directory, name = target.rsplit("/", 1)
+        tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
+        os.replace(tmp, target)
+        return target
+
+    def write_bytes(self, data: bytes, *parts: str) -> str:
+        """Write a small file (manifests, catalog versions) atomically."""
+        target = self.path(*parts)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        if not self.is_local:
+            with self.fs.open_output_stream(target) as out:
+                out.write(data)
+            return target
+        directory, name = target.rsplit("/", 1)
+        tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "wb") as out:
+            out.write(data)
+        os.replace(tmp, target)
+        return target
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open_input_stream(self.path(*parts)) as src:
+            return src.read()
+
+    def delete(self, fs_path: str) -> None:
+        self.fs.delete_file(fs_path)

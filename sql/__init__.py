@@ -1,0 +1,1 @@
+"""SQL models (staging → marts) and views, written once for DuckDB and rendered for Athena."""

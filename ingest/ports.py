@@ -1,0 +1,101 @@
+"""The gateway's seams: tenant registry, long-poll result store and usage-event emitter.
+
+Each has a local implementation (files, memory, the local Parquet sink) and an AWS one (DynamoDB, Firehose). The ASGI
+app (:mod:`ingest.app`) depends only on these protocols, so the same code runs under uvicorn and in Lambda.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-team limits; ``None`` means unlimited."""
+
+    requests_per_second: float | None = None
+    daily_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Team:
+    """A tenant. ``allowed_models`` are fnmatch patterns over the model id as invoked (``*`` = any)."""
+
+    team_id: str
+    cost_center: str | None = None
+    monthly_budget_usd: Decimal | None = None
+    allowed_models: tuple[str, ...] = ("*",)
+    limits: Limits = field(default_factory=Limits)
+    business_unit: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A stored API key: only its id (non-secret, goes into usage events) and the SHA-256 of the secret."""
+
+    api_key_id: str
+    key_hash: str
+    team_id: str
+    created_at: str
+    revoked: bool = False
+
+
+def hash_key(secret: str) -> str:
+    """The stored form of an API key (hex SHA-256). Keys are 256-bit random, so a plain hash is enough."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class TenantRegistry(Protocol):
+    """Teams and their keys (local file in local mode, DynamoDB in AWS)."""
+
+    def lookup_key(self, secret: str) -> tuple[KeyRecord, Team] | None:
+        """The key record and its team for a presented secret, or ``None`` if unknown or revoked."""
+        ...
+
+    def get_team(self, team_id: str) -> Team | None: ...
+
+    def put_team(self, team: Team) -> None: ...
+
+    def list_teams(self) -> list[Team]: ...
+
+    def create_key(self, team_id: str) -> tuple[KeyRecord, str]:
+        """Create a key for an existing team; returns the record and the secret (shown once, never stored)."""
+        ...
+
+
+class LongPollStore(Protocol):
+    """Results of the seed's async ("streaming: true") flow, keyed by request id, with a TTL.
+
+    ``claim`` must be atomic (DynamoDB: conditional delete): of concurrent polls, exactly one gets the result.
+    """
+
+    def start(self, request_id: str, *, team_id: str, ttl_seconds: int) -> None: ...
+
+    def complete(self, request_id: str, *, result: dict[str, Any]) -> None: ...
+
+    def claim(self, request_id: str, *, team_id: str) -> dict[str, Any] | None:
+        """The finished result, removed atomically; ``None`` while pending or if someone else claimed it.
+
+        Raises:
+            ingest.exceptions.NotFound: unknown or expired request id, or one that belongs to another team.
+        """
+        ...
+
+
+class EventEmitter(Protocol):
+    """Takes usage events (dicts in schema v1) off the request path and delivers each exactly once."""
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Enqueue one event; must not block on I/O to the sink (durably spooled before returning)."""
+        ...
+
+    def flush(self) -> None:
+        """Deliver everything enqueued so far (blocking)."""
+        ...
+
+    def close(self) -> None:
+        """Flush and stop background work (called on SIGTERM / shutdown)."""
+        ...

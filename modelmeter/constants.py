@@ -33,3 +33,6 @@ MONEY_SCALE = 12
 
 # Metrics namespace (Powertools, CloudWatch)
 METRICS_NAMESPACE = "modelmeter"
+
+# Reference data written beside the curated tables (team cost centres and budgets, from the tenant registry).
+REFERENCE_TEAMS = "reference/teams"

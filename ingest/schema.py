@@ -313,3 +313,7 @@ def quarantine_arrow_schema() -> pa.Schema:
         pa.field("raw", pa.string(), metadata={"description": "the rejected line or row, as it was"}),
         pa.field("quarantined_at", pa.timestamp("ms", tz="UTC"), nullable=False),
     ])
+
+
+if __name__ == "__main__":  # python -m ingest.schema > docs/usage_event.schema.json
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))

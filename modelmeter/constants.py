@@ -36,3 +36,7 @@ METRICS_NAMESPACE = "modelmeter"
 
 # Reference data written beside the curated tables (team cost centres and budgets, from the tenant registry).
 REFERENCE_TEAMS = "reference/teams"
+
+# DynamoDB tables of the gateway (tenant registry, long-poll results): one string partition key and a TTL attribute.
+DYNAMO_PARTITION_KEY = "pk"
+DYNAMO_TTL_ATTRIBUTE = "expires_at"

@@ -40,3 +40,8 @@ REFERENCE_TEAMS = "reference/teams"
 # DynamoDB tables of the gateway (tenant registry, long-poll results): one string partition key and a TTL attribute.
 DYNAMO_PARTITION_KEY = "pk"
 DYNAMO_TTL_ATTRIBUTE = "expires_at"
+
+# Reporting (sql/config.py): the time zone days are counted in, and the day fiscal months start on.
+ENV_REPORTING_TZ = "MODELMETER_REPORTING_TZ"
+ENV_FISCAL_MONTH_START = "MODELMETER_FISCAL_MONTH_START"
+TABLE_TEAMS = "teams"

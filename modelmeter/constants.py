@@ -49,15 +49,8 @@ TABLE_TEAMS = "teams"
 # Deployment (infra/ sets these on the Lambdas; the runtime reads them).
 ENV_SAGEMAKER_ENDPOINTS = "MODELMETER_SAGEMAKER_ENDPOINTS"  # JSON: model id -> {"endpoint_name", "inference_component"}
 ENV_TRANSFORM_ENGINE = "MODELMETER_TRANSFORM_ENGINE"  # duckdb | athena
-ENV_REPORTING_TIMEZONE = "MODELMETER_REPORTING_TIMEZONE"  # IANA zone of reports and dashboards
 ENV_ATHENA_WORKGROUP = "MODELMETER_ATHENA_WORKGROUP"
 ENV_GLUE_DATABASE = "MODELMETER_GLUE_DATABASE"
-
-# DynamoDB key attributes of the AWS tenant registry and long-poll tables (infra creates them, ingest uses them).
-DDB_TENANT_PK = "pk"
-DDB_TENANT_SK = "sk"
-DDB_LONGPOLL_PK = "request_id"
-DDB_TTL_ATTRIBUTE = "expires_at"  # epoch seconds; DynamoDB TTL deletes the item after it
 
 # Metrics the scheduled transform emits (namespace METRICS_NAMESPACE); the quarantine-rate alarm divides them.
 METRIC_QUARANTINED_EVENTS = "QuarantinedEvents"

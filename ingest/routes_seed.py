@@ -1,0 +1,189 @@
+"""Seed-compatible routes (DESIGN.md "seed API"): ``GET /list_foundation_models``, ``POST /invoke_model``.
+
+A client written for the AWS guidance this replaces works unchanged: same query parameters, the same lower-case
+headers (``x-api-key``, ``team_id``, ``messages_api``, ``streaming``, ``type``), the same one-element-array
+responses and the same async ("streaming") long-poll flow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from ingest.app import LONGPOLL_TTL_SECONDS, Call, Gateway, json_response, read_json
+from ingest.auth import check_model_allowed, check_team_header
+from ingest.exceptions import BadRequest, ServiceError
+from ingest.openapi_docs import SEED_INVOKE, SEED_LIST
+from ingest.providers.base import ModelRequest, ModelResult, Provider
+
+_OPERATIONS = {None: None, "": None, "embeddings": "embeddings", "embeddings-image": "image_embeddings",
+               "image": "image"}
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "1", "yes")
+
+
+def _operation(headers: Any) -> str:
+    kind = headers.get("type")
+    if kind not in _OPERATIONS:
+        raise BadRequest(f"unknown type header {kind!r}: use embeddings, embeddings-image or image")
+    return _OPERATIONS[kind] or ("chat" if _truthy(headers.get("messages_api")) else "text")
+
+
+def _messages(inputs: Any) -> list[dict[str, Any]]:
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("with messages_api, inputs must be a non-empty list of {role, content} messages")
+    for i, message in enumerate(inputs):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequest(f"inputs[{i}] must be an object with a role")
+        content = message.get("content")
+        if isinstance(content, str):
+            message["content"] = [{"text": content}]
+        elif not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
+            raise BadRequest(f"inputs[{i}].content must be a string or a list of content blocks")
+    return inputs
+
+
+def _dict_field(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise BadRequest(f"{name} must be an object")
+    return value
+
+
+def build_request(call: Call, body: Any) -> ModelRequest:
+    """The provider-neutral request of a seed body; refuses wrong shapes and types with 400."""
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    params = _dict_field(body, "parameters") or {}
+    request = ModelRequest(model_id=call.model_id, operation=call.operation, parameters=dict(params),
+                           model_arn=call.model_arn, body=body)
+    inputs = body.get("inputs")
+    if call.operation == "image":
+        prompt = (body.get("textToImageParams") or {}).get("text") if isinstance(
+            body.get("textToImageParams"), dict) else None
+        prompts = body.get("text_prompts")
+        if prompt is None and isinstance(prompts, list) and prompts and isinstance(prompts[0], dict):
+            prompt = prompts[0].get("text")
+        if prompt is None and isinstance(inputs, str):
+            prompt = inputs
+        if not isinstance(prompt, str):
+            raise BadRequest("an image request needs textToImageParams.text, text_prompts[].text or inputs")
+        request.prompt = prompt
+    elif call.operation == "chat":
+        request.messages = _messages(inputs)
+        system = params.get("system")
+        if system is not None and not isinstance(system, str):
+            raise BadRequest("parameters.system must be a string")
+        request.system = system
+        request.parameters.pop("system", None)
+        request.additional_model_fields = _dict_field(body, "additional_model_fields")
+        request.tool_config = _dict_field(body, "tool_config")
+    elif isinstance(inputs, str) or (call.operation == "text" and isinstance(inputs, dict)):
+        request.prompt = inputs  # a dict is a SageMaker payload, passed through
+    else:
+        raise BadRequest("inputs must be a string" + (" (or an object for SageMaker)" if call.operation == "text"
+                                                      else ""))
+    if "InferenceComponentName" in params:
+        request.extra["InferenceComponentName"] = request.parameters.pop("InferenceComponentName")
+    for name in ("maxTokens", "max_new_tokens"):
+        value = request.parameters.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise BadRequest(f"parameters.{name} must be a positive integer")
+    return request
+
+
+def shape_result(result: ModelResult, operation: str) -> dict[str, Any]:
+    """The seed's response element for a result."""
+    if operation in ("embeddings", "image_embeddings"):
+        return {"embedding": result.embedding or []}
+    if operation == "image":
+        return {"artifacts": result.artifacts} if result.artifacts is not None else {"images": result.images or []}
+    if result.tool_use:
+        return {"generated_text": result.tool_use}
+    if result.text is None and result.raw is not None:
+        return {"generated_text": result.raw}
+    return {"generated_text": result.text or ""}
+
+
+async def _run_async(gw: Gateway, call: Call, provider: Provider, request: ModelRequest) -> None:
+    """The model call of the async flow, after the response: bill it, then park the result for one claim."""
+    try:
+        result = await provider.invoke(request)
+    except ServiceError as exc:
+        call.fail(exc)
+        gw.longpoll.complete(call.request_id, result={"status": exc.status_code,
+                                                      "body": {"message": exc.message, "type": exc.error_type}})
+        return
+    except Exception as exc:  # noqa: BLE001 - the task must record the outcome whatever it is
+        call.fail(exc)
+        gw.longpoll.complete(call.request_id, result={"status": 500, "body": {
+            "message": "internal error; the gateway logged the details", "type": "internal_error"}})
+        return
+    call.finish(status="ok", http_status=200, usage=result.usage)
+    gw.longpoll.complete(call.request_id, result={"status": 200, "body": [shape_result(result, call.operation)]})
+
+
+def _poll(gw: Gateway, call: Call, request_id: str) -> Response:
+    claimed = gw.longpoll.claim(request_id, team_id=call.team.team_id)
+    # A poll is not a model call: the model call's own event (emitted when it finished) bills it, exactly once.
+    call.finished = True
+    if claimed is None:
+        return json_response([{"request_id": request_id}])
+    return json_response(claimed["body"], claimed["status"])
+
+
+async def invoke_model(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    headers, query = request.headers, request.query_params
+    streaming = _truthy(headers.get("streaming"))
+    call = gw.begin(headers.get("x-api-key"), streaming=streaming)
+    call.model_id = query.get("model_id") or "unknown"
+    call.model_arn = query.get("model_arn") or None
+    try:
+        call.operation = _operation(headers)
+        check_team_header(call.team, headers.get("team_id"), required=True)
+        if query.get("requestId"):
+            return _poll(gw, call, query["requestId"])
+        if not query.get("model_id"):
+            raise BadRequest("missing model_id query parameter")
+        check_model_allowed(call.team, call.model_id, call.model_arn)
+        gw.limits.check(call.team.team_id, call.team.limits)
+        model_request = build_request(call, await read_json(request, gw))
+        provider = call.route()
+        if streaming and call.operation in ("chat", "text"):
+            gw.longpoll.start(call.request_id, team_id=call.team.team_id, ttl_seconds=LONGPOLL_TTL_SECONDS)
+            gw.spawn(_run_async(gw, call, provider, model_request))
+            return json_response([{"request_id": call.request_id}])
+        call.streaming = False  # embeddings and images have no async flow: answered at once
+        result = await provider.invoke(model_request)
+        call.finish(status="ok", http_status=200, usage=result.usage)
+        return json_response([shape_result(result, call.operation)])
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+
+
+async def list_foundation_models(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    # Listing models calls no model, so it has no usage event; it still needs a valid key.
+    from ingest.auth import authenticate
+
+    authenticate(gw.registry, request.headers.get("x-api-key"))
+    models = await gw.providers.list_models()
+    summaries = [{
+        "modelId": m["model_id"], "modelName": m.get("model_name", m["model_id"]),
+        "providerName": m.get("provider_name"), "inputModalities": m.get("input_modalities", ["TEXT"]),
+        "outputModalities": m.get("modalities", ["TEXT"]), "responseStreamingSupported": True,
+    } for m in models]
+    return json_response([{"modelSummaries": summaries}])
+
+
+def register(app: FastAPI, gw: Gateway) -> None:
+    app.add_api_route("/list_foundation_models", list_foundation_models, methods=["GET"], openapi_extra=SEED_LIST,
+                      summary="List the foundation models (seed API)", tags=["seed"])
+    app.add_api_route("/invoke_model", invoke_model, methods=["POST"], openapi_extra=SEED_INVOKE,
+                      summary="Invoke a model (seed API)", tags=["seed"])

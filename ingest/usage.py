@@ -1,0 +1,54 @@
+"""The usage event of one request (schema v1), built from what the handler learned; no prompt or completion text."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from ingest.providers.base import Usage
+from ingest.schema import SCHEMA_VERSION, format_time
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (≈ 4 characters a token) for providers that report nothing; marked ``estimated``."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def build_event(*, request_id: str, event_time: datetime, team_id: str, api_key_id: str | None,
+                business_unit: str | None, provider: str, region: str | None, model_id: str, operation: str,
+                status: str, http_status: int | None, usage: Usage | None, streaming: bool,
+                latency_ms: int | None, service_tier: str = "on_demand") -> dict[str, Any]:
+    """One event as a JSON-ready dict; ``usage=None`` (the call never reached a model) counts zero tokens."""
+    u = usage or Usage()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": str(uuid.uuid4()),
+        "request_id": request_id,
+        "event_time": format_time(event_time),
+        "team_id": team_id,
+        "api_key_id": api_key_id,
+        "business_unit": business_unit,
+        "provider": provider,
+        "region": region,
+        "model_id": model_id or "unknown",
+        "operation": operation,
+        "status": status,
+        "http_status": http_status,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_read_input_tokens": u.cache_read_input_tokens,
+        "cache_write_input_tokens": u.cache_write_input_tokens,
+        "image_count": u.image_count,
+        "image_width": u.image_width,
+        "image_height": u.image_height,
+        "image_quality": u.image_quality,
+        "token_source": u.token_source,
+        "streaming": streaming,
+        "service_tier": service_tier,
+        "latency_ms": latency_ms,
+    }

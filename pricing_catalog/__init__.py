@@ -1,1 +1,15 @@
-"""The versioned, effective-dated pricing catalog: price data in data/, the strict loader and matching here."""
+"""The versioned, effective-dated pricing catalog: price data in data/, the strict loader and matching here.
+
+Public API (keyword-only): :func:`load_catalog`, :class:`Catalog` (``version``, ``resolve``, ``prices_for``),
+:class:`PriceInterval`, :func:`publish`, :func:`list_versions`, :class:`VersionInfo`, :class:`CatalogError`.
+See docs/pricing.md.
+"""
+
+from __future__ import annotations
+
+from pricing_catalog.catalog import Catalog, interval_at
+from pricing_catalog.model import DIMENSIONS, CatalogError, PriceInterval, PriceRow
+from pricing_catalog.store import VersionInfo, list_versions, load_catalog, publish
+
+__all__ = ["DIMENSIONS", "Catalog", "CatalogError", "PriceInterval", "PriceRow", "VersionInfo", "interval_at",
+           "list_versions", "load_catalog", "publish"]

@@ -1,0 +1,132 @@
+"""The catalog's value types: one price row, one price interval, the error type, and instant parsing.
+
+Money is ``Decimal`` everywhere (DESIGN.md: DECIMAL(38,12) USD); a float never enters the catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+
+from modelmeter.constants import MONEY_PRECISION, MONEY_SCALE
+
+#: The event fields a price counts (DESIGN.md "Pricing catalog", column ``dimension``).
+TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_write_input_tokens")
+IMAGE_DIMENSION = "images"
+DIMENSIONS = (*TOKEN_DIMENSIONS, IMAGE_DIMENSION)
+
+#: How many units one price is for.
+ALLOWED_PER = (1, 1000, 1000000)
+
+#: Service tiers of the usage event (DESIGN.md); prices exist per tier.
+SERVICE_TIERS = ("on_demand", "batch", "flex", "priority", "provisioned")
+DEFAULT_TIER = "on_demand"
+
+IMAGE_QUALITIES = ("standard", "premium")
+DEFAULT_IMAGE_QUALITY = "standard"
+
+
+class CatalogError(Exception):
+    """Bad price data or a bad request of the catalog; the message names the file/row and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class PriceRow:
+    """One effective-dated price, as stored in the catalog and in a published version.
+
+    ``model`` is a catalog model key (what :meth:`Catalog.resolve` returns). ``region`` None means every region.
+    For ``images``, ``image_max_width`` × ``image_max_height`` bound the size class (None: any size) and
+    ``image_quality`` the quality (None: any quality).
+    """
+
+    model: str
+    dimension: str
+    price_usd: Decimal
+    per: int
+    effective_from: datetime
+    effective_to: datetime | None
+    source: str
+    region: str | None = None
+    service_tier: str = DEFAULT_TIER
+    image_max_width: int | None = None
+    image_max_height: int | None = None
+    image_quality: str | None = None
+    checked: date | None = None
+
+    @property
+    def group(self) -> tuple[object, ...]:
+        """The prices that must never overlap in time: same model, dimension, region, tier and image class."""
+        return (self.model, self.dimension, self.region, self.service_tier, self.image_max_width,
+                self.image_max_height, self.image_quality)
+
+
+@dataclass(frozen=True)
+class PriceInterval:
+    """The price of one dimension during ``[effective_from, effective_to)`` (``effective_to`` None: open-ended).
+
+    Cost of ``n`` units = ``n * price_usd / per``.
+    """
+
+    dimension: str
+    price_usd: Decimal
+    per: int
+    effective_from: datetime
+    effective_to: datetime | None
+    source: str
+
+    def contains(self, instant: datetime) -> bool:
+        """Whether ``instant`` (timezone-aware) falls in this interval: start inclusive, end exclusive."""
+        return self.effective_from <= instant and (self.effective_to is None or instant < self.effective_to)
+
+
+def parse_instant(value: object, *, what: str) -> datetime:
+    """``YYYY-MM-DD`` (midnight UTC) or an ISO-8601 instant with a zone, as an aware UTC datetime.
+
+    Raises:
+        ValueError: with a message saying what to write instead.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{what} {value.isoformat()} has no time zone: quote it and add Z (UTC)")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a date YYYY-MM-DD or an ISO-8601 UTC instant, got {value!r}")
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return parse_instant(date.fromisoformat(text), what=what)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a date: write YYYY-MM-DD or 2025-01-31T12:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{what} {text!r} has no time zone: add Z for UTC (e.g. {text}Z)")
+    return parsed.astimezone(UTC)
+
+
+def parse_price(value: object, *, what: str) -> Decimal:
+    """A price written as a decimal string (never a float: floats lose cents), ≥ 0, at most 12 decimals.
+
+    Raises:
+        ValueError: with a message saying what to write instead.
+    """
+    if isinstance(value, bool) or not isinstance(value, str):
+        shown = repr(value)
+        hint = f"write it as a quoted string, e.g. '{value}'" if isinstance(value, int | float) else "write a decimal"
+        raise ValueError(f"{what} {shown} is not a quoted decimal string: {hint} (floats lose cents)")
+    try:
+        price = Decimal(value.strip())
+    except InvalidOperation:
+        raise ValueError(f"{what} {value!r} is not a number: write a decimal such as 0.25") from None
+    if not price.is_finite():
+        raise ValueError(f"{what} {value!r} is not a finite number")
+    if price < 0:
+        raise ValueError(f"{what} {value!r} is negative: prices are ≥ 0")
+    exponent = price.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MONEY_SCALE:
+        raise ValueError(f"{what} {value!r} has more than {MONEY_SCALE} decimals: use a larger `per` instead")
+    if price >= Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE):
+        raise ValueError(f"{what} {value!r} is too large")
+    return price

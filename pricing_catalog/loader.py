@@ -84,6 +84,8 @@ def _line(obj: Any) -> str:
 
 def _images(entry: dict[str, Any], *, base: dict[str, Any], where: str) -> list[PriceRow]:
     images = entry["images"]
+    if entry["per"] != 1:
+        raise CatalogError(f"{where}: image prices are per image: set per: 1 (put token prices in their own entry)")
     if not isinstance(images, list) or not images:
         raise CatalogError(f"{where}: `images` must be a list of {{quality, max_width, max_height, price}}")
     rows = []

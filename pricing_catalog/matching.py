@@ -23,7 +23,7 @@ from collections.abc import Iterable
 #: Geography prefixes of Bedrock inference profiles (the first dotted segment of a profile id).
 PROFILE_PREFIXES = ("us", "eu", "apac", "us-gov", "ca", "jp", "au", "global")
 
-_PROFILE_RE = re.compile(r"^(?P<prefix>[a-z]{2,4}(?:-gov)?)\.(?P<rest>[a-z0-9-]+\..+)$")
+_PROFILE_RE = re.compile(r"^(?P<prefix>[a-z]{2,6}(?:-gov)?)\.(?P<rest>[a-z0-9-]+\..+)$")
 _ARN_RE = re.compile(r"^arn:aws[a-z-]*:bedrock:[^:]*:[^:]*:(?P<kind>[a-z-]+)/(?P<id>.+)$")
 _CONTEXT_RE = re.compile(r"^(?P<stem>.+:\d+):[0-9]+[km]$")
 _REVISION_RE = re.compile(r"^(?P<stem>.+):\d+$")

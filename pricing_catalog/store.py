@@ -90,6 +90,10 @@ def _from_table(table: pa.Table) -> list[PriceRow]:
     rows = []
     for record in table.to_pylist():
         record["price_usd"] = _plain(record["price_usd"])
+        # pyarrow returns zoneinfo UTC; use datetime.UTC so rows compare and print like the built-in ones
+        for name in ("effective_from", "effective_to"):
+            if record[name] is not None:
+                record[name] = record[name].astimezone(UTC)
         rows.append(PriceRow(**record))
     return rows
 

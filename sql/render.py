@@ -1,0 +1,133 @@
+"""Render the views for an engine, and open the lake in DuckDB with every view created.
+
+``sql/views/<name>.sql`` are written once in Athena's SQL with the helpers of :mod:`sql.dialect`; sqlglot renders
+them for Athena (Trino) and DuckDB. ``VIEWS`` lists them in dependency order (a view only reads tables and views
+listed before it).
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+import sqlglot
+from sqlglot import exp
+
+from ingest.schema import quarantine_arrow_schema
+from modelmeter.constants import (
+    CURATED_TEAM_MODEL_DAILY,
+    CURATED_USAGE_COST,
+    QUARANTINE_EVENTS,
+    REFERENCE_TEAMS,
+    TABLE_QUARANTINE,
+    TABLE_TEAM_MODEL_DAILY,
+    TABLE_TEAMS,
+    TABLE_USAGE_COST,
+)
+from modelmeter.lake import Lake
+from sql.config import ReportingConfig
+from sql.dialect import Dialect, expand_helpers
+from sql.reference import teams_schema
+from transforms.tables import arrow_schema as curated_schema
+
+#: Views in dependency order.
+VIEWS: tuple[str, ...] = (
+    "usage_local",
+    "team_model_daily_local",
+    "chargeback_monthly",
+    "unit_cost_by_model",
+    "daily_trend",
+    "top_spenders",
+    "fastest_growers",
+    "unpriced_usage",
+    "quarantine_summary",
+    "budget_burn",
+)
+
+SOURCE_DIALECT = "athena"
+
+
+def views() -> list[str]:
+    """View names, in dependency order."""
+    return list(VIEWS)
+
+
+@cache
+def _source(name: str) -> str:
+    return resources.files("sql").joinpath("views", f"{name}.sql").read_text(encoding="utf-8")
+
+
+def source_tree(name: str) -> exp.Expression:
+    """The parsed source (Athena SQL, helpers not yet expanded) of one view."""
+    return sqlglot.parse_one(_source(name), read=SOURCE_DIALECT)
+
+
+def render_view(name: str, *, dialect: Dialect, config: ReportingConfig | None = None, pretty: bool = True) -> str:
+    """``CREATE OR REPLACE VIEW <name> AS …`` for one view in ``dialect``."""
+    if name not in VIEWS:
+        raise ValueError(f"unknown view {name!r}: the views are {', '.join(VIEWS)}")
+    config = config or ReportingConfig.from_env()
+    query = expand_helpers(source_tree(name), dialect=dialect, config=config)
+    create = exp.Create(this=exp.to_table(name), kind="VIEW", replace=True, expression=query)
+    return create.sql(dialect=dialect, pretty=pretty)
+
+
+def render_views(*, dialect: Dialect, config: ReportingConfig | None = None) -> dict[str, str]:
+    """Every view as ``name → CREATE OR REPLACE VIEW …`` in ``dialect``, in dependency order."""
+    config = config or ReportingConfig.from_env()
+    return {name: render_view(name, dialect=dialect, config=config) for name in VIEWS}
+
+
+def table_sources() -> dict[str, tuple[str, pa.Schema]]:
+    """Base tables the views read: ``table name → (lake prefix, Arrow schema)``."""
+    return {
+        TABLE_USAGE_COST: (CURATED_USAGE_COST, curated_schema("usage_cost")),
+        TABLE_TEAM_MODEL_DAILY: (CURATED_TEAM_MODEL_DAILY, curated_schema("team_model_daily")),
+        TABLE_QUARANTINE: (QUARANTINE_EVENTS, quarantine_arrow_schema()),
+        TABLE_TEAMS: (REFERENCE_TEAMS, teams_schema()),
+    }
+
+
+def _dataset(lake: Lake, prefix: str, schema: pa.Schema) -> pads.Dataset:
+    # An explicit schema keeps the types exact (DECIMAL(38,12), TIMESTAMPTZ) and makes an absent table an empty one.
+    files = lake.list_files(prefix)
+    if not files:
+        return pads.dataset(pa.Table.from_batches([], schema=schema))
+    return pads.dataset(files, schema=schema, format="parquet", filesystem=lake.fs)
+
+
+def connect(*, lake: Lake, config: ReportingConfig | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB over the lake: the base tables (``usage_cost``, ``team_model_daily``,
+    ``quarantine_usage_events``, ``teams``) as views over its Parquet, then every view of :data:`VIEWS`.
+
+    Works on a local folder or an S3 lake alike (pyarrow reads the files, DuckDB scans them as Arrow).
+    """
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")  # casts of TIMESTAMPTZ must not depend on the machine's zone
+    for table, (prefix, schema) in table_sources().items():
+        con.register(f"__{table}_arrow", _dataset(lake, prefix, schema))
+        con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM "__{table}_arrow"')
+    for sql in render_views(dialect="duckdb", config=config).values():
+        con.execute(sql)
+    return con
+
+
+def run_cli(args: argparse.Namespace | Any) -> int:
+    """``modelmeter sql render --dialect athena|duckdb``: print every view, each ending with ``;``."""
+    from modelmeter.cli import UserError
+
+    try:
+        config = ReportingConfig.from_env()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    rendered = render_views(dialect=args.dialect, config=config)
+    print(f"-- {len(rendered)} views for {args.dialect}, reporting time zone {config.timezone}, "
+          f"fiscal months start on day {config.fiscal_month_start_day}\n")
+    for name, sql in rendered.items():
+        print(f"-- {name}\n{sql};\n")
+    return 0

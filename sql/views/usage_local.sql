@@ -1,0 +1,48 @@
+-- usage_local: every curated usage row with its day and fiscal month in the reporting time zone, and its team's
+-- cost centre. usage_date is the UTC day (the dt partition); local_date is the day people report on.
+with usage_rows as (
+    select * from usage_cost
+),
+
+team_ref as (
+    select team_id, cost_center from teams
+),
+
+final as (
+    select
+        -- ids
+        u.event_id,
+        u.team_id,
+        coalesce(t.cost_center, 'unassigned') as cost_center,
+        u.business_unit,
+        u.provider,
+        u.region,
+        u.model_id,
+        u.operation,
+        u.status,
+        u.service_tier,
+        -- time
+        u.event_time,
+        u.usage_date,
+        mm_local_date(u.event_time) as local_date,
+        mm_fiscal_month_start(mm_local_date(u.event_time)) as fiscal_month_start,
+        -- tokens and images
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_input_tokens,
+        u.cache_write_input_tokens,
+        u.image_count,
+        -- money (NULL when unpriced)
+        u.priced,
+        u.price_version,
+        u.input_cost,
+        u.output_cost,
+        u.cache_read_cost,
+        u.cache_write_cost,
+        u.image_cost,
+        u.total_cost
+    from usage_rows as u
+    left join team_ref as t on t.team_id = u.team_id
+)
+
+select * from final

@@ -1,0 +1,108 @@
+"""Shared fixtures of the AWS-side tests: credentials for moto/Stubber, real payload files, and a local HTTP server
+that answers with AWS event-stream frames (what botocore parses for ConverseStream and the response streams)."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import struct
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+EVENTS = Path(__file__).parent / "events"
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region, so no test can reach a real account."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def load_event(name: str) -> Any:
+    """A real-shaped payload from ``tests/aws/events/<name>.json``."""
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+# --- AWS event stream (application/vnd.amazon.eventstream) ---------------------------------------------------------
+
+def _header(name: str, value: str) -> bytes:
+    raw_name, raw_value = name.encode(), value.encode()
+    return struct.pack("B", len(raw_name)) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
+
+
+def encode_frame(event_type: str, payload: bytes, *, message_type: str = "event") -> bytes:
+    """One event-stream message: prelude (lengths + CRC), string headers, payload, message CRC."""
+    kind = ":exception-type" if message_type == "exception" else ":event-type"
+    headers = (_header(kind, event_type) + _header(":content-type", "application/json")
+               + _header(":message-type", message_type))
+    total = 12 + len(headers) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(headers))
+    prelude += struct.pack(">I", binascii.crc32(prelude) & 0xFFFFFFFF)
+    message = prelude + headers + payload
+    return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
+
+
+def converse_stream_body(events: list[dict[str, Any]]) -> bytes:
+    """ConverseStream events (``{"contentBlockDelta": {…}}`` …) as the bytes Bedrock sends."""
+    out = b""
+    for event in events:
+        (name, member), = event.items()
+        kind = "exception" if name.endswith("Exception") else "event"
+        out += encode_frame(name, json.dumps(member).encode(), message_type=kind)
+    return out
+
+
+class StreamServer:
+    """A 127.0.0.1 HTTP server answering every POST with the configured body; it records requests."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.status = 200
+        self.content_type = "application/vnd.amazon.eventstream"
+        self.requests: list[tuple[str, bytes]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                server.requests.append((self.path, self.rfile.read(length)))
+                self.send_response(server.status)
+                self.send_header("Content-Type", server.content_type)
+                self.send_header("Content-Length", str(len(server.body)))
+                self.send_header("x-amzn-RequestId", "5d3c0a6a-0000-4000-8000-000000000000")
+                self.end_headers()
+                self.wfile.write(server.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION, endpoint_url=self.url,
+                            config=Config(retries={"max_attempts": 1}))
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def stream_server() -> Iterator[StreamServer]:
+    server = StreamServer()
+    yield server
+    server.close()

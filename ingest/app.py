@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 #: How long a seed async ("streaming: true") result waits to be polled (the seed's client polls for 120 s).
 LONGPOLL_TTL_SECONDS = 900
+#: Response header carrying the request id (the usage event's ``request_id``), on successes and errors alike.
+REQUEST_ID_HEADER = "x-request-id"
 
 
 def _utc_now() -> datetime:
@@ -92,6 +94,9 @@ class Call:
     provider: Provider | None = None
     finished: bool = False
 
+    def respond(self, content: Any, status_code: int = 200) -> Response:
+        return json_response(content, status_code, {REQUEST_ID_HEADER: self.request_id})
+
     def route(self) -> Provider:
         self.provider = self.gw.providers.resolve(self.model_id, model_arn=self.model_arn)
         return self.provider
@@ -115,6 +120,8 @@ class Call:
 
     def fail(self, exc: BaseException) -> None:
         """Emit the event of a request that ended with ``exc`` (before the error becomes the HTTP response)."""
+        if isinstance(exc, Exception):
+            exc.request_id = self.request_id  # type: ignore[attr-defined]  # → the x-request-id header
         if isinstance(exc, ServiceError):
             self.finish(status=exc.event_status, http_status=exc.status_code)
         elif isinstance(exc, asyncio.CancelledError):
@@ -145,7 +152,7 @@ async def read_json(request: Request, gw: Gateway) -> Any:
     if not raw.strip():
         raise BadRequest("request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8"))  # RFC 8259: JSON between systems is UTF-8
     except UnicodeDecodeError:
         raise BadRequest("request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -164,6 +171,9 @@ def _is_v1(request: Request) -> bool:
 def error_response(request: Request, exc: ServiceError) -> Response:
     """``{"error": {"type", "message"}}`` on /v1; the seed's ``{"message"}`` (plus ``type``) on seed routes."""
     headers = {}
+    request_id = getattr(exc, "request_id", None)
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, int(round(exc.retry_after))))
     if _is_v1(request):
@@ -197,6 +207,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         # Never a stack trace to the tenant; the log keeps it for us.
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         error = ServiceError("internal error; the gateway logged the details")
+        error.request_id = getattr(exc, "request_id", None)  # type: ignore[attr-defined]
         return error_response(request, error)
 
 

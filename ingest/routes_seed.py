@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from ingest.app import LONGPOLL_TTL_SECONDS, Call, Gateway, json_response, read_json
+from ingest.app import LONGPOLL_TTL_SECONDS, REQUEST_ID_HEADER, Call, Gateway, json_response, read_json
 from ingest.auth import check_model_allowed, check_team_header
 from ingest.exceptions import BadRequest, ServiceError
 from ingest.openapi_docs import SEED_INVOKE, SEED_LIST
@@ -132,8 +132,8 @@ def _poll(gw: Gateway, call: Call, request_id: str) -> Response:
     # A poll is not a model call: the model call's own event (emitted when it finished) bills it, exactly once.
     call.finished = True
     if claimed is None:
-        return json_response([{"request_id": request_id}])
-    return json_response(claimed["body"], claimed["status"])
+        return call.respond([{"request_id": request_id}])
+    return json_response(claimed["body"], claimed["status"], {REQUEST_ID_HEADER: request_id})
 
 
 async def invoke_model(request: Request) -> Response:
@@ -157,11 +157,11 @@ async def invoke_model(request: Request) -> Response:
         if streaming and call.operation in ("chat", "text"):
             gw.longpoll.start(call.request_id, team_id=call.team.team_id, ttl_seconds=LONGPOLL_TTL_SECONDS)
             gw.spawn(_run_async(gw, call, provider, model_request))
-            return json_response([{"request_id": call.request_id}])
+            return call.respond([{"request_id": call.request_id}])
         call.streaming = False  # embeddings and images have no async flow: answered at once
         result = await provider.invoke(model_request)
         call.finish(status="ok", http_status=200, usage=result.usage)
-        return json_response([shape_result(result, call.operation)])
+        return call.respond([shape_result(result, call.operation)])
     except BaseException as exc:
         call.fail(exc)
         raise

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
-from ingest.app import Call, Gateway, json_response, read_json
+from ingest.app import REQUEST_ID_HEADER, Call, Gateway, json_response, read_json
 from ingest.auth import authenticate, bearer_secret, check_model_allowed, check_team_header
 from ingest.exceptions import BadRequest, ServiceError
 from ingest.openapi_docs import V1_CHAT, V1_EMBEDDINGS, V1_MODELS
@@ -184,12 +184,13 @@ async def chat_completions(request: Request) -> Response:
         if not stream:
             result = await provider.invoke(model_request)
             call.finish(status="ok", http_status=200, usage=result.usage)
-            return json_response(_completion(call, result))
+            return call.respond(_completion(call, result))
         call.streaming = True
         chunks = aiter(provider.stream(model_request))
         first = await anext(chunks, None)  # upstream errors before the first byte still get their status code
         return StreamingResponse(_sse(call, first, chunks, model_request, include_usage),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", REQUEST_ID_HEADER: call.request_id})
     except BaseException as exc:
         call.fail(exc)
         raise
@@ -236,8 +237,8 @@ async def embeddings(request: Request) -> Response:
                 vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
             data.append({"object": "embedding", "index": i, "embedding": vector})
         call.finish(status="ok", http_status=200, usage=total)
-        return json_response({"object": "list", "data": data, "model": call.model_id,
-                              "usage": {"prompt_tokens": total.input_tokens, "total_tokens": total.input_tokens}})
+        return call.respond({"object": "list", "data": data, "model": call.model_id,
+                             "usage": {"prompt_tokens": total.input_tokens, "total_tokens": total.input_tokens}})
     except BaseException as exc:
         call.fail(exc)
         raise

@@ -1,0 +1,250 @@
+"""The deployment config (``infra/config/units.yaml``): business units, their teams, keys and schedules.
+
+Only ``app.py`` reads it; constructs receive the typed pieces they need as keyword arguments. Every problem is
+reported with the path of the key that holds it (``units[1].teams[0].quota.limit: …``) and the file name, so a
+platform engineer can fix the file without reading this code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG = Path(__file__).parent / "config" / "units.yaml"
+
+_NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+# EventBridge schedule expressions: rate(5 minutes) or a six-field cron(…).
+_SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\))$")
+
+
+class ConfigError(ValueError):
+    """The deployment config is not valid; the message lists every problem, one per line, with its key path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Throttle(_Strict):
+    """API Gateway throttling: steady-state requests per second and burst size."""
+
+    rate: float = Field(gt=0, description="Steady-state requests per second.")
+    burst: int = Field(gt=0, description="Largest burst of concurrent requests.")
+
+
+class Quota(_Strict):
+    """Usage-plan quota: at most ``limit`` requests per ``period``."""
+
+    limit: int = Field(gt=0, description="Requests allowed per period.")
+    period: Literal["DAY", "WEEK", "MONTH"] = Field("MONTH", description="Quota period.")
+
+
+class Team(_Strict):
+    """A tenant of the gateway: its API keys, usage plan and allowed models."""
+
+    team_id: str = Field(pattern=_NAME, description="Team id, as it appears in usage events.")
+    cost_center: str | None = Field(None, description="Cost centre that receives the team's charges.")
+    keys: list[Annotated[str, Field(pattern=_NAME)]] = Field(
+        default_factory=lambda: ["default"], min_length=1, description="Names of the team's API keys.")
+    throttle: Throttle = Field(description="Usage-plan throttle of the team.")
+    quota: Quota | None = Field(None, description="Usage-plan quota of the team; none = unlimited.")
+    allowed_models: list[str] = Field(default_factory=lambda: ["*"], min_length=1,
+                                      description="Model-id glob patterns the team may invoke.")
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[str]) -> list[str]:
+        dupes = sorted(k for k, n in Counter(keys).items() if n > 1)
+        if dupes:
+            raise ValueError(f"key names must be unique within a team: {', '.join(dupes)} repeated")
+        return keys
+
+
+class SageMakerEndpoint(_Strict):
+    """A SageMaker endpoint the gateway may invoke for a model id."""
+
+    endpoint_name: str = Field(min_length=1, max_length=63, description="SageMaker endpoint name.")
+    inference_component: str | None = Field(None, description="Inference component on that endpoint, if any.")
+
+
+class Api(_Strict):
+    """The unit's REST API."""
+
+    endpoint: Literal["regional", "private"] = Field("regional", description="API Gateway endpoint type.")
+    throttle: Throttle = Field(description="Stage-wide throttle (all teams together).")
+
+
+class Transform(_Strict):
+    """The scheduled transform (validate → quarantine → dedupe → price → write)."""
+
+    schedule: str = Field("cron(15 * * * ? *)", description="EventBridge schedule expression.")
+    engine: Literal["duckdb", "athena"] = Field("duckdb", description="duckdb (Lambda) or athena (for scale).")
+    memory_mb: int = Field(3008, ge=512, le=10240, description="Lambda memory of the transform.")
+    timeout_minutes: int = Field(15, ge=1, le=15, description="Lambda timeout of the transform.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        if not _SCHEDULE.match(value):
+            raise ValueError(f"{value!r} is not an EventBridge schedule: write rate(1 hour) or cron(15 * * * ? *)")
+        return value
+
+
+class Lake(_Strict):
+    """Retention of the lake's prefixes."""
+
+    raw_retention_days: int = Field(400, ge=1, description="Days raw events are kept (after that, deleted).")
+    infrequent_access_after_days: int = Field(30, ge=30, description="Days before objects move to S3 Standard-IA.")
+    athena_bytes_scanned_cutoff_mb: int = Field(10_240, ge=10, description="Per-query scan limit of the workgroup.")
+
+
+class QuickSight(_Strict):
+    """QuickSight data source, datasets and dashboard (off by default: it needs a QuickSight subscription)."""
+
+    enabled: bool = Field(False, description="Deploy the QuickSight assets.")
+    principals: list[str] = Field(default_factory=list,
+                                  description="QuickSight user/group ARNs that own the assets and see every team.")
+    rls_principals: dict[str, list[str]] = Field(
+        default_factory=dict, description="Team leads: QuickSight user/group ARN → team ids they may see.")
+
+    @model_validator(mode="after")
+    def _principals_when_enabled(self) -> QuickSight:
+        if self.enabled and not self.principals:
+            raise ValueError("enabled QuickSight needs at least one principal (a QuickSight user or group ARN)")
+        for arn in [*self.principals, *self.rls_principals]:
+            if not arn.startswith("arn:aws") or ":quicksight:" not in arn:
+                raise ValueError(f"{arn!r} is not a QuickSight user or group ARN")
+        return self
+
+
+class FullUnit(_Strict):
+    """A business unit with its own network, gateway, lake, transform, analytics and dashboards."""
+
+    kind: Literal["full"] = "full"
+    name: str = Field(pattern=_NAME, description="Unit name; prefixes the stack and is the events' business_unit.")
+    account: str | None = Field(None, pattern=r"^\d{12}$", description="AWS account (optional: env-agnostic).")
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", description="AWS region (optional).")
+    vpc_cidr: str = Field(description="CIDR of the unit's VPC.")
+    nat_gateways: int = Field(0, ge=0, le=3, description="NAT gateways (0: AWS services via endpoints only).")
+    api: Api
+    teams: list[Team] = Field(min_length=1)
+    sagemaker_endpoints: dict[str, SageMakerEndpoint] = Field(default_factory=dict,
+                                                              description="Model id → SageMaker endpoint.")
+    transform: Transform = Field(default_factory=Transform)
+    reporting_timezone: str = Field("UTC", description="IANA time zone of reports and dashboards.")
+    fiscal_month_start_day: int = Field(1, ge=1, le=28, description="Day fiscal months start on (1 = calendar).")
+    lake: Lake = Field(default_factory=Lake)
+    quicksight: QuickSight = Field(default_factory=QuickSight)
+    dependency_layer_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:")]] = Field(
+        default_factory=list, description="Lambda layers holding the third-party dependencies (docs/deploy.md).")
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a CIDR block ({exc})") from None
+        if net.version != 4 or not 16 <= net.prefixlen <= 24:
+            raise ValueError(f"{value!r} must be an IPv4 block between /16 and /24")
+        return value
+
+    @field_validator("reporting_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (like Europe/Berlin or UTC)") from None
+        return value
+
+
+class ApiKeysOnlyUnit(_Strict):
+    """A unit that only adds teams (keys and usage plans) to a parent unit's API (the seed's API-key deployment)."""
+
+    kind: Literal["api_keys_only"]
+    name: str = Field(pattern=_NAME)
+    parent: str = Field(pattern=_NAME, description="Name of the full unit whose API the keys attach to.")
+    teams: list[Team] = Field(min_length=1)
+
+
+Unit = Annotated[FullUnit | ApiKeysOnlyUnit, Field(discriminator="kind")]
+
+
+class DeploymentConfig(_Strict):
+    """Every business unit of one deployment."""
+
+    units: list[Unit] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> DeploymentConfig:
+        names = [u.name for u in self.units]
+        dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+        if dupes:
+            raise ValueError(f"unit names must be unique: {', '.join(dupes)} repeated")
+        full = {u.name: u for u in self.units if isinstance(u, FullUnit)}
+        for i, unit in enumerate(self.units):
+            if isinstance(unit, ApiKeysOnlyUnit) and unit.parent not in full:
+                known = ", ".join(sorted(full)) or "none"
+                raise ValueError(f"units[{i}].parent: {unit.parent!r} is not a full unit (full units: {known})")
+        for parent in full.values():
+            team_ids = [t.team_id for u in self.units for t in u.teams if u.name == parent.name
+                        or (isinstance(u, ApiKeysOnlyUnit) and u.parent == parent.name)]
+            dupes = sorted(n for n, c in Counter(team_ids).items() if c > 1)
+            if dupes:
+                raise ValueError(f"team ids must be unique on the API of unit {parent.name!r}: "
+                                 f"{', '.join(dupes)} repeated")
+        return self
+
+    def unit(self, name: str) -> FullUnit | ApiKeysOnlyUnit:
+        return next(u for u in self.units if u.name == name)
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("full", "api_keys_only") and path.endswith("]"):
+            continue  # pydantic puts the discriminator's value in the path; it is not a key of the file
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def parse_config(data: Any, *, source: str = "<config>") -> DeploymentConfig:
+    """Validate decoded YAML/JSON; raise :class:`ConfigError` naming ``source`` and every bad key."""
+    try:
+        return DeploymentConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check its spelling; see docs/deploy.md for every key)"
+            path = _key_path(err["loc"])
+            lines.append(f"  {path}: {msg}" if path else f"  {msg}")
+        raise ConfigError(f"{source}: invalid deployment config:\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> DeploymentConfig:
+    """Read and validate a deployment config file (YAML)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the deployment config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,51 @@
+"""The one way modelmeter builds a Python Lambda: runtime, code asset, Powertools settings, logs, VPC placement."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.nag import acknowledge
+from infra.runtime_code import runtime_code
+from modelmeter.constants import METRICS_NAMESPACE
+
+# The project targets Python 3.11 (pyproject.toml); the Lambda runs the same interpreter as the tests.
+RUNTIME = lambda_.Runtime.PYTHON_3_11
+
+
+def python_function(scope: Construct, construct_id: str, *, handler: str, service: str, description: str,
+                    memory_mb: int, timeout: Duration, environment: Mapping[str, str], vpc: ec2.IVpc,
+                    subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup,
+                    layers: Sequence[lambda_.ILayerVersion] = (), retry_attempts: int | None = None,
+                    dead_letter_queue: sqs.IQueue | None = None) -> lambda_.Function:
+    """A Lambda running ``handler`` from the runtime asset, in the VPC's private subnets.
+
+    ``service`` becomes ``POWERTOOLS_SERVICE_NAME`` (the ``service`` dimension of its metrics).
+    """
+    log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=logs.RetentionDays.THREE_MONTHS,
+                              removal_policy=RemovalPolicy.DESTROY)
+    function = lambda_.Function(
+        scope, construct_id, runtime=RUNTIME, architecture=lambda_.Architecture.ARM_64, handler=handler,
+        code=runtime_code(), description=description, memory_size=memory_mb, timeout=timeout,
+        environment={
+            "POWERTOOLS_SERVICE_NAME": service,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            **environment,
+        },
+        log_group=log_group, vpc=vpc, vpc_subnets=subnets, security_groups=[security_group], layers=list(layers),
+        retry_attempts=retry_attempts, dead_letter_queue=dead_letter_queue,
+    )
+    acknowledge(function, "AwsSolutions-L1",
+                "Pinned to Python 3.11, the version modelmeter is built and tested with (pyproject.toml).")
+    for policy in ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"):
+        acknowledge(function.role, f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                                   f"{policy}]",
+                    "AWS-managed Lambda execution policy: logs and VPC network interfaces (ENIs cannot be named).")
+    return function

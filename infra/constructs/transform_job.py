@@ -1,0 +1,128 @@
+"""The scheduled transform: EventBridge → Lambda running ``transforms.lambda_handler.handler`` on the S3 lake.
+
+Retries: EventBridge retries delivery (``retry_attempts``) and Lambda retries a failed async run twice; what still
+fails lands in an encrypted SQS dead-letter queue, and an alarm fires on either a function error or a message in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.functions import python_function
+from infra.nag import acknowledge, acknowledge_kms_grant, nag_ref, scoped_arn
+from modelmeter import constants as c
+
+SERVICE = "modelmeter-transform"
+# Prefixes the transform rewrites (a day's partitions are replaced atomically, so it also deletes).
+WRITE_PREFIXES = (c.CURATED_USAGE_COST, c.CURATED_TEAM_MODEL_DAILY, c.QUARANTINE_EVENTS, c.RUN_MANIFESTS,
+                  c.REFERENCE_TEAMS)
+
+
+class TransformJob(Construct):
+    """EventBridge schedule → transform Lambda, with retries, a dead-letter queue and a failure alarm.
+
+    Attributes:
+        function: the transform Lambda.
+        rule: the schedule.
+        dead_letter_queue: failed runs (EventBridge deliveries and Lambda async failures).
+        failure_alarm: function errors or dead letters.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, unit_name: str, schedule: str, engine: str,
+                 memory_mb: int, timeout_minutes: int, bucket: s3.IBucket, key: kms.IKey, database_name: str,
+                 reporting_timezone: str, vpc: ec2.IVpc, subnets: ec2.SubnetSelection,
+                 security_group: ec2.ISecurityGroup, athena_workgroup: str | None = None,
+                 results_bucket: s3.IBucket | None = None, layers: Sequence[lambda_.ILayerVersion] = (),
+                 environment: Mapping[str, str] | None = None) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letter_queue = sqs.Queue(
+            self, "DeadLetters", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True,
+            retention_period=Duration.days(14))
+        acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3", "This queue is the dead-letter queue.")
+        # EventBridge sends to the encrypted queue with its own principal: the key policy must let it.
+        key.grant(iam.ServicePrincipal("events.amazonaws.com"), "kms:GenerateDataKey", "kms:Decrypt")
+        env = {
+            c.ENV_LAKE: f"s3://{bucket.bucket_name}",
+            c.ENV_TRANSFORM_ENGINE: engine,
+            c.ENV_REPORTING_TZ: reporting_timezone,
+            c.ENV_GLUE_DATABASE: database_name,
+            c.ENV_BUSINESS_UNIT: unit_name,
+            **({c.ENV_ATHENA_WORKGROUP: athena_workgroup} if athena_workgroup else {}),
+            **(environment or {}),
+        }
+        self.function = python_function(
+            self, "Function", handler="transforms.lambda_handler.handler", service=SERVICE,
+            description=f"modelmeter transform of unit {unit_name} ({engine})", memory_mb=memory_mb,
+            timeout=Duration.minutes(timeout_minutes), environment=env, vpc=vpc, subnets=subnets,
+            security_group=security_group, layers=layers, retry_attempts=2, dead_letter_queue=self.dead_letter_queue)
+        self._grant_lake(bucket, key)
+        if engine == "athena":
+            if not athena_workgroup or results_bucket is None:
+                raise ValueError("the athena engine needs the Athena workgroup and its results bucket")
+            self._grant_athena(athena_workgroup, results_bucket, database_name)
+        self.rule = events.Rule(
+            self, "Schedule", schedule=events.Schedule.expression(schedule),
+            description=f"modelmeter transform of unit {unit_name}: yesterday and today (UTC)",
+            targets=[targets.LambdaFunction(
+                self.function, retry_attempts=4, max_event_age=Duration.hours(2),
+                dead_letter_queue=self.dead_letter_queue,
+                event=events.RuleTargetInput.from_object({"source": "schedule"}))])
+        self.failure_alarm = cloudwatch.Alarm(
+            self, "Failures", alarm_description=f"modelmeter {unit_name}: the scheduled transform failed",
+            metric=cloudwatch.MathExpression(
+                expression="errors + FILL(dead, 0)", label="failed runs", period=Duration.hours(1),
+                using_metrics={"errors": self.function.metric_errors(statistic="Sum"),
+                               "dead": self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                                   statistic="Maximum")}),
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+
+    def _grant_lake(self, bucket: s3.IBucket, key: kms.IKey) -> None:
+        bucket.grant_read(self.function)
+        acknowledge(self.function.role, f"AwsSolutions-IAM5[Resource::{nag_ref(bucket)}/*]",
+                    "The transform reads the lake (raw events, prices, curated partitions) by partition.")
+        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:GetObject*]", _S3_GRANT_REASON)
+        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:GetBucket*]", _S3_GRANT_REASON)
+        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:List*]", _S3_GRANT_REASON)
+        for prefix in WRITE_PREFIXES:
+            bucket.grant_put(self.function, f"{prefix}/*")
+            bucket.grant_delete(self.function, f"{prefix}/*")
+            acknowledge(self.function.role, f"AwsSolutions-IAM5[Resource::{nag_ref(bucket)}/{prefix}/*]",
+                        "Day partitions are replaced: write and delete only under this prefix.")
+        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:PutObjectLegalHold]", _S3_GRANT_REASON)
+        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:DeleteObject*]", _S3_GRANT_REASON)
+        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:Abort*]", _S3_GRANT_REASON)
+        key.grant_encrypt_decrypt(self.function)
+        acknowledge_kms_grant(self.function.role)
+
+    def _grant_athena(self, workgroup: str, results_bucket: s3.IBucket, database_name: str) -> None:
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults",
+                     "athena:StopQueryExecution", "athena:GetWorkGroup"],
+            resources=[scoped_arn(self, "arn:{partition}:athena:{region}:{account}:workgroup/") + workgroup]))
+        table_arn = "arn:{partition}:glue:{region}:{account}:table/" + database_name + "/*"
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:GetPartitions", "glue:CreateTable",
+                     "glue:UpdateTable", "glue:DeleteTable"],
+            resources=[scoped_arn(self, "arn:{partition}:glue:{region}:{account}:catalog"),
+                       scoped_arn(self, "arn:{partition}:glue:{region}:{account}:database/") + database_name,
+                       scoped_arn(self, table_arn)]))
+        results_bucket.grant_read_write(self.function)
+        acknowledge(self.function.role, f"AwsSolutions-IAM5[Resource::{nag_ref(results_bucket)}/*]",
+                    "Athena writes result objects it names itself into the workgroup's results bucket.")
+
+
+_S3_GRANT_REASON = "CDK's S3 grant actions (GetObject*, List*, DeleteObject*…), scoped to the lake bucket's prefixes."

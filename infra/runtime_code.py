@@ -1,0 +1,33 @@
+"""The Lambdas' code: the repo's runtime packages as one asset, built without Docker.
+
+Synthesis copies only the allow-listed packages into ``cdk.out`` (tests, the venv, the lake, docs and ``cdk.out``
+itself never enter the asset). Third-party dependencies (pyarrow, duckdb, powertools, …) are NOT in this asset:
+building a Lambda layer for the Lambda platform is a deploy-time step described in docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import aws_lambda as lambda_
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Packages the gateway and the transform import at run time.
+RUNTIME_PACKAGES = ("modelmeter", "ingest", "transforms", "pricing_catalog", "sql")
+
+# Glob ignore rules (gitignore-like): drop everything, then re-admit the runtime packages, then drop their caches.
+EXCLUDE = [
+    "*",
+    *(rule for pkg in RUNTIME_PACKAGES for rule in (f"!{pkg}", f"!{pkg}/**")),
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/tests",
+]
+
+
+
+def runtime_code(root: Path = REPO_ROOT) -> lambda_.Code:
+    """The code asset of a modelmeter Lambda. A new object per function (an asset belongs to one stack); equal
+    contents hash alike, so ``cdk.out`` holds one copy."""
+    return lambda_.Code.from_asset(str(root), exclude=EXCLUDE)

@@ -1,0 +1,136 @@
+"""One stack per business unit: a full unit composes every construct; an api_keys_only unit adds usage plans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Environment, Stack, Tags
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.catalog_schema import lake_tables
+from infra.config import ApiKeysOnlyUnit, DeploymentConfig, FullUnit
+from infra.constructs.analytics import Analytics
+from infra.constructs.dashboards import Dashboards, acknowledge_provider
+from infra.constructs.gateway_api import GatewayApi, TeamUsagePlans
+from infra.constructs.lake_catalog import LakeCatalog
+from infra.constructs.network import Network
+from infra.constructs.observability import Observability
+from infra.constructs.transform_job import SERVICE as TRANSFORM_SERVICE
+from infra.constructs.transform_job import TransformJob
+from infra.constructs.usage_stream import UsageStream
+from modelmeter import constants as c
+
+
+def stack_name(unit_name: str) -> str:
+    return f"modelmeter-{unit_name}"
+
+
+def _env(account: str | None, region: str | None) -> Environment | None:
+    return Environment(account=account, region=region) if account or region else None
+
+
+def athena_views(unit: FullUnit) -> dict[str, str]:
+    """The views of ``sql/`` rendered for Athena with the unit's reporting time zone and fiscal month."""
+    from sql.config import ReportingConfig
+    from sql.render import render_views
+
+    config = ReportingConfig(timezone=unit.reporting_timezone, fiscal_month_start_day=unit.fiscal_month_start_day)
+    return render_views(dialect="athena", config=config)
+
+
+def quicksight_definitions(stack: Stack, unit: FullUnit, *, workgroup: str, database: str) -> dict[str, Any]:
+    from dashboards.quicksight import build_definitions
+
+    return build_definitions(aws_account_id=stack.account, region=stack.region, athena_workgroup=workgroup,
+                             glue_database=database, principals=list(unit.quicksight.principals),
+                             rls_principals={k: list(v) for k, v in unit.quicksight.rls_principals.items()})
+
+
+class FullUnitStack(Stack):
+    """Network, gateway API, usage stream, lake and catalog, transform, Athena, QuickSight and observability."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, unit: FullUnit) -> None:
+        self.unit_env = _env(unit.account, unit.region)
+        super().__init__(scope, construct_id, env=self.unit_env,
+                         description=f"modelmeter business unit {unit.name} (full)")
+        Tags.of(self).add("modelmeter:business-unit", unit.name)
+        layers = [lambda_.LayerVersion.from_layer_version_arn(self, f"Layer{i}", arn)
+                  for i, arn in enumerate(unit.dependency_layer_arns)]
+        self.network = Network(self, "Network", cidr=unit.vpc_cidr, nat_gateways=unit.nat_gateways)
+        placement = {"vpc": self.network.vpc, "subnets": self.network.lambda_subnets,
+                     "security_group": self.network.lambda_security_group}
+        self.lake = LakeCatalog(self, "Lake", unit_name=unit.name, tables=lake_tables(),
+                                raw_retention_days=unit.lake.raw_retention_days,
+                                infrequent_access_after_days=unit.lake.infrequent_access_after_days)
+        self.usage_stream = UsageStream(self, "UsageStream", unit_name=unit.name, bucket=self.lake.bucket,
+                                        key=self.lake.key, database_name=self.lake.database_name,
+                                        table_name=c.TABLE_RAW)
+        self.usage_stream.stream.node.add_dependency(self.lake.tables[c.TABLE_RAW])
+        self.analytics = Analytics(self, "Analytics", unit_name=unit.name, database_name=self.lake.database_name,
+                                   results_bucket=self.lake.results_bucket, key=self.lake.key,
+                                   bytes_scanned_cutoff_mb=unit.lake.athena_bytes_scanned_cutoff_mb,
+                                   views=athena_views(unit))
+        self.gateway = GatewayApi(
+            self, "Gateway", unit_name=unit.name, key=self.lake.key, endpoint=unit.api.endpoint,
+            throttle=unit.api.throttle, teams=unit.teams, sagemaker_endpoints=unit.sagemaker_endpoints,
+            execute_api_endpoint=self.network.endpoints["execute-api"], layers=layers,
+            environment={c.ENV_FIREHOSE_STREAM: self.usage_stream.stream_name}, **placement)
+        self.gateway.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
+            resources=[self.usage_stream.stream.attr_arn]))
+        self.transform = TransformJob(
+            self, "Transform", unit_name=unit.name, schedule=unit.transform.schedule, engine=unit.transform.engine,
+            memory_mb=unit.transform.memory_mb, timeout_minutes=unit.transform.timeout_minutes,
+            bucket=self.lake.bucket, key=self.lake.key, database_name=self.lake.database_name,
+            reporting_timezone=unit.reporting_timezone, athena_workgroup=self.analytics.workgroup_name,
+            results_bucket=self.lake.results_bucket, layers=layers,
+            environment={c.ENV_FISCAL_MONTH_START: str(unit.fiscal_month_start_day)}, **placement)
+        if unit.quicksight.enabled:
+            self.dashboards = Dashboards(self, "QuickSight", definitions=quicksight_definitions(
+                self, unit, workgroup=self.analytics.workgroup_name, database=self.lake.database_name))
+            self.dashboards.node.add_dependency(self.analytics.workgroup)
+            acknowledge_provider(self)
+        self.observability = Observability(
+            self, "Observability", unit_name=unit.name, key=self.lake.key, api=self.gateway.api,
+            gateway_function=self.gateway.function, stream_name=self.usage_stream.stream_name,
+            transform_function=self.transform.function, transform_service=TRANSFORM_SERVICE,
+            transform_alarm=self.transform.failure_alarm)
+        for name, value, what in (
+            ("ApiUrl", self.gateway.api.url, "Gateway base URL (seed-compatible API)"),
+            ("LakeUri", f"s3://{self.lake.bucket.bucket_name}", "The lake (MODELMETER_LAKE)"),
+            ("GlueDatabaseName", self.lake.database_name, "Glue database of the lake tables"),
+            ("AthenaWorkGroupName", self.analytics.workgroup_name, "Athena workgroup"),
+            ("UsageStreamName", self.usage_stream.stream_name, "Firehose stream of usage events"),
+            ("TenantTableName", self.gateway.tenant_table.table_name, "DynamoDB tenant registry"),
+            ("AlarmTopicArn", self.observability.topic.topic_arn, "SNS topic of the alarms"),
+        ):
+            CfnOutput(self, name, value=value, description=what)
+
+
+class ApiKeysOnlyStack(Stack):
+    """The teams of an ``api_keys_only`` unit: API keys and usage plans on the parent unit's API and stage."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, unit: ApiKeysOnlyUnit, parent: FullUnitStack) -> None:
+        super().__init__(scope, construct_id, env=parent.unit_env,
+                         description=f"modelmeter business unit {unit.name} (API keys on {parent.stack_name})")
+        Tags.of(self).add("modelmeter:business-unit", unit.name)
+        api = parent.gateway.api
+        self.team_plans = TeamUsagePlans(self, "Teams", unit_name=unit.name, api=api, stage=api.deployment_stage,
+                                         teams=unit.teams)
+        self.node.add_dependency(parent)
+
+
+def build_units(scope: Construct, config: DeploymentConfig) -> dict[str, Stack]:
+    """One stack per unit, parents first; an ``api_keys_only`` unit attaches to its parent's API."""
+    stacks: dict[str, Stack] = {}
+    for unit in config.units:
+        if isinstance(unit, FullUnit):
+            stacks[unit.name] = FullUnitStack(scope, stack_name(unit.name), unit=unit)
+    for unit in config.units:
+        if isinstance(unit, ApiKeysOnlyUnit):
+            parent = stacks[unit.parent]
+            assert isinstance(parent, FullUnitStack)  # the config model checked the reference
+            stacks[unit.name] = ApiKeysOnlyStack(scope, stack_name(unit.name), unit=unit, parent=parent)
+    return stacks

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -102,9 +103,13 @@ def run_cli(args: Any) -> int:
           f"{lake.uri}; tenants: {registry.path})", file=sys.stderr)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                            access_log=False, timeout_graceful_shutdown=30, **_fast_loop_options()))
+    # uvicorn turns SIGTERM into a graceful shutdown, then re-raises it to the handler that was there before: make
+    # that one a no-op, so the process lives on to flush the spool below and exits 0.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        server.run()  # uvicorn turns SIGTERM/SIGINT into a graceful shutdown
+        server.run()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         flushed = emitter.close()
         print("usage events flushed to the lake" if flushed else
               f"some usage events are still spooled in {emitter.spool_dir}; they are delivered on next start",

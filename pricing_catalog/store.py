@@ -64,7 +64,8 @@ def list_versions(*, lake: Lake) -> list[VersionInfo]:
     """Every complete published version, oldest first (ids sort in publication order)."""
     found = []
     for path in lake.list_files(PRICING_CATALOG, suffix=MANIFEST_FILE):
-        manifest = json.loads(lake.fs.open_input_stream(path).read())
+        with lake.fs.open_input_stream(path) as src:
+            manifest = json.loads(src.read())
         found.append(VersionInfo(version=manifest["version"], created_at=datetime.fromisoformat(manifest["created_at"]),
                                  note=manifest.get("note"), rows=int(manifest["rows"]), source=manifest["source"]))
     return sorted(found, key=lambda v: v.version)
@@ -99,7 +100,11 @@ def _from_table(table: pa.Table) -> list[PriceRow]:
 
 
 def _claim(lake: Lake, version: str) -> None:
-    """Refuse to touch an existing version; locally, creating the folder is the atomic claim."""
+    """Refuse to touch an existing version; locally, creating the folder is the atomic claim.
+
+    On S3 the check and the writes are separate requests; two publishers could only collide on the same id if they
+    drew the same 6 random hex digits in the same second.
+    """
     if lake.is_local:
         os.makedirs(lake.path(PRICING_CATALOG), exist_ok=True)
         try:

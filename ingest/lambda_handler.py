@@ -1,0 +1,171 @@
+"""The gateway in AWS Lambda behind API Gateway: ``handler(event, context)`` runs the same ASGI app as
+``modelmeter serve``, through Mangum, with DynamoDB tenants and long-poll results and Firehose usage delivery.
+
+Built once per container, lazily, from the environment (validated on the first call). Lambda freezes the container
+between invocations, so nothing is left to background threads: seed async calls started by a request are finished
+before the handler returns, and the usage events of the invocation are flushed to Firehose at its end (what fails to
+go stays in the ``/tmp`` spool and goes out with the next invocation). No API key, header, body or prompt is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from mangum import Mangum
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ingest.emit import Emitter
+from modelmeter.constants import (
+    ENV_BUSINESS_UNIT,
+    ENV_FIREHOSE_STREAM,
+    ENV_LONGPOLL_TABLE,
+    ENV_SAGEMAKER_ENDPOINTS,
+    ENV_SPOOL_DIR,
+    ENV_TENANT_TABLE,
+    METRICS_NAMESPACE,
+)
+
+DEFAULT_SPOOL_DIR = "/tmp/spool"  # noqa: S108 - Lambda's only writable place; private to the container
+SERVICE = "modelmeter-gateway"
+
+# Powertools reads POWERTOOLS_LOGGER_LOG_EVENT; the event holds x-api-key and prompts, so it is never logged here.
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+
+
+class GatewaySettings(BaseModel):
+    """The Lambda's configuration, read once from the environment (names in :mod:`modelmeter.constants`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant_table: str = Field(min_length=1, description="DynamoDB table of teams and key hashes.")
+    longpoll_table: str = Field(min_length=1, description="DynamoDB table of seed async results (TTL).")
+    firehose_stream: str = Field(min_length=1, description="Firehose stream the usage events go to.")
+    business_unit: str | None = Field(default=None, description="Written into every usage event.")
+    spool_dir: str = Field(default=DEFAULT_SPOOL_DIR, description="Local spool of undelivered events.")
+    region: str | None = Field(default=None, description="Region of the Bedrock/SageMaker calls.")
+    sagemaker_endpoints: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                           description="Model id → SageMaker endpoint spec.")
+
+    @field_validator("sagemaker_endpoints", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) and value.strip() else (value or {})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> GatewaySettings:
+        """Settings from environment variables; ``ValueError`` naming every missing or bad variable."""
+        raw = {
+            "tenant_table": env.get(ENV_TENANT_TABLE), "longpoll_table": env.get(ENV_LONGPOLL_TABLE),
+            "firehose_stream": env.get(ENV_FIREHOSE_STREAM), "business_unit": env.get(ENV_BUSINESS_UNIT) or None,
+            "spool_dir": env.get(ENV_SPOOL_DIR) or DEFAULT_SPOOL_DIR,
+            "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+            "sagemaker_endpoints": env.get(ENV_SAGEMAKER_ENDPOINTS),
+        }
+        names = {"tenant_table": ENV_TENANT_TABLE, "longpoll_table": ENV_LONGPOLL_TABLE,
+                 "firehose_stream": ENV_FIREHOSE_STREAM, "sagemaker_endpoints": ENV_SAGEMAKER_ENDPOINTS}
+        try:
+            return cls(**{k: v for k, v in raw.items() if v is not None})
+        except ValidationError as exc:
+            problems = [f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
+            raise ValueError("gateway configuration is invalid: " + "; ".join(problems)) from None
+
+
+@dataclass
+class Runtime:
+    """What one container keeps between invocations."""
+
+    app: Any
+    adapter: Mangum
+    emitter: Emitter
+
+    @property
+    def gateway(self) -> Any:
+        return self.app.state.gateway
+
+
+def build_runtime(*, settings: GatewaySettings | None = None, dynamodb: Any = None, firehose: Any = None,
+                  bedrock_client: Any = None, sagemaker_client: Any = None) -> Runtime:
+    """The app with its AWS seams. Clients default to new boto3 clients; tests pass stubbed ones."""
+    from ingest.app import create_app
+    from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
+    from ingest.firehose import firehose_emitter
+    from ingest.providers.registry import build_router
+
+    settings = settings or GatewaySettings.from_env()
+    router = build_router(upstream="bedrock", region=settings.region, bedrock_client=bedrock_client,
+                          sagemaker_endpoints=settings.sagemaker_endpoints or None,
+                          sagemaker_client=sagemaker_client)
+    # No background thread: Lambda freezes it between calls. The handler flushes at the end of each invocation.
+    emitter = firehose_emitter(stream_name=settings.firehose_stream, spool_dir=settings.spool_dir, client=firehose,
+                               start=False)
+    app = create_app(registry=DynamoTenantRegistry(table_name=settings.tenant_table, client=dynamodb),
+                     providers=router, emitter=emitter,
+                     longpoll=DynamoLongPollStore(table_name=settings.longpoll_table, client=dynamodb),
+                     business_unit=settings.business_unit)
+    # lifespan off: Mangum would run the app's shutdown (closing providers) after every single invocation.
+    return Runtime(app=app, adapter=Mangum(app, lifespan="off"), emitter=emitter)
+
+
+_runtime: Runtime | None = None
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install (tests) or drop the container's runtime; the next invocation builds one from the environment."""
+    global _runtime
+    _runtime = runtime
+
+
+def _get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = build_runtime()
+    return _runtime
+
+
+def _remaining_seconds(context: Any, default: float = 30.0) -> float:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return getter() / 1000.0 if callable(getter) else default
+
+
+def _finish_background(runtime: Runtime, context: Any) -> int:
+    """Run seed async calls started by this invocation to completion (the container freezes after we return)."""
+    pending = list(runtime.gateway.background)
+    if not pending:
+        return 0
+    budget = max(0.5, _remaining_seconds(context) - 2.0)
+    loop = asyncio.get_event_loop()
+    loop.run_until_complete(asyncio.wait(pending, timeout=budget))
+    return len(pending)
+
+
+@metrics.log_metrics(raise_on_empty_metrics=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """API Gateway (REST v1 or HTTP API v2 payload) → the gateway app → the proxy response."""
+    started = time.perf_counter()
+    runtime = _get_runtime()
+    response = runtime.adapter(event, context)
+    background = _finish_background(runtime, context)
+    flushed = runtime.emitter.flush(timeout=max(0.5, min(5.0, _remaining_seconds(context) - 1.0)))
+    status = int(response.get("statusCode", 0))
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    # Only what is safe to log: method, path, status, timing, and the gateway's own request id.
+    logger.info("request served", extra={
+        "http_method": event.get("httpMethod") or event.get("requestContext", {}).get("http", {}).get("method"),
+        "path": event.get("path") or event.get("rawPath"), "status_code": status,
+        "gateway_request_id": headers.get("x-request-id"), "background_calls": background,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1), "events_flushed": flushed})
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=f"Status{status // 100}xx", unit=MetricUnit.Count, value=1)
+    if not flushed:
+        metrics.add_metric(name="UsageEventsSpooled", unit=MetricUnit.Count, value=runtime.emitter.pending_events())
+    return response

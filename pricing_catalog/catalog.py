@@ -10,6 +10,7 @@ from pricing_catalog.intervals import check_no_overlaps, overlay
 from pricing_catalog.matching import ModelIndex
 from pricing_catalog.model import (
     DEFAULT_IMAGE_QUALITY,
+    DEFAULT_TIER,
     IMAGE_DIMENSION,
     SERVICE_TIERS,
     TOKEN_DIMENSIONS,
@@ -72,6 +73,7 @@ class Catalog:
         Returns:
             An empty list when the model id matches nothing or has no price in that tier (the event is unpriced).
         """
+        service_tier = service_tier or DEFAULT_TIER  # the event schema's default
         if service_tier not in SERVICE_TIERS:
             raise CatalogError(f"unknown service_tier {service_tier!r}: use one of {', '.join(SERVICE_TIERS)}")
         key = self.resolve(model_id)

@@ -25,6 +25,7 @@ from pricing_catalog.model import (
     TOKEN_DIMENSIONS,
     CatalogError,
     PriceRow,
+    check_region,
     parse_instant,
     parse_price,
 )
@@ -66,7 +67,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _check_keys(obj: Any, allowed: set[str], *, where: str, required: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _check_keys(obj: Any, allowed: set[str], *, where: str, required: frozenset[str] | set[str] = frozenset()) -> None:
     if not isinstance(obj, dict):
         raise CatalogError(f"{where}: expected a mapping (key: value), got {type(obj).__name__}")
     unknown = sorted(set(obj) - allowed)
@@ -114,6 +115,7 @@ def _entry_rows(model: str, entry: Any, *, where: str) -> list[PriceRow]:
         start = parse_instant(entry["effective_from"], what="effective_from")
         end = None if entry.get("effective_to") is None else parse_instant(entry["effective_to"], what="effective_to")
         checked = parse_instant(entry["checked"], what="checked").date()
+        region = check_region(entry.get("region"))
     except ValueError as exc:
         raise CatalogError(f"{where}: {exc}") from None
     per, tier, source = entry["per"], entry.get("service_tier", DEFAULT_TIER), entry["source"]
@@ -124,7 +126,7 @@ def _entry_rows(model: str, entry: Any, *, where: str) -> list[PriceRow]:
     if not isinstance(source, str) or not source.startswith("https://"):
         raise CatalogError(f"{where}: source must be the https:// URL where the price was read")
     base = dict(model=model, per=per, effective_from=start, effective_to=end, source=source,
-                region=entry.get("region"), service_tier=tier, checked=checked)
+                region=region, service_tier=tier, checked=checked)
     rows = []
     for dimension in TOKEN_DIMENSIONS:
         if dimension in entry:

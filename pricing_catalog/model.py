@@ -5,6 +5,7 @@ Money is ``Decimal`` everywhere (DESIGN.md: DECIMAL(38,12) USD); a float never e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -22,6 +23,9 @@ ALLOWED_PER = (1, 1000, 1000000)
 #: Service tiers of the usage event (DESIGN.md); prices exist per tier.
 SERVICE_TIERS = ("on_demand", "batch", "flex", "priority", "provisioned")
 DEFAULT_TIER = "on_demand"
+
+#: AWS region names (us-east-1, eu-central-2, us-gov-west-1, …); a typo would silently never match an event.
+_REGION_RE = re.compile(r"^[a-z]{2,3}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 
 IMAGE_QUALITIES = ("standard", "premium")
 DEFAULT_IMAGE_QUALITY = "standard"
@@ -130,3 +134,17 @@ def parse_price(value: object, *, what: str) -> Decimal:
     if price >= Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE):
         raise ValueError(f"{what} {value!r} is too large")
     return price
+
+
+def check_region(value: object) -> str | None:
+    """An AWS region name, or None for every region.
+
+    Raises:
+        ValueError: the value does not look like a region name.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _REGION_RE.match(value):
+        raise ValueError(f"region {value!r} is not an AWS region name such as us-east-1 (leave it blank for every "
+                         f"region)")
+    return value

@@ -23,6 +23,7 @@ from pricing_catalog.model import (
     SERVICE_TIERS,
     CatalogError,
     PriceRow,
+    check_region,
     parse_instant,
     parse_price,
 )
@@ -60,7 +61,7 @@ def _parse_row(record: dict[str, str], *, source: str) -> PriceRow:
     tier = (record.get("service_tier") or "").strip() or DEFAULT_TIER
     if tier not in SERVICE_TIERS:
         raise ValueError(f"unknown service_tier {tier!r}: use one of {', '.join(SERVICE_TIERS)} or leave it blank")
-    region = (record.get("region") or "").strip() or None
+    region = check_region((record.get("region") or "").strip())
     return PriceRow(model=model_id, dimension=dimension, price_usd=price, per=int(per_text), effective_from=start,
                     effective_to=end, source=source, region=region, service_tier=tier)
 
@@ -141,8 +142,12 @@ def apply_sheet(base: Catalog, sheet: list[SheetRow], *, version: str = "unpubli
     """
     rows = list(base.rows)
     keys = set(base.models)
+    renamed: dict[str, str] = {}
     for model_id in sorted({item.row.model for item in sheet}):
         key = base.aliases.get(model_id, model_id)
+        if key not in keys and model_id.lower() in keys:
+            key = model_id.lower()  # catalog keys are Bedrock ids, lower case; matching ignores case too
+        renamed[model_id] = key
         if key in keys:
             continue
         inherited = base.resolve(model_id)
@@ -150,7 +155,7 @@ def apply_sheet(base: Catalog, sheet: list[SheetRow], *, version: str = "unpubli
             rows += [replace(r, model=model_id) for r in base.rows_for(inherited)]
         keys.add(model_id)
     for item in sheet:
-        top = replace(item.row, model=base.aliases.get(item.row.model, item.row.model))
+        top = replace(item.row, model=renamed[item.row.model])
         same = (top.model, top.dimension, top.region, top.service_tier)
         rows = [part for r in rows
                 for part in ((cut(r, top.effective_from, top.effective_to))

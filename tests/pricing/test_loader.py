@@ -159,3 +159,9 @@ def test_invalid_yaml_names_the_file(write_data) -> None:
 def test_an_empty_data_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="no \\*.yaml price files"):
         load_builtin(data_dir=tmp_path)
+
+
+def test_a_region_typo_is_refused(write_data) -> None:
+    text = GOOD.replace("per: 1000,", "region: us-east1, per: 1000,")
+    with pytest.raises(CatalogError, match="price entry 1 \\(line 6\\): region 'us-east1' is not an AWS region name"):
+        load_builtin(data_dir=write_data(text=text))

@@ -131,3 +131,9 @@ def test_stability_price_is_flat(builtin: Catalog) -> None:
         for quality in ("standard", "premium"):
             assert _now(builtin, "stability.stable-image-core-v1:1", image_width=size[0], image_height=size[1],
                         image_quality=quality) == {"images": Decimal("40000")}
+
+
+def test_a_missing_service_tier_means_on_demand(builtin: Catalog) -> None:
+    model_id = "amazon.nova-pro-v1:0"
+    assert builtin.prices_for(model_id=model_id, region=None, service_tier=None) == builtin.prices_for(
+        model_id=model_id, region=None, service_tier="on_demand")

@@ -196,3 +196,16 @@ def test_import_publishes_a_new_version_over_the_latest(write_sheet, lake) -> No
     # AND the first version still prices as before
     old = load_catalog(lake=lake, version=first.version)
     assert _spans(old, "anthropic.claude-3-haiku-20240307-v1:0", "input_tokens") == [("2024-03-13", None, "0.00025")]
+
+
+def test_a_region_typo_is_refused(write_sheet) -> None:
+    with pytest.raises(CatalogError, match=r"SHEET.csv:2: region 'us-east1' is not an AWS region name"):
+        read_sheet(write_sheet(HEADER + f"{KEY},input_tokens,0.001,1000,2026-01-01,,us-east1,\n"))
+
+
+def test_an_upper_case_id_overrides_the_existing_key(write_sheet) -> None:
+    sheet = read_sheet(write_sheet(HEADER + f"{KEY.upper()},input_tokens,0.002,1000,2026-01-01,,,\n"))
+    merged = apply_sheet(_base(), sheet)
+    assert merged.models == _base().models
+    assert _spans(merged, KEY, "input_tokens") == [("2025-01-01", "2026-01-01T00:00", "0.001"),
+                                                   ("2026-01-01", None, "0.002")]

@@ -37,6 +37,10 @@ def check_no_overlaps(rows: Iterable[PriceRow], *, where: str) -> None:
             if before.effective_to is None or before.effective_to > after.effective_from:
                 end = min((t for t in (before.effective_to, after.effective_to) if t is not None), default=None)
                 region = f" in {before.region}" if before.region else ""
+                if before.dimension == "images":
+                    size = (f"up to {before.image_max_width}x{before.image_max_height}"
+                            if before.image_max_width else "any size")
+                    region += f" [{before.image_quality or 'any quality'}, {size}]"
                 raise CatalogError(
                     f"{where}: prices for `{before.model}` {before.dimension}{region} ({before.service_tier}) overlap "
                     f"between {_day(after.effective_from)} and {_day(end)}: end the earlier price "

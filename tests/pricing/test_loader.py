@@ -165,3 +165,19 @@ def test_a_region_typo_is_refused(write_data) -> None:
     text = GOOD.replace("per: 1000,", "region: us-east1, per: 1000,")
     with pytest.raises(CatalogError, match="price entry 1 \\(line 6\\): region 'us-east1' is not an AWS region name"):
         load_builtin(data_dir=write_data(text=text))
+
+
+def test_overlapping_image_prices_name_the_size_class(write_data) -> None:
+    text = """
+        provider: test
+        models:
+          acme.image-v1:
+            prices:
+              - {effective_from: "2025-01-01", per: 1, images: [{quality: premium, max_width: 512, max_height: 512,
+                 price: "0.04"}], source: "https://example.com/p", checked: "2026-11-25"}
+              - {effective_from: "2025-03-01", per: 1, images: [{quality: premium, max_width: 512, max_height: 512,
+                 price: "0.03"}], source: "https://example.com/p", checked: "2026-11-25"}
+    """
+    with pytest.raises(CatalogError, match=r"`acme.image-v1` images \[premium, up to 512x512\] \(on_demand\) overlap "
+                                           r"between 2025-03-01 and open end"):
+        load_builtin(data_dir=write_data(text=text))

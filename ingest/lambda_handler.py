@@ -73,7 +73,7 @@ class GatewaySettings(BaseModel):
         names = {"tenant_table": ENV_TENANT_TABLE, "longpoll_table": ENV_LONGPOLL_TABLE,
                  "firehose_stream": ENV_FIREHOSE_STREAM, "sagemaker_endpoints": ENV_SAGEMAKER_ENDPOINTS}
         try:
-            return cls(**{k: v for k, v in raw.items() if v is not None})
+            return cls.model_validate({k: v for k, v in raw.items() if v is not None})
         except ValidationError as exc:
             problems = [f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
             raise ValueError("gateway configuration is invalid: " + "; ".join(problems)) from None

@@ -171,11 +171,11 @@ def native_text_output(payload: Mapping[str, Any]) -> tuple[str, Usage | None]:
     """Generated text (and body-reported token counts, when the family reports them) of a native text response."""
     if "results" in payload:  # amazon titan text
         first = payload["results"][0] if payload["results"] else {}
-        usage = Usage(input_tokens=int(payload.get("inputTextTokenCount") or 0),
+        titan = Usage(input_tokens=int(payload.get("inputTextTokenCount") or 0),
                       output_tokens=int(first.get("tokenCount") or 0))
-        return first.get("outputText", ""), usage
+        return first.get("outputText", ""), titan
     if "generation" in payload:  # meta llama
-        usage = None
+        usage: Usage | None = None
         if "prompt_token_count" in payload:
             usage = Usage(input_tokens=int(payload["prompt_token_count"] or 0),
                           output_tokens=int(payload.get("generation_token_count") or 0))

@@ -140,3 +140,23 @@ def test_openai_sdk_streaming_over_converse_stream(tmp_path: Path, stream_server
         (event,) = gw.events()
         assert (event["streaming"], event["input_tokens"], event["output_tokens"],
                 event["cache_read_input_tokens"]) == (True, 10, 5, 1024)
+
+
+def test_bedrock_throttling_and_failure_reach_the_tenant_as_429_and_502(stubbed: tuple[Running, Stubber]) -> None:
+    # GIVEN Bedrock throttling one call and failing the next
+    gw, stubber = stubbed
+    stubber.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429,
+                             service_message="Too many requests, please wait before trying again.")
+    stubber.add_client_error("converse", service_error_code="InternalServerException", http_status_code=500,
+                             service_message="Internal error in account 111122223333")
+    headers = {"x-api-key": gw.secret, "team_id": "search"}
+    # WHEN the seed client calls twice
+    throttled = requests.post(f"{gw.url}/invoke_model?model_id={CLAUDE}", json={"inputs": "hi"}, headers=headers,
+                              timeout=10)
+    failed = requests.post(f"{gw.url}/invoke_model?model_id={CLAUDE}", json={"inputs": "hi"}, headers=headers,
+                           timeout=10)
+    # THEN 429 with Retry-After, then 502 without the provider's text; one event each with that status
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "1"
+    assert failed.status_code == 502 and "111122223333" not in failed.text
+    statuses = sorted((e["status"], e["http_status"]) for e in gw.events())
+    assert statuses == [("throttled", 429), ("upstream_error", 502)]

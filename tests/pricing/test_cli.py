@@ -61,3 +61,17 @@ def test_the_cli_module_does_not_shadow_the_publish_function() -> None:
     importlib.import_module("pricing_catalog.publish")  # what modelmeter.cli does
     assert pricing_catalog.publish.__module__ == "pricing_catalog.store"
     assert callable(pricing_catalog.publish)
+
+
+def test_the_documented_example_sheet_imports(lake, capsys) -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "price_sheet.example.csv"
+    assert main(["pricing", "import", str(example), "--lake", lake.uri, "--note", "example"]) == 0
+    version = capsys.readouterr().out.strip()
+    catalog = load_catalog(lake=lake)
+    assert catalog.version == version
+    assert catalog.resolve("sm-endpoint-support-llm") == "sm-endpoint-support-llm"
+    assert {i.dimension for i in catalog.prices_for(model_id="anthropic.claude-sonnet-4-20250514-v1:0",
+                                                    region="us-east-1", service_tier="batch")} == {
+        "input_tokens", "output_tokens"}

@@ -126,7 +126,7 @@ def _innermost_call(tree: exp.Expression) -> exp.Anonymous | None:
 
 # Arguments pasted into a template must keep their meaning whatever operator surrounds them: ``a + 1`` as the
 # divisor must not become ``… / a + 1``. Atoms (columns, literals, calls, casts) need no parentheses.
-_ATOMS = (exp.Column, exp.Literal, exp.Func, exp.Cast, exp.Paren, exp.Null, exp.Boolean)
+_ATOMS = (exp.Column, exp.Literal, exp.Neg, exp.Func, exp.Cast, exp.Paren, exp.Null, exp.Boolean)
 
 
 def _argument_sql(arg: exp.Expression, dialect: Dialect) -> str:

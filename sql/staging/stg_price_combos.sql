@@ -1,0 +1,21 @@
+-- staging: the distinct price lookups of the day's valid events (few), to ask the pricing catalog once each.
+with valid as (
+
+    select * from stg_usage_events where is_valid
+
+),
+
+final as (
+
+    select distinct
+        model_id,
+        region,
+        service_tier,
+        image_width,
+        image_height,
+        image_quality
+    from valid
+
+)
+
+select * from final

@@ -73,6 +73,8 @@ def converse_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for c_index, block in enumerate(message["content"]):
             if not isinstance(block, dict):
                 raise BadRequest(f"inputs[{m_index}].content[{c_index}] must be an object")
+            if "image_url" in block:  # an OpenAI content part, as the /v1 route passes it on
+                block = _image_url_block(block["image_url"], f"messages[{m_index}].content[{c_index}].image_url")
             kind = next((k for k in _BINARY_BLOCKS if k in block), None)
             source = block.get(kind, {}).get("source") if kind else None
             if isinstance(source, dict) and "bytes" in source:
@@ -82,6 +84,22 @@ def converse_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             content.append(block)
         out.append({**message, "content": content})
     return out
+
+
+def _image_url_block(image_url: Any, where: str) -> dict[str, Any]:
+    """An OpenAI ``image_url`` part (a ``data:image/<fmt>;base64,`` URL) as a Converse image block.
+
+    Bedrock cannot fetch URLs, so anything but inline data is refused with a clear 400.
+    """
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    prefix, _, data = str(url or "").partition(";base64,")
+    if not prefix.startswith("data:image/") or not data:
+        raise BadRequest(f"{where} must be a data:image/<format>;base64,… URL (Bedrock cannot fetch remote images)")
+    fmt = prefix.removeprefix("data:image/").lower()
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    if fmt not in ("png", "jpeg", "gif", "webp"):
+        raise BadRequest(f"{where}: image format {fmt!r} is not supported; use png, jpeg, gif or webp")
+    return {"image": {"format": fmt, "source": {"bytes": _decode_b64(data, where)}}}
 
 
 def converse_usage(usage: Mapping[str, Any] | None) -> Usage:

@@ -306,3 +306,18 @@ def test_native_stream_takes_usage_from_invocation_metrics(stream_server: Any) -
     assert "".join(c.text for c in chunks) == "Metering."
     assert (chunks[-1].usage.input_tokens, chunks[-1].usage.output_tokens) == (4, 3)
     assert stream_server.requests[0][0].endswith("/invoke-with-response-stream")
+
+
+def test_openai_image_part_and_seed_document_become_converse_blocks() -> None:
+    from ingest.providers.bedrock_payloads import converse_messages
+
+    pdf = base64.b64encode(b"%PDF-1.4 tiny").decode()
+    out = converse_messages([{"role": "user", "content": [
+        {"text": "Compare"},
+        {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{PNG}"}},
+        {"document": {"format": "pdf", "name": "spec", "source": {"bytes": pdf}}}]}])
+    blocks = out[0]["content"]
+    assert blocks[1] == {"image": {"format": "jpeg", "source": {"bytes": base64.b64decode(PNG)}}}
+    assert blocks[2]["document"]["source"]["bytes"] == b"%PDF-1.4 tiny"
+    with pytest.raises(BadRequest, match="cannot fetch remote images"):
+        converse_messages([{"role": "user", "content": [{"image_url": {"url": "https://example.com/a.png"}}]}])

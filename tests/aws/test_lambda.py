@@ -186,3 +186,27 @@ def test_settings_name_every_missing_variable() -> None:
     settings = GatewaySettings.from_env({ENV_TENANT_TABLE: "t", ENV_LONGPOLL_TABLE: "l", ENV_FIREHOSE_STREAM: "f",
                                          "MODELMETER_SAGEMAKER_ENDPOINTS": '{"m": {"endpoint_name": "e"}}'})
     assert settings.spool_dir == "/tmp/spool" and settings.sagemaker_endpoints == {"m": {"endpoint_name": "e"}}
+
+
+def test_openai_streaming_through_lambda_is_buffered_but_billed(stack: Stack, stream_server: Any,
+                                                               tmp_path: Path) -> None:
+    # GIVEN a container whose Bedrock answers ConverseStream (event-stream bytes from a local server)
+    from tests.aws.conftest import converse_stream_body
+
+    stream_server.body = converse_stream_body(load_event("converse_stream_events"))
+    settings = GatewaySettings.from_env().model_copy(update={"spool_dir": str(tmp_path / "spool2")})
+    runtime = build_runtime(settings=settings, bedrock_client=stream_server.client("bedrock-runtime"))
+    lambda_handler.set_runtime(runtime)
+    try:
+        event = load_event("apigw_rest_v1_chat")
+        body = {**json.loads(event["body"]), "stream": True, "stream_options": {"include_usage": True}}
+        # WHEN the openai SDK's streaming request arrives through API Gateway
+        response = stack.call("apigw_rest_v1_chat", body=json.dumps(body))
+    finally:
+        runtime.emitter.close(timeout=1)
+    # THEN API Gateway gets the whole SSE body at once (REST proxy integrations buffer), usage included
+    assert response["statusCode"] == 200
+    data = [json.loads(line[6:]) for line in response["body"].splitlines() if line.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in data if c["choices"]) == "Hello there!"
+    assert data[-1]["usage"]["completion_tokens"] == 5
+    assert [(e["streaming"], e["cache_read_input_tokens"]) for e in stack.firehose_events()] == [(True, 1024)]

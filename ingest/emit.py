@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ingest import fastjson
 from modelmeter.constants import ENV_SPOOL_DIR
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class Emitter:
 
     def emit(self, event: dict[str, Any]) -> None:
         """Append one event to the spool; returns without waiting for the sink."""
-        line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+        line = fastjson.dumps(event) + b"\n"
         with self._lock:
             if self._closed:
                 raise RuntimeError("emitter is closed")
@@ -240,7 +241,7 @@ def _read_segment(path: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                events.append(json.loads(line))
+                events.append(fastjson.loads(line))
             except ValueError:
                 # Only the last line of a segment cut by a crash can be partial; keep it aside, never drop silently.
                 log.error("spool %s line %d is not valid JSON (cut by a crash?); moved to %s.bad",
@@ -254,7 +255,7 @@ def _rewrite_segment(path: Path, events: list[dict[str, Any]]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".rewrite-", suffix=".tmp")
     with os.fdopen(fd, "wb") as out:
         for event in events:
-            out.write((json.dumps(event, separators=(",", ":"), default=str) + "\n").encode("utf-8"))
+            out.write(fastjson.dumps(event) + b"\n")
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from starlette.responses import Response
 
-from ingest.app import LONGPOLL_TTL_SECONDS, REQUEST_ID_HEADER, Call, Gateway, json_response, read_json
+from ingest.app import LONGPOLL_TTL_SECONDS, REQUEST_ID_HEADER, Call, Gateway, GatewayApp, json_response, read_json
 from ingest.auth import check_model_allowed, check_team_header
 from ingest.exceptions import BadRequest, ServiceError
 from ingest.openapi_docs import SEED_INVOKE, SEED_LIST
@@ -182,8 +182,8 @@ async def list_foundation_models(request: Request) -> Response:
     return json_response([{"modelSummaries": summaries}])
 
 
-def register(app: FastAPI, gw: Gateway) -> None:
-    app.add_api_route("/list_foundation_models", list_foundation_models, methods=["GET"], openapi_extra=SEED_LIST,
-                      summary="List the foundation models (seed API)", tags=["seed"])
-    app.add_api_route("/invoke_model", invoke_model, methods=["POST"], openapi_extra=SEED_INVOKE,
-                      summary="Invoke a model (seed API)", tags=["seed"])
+def register(app: GatewayApp, gw: Gateway) -> None:
+    app.add_fast_route("/list_foundation_models", list_foundation_models, method="GET", openapi_extra=SEED_LIST,
+                       summary="List the foundation models (seed API)", tags=["seed"])
+    app.add_fast_route("/invoke_model", invoke_model, method="POST", openapi_extra=SEED_INVOKE,
+                       summary="Invoke a model (seed API)", tags=["seed"])

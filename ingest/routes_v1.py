@@ -14,10 +14,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
-from ingest.app import REQUEST_ID_HEADER, Call, Gateway, json_response, read_json
+from ingest import fastjson
+from ingest.app import REQUEST_ID_HEADER, Call, Gateway, GatewayApp, json_response, read_json
 from ingest.auth import authenticate, bearer_secret, check_model_allowed, check_team_header
 from ingest.exceptions import BadRequest, ServiceError
 from ingest.openapi_docs import V1_CHAT, V1_EMBEDDINGS, V1_MODELS
@@ -134,7 +135,7 @@ def _chunk(call: Call, created: int, delta: dict[str, Any], finish: str | None =
                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if choices else []}
     if usage is not None:
         obj["usage"] = usage
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + fastjson.dumps(obj) + b"\n\n"
 
 
 async def _sse(call: Call, first: StreamChunk | None, chunks: AsyncIterator[StreamChunk], request: ModelRequest,
@@ -253,10 +254,10 @@ async def models(request: Request) -> Response:
         for m in listed]})
 
 
-def register(app: FastAPI, gw: Gateway) -> None:
-    app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], openapi_extra=V1_CHAT,
-                      summary="Chat completion (OpenAI-compatible)", tags=["openai"])
-    app.add_api_route("/v1/embeddings", embeddings, methods=["POST"], openapi_extra=V1_EMBEDDINGS,
-                      summary="Embeddings (OpenAI-compatible)", tags=["openai"])
-    app.add_api_route("/v1/models", models, methods=["GET"], openapi_extra=V1_MODELS,
-                      summary="List models (OpenAI-compatible)", tags=["openai"])
+def register(app: GatewayApp, gw: Gateway) -> None:
+    app.add_fast_route("/v1/chat/completions", chat_completions, method="POST", openapi_extra=V1_CHAT,
+                       summary="Chat completion (OpenAI-compatible)", tags=["openai"])
+    app.add_fast_route("/v1/embeddings", embeddings, method="POST", openapi_extra=V1_EMBEDDINGS,
+                       summary="Embeddings (OpenAI-compatible)", tags=["openai"])
+    app.add_fast_route("/v1/models", models, method="GET", openapi_extra=V1_MODELS,
+                       summary="List models (OpenAI-compatible)", tags=["openai"])

@@ -15,6 +15,7 @@ import secrets
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -53,8 +54,10 @@ def _team_from_json(obj: dict[str, Any]) -> Team:
 class LocalTenantRegistry:
     """Teams and hashed keys in one JSON file (implements :class:`ingest.ports.TenantRegistry`)."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, recheck_seconds: float = 1.0):
         self.path = Path(path)
+        self.recheck_seconds = recheck_seconds
+        self._next_check = 0.0
         self._mutex = threading.Lock()
         self._mtime: int | None = None
         self._teams: dict[str, Team] = {}
@@ -63,6 +66,11 @@ class LocalTenantRegistry:
     # --- reading ------------------------------------------------------------------------------------------------
 
     def _refresh(self) -> None:
+        # One stat a second at most: a key created by the CLI works within a second, and the request path stays lean.
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + self.recheck_seconds
         try:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -124,7 +132,7 @@ class LocalTenantRegistry:
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o600)  # key hashes only, but no reason to share them
             os.replace(tmp, self.path)
-        self._mtime = None  # re-read on next use
+        self._mtime, self._next_check = None, 0.0  # this process re-reads on next use
 
     def put_team(self, team: Team) -> None:
         with self._locked() as (teams, _keys):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ingest.providers.base import Usage
-from ingest.schema import SCHEMA_VERSION, format_time
+from ingest.schema import SCHEMA_VERSION
 
 
 def estimate_tokens(text: str) -> int:
@@ -17,6 +17,14 @@ def estimate_tokens(text: str) -> int:
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def _iso_ms(ts: datetime) -> str:
+    """``ingest.schema.format_time`` without strftime (a few µs saved per request); UTC assumed when naive."""
+    if ts.tzinfo is not None and ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    return (f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}."
+            f"{ts.microsecond // 1000:03d}Z")
 
 
 def build_event(*, request_id: str, event_time: datetime, team_id: str, api_key_id: str | None,
@@ -29,7 +37,7 @@ def build_event(*, request_id: str, event_time: datetime, team_id: str, api_key_
         "schema_version": SCHEMA_VERSION,
         "event_id": str(uuid.uuid4()),
         "request_id": request_id,
-        "event_time": format_time(event_time),
+        "event_time": _iso_ms(event_time),
         "team_id": team_id,
         "api_key_id": api_key_id,
         "business_unit": business_unit,

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from ingest import fastjson
 from ingest.exceptions import (
     ServiceError,
     UpstreamClientError,
@@ -22,6 +23,8 @@ from ingest.exceptions import (
 )
 from ingest.providers.base import ModelRequest, ModelResult, StreamChunk, Usage
 from ingest.usage import estimate_tokens
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def _usage(obj: Any) -> Usage | None:
@@ -103,7 +106,7 @@ class OpenAICompatProvider:
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         try:
-            async with self._client().post(self.base_url + path, json=body) as resp:
+            async with self._client().post(self.base_url + path, data=fastjson.dumps(body), headers=_JSON) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise _status_error(resp.status, raw, resp.headers.get("Retry-After"))
@@ -112,7 +115,7 @@ class OpenAICompatProvider:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream unreachable ({type(exc).__name__})") from None
         try:
-            return json.loads(raw)
+            return fastjson.loads(raw)
         except ValueError:
             raise UpstreamError("upstream answered with invalid JSON") from None
 
@@ -155,7 +158,8 @@ class OpenAICompatProvider:
         body = self.chat_body(request, stream=True)
         usage, stop, streamed = None, None, 0
         try:
-            async with self._client().post(self.base_url + "/chat/completions", json=body) as resp:
+            async with self._client().post(self.base_url + "/chat/completions", data=fastjson.dumps(body),
+                                           headers=_JSON) as resp:
                 if resp.status >= 400:
                     raise _status_error(resp.status, await resp.read(), resp.headers.get("Retry-After"))
                 async for line in resp.content:
@@ -164,7 +168,7 @@ class OpenAICompatProvider:
                     payload = line[5:].strip()
                     if payload == b"[DONE]":
                         break
-                    chunk = json.loads(payload)
+                    chunk = fastjson.loads(payload)
                     usage = _usage(chunk.get("usage")) or usage
                     for choice in chunk.get("choices") or []:
                         stop = choice.get("finish_reason") or stop
@@ -188,7 +192,7 @@ class OpenAICompatProvider:
             async with self._client().get(self.base_url + "/models") as resp:
                 if resp.status >= 400:
                     raise _status_error(resp.status, await resp.read(), None)
-                data = json.loads(await resp.read())
+                data = fastjson.loads(await resp.read())
         except (TimeoutError, aiohttp.ClientError, ValueError):
             raise UpstreamError("upstream model list unavailable") from None
         return [{"model_id": m["id"], "provider_name": m.get("owned_by") or "openai_compatible",

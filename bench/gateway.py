@@ -1,0 +1,257 @@
+"""Gateway benchmark (issue 3 "Speed"): what the gateway adds in front of an OpenAI-compatible upstream.
+
+Starts ``bench/fake_upstream.py`` and ``modelmeter serve --upstream http://127.0.0.1:PORT/v1`` as subprocesses on
+127.0.0.1, then sends the same requests directly to the upstream and through the gateway:
+
+* added latency p50 / p99, sequentially and at concurrency 32 (gateway percentile − direct percentile);
+* throughput at concurrency 32;
+* streaming time to first byte;
+* the cost of usage emission (``Emitter.emit`` p50, in process);
+* and, after a SIGTERM, that the lake holds exactly one usage event per request sent through the gateway.
+
+Targets on 2 cores shared by client, gateway and upstream: added p50 ≤ 1 ms and p99 ≤ 5 ms sequentially,
+≥ 2,000 requests/s at concurrency 32, emission ≤ 0.2 ms p50. Run: ``python bench/gateway.py [--quick] [--json F]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingest.emit import Emitter  # noqa: E402  (after the path tweak: runnable as a plain script)
+from ingest.ports import Team  # noqa: E402
+from ingest.providers.base import Usage  # noqa: E402
+from ingest.tenants import LocalTenantRegistry  # noqa: E402
+from ingest.usage import build_event  # noqa: E402
+
+MODEL = "fake-chat"
+CHAT = {"model": MODEL, "max_tokens": 7, "messages": [{"role": "user", "content": "How much did team A spend?"}]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+# --- processes -------------------------------------------------------------------------------------------------
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1)  # noqa: S310 - 127.0.0.1 only
+            return
+        except OSError as exc:
+            if getattr(exc, "code", None):  # an HTTP error status: the server is up
+                return
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start_upstream() -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "fake_upstream.py"), "--port", str(port)],
+                            stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    _wait_http(f"{url}/models", proc)
+    return proc, url
+
+
+def start_gateway(work: Path, upstream: str) -> tuple[subprocess.Popen, str, str]:
+    registry = LocalTenantRegistry(work / "tenants.json")
+    registry.put_team(Team(team_id="bench", cost_center="CC-BENCH"))
+    _, secret = registry.create_key("bench")
+    port = _free_port()
+    code = "import sys; from modelmeter.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--port", str(port), "--upstream", upstream,
+                             "--lake", str(work / "lake"), "--tenants", str(work / "tenants.json")],
+                            env={**os.environ, "MODELMETER_SPOOL_DIR": str(work / "spool")})
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(f"{url}/healthz", proc)
+    return proc, url, secret
+
+
+# --- measurements ----------------------------------------------------------------------------------------------
+
+async def _one(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: dict[str, Any]) -> float:
+    start = time.perf_counter()
+    async with session.post(url, json=body, headers=headers) as resp:
+        await resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{url} answered {resp.status}")
+    return time.perf_counter() - start
+
+
+async def sequential(url: str, headers: dict[str, str], n: int) -> list[float]:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(min(200, n)):  # warm-up: connections, caches, first-call imports
+            await _one(session, url, headers, CHAT)
+        return [await _one(session, url, headers, CHAT) for _ in range(n)]
+
+
+async def concurrent(url: str, headers: dict[str, str], n: int, workers: int) -> tuple[list[float], float]:
+    connector = aiohttp.TCPConnector(limit=workers)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(_one(session, url, headers, CHAT) for _ in range(workers * 4)))  # warm-up
+        latencies: list[float] = []
+        remaining = n
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                latencies.append(await _one(session, url, headers, CHAT))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return latencies, time.perf_counter() - start
+
+
+async def ttfb(url: str, headers: dict[str, str], n: int) -> list[float]:
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    out = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(n + 20):
+            start = time.perf_counter()
+            async with session.post(url, json=body, headers=headers) as resp:
+                await resp.content.readany()
+                first = time.perf_counter() - start
+                await resp.read()
+            if i >= 20:
+                out.append(first)
+    return out
+
+
+def emission_cost(n: int = 20000) -> list[float]:
+    """``Emitter.emit`` of a realistic event, with the background deliverer running."""
+    from datetime import UTC, datetime
+
+    with tempfile.TemporaryDirectory() as spool:
+        emitter = Emitter(deliver=lambda batch: [], spool_dir=spool)
+        timings = []
+        for i in range(n):
+            event = build_event(request_id=f"r{i}", event_time=datetime.now(UTC), team_id="bench",
+                                api_key_id="mk_live_0123456789ab", business_unit=None, provider="openai_compatible",
+                                region=None, model_id=MODEL, operation="chat", status="ok", http_status=200,
+                                usage=Usage(input_tokens=12, output_tokens=7), streaming=False, latency_ms=1)
+            start = time.perf_counter()
+            emitter.emit(event)
+            timings.append(time.perf_counter() - start)
+        emitter.close()
+    return timings
+
+
+def count_lake_events(lake: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(p).num_rows for p in (lake / "raw" / "usage_events").rglob("*.parquet"))
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+
+async def measure(upstream: str, gateway: str, secret: str, *, seq_n: int, conc_n: int, stream_n: int
+                  ) -> tuple[dict[str, Any], int]:
+    direct = (f"{upstream}/chat/completions", {})
+    through = (f"{gateway}/v1/chat/completions", {"Authorization": f"Bearer {secret}"})
+    results: dict[str, Any] = {}
+    sent = 0
+    seq_d = await sequential(*direct, seq_n)
+    seq_g = await sequential(*through, seq_n)
+    sent += seq_n + min(200, seq_n)
+    results["sequential"] = _compare(seq_d, seq_g)
+    lat_d, wall_d = await concurrent(*direct, conc_n, 32)
+    lat_g, wall_g = await concurrent(*through, conc_n, 32)
+    sent += conc_n + 32 * 4
+    results["concurrency_32"] = {**_compare(lat_d, lat_g), "direct_rps": round(conc_n / wall_d),
+                                 "gateway_rps": round(conc_n / wall_g)}
+    ttfb_d = await ttfb(*direct, stream_n)
+    ttfb_g = await ttfb(*through, stream_n)
+    sent += stream_n + 20
+    results["streaming_ttfb"] = _compare(ttfb_d, ttfb_g)
+    return results, sent
+
+
+def _compare(direct: list[float], gateway: list[float]) -> dict[str, float]:
+    return {"direct_p50_ms": _ms(_pct(direct, 0.5)), "gateway_p50_ms": _ms(_pct(gateway, 0.5)),
+            "added_p50_ms": _ms(_pct(gateway, 0.5) - _pct(direct, 0.5)),
+            "direct_p99_ms": _ms(_pct(direct, 0.99)), "gateway_p99_ms": _ms(_pct(gateway, 0.99)),
+            "added_p99_ms": _ms(_pct(gateway, 0.99) - _pct(direct, 0.99)), "n": len(gateway)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="gateway benchmark (issue 3)")
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    seq_n, conc_n, stream_n = (300, 2000, 100) if args.quick else (2000, 20000, 500)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="modelmeter-bench-") as tmp:
+        work = Path(tmp)
+        up_proc, upstream = start_upstream()
+        gw_proc = None
+        try:
+            gw_proc, gateway, secret = start_gateway(work, upstream)
+            results, sent = asyncio.run(measure(upstream, gateway, secret, seq_n=seq_n, conc_n=conc_n,
+                                                stream_n=stream_n))
+            gw_proc.send_signal(signal.SIGTERM)
+            gw_proc.wait(60)
+            landed = count_lake_events(work / "lake")
+        finally:
+            for proc in (gw_proc, up_proc):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(30)
+    emit = emission_cost()
+    results["emission"] = {"emit_p50_ms": _ms(statistics.median(emit)), "emit_p99_ms": _ms(_pct(emit, 0.99))}
+    results["events"] = {"requests_through_gateway": sent, "events_in_lake": landed}
+    results["targets"] = {
+        "added_p50_le_1ms": results["sequential"]["added_p50_ms"] <= 1.0,
+        "added_p99_le_5ms": results["sequential"]["added_p99_ms"] <= 5.0,
+        "rps_ge_2000_at_c32": results["concurrency_32"]["gateway_rps"] >= 2000,
+        "emit_p50_le_0_2ms": results["emission"]["emit_p50_ms"] <= 0.2,
+        "one_event_per_request": sent == landed,
+    }
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

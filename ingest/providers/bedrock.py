@@ -12,6 +12,7 @@ import asyncio
 import fnmatch
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ DEFAULT_MODELS = (
     "amazon.titan-embed-text-v2:0", "cohere.embed-english-v3", "amazon.titan-image-generator-v2:0",
     "amazon.nova-canvas-v1:0", "stability.stable-diffusion-xl-v1",
 )
+LIST_CACHE_SECONDS = 300.0
 # Bedrock answers long generations slowly; botocore's default 60 s read timeout cuts them off.
 _CLIENT_CONFIG = Config(read_timeout=300, connect_timeout=5, retries={"mode": "standard", "max_attempts": 2},
                         max_pool_connections=32)
@@ -61,12 +63,16 @@ class BedrockProvider:
         self.region = region or self._client.meta.region_name
         self._control = control_client
         self._models = tuple(models or DEFAULT_MODELS)
+        self._listed: tuple[float, list[dict[str, Any]]] | None = None
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bedrock")
         self._no_converse: set[str] = set()  # models Converse turned away at run time
 
     # --- Provider interface -----------------------------------------------------------------------------------
 
     async def list_models(self) -> list[dict[str, Any]]:
+        # ListFoundationModels is a rate-limited control-plane call: answer from a short cache.
+        if self._listed is not None and time.monotonic() - self._listed[0] < LIST_CACHE_SECONDS:
+            return self._listed[1]
         try:
             control = self._control or boto3.client("bedrock", region_name=self.region)
             self._control = control
@@ -74,8 +80,10 @@ class BedrockProvider:
         except Exception as exc:  # listing is a convenience: fall back to the configured ids, never fail
             log.warning("list_foundation_models failed (%s); listing the configured models", type(exc).__name__)
             return [{"model_id": m, "provider_name": bp.model_family(m), "modalities": []} for m in self._models]
-        return [{"model_id": s["modelId"], "provider_name": s.get("providerName"),
-                 "modalities": s.get("outputModalities", [])} for s in summaries]
+        models = [{"model_id": s["modelId"], "provider_name": s.get("providerName"),
+                   "modalities": s.get("outputModalities", [])} for s in summaries]
+        self._listed = (time.monotonic(), models)
+        return models
 
     async def invoke(self, request: ModelRequest) -> ModelResult:
         op = request.operation

@@ -238,8 +238,10 @@ def test_list_models_from_bedrock_and_fallback() -> None:
         stubber.add_client_error("list_foundation_models", service_error_code="AccessDeniedException",
                                  http_status_code=403)
         provider = BedrockProvider(client=runtime, control_client=control, models=["amazon.nova-pro-v1:0"])
-        assert run(provider.list_models()) == [{"model_id": "amazon.nova-lite-v1:0", "provider_name": "Amazon",
-                                                 "modalities": ["TEXT"]}]
+        listed = [{"model_id": "amazon.nova-lite-v1:0", "provider_name": "Amazon", "modalities": ["TEXT"]}]
+        assert run(provider.list_models()) == listed
+        assert run(provider.list_models()) == listed  # from the cache: no second control-plane call
+        provider._listed = None  # cache expired, and now the call is denied: the configured models are listed
         assert [m["model_id"] for m in run(provider.list_models())] == ["amazon.nova-pro-v1:0"]
 
 

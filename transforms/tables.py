@@ -43,8 +43,9 @@ class Column:
     description: str = ""
 
 
+# DuckDB writes TIMESTAMP WITH TIME ZONE as UTC microseconds (raw events carry milliseconds; nothing is lost).
 _ARROW = {"string": pa.string(), "int": pa.int32(), "bigint": pa.int64(), "bool": pa.bool_(),
-          "timestamp": pa.timestamp("ms", tz="UTC"), "date": pa.date32(), "money": MONEY}
+          "timestamp": pa.timestamp("us", tz="UTC"), "date": pa.date32(), "money": MONEY}
 _GLUE = {"string": "string", "int": "int", "bigint": "bigint", "bool": "boolean", "timestamp": "timestamp",
          "date": "date", "money": f"decimal({MONEY_PRECISION},{MONEY_SCALE})"}
 _SQL = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "bool": "BOOLEAN",

@@ -3,7 +3,7 @@
 -- lookups: one row per lookup and price period, unit price = price_usd / per, NULL when a dimension has no price).
 with events as (
 
-    select * from stg_usage_events where is_valid
+    select * from stg_valid_events
 
 ),
 

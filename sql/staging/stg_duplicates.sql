@@ -3,8 +3,7 @@
 with candidate_hashes as (
 
     select mm_hash64(event_id) as id_hash
-    from stg_usage_events
-    where is_valid
+    from stg_valid_events
     group by 1
     having count(*) > 1
 
@@ -13,8 +12,8 @@ with candidate_hashes as (
 candidate_rows as (
 
     select event_id, source_file, source_row
-    from stg_usage_events
-    where is_valid and mm_hash64(event_id) in (select id_hash from candidate_hashes)
+    from stg_valid_events
+    where mm_hash64(event_id) in (select id_hash from candidate_hashes)
 
 ),
 

@@ -1,7 +1,10 @@
--- staging: the day's rows that break a schema rule (few), kept apart so quarantine and rule counts read only them.
+-- staging: the day's rows that break a schema rule (few), materialised once: quarantine, rule counts and the
+-- valid-row filter all read this instead of re-checking every row. Rules are rendered from ingest.schema.FIELDS.
 with final as (
 
-    select * from stg_usage_events where not is_valid
+    select *
+    from stg_usage_events
+    where {{ invalid }}
 
 )
 

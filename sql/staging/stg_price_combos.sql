@@ -1,7 +1,7 @@
 -- staging: the distinct price lookups of the day's valid events (few), to ask the pricing catalog once each.
 with valid as (
 
-    select * from stg_usage_events where is_valid
+    select * from stg_valid_events
 
 ),
 

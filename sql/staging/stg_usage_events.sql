@@ -1,12 +1,12 @@
--- staging: one row per raw event of the day, typed, optional fields defaulted, each row marked valid or not.
--- input: raw_day (the day's raw files, plus source_file and source_row); rules are rendered from the schema.
+-- staging: one row per raw event of the day, typed, optional fields defaulted.
+-- input: raw_day (the day's raw files, plus source_file (file index) and source_row (row in the file)).
 with source as (
 
     select * from raw_day
 
 ),
 
-defaulted as (
+final as (
 
     select
         {{ event_columns }},
@@ -14,15 +14,6 @@ defaulted as (
         source_file,
         source_row
     from source
-
-),
-
-final as (
-
-    select
-        *,
-        {{ valid }} as is_valid
-    from defaulted
 
 )
 

@@ -1,0 +1,94 @@
+"""The day's price table: the catalog's prices for the few distinct lookups of a day, as a small Arrow table.
+
+DuckDB joins it to the events on the lookup and on ``valid_from <= event_time < valid_to``. Within a day a lookup
+has one row per *price period*: the day is cut at every instant where any dimension's price changes, so each row
+carries the unit price of every dimension in force during it (NULL where a dimension has no price).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from pricing_catalog.model import PriceInterval
+
+#: Unit prices (price_usd / per) are held as DECIMAL(18,12): exact for every real price (e.g. $3 per 1 M tokens is
+#: 0.000003 per token), and DuckDB multiplies 18-digit decimals in 64/128-bit integers, ~60x faster than
+#: DECIMAL(38,18) (measured). count × unit price is then exact at 12 decimals. A price needing more than 12
+#: decimals per unit is rounded half up (listed in the manifest by :func:`inexact_units`).
+UNIT_SCALE = 12
+UNIT_PRICE = pa.decimal128(18, UNIT_SCALE)
+
+#: event count column → catalog dimension
+DIMENSION_OF: dict[str, str] = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_input_tokens": "cache_read_input_tokens",
+    "cache_write_input_tokens": "cache_write_input_tokens",
+    "image_count": "images",
+}
+LOOKUP_KEYS = ("model_id", "region", "service_tier", "image_width", "image_height", "image_quality")
+
+PRICE_SCHEMA = pa.schema([
+    pa.field("model_id", pa.string()), pa.field("region", pa.string()), pa.field("service_tier", pa.string()),
+    pa.field("image_width", pa.int32()), pa.field("image_height", pa.int32()), pa.field("image_quality", pa.string()),
+    pa.field("valid_from", pa.timestamp("ms", tz="UTC")), pa.field("valid_to", pa.timestamp("ms", tz="UTC")),
+    *(pa.field(f"unit_{c}", UNIT_PRICE) for c in DIMENSION_OF),
+])
+
+
+class PriceSource(Protocol):
+    """What the transform needs of a catalog (``pricing_catalog.Catalog`` provides it)."""
+
+    version: str
+
+    def prices_for(self, *, model_id: str, region: str | None, service_tier: str, image_width: int | None = None,
+                   image_height: int | None = None, image_quality: str | None = None) -> list[PriceInterval]: ...
+
+
+def unit_price(interval: PriceInterval) -> Decimal:
+    """``price_usd / per`` at 12 decimals (exact for real prices; see :data:`UNIT_SCALE`)."""
+    return (interval.price_usd / interval.per).quantize(Decimal(1).scaleb(-UNIT_SCALE), rounding=ROUND_HALF_UP)
+
+
+def is_exact(interval: PriceInterval) -> bool:
+    """Whether ``price_usd / per`` has at most 12 decimals (so costs are exact)."""
+    return unit_price(interval) == interval.price_usd / interval.per
+
+
+def _cuts(intervals: list[PriceInterval], start: datetime, end: datetime) -> list[datetime]:
+    """The day's boundaries: its start, its end, and every price start/end strictly inside it."""
+    inside = {t for i in intervals for t in (i.effective_from, i.effective_to) if t is not None and start < t < end}
+    return sorted({start, end, *inside})
+
+
+def _at(intervals: list[PriceInterval], dimension: str, instant: datetime) -> PriceInterval | None:
+    return next((i for i in intervals if i.dimension == dimension and i.contains(instant)), None)
+
+
+def price_rows(*, catalog: PriceSource, lookup: dict[str, Any], day: date) -> list[dict[str, Any]]:
+    """Rows of the price table for one lookup on one day (none when the lookup has no price at all)."""
+    intervals = catalog.prices_for(**lookup)
+    if not intervals:
+        return []
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    cuts = _cuts(intervals, start, end)
+    rows = []
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        units = {f"unit_{col}": (unit_price(i) if (i := _at(intervals, dim, lo)) else None)
+                 for col, dim in DIMENSION_OF.items()}
+        if any(v is not None for v in units.values()):
+            rows.append({**lookup, "valid_from": lo, "valid_to": hi, **units})
+    return rows
+
+
+def price_table(*, catalog: PriceSource, lookups: list[dict[str, Any]], day: date) -> pa.Table:
+    """The price table for a day's distinct lookups (see :data:`PRICE_SCHEMA`)."""
+    rows: list[dict[str, Any]] = []
+    for lookup in lookups:
+        rows += price_rows(catalog=catalog, lookup={k: lookup.get(k) for k in LOOKUP_KEYS}, day=day)
+    return pa.Table.from_pylist(rows, schema=PRICE_SCHEMA)

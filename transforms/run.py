@@ -1,0 +1,352 @@
+"""``modelmeter transform``: per day, raw events → validated, deduped, priced curated tables (DESIGN.md).
+
+SQL is the transform (``sql/staging`` → ``sql/marts``); this module decides which days, opens DuckDB, runs the
+models in order, and publishes the day's files. Per day:
+
+1. list the day's raw files (late ones included) and set aside any that cannot be read;
+2. stage them (``stg_usage_events``: typed, defaulted, each row valid or not) and validate with Great
+   Expectations in SQL; the invalid rows go to ``quarantine/…/dt=D/transform.parquet`` with their reasons;
+3. drop re-delivered duplicates (``stg_duplicates``), price (``usage_cost``), roll up (``team_model_daily``);
+4. replace the day's curated files and write the run manifest under ``runs/transform/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from ingest.schema import FIELD_NAMES, quarantine_arrow_schema
+from modelmeter.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, QUARANTINE_EVENTS, RUN_MANIFESTS
+from modelmeter.lake import Lake
+from sql import models
+from transforms import validate
+from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
+from transforms.prices import PriceSource, price_table
+from transforms.rules import invalid_sql, reason_sql, rules
+
+#: Name of the transform's own quarantine file in each day (ingest writes ``ingest-*.parquet`` beside it).
+QUARANTINE_FILE = "transform.parquet"
+#: The one file of each curated day partition; replacing it is atomic (a rename locally, one PUT on S3).
+PART_FILE = "part-0.parquet"
+_PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1000000"
+
+
+@dataclass
+class Manifest:
+    """What one day's run read, decided and wrote (saved as JSON under ``runs/transform/dt=D/``)."""
+
+    run_id: str
+    day: str
+    started_at: str
+    price_version: str
+    finished_at: str = ""
+    input_files: list[dict[str, Any]] = field(default_factory=list)
+    unreadable_files: list[dict[str, str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    unpriced_models: list[dict[str, Any]] = field(default_factory=list)
+    validation: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    path: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+
+class _Timer:
+    def __init__(self, seconds: dict[str, float]):
+        self.seconds = seconds
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def _days(date_from: date, date_to: date) -> list[date]:
+    if date_to < date_from:
+        from modelmeter.cli import UserError
+
+        raise UserError(f"--to {date_to} is before --from {date_from}")
+    return [date_from + timedelta(days=n) for n in range((date_to - date_from).days + 1)]
+
+
+def connect(*, threads: int | None = None, memory_limit: str | None = None, temp_dir: Path | None = None
+            ) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up for the transform: UTC, no insertion order to keep, bounded memory."""
+    config: dict[str, Any] = {"threads": threads or os.cpu_count() or 1, "preserve_insertion_order": False}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if temp_dir:
+        config["temp_directory"] = str(temp_dir)
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("set TimeZone = 'UTC'")
+    code = "\n".join(line for line in models.source(models.MACROS).splitlines() if not line.lstrip().startswith("--"))
+    for statement in code.split(";"):
+        if statement.strip():
+            con.execute(statement)
+    return con
+
+
+def _stage(con: duckdb.DuckDBPyConnection, inputs: DayInputs, rule_list: list[Any]) -> None:
+    con.execute(f"create or replace temp view raw_day as {raw_view_sql(inputs.files)}")
+    con.execute("create or replace temp view stg_usage_events as " + models.render(
+        "staging/stg_usage_events", event_columns=event_columns_sql()))
+
+
+def _quarantine_rows(con: duckdb.DuckDBPyConnection, inputs: DayInputs, rule_list: list[Any],
+                     now: datetime) -> pa.Table:
+    """The day's refused rows (row-level and file-level) as a table of the quarantine schema."""
+    sql = models.render("staging/stg_quarantine", reason=reason_sql(rule_list),
+                        raw_columns=", ".join(f"{c} := {c}" for c in FIELD_NAMES))
+    rows = con.execute(sql).fetch_arrow_table().to_pylist()
+    for row in rows:
+        row["source_file"] = inputs.files[row["source_file"]].path
+    rows += [{"reason": reason, "stage": "transform", "source_file": path} for path, reason in inputs.unreadable]
+    for row in rows:
+        row["quarantined_at"] = now
+    return pa.Table.from_pylist(rows, schema=quarantine_arrow_schema())
+
+
+def _url(lake: Lake, fs_path: str) -> str:
+    """A path inside ``lake.fs`` as people read it (absolute local path or s3:// URL)."""
+    return lake.url(fs_path[len(lake.base) + 1:])
+
+
+def _rule_counts(con: duckdb.DuckDBPyConnection, rule_list: list[Any]) -> dict[str, int]:
+    """Rows breaking each rule (only invalid rows can, so only they are read)."""
+    columns = ", ".join(f"count(*) filter (where {r.problem_sql}) as \"{r.name}\"" for r in rule_list)
+    row = con.execute(f"select {columns} from stg_invalid").fetchone()
+    return {r.name: int(n) for r, n in zip(rule_list, row, strict=True)}
+
+
+def _install(lake: Lake, local: Path, *parts: str) -> str:
+    """Put a finished local file at a lake location, replacing what is there in one step."""
+    target = lake.path(*parts)
+    lake.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+    if lake.is_local:
+        os.replace(local, target)
+    else:
+        pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=lake.fs)
+    return target
+
+
+def _replace_partition(lake: Lake, local: Path, prefix: str, day: date) -> str:
+    """Make ``local`` the only file of ``prefix/dt=day``: install it, then remove any other file there."""
+    target = _install(lake, local, prefix, f"dt={day.isoformat()}", PART_FILE)
+    for stale in lake.list_files(prefix, f"dt={day.isoformat()}", suffix=""):
+        if stale != target:
+            lake.delete(stale)
+    return target
+
+
+def _write_quarantine(lake: Lake, table: pa.Table, day: date) -> str | None:
+    parts = (QUARANTINE_EVENTS, f"dt={day.isoformat()}", QUARANTINE_FILE)
+    if table.num_rows:
+        return lake.write_parquet(table, *parts)
+    if lake.exists(*parts):  # a re-run after the bad rows were fixed: the old reasons no longer hold
+        lake.delete(lake.path(*parts))
+    return None
+
+
+def _prices(con: duckdb.DuckDBPyConnection, catalog: PriceSource, day: date) -> int:
+    lookups = con.execute(models.render("staging/stg_price_combos")).fetch_arrow_table().to_pylist()
+    table = price_table(catalog=catalog, lookups=lookups, day=day)
+    con.register("prices", table)
+    return len(lookups)
+
+
+def _copy(con: duckdb.DuckDBPyConnection, sql: str, out: Path) -> None:
+    con.execute(f"copy ({sql}) to '{out}' ({_PARQUET})")
+
+
+def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str, t: _Timer) -> tuple[Path, Path]:
+    usage_cost, daily = workdir / "usage_cost.parquet", workdir / "team_model_daily.parquet"
+    version = models.literal(price_version)
+    with t.step("price_and_write_usage_cost"):
+        _copy(con, models.render("marts/usage_cost", price_version=version), usage_cost)
+    with t.step("team_model_daily"):
+        con.execute(f"create or replace temp view usage_cost_day as select * from read_parquet('{usage_cost}')")
+        _copy(con, models.render("marts/team_model_daily", price_version=version), daily)
+    return usage_cost, daily
+
+
+def _unpriced(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
+    rows = con.execute("select model_id, count(*) as events from usage_cost_day where not priced "
+                       "group by model_id order by events desc, model_id").fetchall()
+    return sum(n for _, n in rows), [{"model_id": m, "events": n} for m, n in rows]
+
+
+def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime | None = None,
+                  threads: int | None = None, memory_limit: str | None = None) -> Manifest:
+    """Transform one day (see the module docstring); returns its manifest, already written to the lake."""
+    now = now or datetime.now(UTC)
+    run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    manifest = Manifest(run_id=run_id, day=day.isoformat(), started_at=now.isoformat(),
+                        price_version=catalog.version)
+    t = _Timer(manifest.seconds)
+    with _workdir(lake, run_id) as workdir:
+        con = connect(threads=threads, memory_limit=memory_limit, temp_dir=workdir / "spill")
+        try:
+            with t.step("find_inputs"):
+                inputs = find_inputs(lake=lake, day=day, workdir=workdir)
+            for path, reason in inputs.unreadable:
+                print(f"modelmeter transform: {path}: {reason} (set aside; the other files are processed)",
+                      file=sys.stderr)
+            rule_list = rules(day=day, now=now)
+            _stage(con, inputs, rule_list)
+            with t.step("validate_gx"):
+                result = validate.validate(con, table="stg_usage_events", rules=rule_list)
+            with t.step("quarantine"):
+                con.execute("create or replace temp table stg_invalid as "
+                            + models.render("staging/stg_invalid", invalid=invalid_sql(rule_list)))
+                con.execute("create or replace temp view stg_valid_events as "
+                            + models.render("staging/stg_valid_events"))
+                refused = _quarantine_rows(con, inputs, rule_list, now)
+                rule_counts = _rule_counts(con, rule_list)
+            with t.step("dedupe"):
+                con.execute("create or replace temp table stg_duplicates as "
+                            + models.render("staging/stg_duplicates"))
+            with t.step("price_lookups"):
+                lookups = _prices(con, catalog, day)
+            usage_cost, daily = _marts(con, workdir=workdir, price_version=catalog.version, t=t)
+            with t.step("counts"):
+                written = con.execute("select count(*) from usage_cost_day").fetchone()[0]
+                unpriced, unpriced_models = _unpriced(con)
+                duplicates = con.execute("select count(*) from stg_duplicates").fetchone()[0]
+        finally:
+            con.close()
+        invalid = refused.num_rows - len(inputs.unreadable)
+        disagreement = validate.check_agreement(result, rule_counts=rule_counts)
+        if disagreement:
+            print(f"modelmeter transform: {day}: {disagreement}", file=sys.stderr)
+        with t.step("publish"):
+            manifest.outputs = {
+                "usage_cost": _url(lake, _replace_partition(lake, usage_cost, CURATED_USAGE_COST, day)),
+                "team_model_daily": _url(lake, _replace_partition(lake, daily, CURATED_TEAM_MODEL_DAILY, day)),
+            }
+            quarantine_path = _write_quarantine(lake, refused, day)
+            if quarantine_path:
+                manifest.outputs["quarantine"] = _url(lake, quarantine_path)
+    manifest.input_files = [{"path": f.path, "rows": f.rows} for f in inputs.files]
+    manifest.unreadable_files = [{"path": p, "reason": r} for p, r in inputs.unreadable]
+    manifest.counts = {"files": len(inputs.files), "unreadable_files": len(inputs.unreadable), "read": inputs.rows,
+                       "valid": inputs.rows - invalid, "quarantined": invalid, "duplicates": duplicates,
+                       "written": written, "priced": written - unpriced, "unpriced": unpriced,
+                       "price_lookups": lookups}
+    manifest.unpriced_models = unpriced_models
+    manifest.validation = {**result.as_dict(), "rule_counts": {k: v for k, v in rule_counts.items() if v},
+                           "agrees_with_staging": disagreement is None}
+    manifest.finished_at = datetime.now(UTC).isoformat()
+    manifest.path = lake.url(RUN_MANIFESTS, f"dt={day.isoformat()}", f"{run_id}.json")
+    lake.write_bytes(manifest.to_json().encode(), RUN_MANIFESTS, f"dt={day.isoformat()}", f"{run_id}.json")
+    return manifest
+
+
+@contextmanager
+def _workdir(lake: Lake, run_id: str) -> Iterator[Path]:
+    """Scratch space: inside the lake when local (so finished files move in by rename), else a temp folder."""
+    if lake.is_local:
+        path = Path(lake.path(RUN_MANIFESTS, "_work", run_id))
+        path.mkdir(parents=True)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix="modelmeter-transform-") as tmp:
+            yield Path(tmp)
+
+
+def transform_range(*, lake: Lake, date_from: date, date_to: date, price_version: str | None = None,
+                    progress: Callable[[date, Manifest], None] | None = None, now: datetime | None = None,
+                    threads: int | None = None, memory_limit: str | None = None) -> list[Manifest]:
+    """Transform every day from ``date_from`` to ``date_to`` (inclusive) with one catalog version.
+
+    Args:
+        lake: the lake (local folder or S3).
+        price_version: catalog version; None = the latest published one.
+        progress: called after each day with its manifest.
+        now: the run's clock (rules such as "event_time at most a day in the future" use it); default: now.
+        threads, memory_limit: DuckDB settings (default: every core, DuckDB's own memory limit).
+    """
+    from pricing_catalog import load_catalog
+
+    days = _days(date_from, date_to)
+    validate.prefetch_import()  # overlaps the ~4 s GX import with the first day's file checks
+    catalog = load_catalog(lake=lake, version=price_version)
+    manifests = []
+    for day in days:
+        manifest = transform_day(lake=lake, day=day, catalog=catalog, now=now, threads=threads,
+                                 memory_limit=memory_limit)
+        manifests.append(manifest)
+        if progress:
+            progress(day, manifest)
+    return manifests
+
+
+def _summary(m: Manifest) -> str:
+    c = m.counts
+    line = (f"{m.day}: read {c['read']} / valid {c['valid']} / quarantined {c['quarantined']} / duplicates "
+            f"{c['duplicates']} / written {c['written']} / unpriced {c['unpriced']}")
+    if c["unreadable_files"]:
+        line += f" / unreadable files {c['unreadable_files']}"
+    return line
+
+
+def run_cli(args: Any) -> int:
+    from modelmeter.cli import UserError
+    from pricing_catalog.model import CatalogError
+
+    lake = Lake.open(args.lake)
+    days = _days(args.date_from, args.date_to)
+    try:
+        if len(days) > 1 and sys.stdout.isatty():
+            manifests = _with_progress_bar(lake, args, len(days))
+        else:
+            manifests = transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
+                                        price_version=args.price_version)
+    except CatalogError as exc:
+        raise UserError(str(exc)) from None
+    for m in manifests:
+        print(_summary(m))
+        if m.unpriced_models:
+            listed = ", ".join(f"{u['model_id']} ({u['events']})" for u in m.unpriced_models[:10])
+            print(f"  unpriced models (kept, priced=false): {listed}")
+    if manifests:
+        print(f"price version {manifests[0].price_version}; manifests under {lake.url(RUN_MANIFESTS)}")
+    return 0
+
+
+def _with_progress_bar(lake: Lake, args: Any, total: int) -> list[Manifest]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("transform"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.description}"))
+    with Progress(*columns) as bar:
+        task = bar.add_task("", total=total)
+
+        def advance(day: date, manifest: Manifest) -> None:
+            bar.update(task, advance=1, description=f"{day} ({manifest.counts['written']} events)")
+
+        return transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
+                               price_version=args.price_version, progress=advance)
+

@@ -15,13 +15,24 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG = Path(__file__).parent / "config" / "units.yaml"
 
-_NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 # EventBridge schedule expressions: rate(5 minutes) or a six-field cron(…).
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\))$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid name: use 2-32 lower-case letters, digits and dashes, "
+                         "starting with a letter")
+    return value
+
+
+#: Unit, team and key names: they become parts of stack, usage-plan and key names.
+Name = Annotated[str, AfterValidator(_check_name)]
 
 
 class ConfigError(ValueError):
@@ -49,9 +60,9 @@ class Quota(_Strict):
 class Team(_Strict):
     """A tenant of the gateway: its API keys, usage plan and allowed models."""
 
-    team_id: str = Field(pattern=_NAME, description="Team id, as it appears in usage events.")
+    team_id: Name = Field(description="Team id, as it appears in usage events.")
     cost_center: str | None = Field(None, description="Cost centre that receives the team's charges.")
-    keys: list[Annotated[str, Field(pattern=_NAME)]] = Field(
+    keys: list[Name] = Field(
         default_factory=lambda: ["default"], min_length=1, description="Names of the team's API keys.")
     throttle: Throttle = Field(description="Usage-plan throttle of the team.")
     quota: Quota | None = Field(None, description="Usage-plan quota of the team; none = unlimited.")
@@ -128,7 +139,7 @@ class FullUnit(_Strict):
     """A business unit with its own network, gateway, lake, transform, analytics and dashboards."""
 
     kind: Literal["full"] = "full"
-    name: str = Field(pattern=_NAME, description="Unit name; prefixes the stack and is the events' business_unit.")
+    name: Name = Field(description="Unit name; prefixes the stack and is the events' business_unit.")
     account: str | None = Field(None, pattern=r"^\d{12}$", description="AWS account (optional: env-agnostic).")
     region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", description="AWS region (optional).")
     vpc_cidr: str = Field(description="CIDR of the unit's VPC.")
@@ -170,8 +181,8 @@ class ApiKeysOnlyUnit(_Strict):
     """A unit that only adds teams (keys and usage plans) to a parent unit's API (the seed's API-key deployment)."""
 
     kind: Literal["api_keys_only"]
-    name: str = Field(pattern=_NAME)
-    parent: str = Field(pattern=_NAME, description="Name of the full unit whose API the keys attach to.")
+    name: Name
+    parent: Name = Field(description="Name of the full unit whose API the keys attach to.")
     teams: list[Team] = Field(min_length=1)
 
 

@@ -1,0 +1,98 @@
+"""Synthesized apps shared by every infra test (synthesis takes seconds: do it once per session).
+
+- ``deployment``: the real app from ``infra/config/units.yaml`` plus one more full unit exercising the other
+  branches (private API, Athena engine, QuickSight, explicit account/region, NAT), with cdk-nag on the synth.
+- ``bare``: each construct in a bare stack of its own (no cdk-nag), to assert the construct's own resources.
+Templates are read back from the cloud assembly as JSON and wrapped in ``Template.from_json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from aws_cdk import App, Stack  # noqa: E402  (after the environment variable above)
+from aws_cdk.assertions import Template  # noqa: E402
+
+from infra.config import DEFAULT_CONFIG, DeploymentConfig, parse_config  # noqa: E402
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+
+# A second full unit that takes every branch the sample does not: private API, Athena engine, QuickSight with RLS,
+# an explicit environment, NAT, dependency layers.
+FINANCE_UNIT: dict[str, Any] = {
+    "name": "finance", "kind": "full", "account": ACCOUNT, "region": REGION, "vpc_cidr": "10.50.0.0/16",
+    "nat_gateways": 1, "api": {"endpoint": "private", "throttle": {"rate": 50, "burst": 100}},
+    "teams": [{"team_id": "fpa", "cost_center": "CC-9001", "keys": ["default"], "throttle": {"rate": 5, "burst": 10},
+               "quota": {"limit": 1000, "period": "DAY"}, "allowed_models": ["*"]}],
+    "transform": {"schedule": "rate(2 hours)", "engine": "athena", "memory_mb": 2048, "timeout_minutes": 10},
+    "reporting_timezone": "America/New_York", "fiscal_month_start_day": 5,
+    "quicksight": {"enabled": True,
+                   "principals": [f"arn:aws:quicksight:{REGION}:{ACCOUNT}:group/default/finance-admins"],
+                   "rls_principals": {f"arn:aws:quicksight:{REGION}:{ACCOUNT}:user/default/fpa-lead": ["fpa"]}},
+    "dependency_layer_arns": [f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:modelmeter-deps:3"],
+}
+
+
+@dataclass
+class Assembly:
+    """A synthesized app: its output folder, config and templates by stack name."""
+
+    outdir: Path
+    config: DeploymentConfig | None
+    templates: dict[str, dict[str, Any]]
+
+    def template(self, stack_name: str) -> Template:
+        return Template.from_json(self.templates[stack_name])
+
+    def resources(self, stack_name: str, cfn_type: str) -> list[dict[str, Any]]:
+        """Every resource of a type (properties and all), without caring about logical ids."""
+        return [r for r in self.templates[stack_name]["Resources"].values() if r["Type"] == cfn_type]
+
+
+def _read_templates(outdir: Path) -> dict[str, dict[str, Any]]:
+    return {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in outdir.glob("*.template.json")}
+
+
+def sample_data() -> dict[str, Any]:
+    return yaml.safe_load(DEFAULT_CONFIG.read_text())
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    from infra.nag import new_app
+    from infra.stacks.unit import build_units
+
+    data = sample_data()
+    data["units"].append(copy.deepcopy(FINANCE_UNIT))
+    config = parse_config(data, source="test config")
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = new_app(outdir=str(outdir))
+    build_units(app, config)
+    app.synth()  # raises if cdk-nag reports an unacknowledged finding
+    return Assembly(outdir=outdir, config=config, templates=_read_templates(outdir))
+
+
+@pytest.fixture(scope="session")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    from tests.infra.bare_stacks import build_bare_stacks
+
+    outdir = tmp_path_factory.mktemp("bare.out")
+    app = App(outdir=str(outdir), context={"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True})
+    build_bare_stacks(app)
+    app.synth()
+    return Assembly(outdir=outdir, config=None, templates=_read_templates(outdir))
+
+
+def stack_of(app: App, name: str) -> Stack:
+    return Stack(app, name)

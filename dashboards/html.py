@@ -21,7 +21,7 @@ from dashboards import svg
 from dashboards.report_data import ReportData, Table, gather
 from modelmeter.lake import Lake
 from sql.config import ReportingConfig
-from sql.render import connect
+from sql.render import connect, table_sources
 
 CENT = Decimal("0.01")
 
@@ -102,6 +102,18 @@ def render_html(data: ReportData, *, timezone: str, generated: datetime | None =
     )
 
 
+def _read_base_tables_once(con: Any) -> None:
+    """Copy the base tables into DuckDB's memory and point their names at the copies.
+
+    The page asks the views about fifteen questions; without this each one re-reads every Parquet file (from S3, for
+    an S3 lake). Views resolve table names when queried, so they now read the copies. The dashboard's lake is the
+    local or demo size; for a very large lake, point Athena/QuickSight at it instead.
+    """
+    for name in table_sources():
+        con.execute(f'CREATE TABLE "__dashboard_{name}" AS SELECT * FROM "{name}"')
+        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "__dashboard_{name}"')
+
+
 def render_dashboard(*, lake: Lake | str | Path | None, date_from: date | None = None, date_to: date | None = None,
                      out: str | Path, config: ReportingConfig | None = None) -> Path:
     """Render the dashboard for ``[date_from, date_to]`` (reporting-zone days; default: all data) into ``out``.
@@ -115,6 +127,7 @@ def render_dashboard(*, lake: Lake | str | Path | None, date_from: date | None =
     opened = lake if isinstance(lake, Lake) else Lake.open(lake)
     con = connect(lake=opened, config=config)
     try:
+        _read_base_tables_once(con)
         data = gather(con, date_from=date_from, date_to=date_to)
     finally:
         con.close()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.emit import Emitter
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_RECORD_BYTES = 1000 * 1024
+
+# Our own loop retries (only the failed records); botocore's retries on top would multiply the wait on an outage,
+# and a Lambda invocation has a few seconds at most to flush.
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=10)
 
 Deliverer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
@@ -69,7 +74,7 @@ def firehose_deliverer(*, stream_name: str, client: Any = None, max_attempts: in
     Returns:
         ``deliver(events) -> undelivered events`` (``[]`` when every event was accepted).
     """
-    firehose = client or boto3.client("firehose")
+    firehose = client or boto3.client("firehose", config=_CLIENT_CONFIG)
 
     def deliver(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         records = [encode_record(event) for event in events]

@@ -225,11 +225,17 @@ class BedrockProvider:
     async def _iterate(self, stream: Any, model_id: str) -> AsyncIterator[dict[str, Any]]:
         """Iterate a blocking botocore EventStream from the pool, one event at a time."""
         iterator: Iterator[dict[str, Any]] = iter(stream)
-        while True:
-            event = await self._run(next, iterator, _DONE, model_id=model_id)
-            if event is _DONE:
-                return
-            yield event
+        try:
+            while True:
+                event = await self._run(next, iterator, _DONE, model_id=model_id)
+                if event is _DONE:
+                    return
+                yield event
+        finally:
+            # A tenant that hangs up mid-stream must not leave the HTTP connection to the provider open.
+            close = getattr(stream, "close", None)
+            if callable(close):
+                close()
 
     def _is_native_text(self, request: ModelRequest) -> bool:
         target = _target(request)

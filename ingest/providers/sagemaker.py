@@ -131,11 +131,17 @@ class SageMakerProvider:
 
     async def _iterate(self, stream: Any, model_id: str) -> AsyncIterator[dict[str, Any]]:
         iterator: Iterator[dict[str, Any]] = iter(stream)
-        while True:
-            event = await self._run(next, model_id, iterator, _DONE)
-            if event is _DONE:
-                return
-            yield event
+        try:
+            while True:
+                event = await self._run(next, model_id, iterator, _DONE)
+                if event is _DONE:
+                    return
+                yield event
+        finally:
+            # A tenant that hangs up mid-stream must not leave the HTTP connection to the provider open.
+            close = getattr(stream, "close", None)
+            if callable(close):
+                close()
 
 
 def _map_error(exc: ClientError, model_id: str) -> ServiceError:

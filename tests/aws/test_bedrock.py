@@ -323,3 +323,23 @@ def test_openai_image_part_and_seed_document_become_converse_blocks() -> None:
     assert blocks[2]["document"]["source"]["bytes"] == b"%PDF-1.4 tiny"
     with pytest.raises(BadRequest, match="cannot fetch remote images"):
         converse_messages([{"role": "user", "content": [{"image_url": {"url": "https://example.com/a.png"}}]}])
+
+
+def test_stream_abandoned_by_the_client_closes_the_provider_stream() -> None:
+    class EventStream(list):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    provider = BedrockProvider(client=boto3.client("bedrock-runtime", region_name=REGION))
+    events = EventStream(load_event("converse_stream_events"))
+
+    async def take_one() -> Any:
+        stream = provider._iterate(events, CLAUDE)
+        first = await anext(stream)
+        await stream.aclose()  # what Starlette does when the tenant disconnects
+        return first
+
+    assert run(take_one()) == {"messageStart": {"role": "assistant"}}
+    assert events.closed

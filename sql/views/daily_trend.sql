@@ -3,10 +3,12 @@ with daily as (
     select
         local_date,
         fiscal_month_start,
-        sum(invocations) as invocations,
-        sum(input_tokens + output_tokens + cache_read_input_tokens + cache_write_input_tokens) as total_tokens,
-        sum(image_count) as image_count,
-        sum(unpriced_invocations) as unpriced_invocations,
+        cast(sum(invocations) as bigint) as invocations,
+        cast(
+            sum(input_tokens + output_tokens + cache_read_input_tokens + cache_write_input_tokens) as bigint
+        ) as total_tokens,
+        cast(sum(image_count) as bigint) as image_count,
+        cast(sum(unpriced_invocations) as bigint) as unpriced_invocations,
         sum(total_cost) as total_cost
     from team_model_daily_local
     group by local_date, fiscal_month_start

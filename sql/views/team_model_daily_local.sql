@@ -14,12 +14,12 @@ final as (
         model_id,
         -- counts
         count(*) as invocations,
-        sum(input_tokens) as input_tokens,
-        sum(output_tokens) as output_tokens,
-        sum(cache_read_input_tokens) as cache_read_input_tokens,
-        sum(cache_write_input_tokens) as cache_write_input_tokens,
-        sum(image_count) as image_count,
-        count_if(not priced) as unpriced_invocations,
+        cast(sum(input_tokens) as bigint) as input_tokens,
+        cast(sum(output_tokens) as bigint) as output_tokens,
+        cast(sum(cache_read_input_tokens) as bigint) as cache_read_input_tokens,
+        cast(sum(cache_write_input_tokens) as bigint) as cache_write_input_tokens,
+        cast(sum(image_count) as bigint) as image_count,
+        cast(count_if(not priced) as bigint) as unpriced_invocations,
         -- money
         coalesce(sum(input_cost), mm_money(0)) as input_cost,
         coalesce(sum(output_cost), mm_money(0)) as output_cost,

@@ -15,11 +15,11 @@ final as (
         service_tier,
         -- counts
         count(*) as invocations,
-        sum(input_tokens) as input_tokens,
-        sum(output_tokens) as output_tokens,
-        sum(cache_read_input_tokens) as cache_read_input_tokens,
-        sum(cache_write_input_tokens) as cache_write_input_tokens,
-        sum(image_count) as image_count
+        cast(sum(input_tokens) as bigint) as input_tokens,
+        cast(sum(output_tokens) as bigint) as output_tokens,
+        cast(sum(cache_read_input_tokens) as bigint) as cache_read_input_tokens,
+        cast(sum(cache_write_input_tokens) as bigint) as cache_write_input_tokens,
+        cast(sum(image_count) as bigint) as image_count
     from unpriced
     group by local_date, team_id, provider, region, model_id, operation, service_tier
 )

@@ -152,7 +152,13 @@ def _finish_background(runtime: Runtime, context: Any) -> int:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway (REST v1 or HTTP API v2 payload) → the gateway app → the proxy response."""
     started = time.perf_counter()
-    runtime = _get_runtime()
+    try:
+        runtime = _get_runtime()
+    except ValueError as exc:  # bad configuration: say so in the log, answer JSON (API Gateway would say 502)
+        logger.error("gateway cannot start", extra={"reason": str(exc)})
+        metrics.add_metric(name="ConfigurationErrors", unit=MetricUnit.Count, value=1)
+        return {"statusCode": 500, "headers": {"content-type": "application/json"}, "isBase64Encoded": False,
+                "body": json.dumps({"message": "the gateway is misconfigured; its operators have been told"})}
     response = runtime.adapter(event, context)
     background = _finish_background(runtime, context)
     flushed = runtime.emitter.flush(timeout=max(0.5, min(5.0, _remaining_seconds(context) - 1.0)))

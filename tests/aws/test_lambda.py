@@ -210,3 +210,15 @@ def test_openai_streaming_through_lambda_is_buffered_but_billed(stack: Stack, st
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in data if c["choices"]) == "Hello there!"
     assert data[-1]["usage"]["completion_tokens"] == 5
     assert [(e["streaming"], e["cache_read_input_tokens"]) for e in stack.firehose_events()] == [(True, 1024)]
+
+
+def test_misconfigured_container_answers_json_500_and_logs_why(monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv(ENV_FIREHOSE_STREAM, raising=False)
+    monkeypatch.setenv(ENV_TENANT_TABLE, "t")
+    monkeypatch.setenv(ENV_LONGPOLL_TABLE, "l")
+    lambda_handler.set_runtime(None)
+    response = handler(load_event("apigw_rest_list_models"), LambdaContext())
+    assert response["statusCode"] == 500 and "misconfigured" in json.loads(response["body"])["message"]
+    (record,) = [r for r in caplog.records if r.getMessage() == "gateway cannot start"]
+    assert ENV_FIREHOSE_STREAM in record.reason

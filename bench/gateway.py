@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    load = [round(x, 2) for x in os.getloadavg()]  # the 2 cores are shared: say how busy they were
     with tempfile.TemporaryDirectory(prefix="modelmeter-bench-") as tmp:
         work = Path(tmp)
         up_proc, upstream = start_upstream()
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "emit_p50_le_0_2ms": results["emission"]["emit_p50_ms"] <= 0.2,
         "one_event_per_request": sent == landed,
     }
-    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_average_before": load}
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

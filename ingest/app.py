@@ -69,6 +69,12 @@ class Gateway:
         return Call(gw=self, request_id=new_request_id(), key=key, team=team, started=time.perf_counter(),
                     streaming=streaming)
 
+    async def drain(self, timeout: float = 30.0) -> bool:
+        """Wait for the seed async calls still running (Lambda: before returning); ``True`` if none is left."""
+        if self.background:
+            await asyncio.wait(list(self.background), timeout=timeout)
+        return not self.background
+
     def spawn(self, coro: Any) -> asyncio.Task:
         """Run work after the response (seed async flow); kept referenced until done, awaited on shutdown."""
         task = asyncio.get_running_loop().create_task(coro)
@@ -272,8 +278,7 @@ def create_app(*, registry: TenantRegistry, providers: ProviderRouter, emitter: 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        if gw.background:  # seed async calls still running: let them finish and bill
-            await asyncio.wait(list(gw.background), timeout=30)
+        await gw.drain(timeout=30)  # seed async calls still running: let them finish and bill
         await providers.aclose()
 
     app = GatewayApp(title="modelmeter gateway", version="1.0.0", lifespan=lifespan,

@@ -121,3 +121,28 @@ V1_EMBEDDINGS: dict[str, Any] = {
     "responses": {"200": {"description": "the embeddings", "content": {"application/json": {
         "schema": {"type": "object"}}}}, **_errors(_ERROR_V1, 400, 401, 403, 404, 413, 429, 502, 504)},
 }
+
+
+def document() -> dict[str, Any]:
+    """The gateway's OpenAPI document, as ``/openapi.json`` serves it (built without any tenant or provider)."""
+    from ingest.app import create_app
+    from ingest.longpoll import MemoryLongPollStore
+    from ingest.providers.registry import ProviderRouter
+    from ingest.tenants import LocalTenantRegistry
+
+    class _NoEvents:
+        def emit(self, event: dict[str, Any]) -> None: ...
+
+        def flush(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    app = create_app(registry=LocalTenantRegistry("/nonexistent/tenants.json"), providers=ProviderRouter(),
+                     emitter=_NoEvents(), longpoll=MemoryLongPollStore())
+    return app.openapi()
+
+
+if __name__ == "__main__":  # python -m ingest.openapi_docs > docs/openapi.json
+    import json
+
+    print(json.dumps(document(), indent=2, ensure_ascii=False))

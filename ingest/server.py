@@ -6,6 +6,7 @@ Also :func:`start_background`, which runs any app under uvicorn in a thread on 1
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from modelmeter.constants import ENV_BUSINESS_UNIT
+from modelmeter.constants import ENV_BUSINESS_UNIT, ENV_SAGEMAKER_ENDPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,13 @@ def build_local_app(*, upstream: str, lake: Any, tenants: str | None, emitter: A
 
     registry = LocalTenantRegistry(registry_path(tenants=tenants, lake=lake.uri))
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    router = build_router(upstream=upstream, region=region)
+    endpoints = os.environ.get(ENV_SAGEMAKER_ENDPOINTS)
+    try:
+        sagemaker = json.loads(endpoints) if endpoints else None
+    except ValueError:
+        raise ValueError(f"${ENV_SAGEMAKER_ENDPOINTS} is not JSON (write {{\"model id\": {{\"endpoint_name\": …}}}})"
+                         ) from None
+    router = build_router(upstream=upstream, region=region, sagemaker_endpoints=sagemaker)
     app_kwargs.setdefault("business_unit", os.environ.get(ENV_BUSINESS_UNIT))
     return create_app(registry=registry, providers=router, emitter=emitter or local_emitter(lake=lake),
                       longpoll=MemoryLongPollStore(), **app_kwargs)

@@ -18,6 +18,8 @@ from botocore.config import Config
 
 EVENTS = Path(__file__).parent / "events"
 REGION = "us-east-1"
+STREAM = "modelmeter-usage"
+BUCKET = "modelmeter-lake-test"
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +29,18 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
                         "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
+    """A gateway table as infra/ creates it: string partition key ``pk``, on demand, optional TTL."""
+    from modelmeter.constants import DYNAMO_PARTITION_KEY, DYNAMO_TTL_ATTRIBUTE
+
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                        AttributeDefinitions=[{"AttributeName": DYNAMO_PARTITION_KEY, "AttributeType": "S"}],
+                        KeySchema=[{"AttributeName": DYNAMO_PARTITION_KEY, "KeyType": "HASH"}])
+    if ttl:
+        client.update_time_to_live(TableName=name, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": DYNAMO_TTL_ATTRIBUTE})
 
 
 def load_event(name: str) -> Any:

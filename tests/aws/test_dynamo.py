@@ -15,16 +15,7 @@ from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
 from ingest.exceptions import NotFound
 from ingest.ports import Limits, Team, hash_key
 from modelmeter.constants import DYNAMO_PARTITION_KEY, DYNAMO_TTL_ATTRIBUTE
-from tests.aws.conftest import REGION
-
-
-def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
-    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                        AttributeDefinitions=[{"AttributeName": DYNAMO_PARTITION_KEY, "AttributeType": "S"}],
-                        KeySchema=[{"AttributeName": DYNAMO_PARTITION_KEY, "KeyType": "HASH"}])
-    if ttl:
-        client.update_time_to_live(TableName=name, TimeToLiveSpecification={
-            "Enabled": True, "AttributeName": DYNAMO_TTL_ATTRIBUTE})
+from tests.aws.conftest import REGION, create_table
 
 
 @pytest.fixture

@@ -17,10 +17,7 @@ from moto import mock_aws
 
 from ingest.emit import Emitter
 from ingest.firehose import MAX_BATCH_BYTES, chunk_records, encode_record, firehose_deliverer, firehose_emitter
-from tests.aws.conftest import REGION, load_event
-
-STREAM = "modelmeter-usage"
-BUCKET = "modelmeter-lake-test"
+from tests.aws.conftest import BUCKET, REGION, STREAM, load_event
 
 
 @pytest.fixture

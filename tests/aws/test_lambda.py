@@ -19,9 +19,7 @@ from ingest.dynamo import DynamoTenantRegistry
 from ingest.lambda_handler import GatewaySettings, build_runtime, handler
 from ingest.ports import Team
 from modelmeter.constants import ENV_FIREHOSE_STREAM, ENV_LONGPOLL_TABLE, ENV_SPOOL_DIR, ENV_TENANT_TABLE
-from tests.aws.conftest import REGION, load_event
-from tests.aws.test_dynamo import create_table
-from tests.aws.test_firehose import BUCKET, STREAM
+from tests.aws.conftest import BUCKET, REGION, STREAM, create_table, load_event
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 

@@ -76,7 +76,8 @@ class FixtureFacts:
     """What the fixture lake holds, and expected answers derived from it.
 
     Attributes:
-        root: the lake folder.
+        root: the lake folder (for an ``s3://`` lake: the bucket/prefix path inside S3).
+        uri: the lake as ``Lake.open`` takes it (a folder or an ``s3://`` URI).
         usage_cost: the ``usage_cost`` rows written (dicts; ``event_time`` aware UTC datetimes, money ``Decimal``).
         team_model_daily: the ``team_model_daily`` rows written.
         quarantine: the quarantine rows written.
@@ -85,6 +86,7 @@ class FixtureFacts:
     """
 
     root: Path
+    uri: str
     usage_cost: tuple[dict[str, Any], ...]
     team_model_daily: tuple[dict[str, Any], ...]
     quarantine: tuple[dict[str, Any], ...]
@@ -254,8 +256,8 @@ def _write_partitioned(lake: Lake, rows: list[dict[str, Any]], schema: pa.Schema
         lake.write_parquet(table, prefix, f"dt={day.isoformat()}", "part-00000.parquet")
 
 
-def build_fixture_lake(root: Path, *, seed: int = 20261105) -> FixtureFacts:
-    """Write the fixture lake under ``root`` and return what it holds (see the module docstring)."""
+def build_fixture_lake(root: Path | str, *, seed: int = 20261105) -> FixtureFacts:
+    """Write the fixture lake under ``root`` (a folder or an ``s3://`` URI) and return what it holds."""
     lake = Lake.open(root)
     rng = random.Random(seed)
     usage = _usage_rows(rng)
@@ -267,6 +269,6 @@ def build_fixture_lake(root: Path, *, seed: int = 20261105) -> FixtureFacts:
     _write_partitioned(lake, quarantine, quarantine_arrow_schema(), QUARANTINE_EVENTS,
                        lambda r: (r["event_time"] or r["quarantined_at"]).date())
     write_teams(lake=lake, teams=list(TEAMS))
-    return FixtureFacts(root=Path(lake.base), usage_cost=tuple(usage), team_model_daily=tuple(daily),
+    return FixtureFacts(root=Path(lake.base), uri=lake.uri, usage_cost=tuple(usage), team_model_daily=tuple(daily),
                         quarantine=tuple(quarantine), teams=TEAMS,
                         first_day=min(r["usage_date"] for r in usage), last_day=max(r["usage_date"] for r in usage))

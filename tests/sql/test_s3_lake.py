@@ -1,0 +1,53 @@
+"""The views and the FOCUS export over an ``s3://`` lake (moto's S3 server on 127.0.0.1), as in AWS."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+from moto.server import ThreadedMotoServer
+
+from dashboards.focus import export_focus
+from modelmeter.lake import Lake
+from sql.config import ReportingConfig
+from sql.render import connect
+from tests.fixture_lake import build_fixture_lake
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per S3 request otherwise
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.mark.slow
+def test_views_and_focus_export_read_an_s3_lake(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    # GIVEN the fixture lake written to S3 (pyarrow and boto3 both honour AWS_ENDPOINT_URL)
+    for key, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3").create_bucket(Bucket="lake")
+    facts = build_fixture_lake("s3://lake/modelmeter")
+    lake = Lake.open(facts.uri)
+    assert not lake.is_local
+    # WHEN DuckDB opens it
+    con = connect(lake=lake, config=ReportingConfig())
+    # THEN every row and cent is there, and the FOCUS export bills the same total
+    assert con.execute("select count(*), sum(total_cost) from usage_local").fetchone() == \
+        (facts.invocations, facts.total_cost)
+    assert con.execute("select sum(total_cost) from chargeback_monthly").fetchone()[0] == facts.total_cost
+    assert con.execute("select count(*) from teams").fetchone()[0] == len(facts.teams)
+    summary = export_focus(lake=lake, date_from=facts.first_day, date_to=facts.last_day, out=tmp_path / "f.parquet")
+    assert summary.billed_cost == facts.total_cost
+    assert sum(pq.read_table(summary.out).column("BilledCost").to_pylist()) == facts.total_cost

@@ -244,8 +244,8 @@ def data_set_id(view: str) -> str:
     return DATA_SET_ID_PREFIX + view.replace("_", "-")
 
 
-def _arn(*, region: str, account: str, kind: str, resource_id: str) -> str:
-    return f"arn:aws:quicksight:{region}:{account}:{kind}/{resource_id}"
+def _arn(*, partition: str = "aws", region: str, account: str, kind: str, resource_id: str) -> str:
+    return f"arn:{partition}:quicksight:{region}:{account}:{kind}/{resource_id}"
 
 
 def _permissions(principals: Iterable[str], actions: list[str]) -> list[dict[str, Any]]:
@@ -440,10 +440,11 @@ def _sheet(sheet: Sheet) -> dict[str, Any]:
             "Layouts": [{"Configuration": {"GridLayout": {"Elements": elements}}}]}
 
 
-def _dashboard(*, account: str, region: str, principals: Sequence[str], readers: Sequence[str]) -> dict[str, Any]:
+def _dashboard(*, ids: dict[str, str], principals: Sequence[str], readers: Sequence[str]) -> dict[str, Any]:
     used = sorted({v.view for s in SHEETS for v in s.visuals})
-    declarations = [{"Identifier": view, "DataSetArn": _arn(region=region, account=account, kind="dataset",
-                                                            resource_id=data_set_id(view))} for view in used]
+    declarations = [{"Identifier": view, "DataSetArn": _arn(**ids, kind="dataset", resource_id=data_set_id(view))}
+                    for view in used]
+    account = ids["account"]
     enabled = {"AvailabilityStatus": "ENABLED"}
     return {
         "AwsAccountId": account,
@@ -461,7 +462,8 @@ def _dashboard(*, account: str, region: str, principals: Sequence[str], readers:
 
 
 def build_definitions(*, aws_account_id: str, region: str, athena_workgroup: str, glue_database: str,
-                      principals: list[str], rls_principals: dict[str, list[str]] | None = None) -> dict[str, Any]:
+                      principals: list[str], rls_principals: dict[str, list[str]] | None = None,
+                      partition: str = "aws") -> dict[str, Any]:
     """Every QuickSight resource of the chargeback dashboard, as boto3 ``quicksight`` call arguments.
 
     Args:
@@ -471,6 +473,7 @@ def build_definitions(*, aws_account_id: str, region: str, athena_workgroup: str
         glue_database: the Glue database holding the curated tables and the views.
         principals: QuickSight user or group ARNs that own everything and see every team.
         rls_principals: team leads: QuickSight user or group ARN → the team ids they may see.
+        partition: the AWS partition of the ARNs (``aws``, ``aws-cn``, ``aws-us-gov``).
 
     Returns:
         ``data_source`` (for ``create_data_source``), ``rls_data_set`` and ``data_sets`` (a list, for
@@ -483,7 +486,7 @@ def build_definitions(*, aws_account_id: str, region: str, athena_workgroup: str
     if not principals:
         raise ValueError("at least one owner principal is needed (nobody could manage the dashboard otherwise)")
     _check_principals(principals, rls_principals)
-    account, ids = aws_account_id, {"region": region, "account": aws_account_id}
+    account, ids = aws_account_id, {"partition": partition, "region": region, "account": aws_account_id}
     source_arn = _arn(**ids, kind="datasource", resource_id=DATA_SOURCE_ID)
     rls_arn = _arn(**ids, kind="dataset", resource_id=RLS_DATA_SET_ID)
     return {
@@ -493,6 +496,5 @@ def build_definitions(*, aws_account_id: str, region: str, athena_workgroup: str
         "data_sets": [_view_data_set(view=view, account=account, glue_database=glue_database,
                                      data_source_arn=source_arn, rls_arn=rls_arn, principals=principals)
                       for view in VIEW_COLUMNS],
-        "dashboard": _dashboard(account=account, region=region, principals=principals,
-                                readers=list(rls_principals)),
+        "dashboard": _dashboard(ids=ids, principals=principals, readers=list(rls_principals)),
     }

@@ -226,3 +226,12 @@ def test_bad_principals_are_refused_with_a_clear_message(principals: list[str], 
     with pytest.raises(ValueError, match=message):
         qs.build_definitions(aws_account_id=ACCOUNT, region=REGION, athena_workgroup="wg", glue_database="db",
                              principals=principals, rls_principals=rls)
+
+
+def test_arns_follow_the_partition() -> None:
+    china = "arn:aws-cn:quicksight:cn-north-1:123456789012:group/default/finance"
+    defs = qs.build_definitions(aws_account_id=ACCOUNT, region="cn-north-1", athena_workgroup="wg",
+                                glue_database="db", principals=[china], partition="aws-cn")
+    arns = [d["DataSetArn"] for d in defs["dashboard"]["Definition"]["DataSetIdentifierDeclarations"]]
+    arns += [defs["data_sets"][0]["RowLevelPermissionDataSet"]["Arn"]]
+    assert arns and all(a.startswith("arn:aws-cn:quicksight:cn-north-1:123456789012:dataset/") for a in arns)

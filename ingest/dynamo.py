@@ -30,6 +30,7 @@ from modelmeter.constants import DYNAMO_PARTITION_KEY as PK
 from modelmeter.constants import DYNAMO_TTL_ATTRIBUTE as TTL
 
 log = logging.getLogger(__name__)
+MAX_CACHED_KEYS = 10_000
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 
@@ -82,7 +83,7 @@ class DynamoTenantRegistry:
         self.table_name = table_name
         self._db = client or boto3.client("dynamodb")
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, tuple[KeyRecord, Team] | None]] = {}
+        self._cache: dict[str, tuple[float, tuple[KeyRecord, Team]]] = {}
         self._lock = threading.Lock()
 
     def lookup_key(self, secret: str) -> tuple[KeyRecord, Team] | None:
@@ -93,8 +94,13 @@ class DynamoTenantRegistry:
         if hit is not None and now - hit[0] < self._cache_seconds:
             return hit[1]
         found = self._lookup_hash(digest)
-        with self._lock:
-            self._cache[digest] = (now, found)
+        if found is not None and self._cache_seconds > 0:
+            # Only hits are cached: random keys from a scanner must not grow the cache (or hide a key created
+            # a moment later in another container). The size bound keeps a container's memory flat regardless.
+            with self._lock:
+                if len(self._cache) >= MAX_CACHED_KEYS:
+                    self._cache.clear()
+                self._cache[digest] = (now, found)
         return found
 
     def _lookup_hash(self, digest: str) -> tuple[KeyRecord, Team] | None:

@@ -140,3 +140,15 @@ def test_concurrent_claims_exactly_one_wins(db: Any) -> None:
         winners = [r for r in results if isinstance(r, dict)]
         assert winners == [{"generated_text": f"answer {round_no}"}], results
         assert len(results) == 8 and all(r is None or r == "not-found" for r in results if not isinstance(r, dict))
+
+
+def test_unknown_keys_are_not_cached_and_a_new_key_works_at_once(db: Any) -> None:
+    registry = DynamoTenantRegistry(table_name="tenants", client=db)
+    registry.put_team(TEAM)
+    for i in range(50):
+        assert registry.lookup_key(f"mk_live_guess.{i}") is None
+    assert registry._cache == {}
+    # A key created by another container (another registry object) works on its first use here
+    _, secret = DynamoTenantRegistry(table_name="tenants", client=db).create_key("search")
+    assert registry.lookup_key(secret) is not None
+    assert len(registry._cache) == 1

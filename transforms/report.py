@@ -1,0 +1,121 @@
+"""``modelmeter report``: per team × model usage and cost over a range of days, from ``curated/team_model_daily``.
+
+Money stays ``Decimal`` from the Parquet file to the printed text: never a float, never rounded (trailing zeros
+beyond the cents are dropped, nothing else).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from modelmeter.constants import CURATED_TEAM_MODEL_DAILY
+from modelmeter.lake import Lake
+
+#: Report columns, in order: DESIGN.md's first eight, then the rest of the rollup.
+COLUMNS: tuple[str, ...] = (
+    "team_id", "model_id", "invocations", "input_tokens", "output_tokens", "input_cost", "output_cost", "total_cost",
+    "cache_read_input_tokens", "cache_write_input_tokens", "cache_read_cost", "cache_write_cost", "image_count",
+    "image_cost", "unpriced_invocations",
+)
+MONEY = ("input_cost", "output_cost", "total_cost", "cache_read_cost", "cache_write_cost", "image_cost")
+_SUMMED = [c for c in COLUMNS if c not in ("team_id", "model_id")]
+_DT = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
+
+
+def _daily(lake: Lake, date_from: date | None, date_to: date | None) -> pa.Table | None:
+    """The team_model_daily rows of the days in range (None when there are none)."""
+    tables = []
+    for path in lake.list_files(CURATED_TEAM_MODEL_DAILY):
+        match = _DT.search(path)
+        if not match:
+            continue
+        day = date.fromisoformat(match.group(1))
+        if (date_from and day < date_from) or (date_to and day > date_to):
+            continue
+        tables.append(pq.read_table(path, filesystem=lake.fs))
+    return pa.concat_tables(tables, promote_options="default") if tables else None
+
+
+def report_rows(*, lake: Lake, date_from: date | None = None, date_to: date | None = None) -> list[dict[str, Any]]:
+    """Per team × model totals (``COLUMNS``), most expensive first; money as ``Decimal``."""
+    daily = _daily(lake, date_from, date_to)
+    if daily is None:
+        return []
+    sums = ", ".join(f"sum({c}) as {c}" for c in _SUMMED)
+    con = duckdb.connect()
+    try:
+        con.register("daily", daily)
+        rows = con.execute(f"select team_id, model_id, {sums} from daily group by team_id, model_id "
+                           "order by total_cost desc, team_id, model_id").fetchall()
+    finally:
+        con.close()
+    return [{c: (Decimal(v) if c in MONEY else (int(v) if c in _SUMMED else v)) for c, v in zip(COLUMNS, row,
+                                                                                                strict=True)}
+            for row in rows]
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals row: every count and amount summed exactly."""
+    out: dict[str, Any] = {"team_id": "TOTAL", "model_id": ""}
+    for c in _SUMMED:
+        out[c] = sum((r[c] for r in rows), Decimal(0) if c in MONEY else 0)
+    return out
+
+
+def money_text(value: Decimal) -> str:
+    """Exact decimal text with at least two decimals: ``12.5`` → ``12.50``, ``0.000003`` stays as is."""
+    text = f"{value:f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def _text(row: dict[str, Any], column: str) -> str:
+    value = row[column]
+    return money_text(value) if column in MONEY else str(value)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Aligned text table with a totals row."""
+    body = [[_text(r, c) for c in COLUMNS] for r in rows]
+    total = [_text(totals(rows), c) for c in COLUMNS]
+    widths = [max(len(c), *(len(line[i]) for line in [*body, total])) for i, c in enumerate(COLUMNS)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in
+                         enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(list(COLUMNS)), rule, *(line(b) for b in body), rule, line(total)])
+
+
+def run_cli(args: Any) -> int:
+    from modelmeter.cli import UserError
+
+    if args.date_from and args.date_to and args.date_to < args.date_from:
+        raise UserError(f"--to {args.date_to} is before --from {args.date_from}")
+    lake = Lake.open(args.lake)
+    rows = report_rows(lake=lake, date_from=args.date_from, date_to=args.date_to)
+    if not rows:
+        span = f"{args.date_from or 'the beginning'} to {args.date_to or 'the end'}"
+        raise UserError(f"no curated data from {span} in {lake.uri}: run `modelmeter transform` for those days first")
+    if args.format == "json":
+        print(json.dumps([{c: (money_text(r[c]) if c in MONEY else r[c]) for c in COLUMNS} for r in rows], indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows([_text(r, c) for c in COLUMNS] for r in rows)
+    else:
+        print(format_table(rows))
+    return 0

@@ -138,33 +138,61 @@ def _chunk(call: Call, created: int, delta: dict[str, Any], finish: str | None =
     return b"data: " + fastjson.dumps(obj) + b"\n\n"
 
 
-async def _sse(call: Call, first: StreamChunk | None, chunks: AsyncIterator[StreamChunk], request: ModelRequest,
-               include_usage: bool) -> AsyncIterator[bytes]:
-    """The SSE body; emits the usage event when the stream ends, however it ends."""
-    created, usage, stop, streamed = int(time.time()), None, None, 0
-    try:
-        yield _chunk(call, created, {"role": "assistant", "content": ""})
-        pending = [first] if first is not None else []
-        while True:
-            chunk = pending.pop() if pending else await anext(chunks, None)
-            if chunk is None:
-                break
-            usage, stop = chunk.usage or usage, chunk.stop_reason or stop
-            if chunk.text:
-                streamed += len(chunk.text)
-                yield _chunk(call, created, {"content": chunk.text})
-        usage = usage or _estimated(request, streamed)
-        yield _chunk(call, created, {}, _FINISH.get(stop or "end_turn", "stop"))
-        if include_usage:
-            yield _chunk(call, created, {}, usage=_usage_json(usage), choices=False)
-        call.finish(status="ok", http_status=200, usage=usage)
-        yield b"data: [DONE]\n\n"
-    except ServiceError as exc:  # failed mid-stream: headers are gone, so the error travels as an SSE event
-        call.finish(status=exc.event_status, http_status=200, usage=usage or _estimated(request, streamed))
-        yield b"data: " + json.dumps({"error": {"type": exc.error_type, "message": exc.message}}).encode() + b"\n\n"
-    finally:
-        # The client went away before the end: still bill what was produced.
-        call.finish(status="client_error", http_status=None, usage=usage or _estimated(request, streamed))
+class _BilledStream(StreamingResponse):
+    """The SSE response of a streamed chat; bills the call exactly once however the stream ends.
+
+    Normal end: the event carries the provider's usage. Failure mid-stream: the headers are gone, so the error
+    travels as an SSE event and the call is billed as failed with what was produced. Client gone (or the body never
+    iterated): billed as ``client_error`` with the tokens produced so far, and the upstream stream is closed so its
+    connection is released.
+    """
+
+    def __init__(self, *, call: Call, first: StreamChunk | None, chunks: AsyncIterator[StreamChunk],
+                 request: ModelRequest, include_usage: bool):
+        self.call, self.first, self.chunks, self.request = call, first, chunks, request
+        self.include_usage = include_usage
+        self.usage: Usage | None = None
+        self.streamed = 0
+        super().__init__(self._body(), media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", REQUEST_ID_HEADER: call.request_id})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.call.finish(status="client_error", http_status=None, usage=self._usage_so_far())  # no-op if billed
+            closer = getattr(self.chunks, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    def _usage_so_far(self) -> Usage:
+        return self.usage or _estimated(self.request, self.streamed)
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        call, created, stop = self.call, int(time.time()), None
+        try:
+            yield _chunk(call, created, {"role": "assistant", "content": ""})
+            pending = [self.first] if self.first is not None else []
+            while True:
+                chunk = pending.pop() if pending else await anext(self.chunks, None)
+                if chunk is None:
+                    break
+                self.usage, stop = chunk.usage or self.usage, chunk.stop_reason or stop
+                if chunk.text:
+                    self.streamed += len(chunk.text)
+                    yield _chunk(call, created, {"content": chunk.text})
+            usage = self._usage_so_far()
+            yield _chunk(call, created, {}, _FINISH.get(stop or "end_turn", "stop"))
+            if self.include_usage:
+                yield _chunk(call, created, {}, usage=_usage_json(usage), choices=False)
+            call.finish(status="ok", http_status=200, usage=usage)
+            yield b"data: [DONE]\n\n"
+        except ServiceError as exc:
+            call.finish(status=exc.event_status, http_status=200, usage=self._usage_so_far())
+            yield b"data: " + fastjson.dumps({"error": {"type": exc.error_type, "message": exc.message}}) + b"\n\n"
+        except Exception:
+            call.finish(status="upstream_error", http_status=200, usage=self._usage_so_far())
+            raise
 
 
 def _estimated(request: ModelRequest, streamed_chars: int) -> Usage:
@@ -189,9 +217,8 @@ async def chat_completions(request: Request) -> Response:
         call.streaming = True
         chunks = aiter(provider.stream(model_request))
         first = await anext(chunks, None)  # upstream errors before the first byte still get their status code
-        return StreamingResponse(_sse(call, first, chunks, model_request, include_usage),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", REQUEST_ID_HEADER: call.request_id})
+        return _BilledStream(call=call, first=first, chunks=chunks, request=model_request,
+                             include_usage=include_usage)
     except BaseException as exc:
         call.fail(exc)
         raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
@@ -39,7 +41,7 @@ def gw(tmp_path_factory):
         openai_upstream = OpenAICompatProvider(base_url=upstream.url, timeout=0.5)
         router = ProviderRouter(default=SimulatorProvider(), patterns=[
             *((p, openai_upstream) for p in ("fail-*", "slow-*", "no-usage", "cached", "fake-*")),
-            ("broken-*", BrokenProvider())])
+            ("broken-*", BrokenProvider()), ("sim-slow-*", SimulatorProvider(per_token_latency=0.05))])
         yield from run_gateway(tmp_path_factory.mktemp("errors"), router, max_body_bytes=64 * 1024)
 
 
@@ -191,3 +193,23 @@ def test_unknown_route_and_method_are_json(gw):
     assert requests.get(f"{gw.url}/nope", timeout=10).json()["message"] == "Not Found"
     r = requests.get(f"{gw.url}/v1/chat/completions", timeout=10)
     assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_client_leaving_mid_stream_is_billed_for_what_was_produced(gw):
+    # GIVEN a slowly streamed answer (50 ms a token)
+    r = requests.post(f"{gw.url}/v1/chat/completions", stream=True, timeout=10, headers={
+        "Authorization": f"Bearer {gw.keys['alpha']}"}, json={"model": "sim-slow-1", "stream": True, "messages": [
+            {"role": "user", "content": "a long answer please"}], "max_tokens": 40})
+    # WHEN the client reads a few chunks and hangs up
+    lines = r.iter_lines()
+    received = [next(lines) for _ in range(6)]
+    assert all(line.startswith(b"data:") or not line for line in received)
+    request_id = r.headers["x-request-id"]
+    r.close()
+    # THEN the call is billed once, as a client error, with the tokens produced so far (estimated)
+    deadline = time.monotonic() + 10
+    while not gw.events_of(request_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    event = _event(gw, r)
+    assert (event["status"], event["streaming"], event["token_source"]) == ("client_error", True, "estimated")
+    assert 0 < event["output_tokens"] < 40

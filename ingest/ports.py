@@ -92,10 +92,10 @@ class EventEmitter(Protocol):
         """Enqueue one event; must not block on I/O to the sink (durably spooled before returning)."""
         ...
 
-    def flush(self) -> None:
-        """Deliver everything enqueued so far (blocking)."""
+    def flush(self, *, timeout: float = 30.0) -> object:
+        """Deliver everything enqueued so far (blocking); implementations may return whether all was delivered."""
         ...
 
-    def close(self) -> None:
+    def close(self, *, timeout: float = 30.0) -> object:
         """Flush and stop background work (called on SIGTERM / shutdown)."""
         ...

@@ -170,4 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module, so that handlers' `UserError` is the class `main` catches.
+    from modelmeter.cli import main as _main
+
+    sys.exit(_main())

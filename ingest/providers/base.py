@@ -25,6 +25,7 @@ class Usage:
     image_height: int | None = None
     image_quality: str | None = None
     token_source: str = "exact"
+    service_tier: str | None = None  # what the provider billed (e.g. provisioned for a provisioned-throughput ARN)
 
 
 @dataclass

@@ -49,6 +49,35 @@ def test_every_view_returns_rows_and_keeps_money_decimal(con_fiscal: duckdb.Duck
             assert name in RATIO_COLUMNS, f"{view}.{name} is {typ}: money must stay DECIMAL"
 
 
+#: the grain of each view: these columns are never NULL and never repeat together
+VIEW_KEYS: dict[str, tuple[str, ...]] = {
+    "usage_local": ("event_id",),
+    "team_model_daily_local": ("local_date", "team_id", "model_id"),
+    "chargeback_monthly": ("fiscal_month_start", "team_id"),
+    "unit_cost_by_model": ("fiscal_month_start", "model_id"),
+    "daily_trend": ("local_date",),
+    "top_spenders": ("fiscal_month_start", "team_id"),
+    "fastest_growers": ("team_id",),
+    "unpriced_usage": ("local_date", "team_id", "provider", "region", "model_id", "operation", "service_tier"),
+    "quarantine_summary": ("local_date", "stage", "reason"),
+    "budget_burn": ("fiscal_month_start", "team_id"),
+}
+
+
+def test_every_view_has_a_declared_grain() -> None:
+    assert set(VIEW_KEYS) == set(views())
+
+
+@pytest.mark.parametrize(("view", "keys"), VIEW_KEYS.items())
+def test_view_keys_are_unique_and_not_null(con_fiscal: duckdb.DuckDBPyConnection, view: str,
+                                           keys: tuple[str, ...]) -> None:
+    # region may be NULL in the data (DESIGN.md); the rest of a key never is
+    not_null = " and ".join(f"{k} is not null" for k in keys if k != "region")
+    total, distinct, complete = con_fiscal.execute(
+        f"select count(*), count(distinct ({', '.join(keys)})), count_if({not_null}) from {view}").fetchone()
+    assert total == distinct == complete > 0
+
+
 def test_usage_local_has_every_row_and_cost(con_utc: duckdb.DuckDBPyConnection, facts: FixtureFacts) -> None:
     got = rows(con_utc, "select count(*) as n, sum(total_cost) as cost, count_if(not priced) as unpriced "
                         "from usage_local")[0]

@@ -179,8 +179,8 @@ def focus_rows(*, lake: Lake, date_from: date, date_to: date) -> tuple[list[dict
         cursor = con.execute(_GROUP_SQL.format(sums=sums), [date_from, date_to])
         names = [d[0] for d in cursor.description]
         groups = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-        unpriced = con.execute("select count(*) from usage_cost where not priced and usage_date between ? and ?",
-                               [date_from, date_to]).fetchone()[0]
+        (unpriced,) = con.execute("select count(*) from usage_cost where not priced and usage_date between ? and ?",
+                                  [date_from, date_to]).fetchone() or (0,)
     finally:
         con.close()
     rows = [_focus_row(g, count, cost) for g in groups for cost, count in COST_OF.items()

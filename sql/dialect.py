@@ -115,7 +115,7 @@ HELPERS: dict[str, Helper] = {h.name: h for h in (
 )}
 
 
-def _innermost_call(tree: exp.Expression) -> exp.Anonymous | None:
+def _innermost_call(tree: exp.Expr) -> exp.Anonymous | None:
     """A helper call whose arguments hold no other helper call (expanded first, so nesting works)."""
     for node in tree.find_all(exp.Anonymous):
         if node.name.lower().startswith(PREFIX) and not any(
@@ -129,7 +129,7 @@ def _innermost_call(tree: exp.Expression) -> exp.Anonymous | None:
 _ATOMS = (exp.Column, exp.Literal, exp.Neg, exp.Func, exp.Cast, exp.Paren, exp.Null, exp.Boolean)
 
 
-def _argument_sql(arg: exp.Expression, dialect: Dialect) -> str:
+def _argument_sql(arg: exp.Expr, dialect: Dialect) -> str:
     sql = arg.sql(dialect=dialect)
     return sql if isinstance(arg, _ATOMS) else f"({sql})"
 
@@ -148,7 +148,7 @@ def render_helper(name: str, args: list[str], *, dialect: Dialect, config: Repor
     return helper.render(args, dialect, config)
 
 
-def expand_helpers(tree: exp.Expression, *, dialect: Dialect, config: ReportingConfig) -> exp.Expression:
+def expand_helpers(tree: exp.Expr, *, dialect: Dialect, config: ReportingConfig) -> exp.Expr:
     """Replace every ``mm_…(…)`` call in ``tree`` (a copy is changed) by the target dialect's expression."""
     tree = tree.copy()
     while (call := _innermost_call(tree)) is not None:

@@ -62,7 +62,7 @@ def _source(name: str) -> str:
     return resources.files("sql").joinpath("views", f"{name}.sql").read_text(encoding="utf-8")
 
 
-def source_tree(name: str) -> exp.Expression:
+def source_tree(name: str) -> exp.Expr:
     """The parsed source (Athena SQL, helpers not yet expanded) of one view."""
     return sqlglot.parse_one(_source(name), read=SOURCE_DIALECT)
 

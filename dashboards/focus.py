@@ -257,11 +257,13 @@ class ValidatorReport:
         return tuple(r for r in self.failed_rules if r not in KNOWN_VALIDATOR_DEFECTS)
 
 
-def run_validator(*, path: str | Path, venv: str | Path = ".venv-focus", timeout: float = 300) -> ValidatorReport:
+def run_validator(*, path: str | Path, venv: str | Path = ".venv-focus", timeout: float = 300,
+                  criteria: tuple[str, ...] = APPLICABILITY_CRITERIA) -> ValidatorReport:
     """Run ``focus-validator`` from ``venv`` on the export at ``path`` (offline, FOCUS 1.2 rules) and parse it.
 
     The validator reads its rule files relative to the working directory, so it runs inside its site-packages;
-    it exits 0 even when rules fail, so the summary line is what counts.
+    it exits 0 even when rules fail, so the summary line is what counts. ``criteria=()`` runs the plain check
+    (conditional columns skipped).
 
     Raises:
         FileNotFoundError: no validator in ``venv`` (build it with ``make focus-venv``).
@@ -275,7 +277,9 @@ def run_validator(*, path: str | Path, venv: str | Path = ".venv-focus", timeout
                            "print(os.path.dirname(os.path.dirname(focus_validator.__file__)))"],
                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
     cmd = [str(exe), "--data-file", str(Path(path).resolve()), "--block-download", "--validate-version", "1.2.0.1",
-           "--output-type", "console", "--applicability-criteria", ",".join(APPLICABILITY_CRITERIA)]
+           "--output-type", "console"]
+    if criteria:
+        cmd += ["--applicability-criteria", ",".join(criteria)]
     done = subprocess.run(cmd, cwd=site, capture_output=True, text=True, timeout=timeout)
     output = done.stdout + done.stderr
     match = _SUMMARY.search(output)

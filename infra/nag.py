@@ -45,9 +45,14 @@ FEATURE_FLAGS = {
 }
 
 
-def new_app(*, outdir: str, context: dict | None = None) -> App:
-    """An App with modelmeter's feature flags and cdk-nag's AwsSolutions checks on its synth."""
-    app = App(outdir=outdir, context={**FEATURE_FLAGS, **(context or {})})
+def new_app(*, outdir: str, context: dict | None = None, cloudformation_validation: bool = True) -> App:
+    """An App with modelmeter's feature flags and cdk-nag's AwsSolutions checks on its synth.
+
+    ``cloudformation_validation`` is CDK's built-in template validation (about 10 s per synth); the tests turn it
+    off because they run cfn-lint on the same templates.
+    """
+    app = App(outdir=outdir, context={**FEATURE_FLAGS, **(context or {})},
+              builtin_cloud_formation_validation=cloudformation_validation)
     add_checks(app)
     return app
 

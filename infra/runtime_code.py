@@ -19,6 +19,7 @@ RUNTIME_PACKAGES = ("modelmeter", "ingest", "transforms", "pricing_catalog", "sq
 # Glob ignore rules (gitignore-like): drop everything, then re-admit the runtime packages, then drop their caches.
 EXCLUDE = [
     "*",
+    ".*",  # dotfiles and dot-folders (.git, .venv, caches): "*" does not match them
     *(rule for pkg in RUNTIME_PACKAGES for rule in (f"!{pkg}", f"!{pkg}/**")),
     "**/__pycache__",
     "**/*.pyc",

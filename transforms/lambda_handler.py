@@ -24,11 +24,14 @@ from modelmeter.constants import (
     ENV_TRANSFORM_ENGINE,
     METRIC_CURATED_EVENTS,
     METRIC_QUARANTINED_EVENTS,
+    METRICS_NAMESPACE,
 )
 from modelmeter.lake import Lake
 
-logger = Logger(service="modelmeter-transform")
-metrics = Metrics(service="modelmeter-transform")
+#: POWERTOOLS_SERVICE_NAME of the transform Lambda (infra sets the same; the alarms select on it).
+SERVICE = "modelmeter-transform"
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 #: Longest range one invocation may transform (a Lambda run lasts at most 15 minutes; backfill in slices).
 MAX_DAYS = 31

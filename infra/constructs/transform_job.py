@@ -21,10 +21,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.functions import python_function
-from infra.nag import acknowledge, acknowledge_kms_grant, nag_ref, scoped_arn
+from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
 from modelmeter import constants as c
+from transforms.lambda_handler import SERVICE as TRANSFORM_SERVICE
 
-SERVICE = "modelmeter-transform"
+# The handler's Powertools service name: the `service` dimension the quarantine-rate alarm selects on.
+SERVICE = TRANSFORM_SERVICE
 # Prefixes the transform rewrites (a day's partitions are replaced atomically, so it also deletes).
 WRITE_PREFIXES = (c.CURATED_USAGE_COST, c.CURATED_TEAM_MODEL_DAILY, c.QUARANTINE_EVENTS, c.RUN_MANIFESTS,
                   c.REFERENCE_TEAMS)
@@ -120,6 +122,8 @@ class TransformJob(Construct):
             resources=[scoped_arn(self, "arn:{partition}:glue:{region}:{account}:catalog"),
                        scoped_arn(self, "arn:{partition}:glue:{region}:{account}:database/") + database_name,
                        scoped_arn(self, table_arn)]))
+        acknowledge_arn_wildcard(self.function.role, table_arn,
+                                 "Athena statements create and replace the unit's tables and views in its database.")
         results_bucket.grant_read_write(self.function)
         acknowledge(self.function.role, f"AwsSolutions-IAM5[Resource::{nag_ref(results_bucket)}/*]",
                     "Athena writes result objects it names itself into the workgroup's results bucket.")

@@ -20,10 +20,11 @@ import yaml
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from aws_cdk import App, Stack  # noqa: E402  (after the environment variable above)
+from aws_cdk import App  # noqa: E402  (after the environment variable above)
 from aws_cdk.assertions import Template  # noqa: E402
 
 from infra.config import DEFAULT_CONFIG, DeploymentConfig, parse_config  # noqa: E402
+from infra.nag import FEATURE_FLAGS  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -77,7 +78,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     data["units"].append(copy.deepcopy(FINANCE_UNIT))
     config = parse_config(data, source="test config")
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app = new_app(outdir=str(outdir))
+    app = new_app(outdir=str(outdir), cloudformation_validation=False)  # cfn-lint checks the same templates
     build_units(app, config)
     app.synth()  # raises if cdk-nag reports an unacknowledged finding
     return Assembly(outdir=outdir, config=config, templates=_read_templates(outdir))
@@ -88,11 +89,7 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     from tests.infra.bare_stacks import build_bare_stacks
 
     outdir = tmp_path_factory.mktemp("bare.out")
-    app = App(outdir=str(outdir), context={"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True})
+    app = App(outdir=str(outdir), context=FEATURE_FLAGS, builtin_cloud_formation_validation=False)
     build_bare_stacks(app)
     app.synth()
     return Assembly(outdir=outdir, config=None, templates=_read_templates(outdir))
-
-
-def stack_of(app: App, name: str) -> Stack:
-    return Stack(app, name)

@@ -1,0 +1,168 @@
+"""The whole app (sample config + a unit taking the other branches): cdk-nag, cfn-lint, cross-unit wiring,
+encryption and least privilege over every synthesized template."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from infra.runtime_code import RUNTIME_PACKAGES
+from modelmeter import constants as c
+from tests.infra.conftest import ACCOUNT, REGION, Assembly
+
+pytestmark = pytest.mark.slow  # one shared synthesis of three stacks, ~20 s
+
+FULL, KEYS_ONLY, OTHER = "modelmeter-research", "modelmeter-marketing", "modelmeter-finance"
+
+
+def _statements(deployment: Assembly, stack: str) -> list[dict[str, Any]]:
+    return [s for p in deployment.resources(stack, "AWS::IAM::Policy")
+            for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_every_unit_has_a_stack(deployment: Assembly) -> None:
+    assert set(deployment.templates) == {FULL, KEYS_ONLY, OTHER}
+
+
+def test_cdk_nag_reports_no_unacknowledged_finding_errors_or_warnings(deployment: Assembly) -> None:
+    # The synth in the fixture would have raised on an error; warnings do not stop it, so read the report too.
+    report_path = deployment.outdir / "validation-report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {"pluginReports": []}
+    violations = [(v["ruleName"], [x["constructPath"] for x in v["violatingConstructs"]])
+                  for plugin in report["pluginReports"] for v in plugin.get("violations", [])]
+    assert violations == []
+
+
+def test_every_acknowledgment_carries_a_written_reason(deployment: Assembly) -> None:
+    # Acknowledgments are recorded in the cloud assembly as "aws:cdk:acknowledged-rules": {rule id: reason}.
+    acknowledged: dict[str, str] = {}
+    for stack in deployment.templates:
+        metadata = json.loads((deployment.outdir / f"{stack}.metadata.json").read_text())
+        for path, entries in metadata.items():
+            for entry in entries:
+                if entry["type"] == "aws:cdk:acknowledged-rules":
+                    acknowledged |= {f"{path} {rule}": reason for rule, reason in entry["data"].items()}
+    assert acknowledged, "the app acknowledges findings (e.g. Bedrock model wildcards): they must be recorded"
+    short = {rule: reason for rule, reason in acknowledged.items() if len(reason.strip()) < 20}
+    assert short == {}
+
+
+def test_cfn_lint_finds_no_error_in_any_template(deployment: Assembly) -> None:
+    from cfnlint.api import ManualArgs, lint_file
+
+    problems = []
+    for stack in deployment.templates:
+        matches = lint_file(Path(deployment.outdir / f"{stack}.template.json"),
+                            ManualArgs(regions=[REGION if stack == OTHER else "us-east-1"]))
+        problems += [f"{stack}: {m.rule.id} {m.message}" for m in matches if m.rule.id.startswith("E")]
+    assert problems == []
+
+
+def test_api_keys_only_unit_attaches_its_usage_plans_to_the_parents_api_and_stage(deployment: Assembly) -> None:
+    parent, child = deployment.templates[FULL], deployment.template(KEYS_ONLY)
+    # GIVEN the parent's exports of its RestApi and its prod stage
+    (api_id,) = [k for k, r in parent["Resources"].items() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    (stage_id,) = [k for k, r in parent["Resources"].items() if r["Type"] == "AWS::ApiGateway::Stage"]
+    exports = {o["Export"]["Name"]: o["Value"] for o in parent["Outputs"].values() if "Export" in o}
+    api_export = next(name for name, value in exports.items() if value == {"Ref": api_id})
+    stage_export = next(name for name, value in exports.items() if value == {"Ref": stage_id})
+    # THEN the child has no API of its own; its plan names the parent's API and stage, with its team's limits
+    child.resource_count_is("AWS::ApiGateway::RestApi", 0)
+    child.resource_count_is("AWS::Lambda::Function", 0)
+    team = deployment.config.unit("marketing").teams[0]
+    child.has_resource_properties("AWS::ApiGateway::UsagePlan", {
+        "UsagePlanName": f"marketing-{team.team_id}",
+        "ApiStages": [Match.object_like({"ApiId": {"Fn::ImportValue": api_export},
+                                         "Stage": {"Fn::ImportValue": stage_export}})],
+        "Throttle": {"RateLimit": team.throttle.rate, "BurstLimit": team.throttle.burst},
+        "Quota": {"Limit": team.quota.limit, "Period": team.quota.period}})
+    child.resource_count_is("AWS::ApiGateway::ApiKey", len(team.keys))
+    manifest = json.loads((deployment.outdir / "manifest.json").read_text())
+    assert FULL in manifest["artifacts"][KEYS_ONLY]["dependencies"]
+
+
+def test_encryption_everywhere(deployment: Assembly) -> None:
+    for stack in (FULL, OTHER):
+        for bucket in deployment.resources(stack, "AWS::S3::Bucket"):
+            assert bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        for table in deployment.resources(stack, "AWS::DynamoDB::Table"):
+            assert table["Properties"]["SSESpecification"] == {
+                "KMSMasterKeyId": table["Properties"]["SSESpecification"]["KMSMasterKeyId"], "SSEEnabled": True,
+                "SSEType": "KMS"}
+        for queue in deployment.resources(stack, "AWS::SQS::Queue"):
+            assert "KmsMasterKeyId" in queue["Properties"]
+        for topic in deployment.resources(stack, "AWS::SNS::Topic"):
+            assert "KmsMasterKeyId" in topic["Properties"]
+        for stream in deployment.resources(stack, "AWS::KinesisFirehose::DeliveryStream"):
+            assert stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == \
+                "CUSTOMER_MANAGED_CMK"
+        for workgroup in deployment.resources(stack, "AWS::Athena::WorkGroup"):
+            config = workgroup["Properties"]["WorkGroupConfiguration"]
+            assert config["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+        for key in deployment.resources(stack, "AWS::KMS::Key"):
+            assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_no_wildcard_resource_except_where_aws_allows_none(deployment: Assembly) -> None:
+    # bedrock:ListFoundationModels has no resource-level permission; VPC Lambdas' ENI actions come from the
+    # AWS-managed policy (not in these documents).
+    allowed = {"bedrock:ListFoundationModels"}
+    for stack in deployment.templates:
+        for statement in _statements(deployment, stack):
+            if statement["Resource"] == "*" or statement["Resource"] == ["*"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert set(actions) <= allowed, (stack, actions)
+
+
+def test_gateway_may_put_only_into_its_own_usage_stream(deployment: Assembly) -> None:
+    (put,) = [s for s in _statements(deployment, FULL) if "firehose:PutRecordBatch" in s["Action"]]
+    (stream_id,) = [k for k, r in deployment.templates[FULL]["Resources"].items()
+                    if r["Type"] == "AWS::KinesisFirehose::DeliveryStream"]
+    assert put["Resource"] == {"Fn::GetAtt": [stream_id, "Arn"]}
+    deployment.template(FULL).has_resource_properties("AWS::Lambda::Function", {
+        "Handler": "ingest.lambda_handler.handler",
+        "Environment": {"Variables": Match.object_like({c.ENV_FIREHOSE_STREAM: "modelmeter-research-usage",
+                                                        c.ENV_BUSINESS_UNIT: "research"})}})
+
+
+def test_athena_engine_unit_grants_its_workgroup_and_the_private_api_only_admits_its_endpoint(
+        deployment: Assembly) -> None:
+    other = deployment.template(OTHER)
+    statements = _statements(deployment, OTHER)
+    (athena,) = [s for s in statements if "athena:StartQueryExecution" in s["Action"]]
+    assert "workgroup/modelmeter-finance" in json.dumps(athena["Resource"])
+    other.has_resource_properties("AWS::Lambda::Function", {
+        "Handler": "transforms.lambda_handler.handler",
+        "Layers": [f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:modelmeter-deps:3"],
+        "Environment": {"Variables": Match.object_like({
+            c.ENV_TRANSFORM_ENGINE: "athena", c.ENV_ATHENA_WORKGROUP: "modelmeter-finance",
+            c.ENV_REPORTING_TZ: "America/New_York", c.ENV_FISCAL_MONTH_START: "5"})}})
+    other.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(2 hours)"})
+    other.has_resource_properties("AWS::ApiGateway::RestApi", {
+        "EndpointConfiguration": {"Types": ["PRIVATE"], "VpcEndpointIds": [Match.any_value()]},
+        "Policy": Match.object_like({"Statement": [Match.object_like({
+            "Condition": {"StringEquals": {"aws:SourceVpce": Match.any_value()}}})]})})
+    other.resource_count_is("AWS::EC2::NatGateway", 1)
+
+
+def test_quicksight_is_deployed_only_where_enabled(deployment: Assembly) -> None:
+    assert deployment.resources(FULL, "Custom::QuickSightDashboard") == []
+    (dashboard,) = deployment.resources(OTHER, "Custom::QuickSightDashboard")
+    assert "modelmeter-finance" in json.dumps(deployment.templates[OTHER]) and dashboard["Properties"]["Create"]
+
+
+def test_lambda_code_asset_holds_the_runtime_packages_only(deployment: Assembly) -> None:
+    assets = json.loads((deployment.outdir / f"{FULL}.assets.json").read_text())["files"]
+    dirs = [deployment.outdir / a["source"]["path"] for a in assets.values() if a["source"].get("packaging") == "zip"]
+    code_dirs = [d for d in dirs if (d / "ingest").is_dir()]
+    assert len(code_dirs) == 1, "one shared code asset for every modelmeter Lambda"
+    top = sorted(p.name for p in code_dirs[0].iterdir())
+    assert top == sorted(RUNTIME_PACKAGES)
+    files = [p for p in code_dirs[0].rglob("*") if p.is_file()]
+    assert not [p for p in files if "__pycache__" in p.parts or p.suffix == ".pyc" or "tests" in p.parts]
+    assert (code_dirs[0] / "transforms" / "lambda_handler.py").is_file()
+    assert (code_dirs[0] / "ingest" / "schema.py").is_file()

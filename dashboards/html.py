@@ -35,6 +35,20 @@ def usd(value: Decimal | None, *, places: int = 2) -> str:
     return f"{sign}${abs(rounded):,.{places}f}"
 
 
+def _label(value: Decimal) -> str:
+    """A chart label: to the cent, but a positive amount under half a cent reads ``<$0.01``, not ``$0.00``."""
+    return "<$0.01" if 0 < value < Decimal("0.005") else usd(value)
+
+
+def _of_budget(forecast: Decimal, budget: Decimal | None) -> str:
+    if budget is None:
+        return " · no budget"
+    if budget <= 0:
+        return f" · budget {usd(budget)}"
+    share = (forecast / budget * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return f" = {share}% of the {usd(budget)} budget"
+
+
 def _cell(value: Any, heading: str) -> str:
     """One ``<td>``: money by its heading, integers with separators, the exact value in ``data-sort``."""
     if value is None:
@@ -69,15 +83,15 @@ def _table(table: Table) -> str:
 def _charts(data: ReportData) -> dict[str, str]:
     return {
         "chart_team": svg.bar_chart(chart_id="spend-by-team", title="Spend by team",
-                                    bars=[svg.Bar(t, v, usd(v)) for t, v in data.spend_by_team]),
+                                    bars=[svg.Bar(t, v, _label(v)) for t, v in data.spend_by_team]),
         "chart_model": svg.bar_chart(chart_id="spend-by-model", title="Spend by model",
-                                     bars=[svg.Bar(m, v, usd(v)) for m, v in data.spend_by_model]),
+                                     bars=[svg.Bar(m, v, _label(v)) for m, v in data.spend_by_model]),
         "chart_daily": svg.line_chart(
             chart_id="daily-trend", title="Daily spend", axis_text=usd(max((v for _, v in data.daily), default=None)),
-            points=[svg.Point(d.isoformat(), v, usd(v)) for d, v in data.daily]),
+            points=[svg.Point(d.isoformat(), v, _label(v)) for d, v in data.daily]),
         "chart_burn": svg.burn_chart(chart_id="budget-burn", title="Budget burn", rows=[
             svg.Burn(team, spend, forecast, budget,
-                     f"{usd(spend)} · forecast {usd(forecast)}" + (f" · budget {usd(budget)}" if budget else ""))
+                     f"{_label(spend)} spent · forecast {_label(forecast)}" + _of_budget(forecast, budget))
             for team, spend, forecast, budget in data.burn]),
     }
 

@@ -110,18 +110,22 @@ def line_chart(*, chart_id: str, title: str, points: Sequence[Point], axis_text:
 
 
 def burn_chart(*, chart_id: str, title: str, rows: Sequence[Burn]) -> str:
-    """Per team: the month-end forecast (pale), the spend so far (solid) and the budget (a dark tick)."""
+    """Per team: the month-end forecast (pale), the spend so far (solid) and the budget (a dark tick).
+
+    Each row is drawn against its own largest figure (budget, forecast or spend): a burn chart answers "how far
+    through its budget is this team", and one team's large budget must not flatten everyone else's bars.
+    """
     if not rows:
         return _empty(chart_id, title)
-    top = _scale([v for r in rows for v in (r.spend, r.forecast, r.budget or Decimal(0))])
     span = WIDTH - LABEL_WIDTH - 300  # room on the right for "spent · forecast · budget"
     parts = []
     for i, row in enumerate(rows):
         y = 6 + i * (BAR_HEIGHT + BAR_GAP)
+        top = _scale([row.spend, row.forecast, row.budget or Decimal(0)])
         over = row.budget is not None and row.forecast > row.budget
         colour = "#c0392b" if over else PALETTE[2]
-        forecast_w = max(1.0, span * float(row.forecast) / top)
-        spend_w = max(1.0, span * float(row.spend) / top)
+        forecast_w = max(1.0, span * max(float(row.forecast), 0.0) / top)
+        spend_w = max(1.0, span * max(float(row.spend), 0.0) / top)
         parts.append(
             f'<g class="row"><text class="label" x="{LABEL_WIDTH - 8}" y="{y + 15}" text-anchor="end">'
             f"{escape(_clip(row.label))}</text>"
@@ -133,8 +137,7 @@ def burn_chart(*, chart_id: str, title: str, rows: Sequence[Burn]) -> str:
             x = LABEL_WIDTH + span * float(row.budget) / top
             parts.append(f'<line class="budget" x1="{x:.1f}" y1="{y - 3}" x2="{x:.1f}" y2="{y + BAR_HEIGHT + 3}" '
                          f'stroke="#222" stroke-width="3"/>')
-        end = LABEL_WIDTH + max(forecast_w, spend_w, span * float(row.budget or 0) / top) + 8
-        parts.append(f'<text class="value" x="{end:.1f}" y="{y + 15}">{escape(row.text)}</text></g>')
+        parts.append(f'<text class="value" x="{LABEL_WIDTH + span + 10}" y="{y + 15}">{escape(row.text)}</text></g>')
     height = 12 + len(rows) * (BAR_HEIGHT + BAR_GAP)
     return _svg(chart_id, title, len(rows), height, "".join(parts))
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from dashboards.html import render_dashboard, usd
+from dashboards.html import _label, render_dashboard, usd
 from modelmeter.cli import main
 from modelmeter.lake import Lake
 from tests.dashboards.browser import DomIndex, parse_dom
@@ -127,3 +128,31 @@ def test_cli_refuses_a_reversed_period(facts: FixtureFacts, tmp_path: Path,
     assert capsys.readouterr().err.splitlines()[0] == \
         "modelmeter dashboard: --from 2026-12-07 is after --to 2026-12-01"
     assert not (tmp_path / "r.html").exists()
+
+
+def test_budget_burn_shows_each_teams_forecast_against_its_budget(page: tuple[str, DomIndex],
+                                                                   con: duckdb.DuckDBPyConnection) -> None:
+    # GIVEN the budget_burn view's latest fiscal month
+    rows = con.execute("""select team_id, spend_to_date, forecast_month_end, monthly_budget_usd, forecast_over_budget
+                          from budget_burn where fiscal_month_start = (select max(fiscal_month_start)
+                          from budget_burn)""").fetchall()
+    html, _ = page
+    assert rows
+    for team, spend, forecast, budget, over in rows:
+        # THEN the chart's label for the team states the view's figures, and over-budget rows are red
+        label = re.search(rf"<title>{team}: ([^<]*)</title>", html.split('data-chart="budget-burn"')[1])
+        assert label, team
+        assert label.group(1).startswith(f"{usd(spend)} spent · forecast {usd(forecast)}")
+        if budget is None:
+            assert label.group(1).endswith("no budget")
+        else:
+            share = (forecast / budget * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+            assert label.group(1).endswith(f"= {share}% of the {usd(budget)} budget")
+        red = re.search(rf'fill="#c0392b"><title>{team}:', html) is not None
+        assert red == bool(over), team
+
+
+def test_sub_cent_amounts_are_not_shown_as_zero_in_charts() -> None:
+    assert _label(Decimal("0.004")) == "<$0.01"
+    assert _label(Decimal("0.005")) == "$0.01"
+    assert _label(Decimal("0")) == "$0.00"

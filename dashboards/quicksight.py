@@ -30,6 +30,7 @@ TAGS = [{"Key": "app", "Value": "modelmeter"}]
 # Column types as QuickSight reads them (InputColumnDataType), plus FLOAT for ratios: DECIMAL with the FLOAT
 # subtype. Money is DECIMAL with the FIXED subtype, which QuickSight keeps exact.
 ColumnType = Literal["STRING", "INTEGER", "DECIMAL", "FLOAT", "DATETIME", "BOOLEAN"]
+VisualKind = Literal["kpi", "bar", "line", "table"]
 
 # One dataset per view: its columns as QuickSight types. tests/dashboards/test_quicksight.py proves these agree
 # with the views (names and types, run on DuckDB over the fixture lake) and prints the right spec when they don't.
@@ -135,7 +136,7 @@ class Visual:
         columns: the table's columns, in order.
     """
 
-    kind: Literal["kpi", "bar", "line", "table"]
+    kind: VisualKind
     visual_id: str
     title: str
     view: str
@@ -156,7 +157,10 @@ class Sheet:
     visuals: tuple[Visual, ...]
 
 
-_K, _B, _L, _T = "kpi", "bar", "line", "table"
+_K: VisualKind = "kpi"
+_B: VisualKind = "bar"
+_L: VisualKind = "line"
+_T: VisualKind = "table"
 
 # The chargeback dashboard. The layout is data so that the tests can check every reference.
 # Money visuals read team-scoped views only (RLS applies), so a team lead never sees another team's spend; the
@@ -402,9 +406,9 @@ def _visual(visual: Visual) -> dict[str, Any]:
     if visual.kind == "kpi":
         return {"KPIVisual": {**base, "ChartConfiguration": {"FieldWells": {"Values": measures}}}}
     if visual.kind == "table" and measures:  # grouped by its columns, measures summed
-        wells = {"TableAggregatedFieldWells": {"GroupBy": [_dimension(visual, c) for c in visual.columns],
-                                               "Values": measures}}
-        return {"TableVisual": {**base, "ChartConfiguration": {"FieldWells": wells}}}
+        grouped = {"TableAggregatedFieldWells": {"GroupBy": [_dimension(visual, c) for c in visual.columns],
+                                                 "Values": measures}}
+        return {"TableVisual": {**base, "ChartConfiguration": {"FieldWells": grouped}}}
     if visual.kind == "table":  # rows as the view has them
         values = [_unaggregated(visual, c) for c in visual.columns]
         return {"TableVisual": {**base, "ChartConfiguration": {

@@ -269,28 +269,80 @@ def default_spool_dir(name: str = "spool") -> Path:
 def local_emitter(*, lake: Any, spool_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> Emitter:
     """An emitter that lands events in ``lake``'s ``raw/usage_events`` via :class:`ingest.sink.LocalParquetSink`.
 
+    Like Firehose's buffering, it writes few, larger files: by default a batch is up to 20,000 events or 5 s.
     Events that do not follow schema v1 are set aside in the lake's quarantine with their reason (a gateway bug,
     but never a reason to block the others).
     """
-    from ingest.schema import EventError, parse_event
-    from ingest.sink import LocalParquetSink, Rejected, write_quarantine
+    from ingest.sink import LocalParquetSink
 
     sink = LocalParquetSink(lake)
+    fast_schema = _string_time_schema(sink.schema)
 
     def deliver(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        rows, bad = [], []
-        for event in batch:
-            try:
-                rows.append(parse_event(event))
-            except EventError as exc:
-                bad.append(Rejected(reason=str(exc), stage="ingest", raw=json.dumps(event, default=str),
-                                    source_file="gateway-spool"))
-        sink.write_rows(rows)
-        if bad:
-            write_quarantine(lake, bad)
+        table = _fast_table(batch, fast_schema)
+        if table is not None:
+            sink.write_table(table)
+        else:
+            _deliver_checked(lake, sink, batch)
         return []
 
     if spool_dir is None:
         # Beside the lake's data (``_`` keeps it out of every listing), so a restart on the same lake recovers it.
         spool_dir = Path(lake.path("_spool", "gateway")) if lake.is_local else default_spool_dir()
+    for name, value in (("batch_size", 20_000), ("max_segment_events", 20_000), ("flush_interval", 5.0)):
+        kwargs.setdefault(name, value)
     return Emitter(deliver=deliver, spool_dir=spool_dir, **kwargs)
+
+
+def _string_time_schema(schema: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, pa.string()) if f.name == "event_time" else f for f in schema],
+                     metadata=schema.metadata)
+
+
+def _fast_table(batch: list[dict[str, Any]], schema: Any) -> Any:
+    """The batch as a table in one vectorised pass, or ``None`` when any event needs the per-event checks.
+
+    The gateway's own events are valid by construction; this skips ~25 µs of Python per event in the gateway
+    process. Anything Arrow cannot type, a missing or empty required field, or a bad time falls back.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ingest.schema import REQUIRED, SCHEMA_VERSION
+
+    int_fields = [f.name for f in schema if pa.types.is_integer(f.type)]
+    for event in batch:  # Arrow would quietly truncate 1.5 (or take True) into an integer column
+        for name in int_fields:
+            value = event.get(name)
+            if value is not None and type(value) is not int:
+                return None
+    try:
+        table = pa.Table.from_pylist(batch, schema=schema)
+        for name in REQUIRED:
+            column = table[name]
+            if column.null_count or (pa.types.is_string(column.type) and pc.any(pc.equal(column, "")).as_py()):
+                return None
+        if not pc.all(pc.equal(table["schema_version"], SCHEMA_VERSION)).as_py():
+            return None
+        times = table["event_time"].cast(pa.timestamp("ms", tz="UTC"))
+        return table.set_column(table.schema.get_field_index("event_time"), "event_time", times)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _deliver_checked(lake: Any, sink: Any, batch: list[dict[str, Any]]) -> None:
+    from ingest.schema import EventError, parse_event
+    from ingest.sink import Rejected, write_quarantine
+
+    rows, bad = [], []
+    for event in batch:
+        try:
+            rows.append(parse_event(event))
+        except EventError as exc:
+            bad.append(Rejected(reason=str(exc), stage="ingest", raw=json.dumps(event, default=str),
+                                source_file="gateway-spool"))
+    sink.write_rows(rows)
+    if bad:
+        write_quarantine(lake, bad)

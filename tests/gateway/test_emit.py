@@ -130,3 +130,23 @@ def test_local_emitter_lands_parquet_and_quarantines_bad_events(tmp_path):
     assert sorted(r["input_tokens"] for r in rows) == [0, 1, 2, 3, 4]
     quarantined = [r for p in lake.list_files("quarantine") for r in pq.read_table(p).to_pylist()]
     assert len(quarantined) == 1 and "request_id is missing" in quarantined[0]["reason"]
+
+
+@pytest.mark.parametrize("change", [
+    {"input_tokens": 1.5}, {"output_tokens": True}, {"team_id": ""}, {"event_time": "yesterday"},
+    {"event_time": "2026-11-25T10:00:00"}, {"schema_version": 2}, {"model_id": None},
+])
+def test_local_emitter_never_lands_what_the_checked_path_refuses(tmp_path, change):
+    # GIVEN one bad event among good ones (the vectorised fast path must fall back, not coerce)
+    lake = Lake.open(tmp_path / "lake")
+    emitter = local_emitter(lake=lake, start=False)
+    for i in range(3):
+        emitter.emit(_event(i))
+    emitter.emit({**_event(9), **change})
+    # WHEN delivered
+    assert emitter.close(timeout=10)
+    # THEN the good ones land unchanged and the bad one is quarantined with its reason
+    rows = [r for p in lake.list_files(RAW_EVENTS) for r in pq.read_table(p).to_pylist()]
+    assert sorted(r["input_tokens"] for r in rows) == [0, 1, 2]
+    quarantined = [r for p in lake.list_files("quarantine") for r in pq.read_table(p).to_pylist()]
+    assert len(quarantined) == 1 and quarantined[0]["reason"]

@@ -15,12 +15,12 @@ import pyarrow as pa
 
 from pricing_catalog.model import PriceInterval
 
-#: Unit prices (price_usd / per) are held as DECIMAL(18,12): exact for every real price (e.g. $3 per 1 M tokens is
-#: 0.000003 per token), and DuckDB multiplies 18-digit decimals in 64/128-bit integers, ~60x faster than
-#: DECIMAL(38,18) (measured). count × unit price is then exact at 12 decimals. A price needing more than 12
-#: decimals per unit is rounded half up (listed in the manifest by :func:`inexact_units`).
+#: Unit prices (price_usd / per) are held in whole pico-dollars (1e-12 USD) as BIGINT: exact for every real price
+#: ($3 per 1 M tokens is 3,000,000 pico-dollars per token), so count × unit price is exact integer arithmetic;
+#: DuckDB's DECIMAL(38,x) arithmetic was ~60x slower (measured). A price needing more than 12 decimals per unit
+#: is rounded half up to the pico-dollar (:func:`is_exact` tells).
 UNIT_SCALE = 12
-UNIT_PRICE = pa.decimal128(18, UNIT_SCALE)
+UNIT_PRICE = pa.int64()
 
 #: event count column → catalog dimension
 DIMENSION_OF: dict[str, str] = {
@@ -54,6 +54,11 @@ def unit_price(interval: PriceInterval) -> Decimal:
     return (interval.price_usd / interval.per).quantize(Decimal(1).scaleb(-UNIT_SCALE), rounding=ROUND_HALF_UP)
 
 
+def unit_pico(interval: PriceInterval) -> int:
+    """``price_usd / per`` in whole pico-dollars."""
+    return int(unit_price(interval).scaleb(UNIT_SCALE))
+
+
 def is_exact(interval: PriceInterval) -> bool:
     """Whether ``price_usd / per`` has at most 12 decimals (so costs are exact)."""
     return unit_price(interval) == interval.price_usd / interval.per
@@ -79,7 +84,7 @@ def price_rows(*, catalog: PriceSource, lookup: dict[str, Any], day: date) -> li
     cuts = _cuts(intervals, start, end)
     rows = []
     for lo, hi in zip(cuts, cuts[1:], strict=False):
-        units = {f"unit_{col}": (unit_price(i) if (i := _at(intervals, dim, lo)) else None)
+        units = {f"unit_{col}": (unit_pico(i) if (i := _at(intervals, dim, lo)) else None)
                  for col, dim in DIMENSION_OF.items()}
         if any(v is not None for v in units.values()):
             rows.append({**lookup, "valid_from": lo, "valid_to": hi, **units})

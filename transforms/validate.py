@@ -112,17 +112,18 @@ def _row_count_metric(gx: Any, batch: Any) -> Any:
 
 
 def check_agreement(result: SuiteResult, *, rule_counts: dict[str, int]) -> str | None:
-    """GX and the staging model must agree rule by rule: an expectation fails iff some row breaks its rule.
+    """Each expectation GX failed must match rows in the staging model's SQL for the same rule (and vice versa).
 
     Args:
-        rule_counts: rows breaking each rule, counted by the staging model's SQL.
+        rule_counts: rows breaking each rule GX failed, counted by the staging model's SQL.
 
     Returns:
         None when they agree, else a sentence naming the rules where they differ.
     """
-    differ = [name for name, count in rule_counts.items() if (count > 0) != (name in result.failed)]
+    differ = sorted({name for name in result.failed if rule_counts.get(name, 0) == 0}
+                    | {name for name, count in rule_counts.items() if count and name not in result.failed})
     if not differ:
         return None
     return "GX and the staging model disagree on " + ", ".join(
-        f"{name} (GX {'failed' if name in result.failed else 'passed'}, SQL counts {rule_counts[name]} rows)"
+        f"{name} (GX {'failed' if name in result.failed else 'passed'}, SQL counts {rule_counts.get(name, 0)} rows)"
         for name in differ)

@@ -1,6 +1,7 @@
 -- mart: one row per valid, deduped event of the day, priced by the price in force at its event_time.
--- inputs: stg_usage_events, stg_duplicates (rows to drop), prices (the catalog's unit prices for the day's
--- lookups: one row per lookup and price period, unit price = price_usd / per, NULL when a dimension has no price).
+-- inputs: stg_valid_events, stg_duplicates (rows to drop), prices (the catalog's unit prices for the day's lookups:
+-- one row per lookup and price period, in whole pico-dollars (1e-12 USD) per unit, NULL when a dimension has no
+-- price). Costs are computed in BIGINT pico-dollars (exact) and turned into DECIMAL(38,12) USD once, at the end.
 with events as (
 
     select * from stg_valid_events
@@ -9,13 +10,12 @@ with events as (
 
 deduped as (
 
-    select *
+    -- a left join on the (few) rows to drop: a plain hash join, where not exists() became a costly delim join
+    select e.*
     from events as e
-    where not exists (
-        select 1
-        from stg_duplicates as d
-        where d.event_id = e.event_id and d.source_file = e.source_file and d.source_row = e.source_row
-    )
+    left join stg_duplicates as d
+        on d.source_file = e.source_file and d.source_row = e.source_row
+    where d.source_row is null
 
 ),
 
@@ -61,13 +61,13 @@ costed as (
 
     select
         *,
-        case when is_priced then coalesce(mm_money(input_tokens, unit_input_tokens), 0) end as input_cost,
-        case when is_priced then coalesce(mm_money(output_tokens, unit_output_tokens), 0) end as output_cost,
+        case when is_priced then coalesce(input_tokens * unit_input_tokens, 0) end as input_pico,
+        case when is_priced then coalesce(output_tokens * unit_output_tokens, 0) end as output_pico,
         case when is_priced
-            then coalesce(mm_money(cache_read_input_tokens, unit_cache_read_input_tokens), 0) end as cache_read_cost,
+            then coalesce(cache_read_input_tokens * unit_cache_read_input_tokens, 0) end as cache_read_pico,
         case when is_priced
-            then coalesce(mm_money(cache_write_input_tokens, unit_cache_write_input_tokens), 0) end as cache_write_cost,
-        case when is_priced then coalesce(mm_money(image_count, unit_image_count), 0) end as image_cost
+            then coalesce(cache_write_input_tokens * unit_cache_write_input_tokens, 0) end as cache_write_pico,
+        case when is_priced then coalesce(image_count * unit_image_count, 0) end as image_pico
     from priced
 
 ),
@@ -98,12 +98,12 @@ final as (
         image_count,
         -- money
         {{ price_version }} as price_version,
-        input_cost,
-        output_cost,
-        cache_read_cost,
-        cache_write_cost,
-        image_cost,
-        input_cost + output_cost + cache_read_cost + cache_write_cost + image_cost as total_cost,
+        mm_money(input_pico) as input_cost,
+        mm_money(output_pico) as output_cost,
+        mm_money(cache_read_pico) as cache_read_cost,
+        mm_money(cache_write_pico) as cache_write_cost,
+        mm_money(image_pico) as image_cost,
+        mm_money(input_pico + output_pico + cache_read_pico + cache_write_pico + image_pico) as total_cost,
         is_priced as priced
     from costed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import pyarrow.parquet as pq
 import pytest
@@ -12,9 +12,10 @@ import pytest
 from ingest.schema import FIELDS, arrow_schema
 from modelmeter.constants import RAW_EVENTS
 from modelmeter.synthetic import INVALID_KINDS, generate
+from pricing_catalog import PriceInterval
 from sql import models
 from tests.transform.conftest import DAY, NOW
-from transforms.prices import UNIT_SCALE
+from transforms.prices import unit_pico
 from transforms.rules import rules
 from transforms.run import connect, transform_day
 from transforms.tables import TABLES
@@ -90,8 +91,9 @@ def test_every_model_renders_and_rules_cover_the_schema():
 ])
 def test_duckdb_money_matches_python_decimal(count, price, per):
     con = connect(threads=1)
-    unit = (Decimal(price) / per).quantize(Decimal(1).scaleb(-UNIT_SCALE), rounding=ROUND_HALF_UP)
-    [(got,)] = con.execute(f"select mm_money({count}::bigint, {unit}::decimal(18, {UNIT_SCALE}))").fetchall()
+    interval = PriceInterval(dimension="input_tokens", price_usd=Decimal(price), per=per,
+                             effective_from=datetime(2025, 1, 1, tzinfo=UTC), effective_to=None, source="test")
+    [(got,)] = con.execute(f"select mm_money({count}::bigint * {unit_pico(interval)}::bigint)").fetchall()
     assert got == (Decimal(count) * Decimal(price) / per).quantize(Decimal("1e-12"))
     assert con.execute("select current_setting('TimeZone')").fetchone()[0] == "UTC"
 

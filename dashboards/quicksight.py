@@ -426,6 +426,28 @@ def _visual(visual: Visual) -> dict[str, Any]:
         "FieldWells": {"LineChartAggregatedFieldWells": wells}, "Type": "LINE"}}}
 
 
+MONTH_FILTER_ID = "fiscal-month"
+MONTH_FILTER_SOURCE = ("chargeback_monthly", "fiscal_month_start")
+
+
+def _month_filter_group() -> dict[str, Any]:
+    """A fiscal-month range filter over every dataset with a ``fiscal_month_start`` column, on every sheet.
+
+    Its control sits on the overview sheet; unset, it filters nothing.
+    """
+    view, column = MONTH_FILTER_SOURCE
+    return {"FilterGroupId": f"{MONTH_FILTER_ID}-group", "CrossDataset": "ALL_DATASETS", "Status": "ENABLED",
+            "ScopeConfiguration": {"AllSheets": {}},
+            "Filters": [{"TimeRangeFilter": {
+                "FilterId": MONTH_FILTER_ID, "Column": _column(view, column), "NullOption": "ALL_VALUES",
+                "IncludeMinimum": True, "IncludeMaximum": True, "TimeGranularity": "MONTH"}}]}
+
+
+def _month_control() -> dict[str, Any]:
+    return {"DateTimePicker": {"FilterControlId": f"{MONTH_FILTER_ID}-control", "Title": "Fiscal months",
+                               "SourceFilterId": MONTH_FILTER_ID, "Type": "DATE_RANGE", "CommitMode": "AUTO"}}
+
+
 def _sheet(sheet: Sheet) -> dict[str, Any]:
     # A 36-column grid: KPIs in a row of small tiles, charts and tables at full width.
     elements, row, col = [], 0, 0
@@ -439,9 +461,12 @@ def _sheet(sheet: Sheet) -> dict[str, Any]:
             col += span
         else:
             row += height
-    return {"SheetId": sheet.sheet_id, "Name": sheet.name, "Title": sheet.name, "ContentType": "INTERACTIVE",
-            "Visuals": [_visual(v) for v in sheet.visuals],
-            "Layouts": [{"Configuration": {"GridLayout": {"Elements": elements}}}]}
+    definition = {"SheetId": sheet.sheet_id, "Name": sheet.name, "Title": sheet.name, "ContentType": "INTERACTIVE",
+                  "Visuals": [_visual(v) for v in sheet.visuals],
+                  "Layouts": [{"Configuration": {"GridLayout": {"Elements": elements}}}]}
+    if sheet is SHEETS[0]:
+        definition["FilterControls"] = [_month_control()]
+    return definition
 
 
 def _dashboard(*, ids: dict[str, str], principals: Sequence[str], readers: Sequence[str]) -> dict[str, Any]:
@@ -456,7 +481,8 @@ def _dashboard(*, ids: dict[str, str], principals: Sequence[str], readers: Seque
         "Name": "modelmeter chargeback",
         "Permissions": _permissions(principals, _OWNER_ACTIONS["dashboard"])
         + _permissions([r for r in readers if r not in principals], _READER_ACTIONS),
-        "Definition": {"DataSetIdentifierDeclarations": declarations, "Sheets": [_sheet(s) for s in SHEETS]},
+        "Definition": {"DataSetIdentifierDeclarations": declarations, "Sheets": [_sheet(s) for s in SHEETS],
+                       "FilterGroups": [_month_filter_group()]},
         "DashboardPublishOptions": {"AdHocFilteringOption": enabled, "ExportToCSVOption": enabled,
                                     "SheetControlsOption": {"VisibilityState": "EXPANDED"}},
         "ValidationStrategy": {"Mode": "STRICT"},

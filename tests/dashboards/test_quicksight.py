@@ -137,7 +137,7 @@ def test_every_visual_column_is_declared_and_exists_in_its_dataset(defs: dict[st
     columns_by_arn = {f"arn:aws:quicksight:{REGION}:{ACCOUNT}:dataset/{ds['DataSetId']}":
                       {c["Name"] for c in next(iter(ds["PhysicalTableMap"].values()))["RelationalTable"][
                           "InputColumns"]} for ds in defs["data_sets"]}
-    refs = list(_column_refs(definition["Sheets"]))
+    refs = list(_column_refs([definition["Sheets"], definition["FilterGroups"]]))
     assert len(refs) > 40
     for ref in refs:
         assert ref["DataSetIdentifier"] in declared, ref
@@ -235,3 +235,19 @@ def test_arns_follow_the_partition() -> None:
     arns = [d["DataSetArn"] for d in defs["dashboard"]["Definition"]["DataSetIdentifierDeclarations"]]
     arns += [defs["data_sets"][0]["RowLevelPermissionDataSet"]["Arn"]]
     assert arns and all(a.startswith("arn:aws-cn:quicksight:cn-north-1:123456789012:dataset/") for a in arns)
+
+
+def test_filter_controls_point_at_defined_filters_on_a_column_every_dataset_types_alike(
+        defs: dict[str, Any]) -> None:
+    definition = defs["dashboard"]["Definition"]
+    filters = {next(iter(f.values()))["FilterId"]: next(iter(f.values()))
+               for group in definition["FilterGroups"] for f in group["Filters"]}
+    controls = [next(iter(c.values())) for s in definition["Sheets"] for c in s.get("FilterControls", [])]
+    assert controls and all(c["SourceFilterId"] in filters for c in controls)
+    # a cross-dataset filter matches columns by name: they must have one type wherever they appear
+    for group in definition["FilterGroups"]:
+        assert group["CrossDataset"] == "ALL_DATASETS"
+        for f in group["Filters"]:
+            name = next(iter(f.values()))["Column"]["ColumnName"]
+            types = {dict(cols)[name] for cols in qs.VIEW_COLUMNS.values() if name in dict(cols)}
+            assert types == {"DATETIME"}, name

@@ -102,6 +102,11 @@ def run_cli(args: Any) -> int:
         app = build_local_app(upstream=args.upstream, lake=lake, tenants=args.tenants, emitter=emitter)
     except (ValueError, ImportError, OSError) as exc:
         raise UserError(str(exc)) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith(("botocore", "boto3")):  # no region, no credentials …
+            raise UserError(f"--upstream {args.upstream}: {exc} (set AWS_REGION and AWS credentials, or use "
+                            f"--upstream simulator)") from None
+        raise
     registry = app.state.gateway.registry
     if not registry.list_teams():
         print(f"warning: no teams in {registry.path}; add one with `modelmeter tenants add TEAM` and "

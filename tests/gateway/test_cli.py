@@ -112,3 +112,13 @@ def test_serve_answers_and_flushes_every_event_on_sigterm(tmp_path):
     rows = [r for f in files for r in pq.read_table(f).to_pylist()]
     assert len(rows) == 25 and len({r["request_id"] for r in rows}) == 25
     assert "flushed" in server.stderr.read()
+
+
+def test_serve_bedrock_without_a_region_is_one_clear_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+    result = subprocess.run([*MODELMETER, "serve", "--upstream", "bedrock", "--port", str(_free_port()), "--lake",
+                             str(tmp_path / "lake")], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0].startswith("modelmeter serve: --upstream bedrock:")
+    assert "Traceback" not in result.stderr

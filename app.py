@@ -13,15 +13,17 @@ from __future__ import annotations
 import os
 import sys
 
-from infra.config import DEFAULT_CONFIG, ConfigError, load_config
-from infra.nag import new_app
-from infra.stacks.unit import build_units
+# Before aws_cdk starts its Node process: the Node 20 end-of-life banner is noise for a synth (make exports it too).
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from infra.config import DEFAULT_CONFIG, ConfigError, load_config  # noqa: E402
+from infra.nag import new_app  # noqa: E402
+from infra.stacks.unit import build_units  # noqa: E402
 
 ENV_UNITS_CONFIG = "MODELMETER_UNITS_CONFIG"
 
 
 def main() -> int:
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     app = new_app(outdir=os.environ.get("CDK_OUTDIR", "cdk.out"))
     path = app.node.try_get_context("config") or os.environ.get(ENV_UNITS_CONFIG) or DEFAULT_CONFIG
     try:

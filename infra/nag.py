@@ -75,3 +75,18 @@ def acknowledge_kms_grant(principal_construct: IConstruct) -> None:
     """Acknowledge the action wildcards of ``key.grant_encrypt_decrypt`` on a role or function."""
     for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
         acknowledge(principal_construct, f"AwsSolutions-IAM5[Action::{action}]", KMS_GRANT_REASON)
+
+
+# Construct id CDK gives the one provider Lambda behind every AwsCustomResource of a stack.
+_AWS_CUSTOM_RESOURCE_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"
+
+
+def acknowledge_custom_resource_provider(stack: Stack) -> None:
+    """Acknowledge the findings of CDK's AwsCustomResource provider Lambda, when the stack has one."""
+    provider = stack.node.try_find_child(_AWS_CUSTOM_RESOURCE_PROVIDER)
+    if provider is None:
+        return
+    acknowledge(provider, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                          "AWSLambdaBasicExecutionRole]",
+                "CDK's AwsCustomResource provider: the AWS-managed policy only lets it write its own logs.")
+    acknowledge(provider, "AwsSolutions-L1", "CDK chooses the Node.js runtime of its AwsCustomResource provider.")

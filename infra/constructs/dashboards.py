@@ -12,12 +12,11 @@ from functools import cache
 from typing import Any
 
 import botocore.session
-from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from infra.nag import acknowledge, scoped_arn
+from infra.nag import scoped_arn
 
 # (definition key, resource id field, QuickSight API noun, ARN resource type)
 _KINDS = {"data_source": ("DataSourceId", "DataSource", "datasource"),
@@ -89,14 +88,3 @@ class Dashboards(Construct):
             policy=cr.AwsCustomResourcePolicy.from_statements(statements), install_latest_aws_sdk=False)
         self.resources[resource_id] = resource
         return resource
-
-
-def acknowledge_provider(stack: Stack) -> None:
-    """Acknowledge the findings of the AwsCustomResource provider Lambda (one per stack, made by CDK)."""
-    provider = stack.node.try_find_child("AWS679f53fac002430cb0da5b7982bd2287")
-    if provider is None:
-        return
-    acknowledge(provider, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                          "AWSLambdaBasicExecutionRole]",
-                "CDK's AwsCustomResource provider: the AWS-managed policy only lets it write its logs.")
-    acknowledge(provider, "AwsSolutions-L1", "The runtime is chosen by CDK for its AwsCustomResource provider.")

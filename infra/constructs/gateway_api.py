@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import SageMakerEndpoint, Team, Throttle
@@ -66,6 +67,39 @@ class TeamUsagePlans(Construct):
                 self.keys[team.team_id].append(key)
 
 
+class TeamRecords(Construct):
+    """The teams' items in the tenant table (``team#<team_id>``), kept equal to the config on every deploy.
+
+    Written with DynamoDB ``PutItem`` on create and update and removed with ``DeleteItem`` on delete (an
+    ``AwsCustomResource`` per team). Key items (``key#<sha256>``) are not written here: a key's value exists only in
+    API Gateway, so its hash is registered after deploy (docs/deploy.md).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, unit_name: str, table: dynamodb.ITable,
+                 key: kms.IKey, teams: Sequence[Team]) -> None:
+        super().__init__(scope, construct_id)
+        policy = cr.AwsCustomResourcePolicy.from_statements([
+            iam.PolicyStatement(actions=["dynamodb:PutItem", "dynamodb:DeleteItem"], resources=[table.table_arn]),
+            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]),
+        ])
+        for team in teams:
+            pk = f"team#{team.team_id}"
+            item = {
+                c.DYNAMO_PARTITION_KEY: {"S": pk}, "kind": {"S": "team"}, "team_id": {"S": team.team_id},
+                "business_unit": {"S": unit_name},
+                "allowed_models": {"L": [{"S": pattern} for pattern in team.allowed_models]},
+                **({"cost_center": {"S": team.cost_center}} if team.cost_center else {}),
+            }
+            put = cr.AwsSdkCall(service="DynamoDB", action="putItem",
+                                parameters={"TableName": table.table_name, "Item": item},
+                                physical_resource_id=cr.PhysicalResourceId.of(pk))
+            cr.AwsCustomResource(
+                self, f"Team-{team.team_id}", resource_type="Custom::ModelmeterTeam", on_create=put, on_update=put,
+                on_delete=cr.AwsSdkCall(service="DynamoDB", action="deleteItem", parameters={
+                    "TableName": table.table_name, "Key": {c.DYNAMO_PARTITION_KEY: {"S": pk}}}),
+                policy=policy, install_latest_aws_sdk=False)
+
+
 class GatewayApi(Construct):
     """REST API (regional or private) → gateway Lambda (``ingest.lambda_handler.handler``) + DynamoDB tables.
 
@@ -105,6 +139,8 @@ class GatewayApi(Construct):
         self.api = self._rest_api(unit_name, endpoint, throttle, execute_api_endpoint)
         self.team_plans = TeamUsagePlans(self, "Teams", unit_name=unit_name, api=self.api,
                                          stage=self.api.deployment_stage, teams=teams)
+        self.team_records = TeamRecords(self, "TeamRecords", unit_name=unit_name, table=self.tenant_table, key=key,
+                                        teams=teams)
 
     def _table(self, construct_id: str, key: kms.IKey, *, pitr: bool) -> dynamodb.Table:
         # Table, not TableV2: TableV2 cannot render a customer-managed key in an environment-agnostic stack.

@@ -12,14 +12,15 @@ from constructs import Construct
 from infra.catalog_schema import lake_tables
 from infra.config import ApiKeysOnlyUnit, DeploymentConfig, FullUnit
 from infra.constructs.analytics import Analytics
-from infra.constructs.dashboards import Dashboards, acknowledge_provider
-from infra.constructs.gateway_api import GatewayApi, TeamUsagePlans
+from infra.constructs.dashboards import Dashboards
+from infra.constructs.gateway_api import GatewayApi, TeamRecords, TeamUsagePlans
 from infra.constructs.lake_catalog import LakeCatalog
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
 from infra.constructs.transform_job import SERVICE as TRANSFORM_SERVICE
 from infra.constructs.transform_job import TransformJob
 from infra.constructs.usage_stream import UsageStream
+from infra.nag import acknowledge_custom_resource_provider
 from modelmeter import constants as c
 
 
@@ -91,7 +92,6 @@ class FullUnitStack(Stack):
             self.dashboards = Dashboards(self, "QuickSight", definitions=quicksight_definitions(
                 self, unit, workgroup=self.analytics.workgroup_name, database=self.lake.database_name))
             self.dashboards.node.add_dependency(self.analytics.workgroup)
-            acknowledge_provider(self)
         self.observability = Observability(
             self, "Observability", unit_name=unit.name, key=self.lake.key, api=self.gateway.api,
             gateway_function=self.gateway.function, stream_name=self.usage_stream.stream_name,
@@ -107,6 +107,7 @@ class FullUnitStack(Stack):
             ("AlarmTopicArn", self.observability.topic.topic_arn, "SNS topic of the alarms"),
         ):
             CfnOutput(self, name, value=value, description=what)
+        acknowledge_custom_resource_provider(self)
 
 
 class ApiKeysOnlyStack(Stack):
@@ -119,6 +120,9 @@ class ApiKeysOnlyStack(Stack):
         api = parent.gateway.api
         self.team_plans = TeamUsagePlans(self, "Teams", unit_name=unit.name, api=api, stage=api.deployment_stage,
                                          teams=unit.teams)
+        self.team_records = TeamRecords(self, "TeamRecords", unit_name=unit.name, table=parent.gateway.tenant_table,
+                                        key=parent.lake.key, teams=unit.teams)
+        acknowledge_custom_resource_provider(self)
         self.node.add_dependency(parent)
 
 

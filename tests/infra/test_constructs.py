@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -89,6 +90,19 @@ def test_tenant_and_longpoll_tables_are_on_demand_encrypted_with_ttl_and_pitr(ba
         assert props["TimeToLiveSpecification"] == {"AttributeName": c.DYNAMO_TTL_ATTRIBUTE, "Enabled": True}
         assert props["SSESpecification"]["SSEEnabled"] is True and props["SSESpecification"]["SSEType"] == "KMS"
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_each_team_is_written_to_the_tenant_table_with_its_allowed_models(bare: Assembly) -> None:
+    records = bare.resources("bare-gateway", "Custom::ModelmeterTeam")
+    teams = research().teams
+    assert len(records) == len(teams)
+    for team in teams:
+        (record,) = [r for r in records if f"team#{team.team_id}" in json.dumps(r["Properties"]["Create"])]
+        create, delete = (json.dumps(record["Properties"][k]).replace("\\", "") for k in ("Create", "Delete"))
+        assert '"action":"putItem"' in create and '"action":"deleteItem"' in delete
+        for pattern in team.allowed_models:
+            assert f'{{"S":"{pattern}"}}' in create
+        assert f'"cost_center":{{"S":"{team.cost_center}"}}' in create
 
 
 def test_sagemaker_invocation_is_limited_to_the_configured_endpoints(bare: Assembly) -> None:

@@ -17,6 +17,7 @@ from tests.infra.conftest import ACCOUNT, REGION, Assembly
 pytestmark = pytest.mark.slow  # one shared synthesis of three stacks, ~20 s
 
 FULL, KEYS_ONLY, OTHER = "modelmeter-research", "modelmeter-marketing", "modelmeter-finance"
+GATEWAY_HANDLER = "ingest.lambda_handler.handler"
 
 
 def _statements(deployment: Assembly, stack: str) -> list[dict[str, Any]]:
@@ -72,7 +73,8 @@ def test_api_keys_only_unit_attaches_its_usage_plans_to_the_parents_api_and_stag
     stage_export = next(name for name, value in exports.items() if value == {"Ref": stage_id})
     # THEN the child has no API of its own; its plan names the parent's API and stage, with its team's limits
     child.resource_count_is("AWS::ApiGateway::RestApi", 0)
-    child.resource_count_is("AWS::Lambda::Function", 0)
+    assert not [f for f in deployment.resources(KEYS_ONLY, "AWS::Lambda::Function")
+                if f["Properties"].get("Handler") == GATEWAY_HANDLER]
     team = deployment.config.unit("marketing").teams[0]
     child.has_resource_properties("AWS::ApiGateway::UsagePlan", {
         "UsagePlanName": f"marketing-{team.team_id}",
@@ -81,6 +83,15 @@ def test_api_keys_only_unit_attaches_its_usage_plans_to_the_parents_api_and_stag
         "Throttle": {"RateLimit": team.throttle.rate, "BurstLimit": team.throttle.burst},
         "Quota": {"Limit": team.quota.limit, "Period": team.quota.period}})
     child.resource_count_is("AWS::ApiGateway::ApiKey", len(team.keys))
+    # and its team is written into the parent's tenant table (the table the parent's gateway reads), as marketing's
+    (record,) = deployment.resources(KEYS_ONLY, "Custom::ModelmeterTeam")
+    parts = record["Properties"]["Create"]["Fn::Join"][1]
+    (imported,) = [p["Fn::ImportValue"] for p in parts if isinstance(p, dict)]
+    gateway_env = [r["Properties"]["Environment"]["Variables"] for r in parent["Resources"].values()
+                   if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler") == GATEWAY_HANDLER]
+    assert exports[imported] == gateway_env[0][c.ENV_TENANT_TABLE]
+    text = "".join(p for p in parts if isinstance(p, str))
+    assert '"pk":{"S":"team#campaigns"}' in text and '"business_unit":{"S":"marketing"}' in text
     manifest = json.loads((deployment.outdir / "manifest.json").read_text())
     assert FULL in manifest["artifacts"][KEYS_ONLY]["dependencies"]
 

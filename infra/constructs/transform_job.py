@@ -83,8 +83,9 @@ class TransformJob(Construct):
                 event=events.RuleTargetInput.from_object({"source": "schedule"}))])
         self.failure_alarm = cloudwatch.Alarm(
             self, "Failures", alarm_description=f"modelmeter {unit_name}: the scheduled transform failed",
+            # FILL: a run that never started (no Errors datapoint) but left a dead letter must still alarm.
             metric=cloudwatch.MathExpression(
-                expression="errors + FILL(dead, 0)", label="failed runs", period=Duration.hours(1),
+                expression="FILL(errors, 0) + FILL(dead, 0)", label="failed runs", period=Duration.hours(1),
                 using_metrics={"errors": self.function.metric_errors(statistic="Sum"),
                                "dead": self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                                    statistic="Maximum")}),

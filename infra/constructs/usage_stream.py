@@ -74,6 +74,8 @@ class UsageStream(Construct):
             data_format_conversion_configuration=p.DataFormatConversionConfigurationProperty(
                 enabled=True,
                 input_format_configuration=p.InputFormatConfigurationProperty(
+                    # OpenX reads event_time as written (yyyy-MM-dd'T'HH:mm:ss.SSS'Z'): one of the timestamp forms it
+                    # parses (Firehose guide, "Convert input data format"); Hive's SerDe would need a format string.
                     deserializer=p.DeserializerProperty(open_x_json_ser_de=p.OpenXJsonSerDeProperty(
                         case_insensitive=False))),
                 output_format_configuration=p.OutputFormatConfigurationProperty(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -18,8 +19,6 @@ from modelmeter import constants as c
 from modelmeter.lake import Lake
 from tests.infra.bare_stacks import research
 from tests.infra.conftest import Assembly
-
-pytestmark = pytest.mark.slow  # the shared synthesis takes ~15 s
 
 
 def _columns(table: dict) -> list[dict]:
@@ -144,6 +143,9 @@ def test_firehose_converts_to_parquet_from_the_glue_table_and_partitions_by_dt_a
         }),
     })
     assert BUFFER_MB >= 64  # Firehose's floor when record-format conversion is on
+    # OpenX parses yyyy-MM-dd'T'HH:mm:ss[.S]'Z' (up to 9 fraction digits): the form every event_time is written in
+    written = event_schema.format_time(datetime(2026, 11, 25, 13, 45, 1, 123456, tzinfo=UTC))
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z", written), written
     assert RAW_PREFIX.startswith(c.RAW_EVENTS + "/") and "error-output-type" in ERROR_PREFIX
 
 
@@ -300,7 +302,7 @@ def test_transform_runs_on_the_configured_schedule_with_retries_and_a_dead_lette
                                                          "MessageRetentionPeriod": 14 * 24 * 3600})
     template.has_resource_properties("AWS::CloudWatch::Alarm", {
         "Threshold": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "Metrics": Match.array_with([Match.object_like({"Expression": "errors + FILL(dead, 0)"})])})
+        "Metrics": Match.array_with([Match.object_like({"Expression": "FILL(errors, 0) + FILL(dead, 0)"})])})
 
 
 def test_transform_writes_only_its_own_prefixes(bare: Assembly) -> None:

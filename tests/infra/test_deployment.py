@@ -14,8 +14,6 @@ from infra.runtime_code import RUNTIME_PACKAGES
 from modelmeter import constants as c
 from tests.infra.conftest import ACCOUNT, REGION, Assembly
 
-pytestmark = pytest.mark.slow  # one shared synthesis of three stacks, ~20 s
-
 FULL, KEYS_ONLY, OTHER = "modelmeter-research", "modelmeter-marketing", "modelmeter-finance"
 GATEWAY_HANDLER = "ingest.lambda_handler.handler"
 
@@ -52,6 +50,7 @@ def test_every_acknowledgment_carries_a_written_reason(deployment: Assembly) -> 
     assert short == {}
 
 
+@pytest.mark.slow  # cfn-lint loads its rule set: ~8 s on two cores
 def test_cfn_lint_finds_no_error_in_any_template(deployment: Assembly) -> None:
     from cfnlint.api import ManualArgs, lint_file
 

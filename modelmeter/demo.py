@@ -320,7 +320,8 @@ def partner_batch(path: Path, *, rng: random.Random, day: date) -> int:
             "service_tier": "batch"}))
     lines.append(lines[7])  # delivered twice: the transform counts it once
     lines.append('{"schema_version": 1, "event_id": "broken"')  # truncated line
-    lines.append(lines[3].replace('"input_tokens": ', '"input_tokens": -'))  # negative tokens
+    negative = json.loads(lines[3]) | {"event_id": str(uuid.UUID(int=rng.getrandbits(128))), "input_tokens": -120}
+    lines.append(json.dumps(negative))  # negative tokens: structurally fine, refused by the transform's rules
     path.write_text("\n".join(lines) + "\n")
     return len(lines)
 

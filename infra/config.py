@@ -97,6 +97,8 @@ class Transform(_Strict):
 
     schedule: str = Field("cron(15 * * * ? *)", description="EventBridge schedule expression.")
     engine: Literal["duckdb", "athena"] = Field("duckdb", description="duckdb (Lambda) or athena (for scale).")
+    package: Literal["zip", "image"] = Field(
+        "zip", description="zip (code asset + dependency layers) or image (container image built by cdk deploy).")
     memory_mb: int = Field(3008, ge=512, le=10240, description="Lambda memory of the transform.")
     timeout_minutes: int = Field(15, ge=1, le=15, description="Lambda timeout of the transform.")
 

@@ -1,14 +1,16 @@
 """The Lambdas' code: the repo's runtime packages as one asset, built without Docker.
 
 Synthesis copies only the allow-listed packages into ``cdk.out`` (tests, the venv, the lake, docs and ``cdk.out``
-itself never enter the asset). Third-party dependencies (pyarrow, duckdb, powertools, …) are NOT in this asset:
-building a Lambda layer for the Lambda platform is a deploy-time step described in docs/deploy.md.
+itself never enter the asset). Third-party dependencies (pyarrow, duckdb, powertools, …) are NOT in the zip asset:
+building a Lambda layer for the Lambda platform is a deploy-time step described in docs/deploy.md. The transform
+can instead run as a container image (``transform_image``), whose Dockerfile installs them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_lambda as lambda_
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +28,19 @@ EXCLUDE = [
     "**/tests",
 ]
 
+
+
+TRANSFORM_DOCKERFILE = "infra/docker/transform.Dockerfile"
+# The image's build context: the runtime packages, the lock file its pins come from, and the Dockerfile.
+# (Re-admitting a folder re-admits everything under it, so infra/ is admitted, emptied, and one file re-admitted.)
+IMAGE_EXCLUDE = [*EXCLUDE[:-3], "!requirements.lock", "!infra", "infra/*", "!infra/docker", "infra/docker/*",
+                 f"!{TRANSFORM_DOCKERFILE}", *EXCLUDE[-3:]]
+
+
+def transform_image(root: Path = REPO_ROOT) -> lambda_.DockerImageCode:
+    """The transform's container image (``transform.package: image``); built by ``cdk deploy``, not by synth."""
+    return lambda_.DockerImageCode.from_image_asset(
+        str(root), file=TRANSFORM_DOCKERFILE, exclude=IMAGE_EXCLUDE, platform=ecr_assets.Platform.LINUX_ARM64)
 
 
 def runtime_code(root: Path = REPO_ROOT) -> lambda_.Code:

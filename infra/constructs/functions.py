@@ -23,27 +23,33 @@ def python_function(scope: Construct, construct_id: str, *, handler: str, servic
                     memory_mb: int, timeout: Duration, environment: Mapping[str, str], vpc: ec2.IVpc,
                     subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup,
                     layers: Sequence[lambda_.ILayerVersion] = (), retry_attempts: int | None = None,
-                    dead_letter_queue: sqs.IQueue | None = None) -> lambda_.Function:
-    """A Lambda running ``handler`` from the runtime asset, in the VPC's private subnets.
+                    dead_letter_queue: sqs.IQueue | None = None, image: lambda_.DockerImageCode | None = None,
+                    ) -> lambda_.Function:
+    """A Lambda running ``handler`` from the runtime asset (or ``image``), in the VPC's private subnets.
 
-    ``service`` becomes ``POWERTOOLS_SERVICE_NAME`` (the ``service`` dimension of its metrics).
+    ``service`` becomes ``POWERTOOLS_SERVICE_NAME`` (the ``service`` dimension of its metrics). An image carries its
+    own runtime, handler (its ``CMD``) and dependencies, so ``layers`` apply to the zip form only.
     """
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=logs.RetentionDays.THREE_MONTHS,
                               removal_policy=RemovalPolicy.DESTROY)
-    function = lambda_.Function(
-        scope, construct_id, runtime=RUNTIME, architecture=lambda_.Architecture.ARM_64, handler=handler,
-        code=runtime_code(), description=description, memory_size=memory_mb, timeout=timeout,
+    common = dict(
+        architecture=lambda_.Architecture.ARM_64, description=description, memory_size=memory_mb, timeout=timeout,
         environment={
             "POWERTOOLS_SERVICE_NAME": service,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
             **environment,
         },
-        log_group=log_group, vpc=vpc, vpc_subnets=subnets, security_groups=[security_group], layers=list(layers),
+        log_group=log_group, vpc=vpc, vpc_subnets=subnets, security_groups=[security_group],
         retry_attempts=retry_attempts, dead_letter_queue=dead_letter_queue,
     )
-    acknowledge(function, "AwsSolutions-L1",
-                "Pinned to Python 3.11, the version modelmeter is built and tested with (pyproject.toml).")
+    if image is not None:
+        function: lambda_.Function = lambda_.DockerImageFunction(scope, construct_id, code=image, **common)
+    else:
+        function = lambda_.Function(scope, construct_id, runtime=RUNTIME, handler=handler, code=runtime_code(),
+                                    layers=list(layers), **common)
+        acknowledge(function, "AwsSolutions-L1",
+                    "Pinned to Python 3.11, the version modelmeter is built and tested with (pyproject.toml).")
     for policy in ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"):
         acknowledge(function.role, f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                                    f"{policy}]",

@@ -22,6 +22,7 @@ from constructs import Construct
 
 from infra.constructs.functions import python_function
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
+from infra.runtime_code import transform_image
 from modelmeter import constants as c
 from transforms.lambda_handler import SERVICE as TRANSFORM_SERVICE
 
@@ -44,7 +45,7 @@ class TransformJob(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, unit_name: str, schedule: str, engine: str,
                  memory_mb: int, timeout_minutes: int, bucket: s3.IBucket, key: kms.IKey, database_name: str,
-                 reporting_timezone: str, vpc: ec2.IVpc, subnets: ec2.SubnetSelection,
+                 reporting_timezone: str, package: str = "zip", vpc: ec2.IVpc, subnets: ec2.SubnetSelection,
                  security_group: ec2.ISecurityGroup, athena_workgroup: str | None = None,
                  results_bucket: s3.IBucket | None = None, layers: Sequence[lambda_.ILayerVersion] = (),
                  environment: Mapping[str, str] | None = None) -> None:
@@ -68,7 +69,8 @@ class TransformJob(Construct):
             self, "Function", handler="transforms.lambda_handler.handler", service=SERVICE,
             description=f"modelmeter transform of unit {unit_name} ({engine})", memory_mb=memory_mb,
             timeout=Duration.minutes(timeout_minutes), environment=env, vpc=vpc, subnets=subnets,
-            security_group=security_group, layers=layers, retry_attempts=2, dead_letter_queue=self.dead_letter_queue)
+            security_group=security_group, layers=layers, retry_attempts=2, dead_letter_queue=self.dead_letter_queue,
+            image=transform_image() if package == "image" else None)
         self._grant_lake(bucket, key)
         if engine == "athena":
             if not athena_workgroup or results_bucket is None:

@@ -50,7 +50,8 @@ class TeamUsagePlans(Construct):
         for team in teams:
             plan = apigw.UsagePlan(
                 self, f"Plan-{team.team_id}", name=f"{unit_name}-{team.team_id}",
-                description=f"modelmeter team {team.team_id} (unit {unit_name}, cost centre {team.cost_center})",
+                description=f"modelmeter team {team.team_id} (unit {unit_name}, "
+                            f"cost centre {team.cost_center or 'none'})",
                 throttle=apigw.ThrottleSettings(rate_limit=team.throttle.rate, burst_limit=team.throttle.burst),
                 quota=(apigw.QuotaSettings(limit=team.quota.limit, period=apigw.Period[team.quota.period])
                        if team.quota else None),

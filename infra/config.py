@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -62,6 +63,7 @@ class Team(_Strict):
 
     team_id: Name = Field(description="Team id, as it appears in usage events.")
     cost_center: str | None = Field(None, description="Cost centre that receives the team's charges.")
+    monthly_budget_usd: Decimal | None = Field(None, ge=0, description="Monthly budget, USD (budget views).")
     keys: list[Name] = Field(
         default_factory=lambda: ["default"], min_length=1, description="Names of the team's API keys.")
     throttle: Throttle = Field(description="Usage-plan throttle of the team.")

@@ -4,6 +4,10 @@ EventBridge invokes it on the unit's schedule (``infra/constructs/transform_job.
 that day's partitions, so the hourly overlap with yesterday is safe and catches late events. Invoke it by hand with
 ``{"date_from": "2026-11-20", "date_to": "2026-11-24"}`` (optionally ``"price_version"``) to backfill.
 
+Before transforming, the run refreshes ``reference/teams`` (cost centres, budgets, business units: what the views
+join) from the tenant table named by ``MODELMETER_TENANT_TABLE``, when set: in AWS the registry is DynamoDB, and
+nothing else writes that file there.
+
 Each run emits ``CuratedEvents`` and ``QuarantinedEvents`` (namespace ``modelmeter``, dimensions ``service`` and
 ``business_unit``) through Powertools; the quarantine-rate alarm divides them.
 """
@@ -21,6 +25,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from modelmeter.constants import (
     ENV_BUSINESS_UNIT,
     ENV_LAKE,
+    ENV_TENANT_TABLE,
     ENV_TRANSFORM_ENGINE,
     METRIC_CURATED_EVENTS,
     METRIC_QUARANTINED_EVENTS,
@@ -81,6 +86,18 @@ def _totals(manifests: list[Any]) -> dict[str, int]:
     return totals
 
 
+def _refresh_teams(lake: Lake, table_name: str | None) -> int | None:
+    """Rewrite ``reference/teams`` from the DynamoDB tenant table; the number of teams, or None without a table."""
+    if not table_name:
+        return None
+    from ingest.dynamo import DynamoTenantRegistry
+    from sql.reference import write_teams
+
+    teams = DynamoTenantRegistry(table_name=table_name).list_teams()
+    write_teams(lake=lake, teams=teams)
+    return len(teams)
+
+
 def run(event: Mapping[str, Any] | None, *, environ: Mapping[str, str], now: datetime | None = None
         ) -> dict[str, Any]:
     """Transform the event's days on the lake named by ``MODELMETER_LAKE``; return what was done."""
@@ -96,12 +113,13 @@ def run(event: Mapping[str, Any] | None, *, environ: Mapping[str, str], now: dat
 
     from transforms.run import transform_range  # DuckDB and GX load here, after the event was checked
 
-    manifests = transform_range(lake=Lake.open(lake_uri), date_from=date_from, date_to=date_to,
-                                price_version=price_version)
+    lake = Lake.open(lake_uri)
+    teams = _refresh_teams(lake, environ.get(ENV_TENANT_TABLE))
+    manifests = transform_range(lake=lake, date_from=date_from, date_to=date_to, price_version=price_version)
     totals = _totals(manifests)
     return {"date_from": date_from.isoformat(), "date_to": date_to.isoformat(),
             "days": [m.day for m in manifests], "price_version": manifests[0].price_version if manifests else None,
-            "counts": totals}
+            "counts": totals, "teams": teams}
 
 
 @metrics.log_metrics

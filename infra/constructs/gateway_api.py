@@ -90,6 +90,9 @@ class TeamRecords(Construct):
                 "business_unit": {"S": unit_name},
                 "allowed_models": {"L": [{"S": pattern} for pattern in team.allowed_models]},
                 **({"cost_center": {"S": team.cost_center}} if team.cost_center else {}),
+                # DynamoDB numbers travel as strings: the Decimal's own text keeps the budget exact.
+                **({"monthly_budget_usd": {"N": str(team.monthly_budget_usd)}}
+                   if team.monthly_budget_usd is not None else {}),
             }
             put = cr.AwsSdkCall(service="DynamoDB", action="putItem",
                                 parameters={"TableName": table.table_name, "Item": item},

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -45,8 +46,9 @@ class TransformJob(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, unit_name: str, schedule: str, engine: str,
                  memory_mb: int, timeout_minutes: int, bucket: s3.IBucket, key: kms.IKey, database_name: str,
-                 reporting_timezone: str, package: str = "zip", vpc: ec2.IVpc, subnets: ec2.SubnetSelection,
-                 security_group: ec2.ISecurityGroup, athena_workgroup: str | None = None,
+                 reporting_timezone: str, vpc: ec2.IVpc, subnets: ec2.SubnetSelection,
+                 security_group: ec2.ISecurityGroup, package: str = "zip",
+                 tenant_table: dynamodb.ITable | None = None, athena_workgroup: str | None = None,
                  results_bucket: s3.IBucket | None = None, layers: Sequence[lambda_.ILayerVersion] = (),
                  environment: Mapping[str, str] | None = None) -> None:
         super().__init__(scope, construct_id)
@@ -63,6 +65,7 @@ class TransformJob(Construct):
             c.ENV_GLUE_DATABASE: database_name,
             c.ENV_BUSINESS_UNIT: unit_name,
             **({c.ENV_ATHENA_WORKGROUP: athena_workgroup} if athena_workgroup else {}),
+            **({c.ENV_TENANT_TABLE: tenant_table.table_name} if tenant_table else {}),
             **(environment or {}),
         }
         self.function = python_function(
@@ -72,6 +75,8 @@ class TransformJob(Construct):
             security_group=security_group, layers=layers, retry_attempts=2, dead_letter_queue=self.dead_letter_queue,
             image=transform_image() if package == "image" else None)
         self._grant_lake(bucket, key)
+        if tenant_table is not None:
+            tenant_table.grant_read_data(self.function)  # refreshes reference/teams from the registry each run
         if engine == "athena":
             if not athena_workgroup or results_bucket is None:
                 raise ValueError("the athena engine needs the Athena workgroup and its results bucket")

@@ -84,7 +84,7 @@ class FullUnitStack(Stack):
         self.transform = TransformJob(
             self, "Transform", unit_name=unit.name, schedule=unit.transform.schedule, engine=unit.transform.engine,
             memory_mb=unit.transform.memory_mb, timeout_minutes=unit.transform.timeout_minutes,
-            package=unit.transform.package,
+            package=unit.transform.package, tenant_table=self.gateway.tenant_table,
             bucket=self.lake.bucket, key=self.lake.key, database_name=self.lake.database_name,
             reporting_timezone=unit.reporting_timezone, athena_workgroup=self.analytics.workgroup_name,
             results_bucket=self.lake.results_bucket, layers=layers,

@@ -102,6 +102,8 @@ def test_each_team_is_written_to_the_tenant_table_with_its_allowed_models(bare: 
         for pattern in team.allowed_models:
             assert f'{{"S":"{pattern}"}}' in create
         assert f'"cost_center":{{"S":"{team.cost_center}"}}' in create
+        if team.monthly_budget_usd is not None:
+            assert f'"monthly_budget_usd":{{"N":"{team.monthly_budget_usd}"}}' in create
 
 
 def test_sagemaker_invocation_is_limited_to_the_configured_endpoints(bare: Assembly) -> None:

@@ -139,6 +139,17 @@ def test_gateway_may_put_only_into_its_own_usage_stream(deployment: Assembly) ->
                                                         c.ENV_BUSINESS_UNIT: "research"})}})
 
 
+def test_transform_reads_the_tenant_table_the_gateway_writes(deployment: Assembly) -> None:
+    functions = {f["Properties"].get("Handler"): f["Properties"]["Environment"]["Variables"]
+                 for f in deployment.resources(FULL, "AWS::Lambda::Function") if "Environment" in f["Properties"]}
+    tenants = functions[GATEWAY_HANDLER][c.ENV_TENANT_TABLE]
+    assert functions["transforms.lambda_handler.handler"][c.ENV_TENANT_TABLE] == tenants
+    (scan,) = [s for s in _statements(deployment, FULL) if "dynamodb:Scan" in s["Action"]
+               and "dynamodb:PutItem" not in s["Action"]]
+    assert {"Fn::GetAtt": [tenants["Ref"], "Arn"]} in (scan["Resource"] if isinstance(scan["Resource"], list)
+                                                       else [scan["Resource"]])
+
+
 def test_athena_engine_unit_grants_its_workgroup_and_the_private_api_only_admits_its_endpoint(
         deployment: Assembly) -> None:
     other = deployment.template(OTHER)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -66,10 +67,37 @@ def _event(i: int, when: datetime, **extra: object) -> dict:
                         "status": "ok", "input_tokens": 1000, "output_tokens": 200, **extra})
 
 
+def _tenant_table() -> str:
+    """A DynamoDB tenant table (moto) holding one team, as the gateway's registry writes it."""
+    import boto3
+
+    from ingest.dynamo import DynamoTenantRegistry
+    from ingest.ports import Team
+
+    client = boto3.client("dynamodb", region_name="eu-west-1")
+    client.create_table(TableName="tenants", BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": c.DYNAMO_PARTITION_KEY, "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": c.DYNAMO_PARTITION_KEY, "AttributeType": "S"}])
+    DynamoTenantRegistry(table_name="tenants", client=client).put_team(
+        Team(team_id="search", cost_center="CC-1002", monthly_budget_usd=Decimal("1500.00"), business_unit="research"))
+    return "tenants"
+
+
 @pytest.mark.slow
 def test_handler_transforms_the_days_and_emits_curated_and_quarantined_counts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # GIVEN a lake with three good events and one with negative tokens over two days
+    from moto import mock_aws
+
+    for name, value in (("AWS_DEFAULT_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "testing"),
+                        ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        _run_handler_on_a_local_lake(tmp_path, monkeypatch, capsys, tenant_table=_tenant_table())
+
+
+def _run_handler_on_a_local_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str], *, tenant_table: str) -> None:
+    # GIVEN a lake with three good events and one with negative tokens over two days, and a tenant table
     lake = Lake.open(tmp_path / "lake")
     day1 = datetime(2026, 11, 20, 10, tzinfo=UTC)
     rows = [_event(1, day1), _event(2, day1 + timedelta(hours=3)), _event(3, day1 + timedelta(days=1)),
@@ -77,12 +105,21 @@ def test_handler_transforms_the_days_and_emits_curated_and_quarantined_counts(
     LocalParquetSink(lake).write_rows(rows)
     monkeypatch.setenv(c.ENV_LAKE, lake.uri)
     monkeypatch.setenv(c.ENV_BUSINESS_UNIT, "research")
+    monkeypatch.setenv(c.ENV_TENANT_TABLE, tenant_table)
     # WHEN the Lambda entry point runs for those days
     result = lambda_handler.handler({"date_from": "2026-11-20", "date_to": "2026-11-21"}, LambdaContext())
     # THEN both days are transformed, the bad row quarantined, and the counts emitted as CloudWatch metrics (EMF)
     assert result["days"] == ["2026-11-20", "2026-11-21"]
     assert result["counts"]["written"] == 3 and result["counts"]["quarantined"] == 1
     assert lake.list_files(c.CURATED_USAGE_COST, "dt=2026-11-21")
+    # and reference/teams was refreshed from the tenant table (what the views join for cost centres and budgets)
+    import pyarrow.parquet as pq
+
+    assert result["teams"] == 1
+    (teams_file,) = lake.list_files(c.REFERENCE_TEAMS)
+    assert pq.read_table(teams_file).to_pylist() == [{"team_id": "search", "cost_center": "CC-1002",
+                                                      "monthly_budget_usd": Decimal("1500.000000000000"),
+                                                      "business_unit": "research"}]
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     (blob,) = [b for b in emf if c.METRIC_CURATED_EVENTS in b]
     (directive,) = blob["_aws"]["CloudWatchMetrics"]

@@ -101,6 +101,42 @@ def start_gateway(work: Path, upstream: str) -> tuple[subprocess.Popen, str, str
     return proc, url, secret
 
 
+def serve_bare_passthrough(upstream: str, port: int) -> None:
+    """Reference point: a bare Starlette route forwarding bytes with one aiohttp session (no auth, no events).
+
+    The issue quotes such a pass-through at 3,000 requests/s "on this kind of machine"; measuring it here, in the
+    same run, shows what the machine allows today, so the gateway's figures can be read against it.
+    """
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    session: list[aiohttp.ClientSession] = []
+
+    async def chat(request: Any) -> Response:
+        if not session:
+            session.append(aiohttp.ClientSession())
+        async with session[0].post(f"{upstream}/chat/completions", data=await request.body(),
+                                   headers={"Content-Type": "application/json"}) as resp:
+            return Response(await resp.read(), status_code=resp.status, media_type="application/json")
+
+    async def health(_request: Any) -> Response:
+        return Response(b"ok")
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/healthz", health)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop",
+                http="httptools")
+
+
+def start_bare(upstream: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--bare-passthrough", upstream, str(port)])
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(f"{url}/healthz", proc)
+    return proc, url
+
+
 # --- measurements ----------------------------------------------------------------------------------------------
 
 async def _one(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: dict[str, Any]) -> float:
@@ -179,7 +215,7 @@ def count_lake_events(lake: Path) -> int:
 
 # --- the run ---------------------------------------------------------------------------------------------------
 
-async def measure(upstream: str, gateway: str, secret: str, *, seq_n: int, conc_n: int, stream_n: int
+async def measure(upstream: str, gateway: str, secret: str, bare: str, *, seq_n: int, conc_n: int, stream_n: int
                   ) -> tuple[dict[str, Any], int]:
     direct = (f"{upstream}/chat/completions", {})
     through = (f"{gateway}/v1/chat/completions", {"Authorization": f"Bearer {secret}"})
@@ -192,8 +228,11 @@ async def measure(upstream: str, gateway: str, secret: str, *, seq_n: int, conc_
     lat_d, wall_d = await concurrent(*direct, conc_n, 32)
     lat_g, wall_g = await concurrent(*through, conc_n, 32)
     sent += conc_n + 32 * 4
+    lat_b, wall_b = await concurrent(f"{bare}/v1/chat/completions", {}, conc_n, 32)
     results["concurrency_32"] = {**_compare(lat_d, lat_g), "direct_rps": round(conc_n / wall_d),
-                                 "gateway_rps": round(conc_n / wall_g)}
+                                 "gateway_rps": round(conc_n / wall_g),
+                                 "bare_passthrough_rps": round(conc_n / wall_b),
+                                 "bare_passthrough_p50_ms": _ms(_pct(lat_b, 0.5))}
     ttfb_d = await ttfb(*direct, stream_n)
     ttfb_g = await ttfb(*through, stream_n)
     sent += stream_n + 20
@@ -212,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="gateway benchmark (issue 3)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--bare-passthrough", nargs=2, metavar=("UPSTREAM", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.bare_passthrough:  # the reference server, run as a subprocess of the benchmark
+        serve_bare_passthrough(args.bare_passthrough[0], int(args.bare_passthrough[1]))
+        return 0
     seq_n, conc_n, stream_n = (300, 2000, 100) if args.quick else (2000, 20000, 500)
     try:
         import uvloop
@@ -224,16 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="modelmeter-bench-") as tmp:
         work = Path(tmp)
         up_proc, upstream = start_upstream()
-        gw_proc = None
+        gw_proc = bare_proc = None
         try:
             gw_proc, gateway, secret = start_gateway(work, upstream)
-            results, sent = asyncio.run(measure(upstream, gateway, secret, seq_n=seq_n, conc_n=conc_n,
+            bare_proc, bare = start_bare(upstream)
+            results, sent = asyncio.run(measure(upstream, gateway, secret, bare, seq_n=seq_n, conc_n=conc_n,
                                                 stream_n=stream_n))
             gw_proc.send_signal(signal.SIGTERM)
             gw_proc.wait(60)
             landed = count_lake_events(work / "lake")
         finally:
-            for proc in (gw_proc, up_proc):
+            for proc in (gw_proc, bare_proc, up_proc):
                 if proc is not None and proc.poll() is None:
                     proc.terminate()
                     proc.wait(30)
@@ -244,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         "added_p50_le_1ms": results["sequential"]["added_p50_ms"] <= 1.0,
         "added_p99_le_5ms": results["sequential"]["added_p99_ms"] <= 5.0,
         "rps_ge_2000_at_c32": results["concurrency_32"]["gateway_rps"] >= 2000,
+        "rps_vs_bare_passthrough": round(results["concurrency_32"]["gateway_rps"]
+                                         / results["concurrency_32"]["bare_passthrough_rps"], 2),
         "emit_p50_le_0_2ms": results["emission"]["emit_p50_ms"] <= 0.2,
         "one_event_per_request": sent == landed,
     }

@@ -82,7 +82,9 @@ class OpenAICompatProvider:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(10.0, self.timeout)),
-                headers=self._headers)
+                # identity: no compression on a local hop, so nothing to decompress on every answer
+                headers={**self._headers, "Accept-Encoding": "identity"}, auto_decompress=False,
+                skip_auto_headers=("User-Agent",))
         return self._session
 
     def chat_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:

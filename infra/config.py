@@ -55,19 +55,19 @@ class Quota(_Strict):
     """Usage-plan quota: at most ``limit`` requests per ``period``."""
 
     limit: int = Field(gt=0, description="Requests allowed per period.")
-    period: Literal["DAY", "WEEK", "MONTH"] = Field("MONTH", description="Quota period.")
+    period: Literal["DAY", "WEEK", "MONTH"] = Field(default="MONTH", description="Quota period.")
 
 
 class Team(_Strict):
     """A tenant of the gateway: its API keys, usage plan and allowed models."""
 
     team_id: Name = Field(description="Team id, as it appears in usage events.")
-    cost_center: str | None = Field(None, description="Cost centre that receives the team's charges.")
-    monthly_budget_usd: Decimal | None = Field(None, ge=0, description="Monthly budget, USD (budget views).")
+    cost_center: str | None = Field(default=None, description="Cost centre that receives the team's charges.")
+    monthly_budget_usd: Decimal | None = Field(default=None, ge=0, description="Monthly budget, USD (budget views).")
     keys: list[Name] = Field(
         default_factory=lambda: ["default"], min_length=1, description="Names of the team's API keys.")
     throttle: Throttle = Field(description="Usage-plan throttle of the team.")
-    quota: Quota | None = Field(None, description="Usage-plan quota of the team; none = unlimited.")
+    quota: Quota | None = Field(default=None, description="Usage-plan quota of the team; none = unlimited.")
     allowed_models: list[str] = Field(default_factory=lambda: ["*"], min_length=1,
                                       description="Model-id glob patterns the team may invoke.")
 
@@ -84,25 +84,25 @@ class SageMakerEndpoint(_Strict):
     """A SageMaker endpoint the gateway may invoke for a model id."""
 
     endpoint_name: str = Field(min_length=1, max_length=63, description="SageMaker endpoint name.")
-    inference_component: str | None = Field(None, description="Inference component on that endpoint, if any.")
+    inference_component: str | None = Field(default=None, description="Inference component on that endpoint, if any.")
 
 
 class Api(_Strict):
     """The unit's REST API."""
 
-    endpoint: Literal["regional", "private"] = Field("regional", description="API Gateway endpoint type.")
+    endpoint: Literal["regional", "private"] = Field(default="regional", description="API Gateway endpoint type.")
     throttle: Throttle = Field(description="Stage-wide throttle (all teams together).")
 
 
 class Transform(_Strict):
     """The scheduled transform (validate → quarantine → dedupe → price → write)."""
 
-    schedule: str = Field("cron(15 * * * ? *)", description="EventBridge schedule expression.")
-    engine: Literal["duckdb", "athena"] = Field("duckdb", description="duckdb (Lambda) or athena (for scale).")
+    schedule: str = Field(default="cron(15 * * * ? *)", description="EventBridge schedule expression.")
+    engine: Literal["duckdb", "athena"] = Field(default="duckdb", description="duckdb (Lambda) or athena (for scale).")
     package: Literal["zip", "image"] = Field(
-        "zip", description="zip (code asset + dependency layers) or image (container image built by cdk deploy).")
-    memory_mb: int = Field(3008, ge=512, le=10240, description="Lambda memory of the transform.")
-    timeout_minutes: int = Field(15, ge=1, le=15, description="Lambda timeout of the transform.")
+        default="zip", description="zip (code asset + dependency layers) or image (built by cdk deploy).")
+    memory_mb: int = Field(default=3008, ge=512, le=10240, description="Lambda memory of the transform.")
+    timeout_minutes: int = Field(default=15, ge=1, le=15, description="Lambda timeout of the transform.")
 
     @field_validator("schedule")
     @classmethod
@@ -115,15 +115,15 @@ class Transform(_Strict):
 class Lake(_Strict):
     """Retention of the lake's prefixes."""
 
-    raw_retention_days: int = Field(400, ge=1, description="Days raw events are kept (after that, deleted).")
-    infrequent_access_after_days: int = Field(30, ge=30, description="Days before objects move to S3 Standard-IA.")
-    athena_bytes_scanned_cutoff_mb: int = Field(10_240, ge=10, description="Per-query scan limit of the workgroup.")
+    raw_retention_days: int = Field(default=400, ge=1, description="Days raw events are kept (after that, deleted).")
+    infrequent_access_after_days: int = Field(default=30, ge=30, description="Days before objects go to Standard-IA.")
+    athena_bytes_scanned_cutoff_mb: int = Field(default=10_240, ge=10, description="Per-query scan limit, MB.")
 
 
 class QuickSight(_Strict):
     """QuickSight data source, datasets and dashboard (off by default: it needs a QuickSight subscription)."""
 
-    enabled: bool = Field(False, description="Deploy the QuickSight assets.")
+    enabled: bool = Field(default=False, description="Deploy the QuickSight assets.")
     principals: list[str] = Field(default_factory=list,
                                   description="QuickSight user/group ARNs that own the assets and see every team.")
     rls_principals: dict[str, list[str]] = Field(
@@ -144,17 +144,17 @@ class FullUnit(_Strict):
 
     kind: Literal["full"] = "full"
     name: Name = Field(description="Unit name; prefixes the stack and is the events' business_unit.")
-    account: str | None = Field(None, pattern=r"^\d{12}$", description="AWS account (optional: env-agnostic).")
-    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", description="AWS region (optional).")
+    account: str | None = Field(default=None, pattern=r"^\d{12}$", description="AWS account (optional: env-agnostic).")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", description="AWS region (optional).")
     vpc_cidr: str = Field(description="CIDR of the unit's VPC.")
-    nat_gateways: int = Field(0, ge=0, le=3, description="NAT gateways (0: AWS services via endpoints only).")
+    nat_gateways: int = Field(default=0, ge=0, le=3, description="NAT gateways (0: AWS services via endpoints only).")
     api: Api
     teams: list[Team] = Field(min_length=1)
     sagemaker_endpoints: dict[str, SageMakerEndpoint] = Field(default_factory=dict,
                                                               description="Model id → SageMaker endpoint.")
     transform: Transform = Field(default_factory=Transform)
-    reporting_timezone: str = Field("UTC", description="IANA time zone of reports and dashboards.")
-    fiscal_month_start_day: int = Field(1, ge=1, le=28, description="Day fiscal months start on (1 = calendar).")
+    reporting_timezone: str = Field(default="UTC", description="IANA time zone of reports and dashboards.")
+    fiscal_month_start_day: int = Field(default=1, ge=1, le=28, description="Day fiscal months start (1 = calendar).")
     lake: Lake = Field(default_factory=Lake)
     quicksight: QuickSight = Field(default_factory=QuickSight)
     dependency_layer_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:")]] = Field(

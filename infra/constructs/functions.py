@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -32,7 +34,7 @@ def python_function(scope: Construct, construct_id: str, *, handler: str, servic
     """
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=logs.RetentionDays.THREE_MONTHS,
                               removal_policy=RemovalPolicy.DESTROY)
-    common = dict(
+    common: dict[str, Any] = dict(
         architecture=lambda_.Architecture.ARM_64, description=description, memory_size=memory_mb, timeout=timeout,
         environment={
             "POWERTOOLS_SERVICE_NAME": service,
@@ -51,7 +53,14 @@ def python_function(scope: Construct, construct_id: str, *, handler: str, servic
         acknowledge(function, "AwsSolutions-L1",
                     "Pinned to Python 3.11, the version modelmeter is built and tested with (pyproject.toml).")
     for policy in ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"):
-        acknowledge(function.role, f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        acknowledge(role_of(function), f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                                    f"{policy}]",
                     "AWS-managed Lambda execution policy: logs and VPC network interfaces (ENIs cannot be named).")
     return function
+
+
+def role_of(function: lambda_.IFunction) -> iam.IRole:
+    """The execution role CDK made for ``function`` (never None for functions built here)."""
+    role = function.role
+    assert role is not None, f"{function.node.path} has no execution role"
+    return role

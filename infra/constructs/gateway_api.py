@@ -17,7 +17,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import SageMakerEndpoint, Team, Throttle
-from infra.constructs.functions import python_function
+from infra.constructs.functions import python_function, role_of
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, scoped_arn
 from modelmeter import constants as c
 
@@ -138,7 +138,7 @@ class GatewayApi(Construct):
             environment=env, vpc=vpc, subnets=subnets, security_group=security_group, layers=layers)
         self.tenant_table.grant_read_write_data(self.function)
         self.longpoll_table.grant_read_write_data(self.function)
-        acknowledge_kms_grant(self.function.role)
+        acknowledge_kms_grant(role_of(self.function))
         self._grant_models(sagemaker_endpoints)
         self.api = self._rest_api(unit_name, endpoint, throttle, execute_api_endpoint)
         self.team_plans = TeamUsagePlans(self, "Teams", unit_name=unit_name, api=self.api,
@@ -162,7 +162,7 @@ class GatewayApi(Construct):
         # cross-region inference profiles route to foundation models in other regions: the model part of the ARN
         # cannot be named at deploy time, so it is a wildcard within each Bedrock resource type.
         for template in BEDROCK_MODEL_ARNS:
-            acknowledge_arn_wildcard(self.function.role, template,
+            acknowledge_arn_wildcard(role_of(self.function), template,
                                      "Models are chosen per request and checked against the team's allowed_models.")
         self.function.add_to_role_policy(iam.PolicyStatement(
             actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
@@ -170,7 +170,7 @@ class GatewayApi(Construct):
         # ListFoundationModels has no resource-level permission (Service Authorization Reference): "*" only.
         self.function.add_to_role_policy(iam.PolicyStatement(actions=["bedrock:ListFoundationModels"],
                                                              resources=["*"]))
-        acknowledge(self.function.role, "AwsSolutions-IAM5[Resource::*]",
+        acknowledge(role_of(self.function), "AwsSolutions-IAM5[Resource::*]",
                     "bedrock:ListFoundationModels supports no resource-level permission.")
         if sagemaker_endpoints:
             # Endpoint ARNs are lower-case whatever the endpoint name's case.
@@ -196,7 +196,7 @@ class GatewayApi(Construct):
             description=f"modelmeter gateway (seed-compatible API) of unit {unit_name}",
             endpoint_configuration=apigw.EndpointConfiguration(
                 types=[apigw.EndpointType.PRIVATE if private else apigw.EndpointType.REGIONAL],
-                vpc_endpoints=[execute_api_endpoint] if private else None),
+                vpc_endpoints=[execute_api_endpoint] if execute_api_endpoint is not None and private else None),
             policy=policy, cloud_watch_role=True, cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
             api_key_source_type=apigw.ApiKeySourceType.HEADER,
             deploy_options=apigw.StageOptions(

@@ -42,8 +42,8 @@ class Observability(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, unit_name: str, key: kms.IKey, api: apigw.RestApi,
                  gateway_function: lambda_.IFunction, stream_name: str, transform_function: lambda_.IFunction,
-                 transform_service: str, transform_alarm: cloudwatch.IAlarm, quarantine_rate_threshold: float = 0.05,
-                 extra_alarms: Sequence[cloudwatch.IAlarm] = ()) -> None:
+                 transform_service: str, transform_alarm: cloudwatch.Alarm, quarantine_rate_threshold: float = 0.05,
+                 extra_alarms: Sequence[cloudwatch.Alarm] = ()) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Alarms", display_name=f"modelmeter {unit_name} alarms", master_key=key,
                                enforce_ssl=True)

@@ -21,7 +21,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.functions import python_function
+from infra.constructs.functions import python_function, role_of
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
 from infra.runtime_code import transform_image
 from modelmeter import constants as c
@@ -102,21 +102,21 @@ class TransformJob(Construct):
 
     def _grant_lake(self, bucket: s3.IBucket, key: kms.IKey) -> None:
         bucket.grant_read(self.function)
-        acknowledge(self.function.role, f"AwsSolutions-IAM5[Resource::{nag_ref(bucket)}/*]",
+        acknowledge(role_of(self.function), f"AwsSolutions-IAM5[Resource::{nag_ref(bucket)}/*]",
                     "The transform reads the lake (raw events, prices, curated partitions) by partition.")
-        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:GetObject*]", _S3_GRANT_REASON)
-        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:GetBucket*]", _S3_GRANT_REASON)
-        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:List*]", _S3_GRANT_REASON)
+        acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:GetObject*]", _S3_GRANT_REASON)
+        acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:GetBucket*]", _S3_GRANT_REASON)
+        acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:List*]", _S3_GRANT_REASON)
         for prefix in WRITE_PREFIXES:
             bucket.grant_put(self.function, f"{prefix}/*")
             bucket.grant_delete(self.function, f"{prefix}/*")
-            acknowledge(self.function.role, f"AwsSolutions-IAM5[Resource::{nag_ref(bucket)}/{prefix}/*]",
+            acknowledge(role_of(self.function), f"AwsSolutions-IAM5[Resource::{nag_ref(bucket)}/{prefix}/*]",
                         "Day partitions are replaced: write and delete only under this prefix.")
-        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:PutObjectLegalHold]", _S3_GRANT_REASON)
-        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:DeleteObject*]", _S3_GRANT_REASON)
-        acknowledge(self.function.role, "AwsSolutions-IAM5[Action::s3:Abort*]", _S3_GRANT_REASON)
+        acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:PutObjectLegalHold]", _S3_GRANT_REASON)
+        acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:DeleteObject*]", _S3_GRANT_REASON)
+        acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:Abort*]", _S3_GRANT_REASON)
         key.grant_encrypt_decrypt(self.function)
-        acknowledge_kms_grant(self.function.role)
+        acknowledge_kms_grant(role_of(self.function))
 
     def _grant_athena(self, workgroup: str, results_bucket: s3.IBucket, database_name: str) -> None:
         self.function.add_to_role_policy(iam.PolicyStatement(
@@ -130,10 +130,10 @@ class TransformJob(Construct):
             resources=[scoped_arn(self, "arn:{partition}:glue:{region}:{account}:catalog"),
                        scoped_arn(self, "arn:{partition}:glue:{region}:{account}:database/") + database_name,
                        scoped_arn(self, table_arn)]))
-        acknowledge_arn_wildcard(self.function.role, table_arn,
+        acknowledge_arn_wildcard(role_of(self.function), table_arn,
                                  "Athena statements create and replace the unit's tables and views in its database.")
         results_bucket.grant_read_write(self.function)
-        acknowledge(self.function.role, f"AwsSolutions-IAM5[Resource::{nag_ref(results_bucket)}/*]",
+        acknowledge(role_of(self.function), f"AwsSolutions-IAM5[Resource::{nag_ref(results_bucket)}/*]",
                     "Athena writes result objects it names itself into the workgroup's results bucket.")
 
 

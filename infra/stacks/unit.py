@@ -60,8 +60,6 @@ class FullUnitStack(Stack):
         layers = [lambda_.LayerVersion.from_layer_version_arn(self, f"Layer{i}", arn)
                   for i, arn in enumerate(unit.dependency_layer_arns)]
         self.network = Network(self, "Network", cidr=unit.vpc_cidr, nat_gateways=unit.nat_gateways)
-        placement = {"vpc": self.network.vpc, "subnets": self.network.lambda_subnets,
-                     "security_group": self.network.lambda_security_group}
         self.lake = LakeCatalog(self, "Lake", unit_name=unit.name, tables=lake_tables(),
                                 raw_retention_days=unit.lake.raw_retention_days,
                                 infrequent_access_after_days=unit.lake.infrequent_access_after_days)
@@ -77,7 +75,8 @@ class FullUnitStack(Stack):
             self, "Gateway", unit_name=unit.name, key=self.lake.key, endpoint=unit.api.endpoint,
             throttle=unit.api.throttle, teams=unit.teams, sagemaker_endpoints=unit.sagemaker_endpoints,
             execute_api_endpoint=self.network.endpoints["execute-api"], layers=layers,
-            environment={c.ENV_FIREHOSE_STREAM: self.usage_stream.stream_name}, **placement)
+            environment={c.ENV_FIREHOSE_STREAM: self.usage_stream.stream_name}, vpc=self.network.vpc,
+            subnets=self.network.lambda_subnets, security_group=self.network.lambda_security_group)
         self.gateway.function.add_to_role_policy(iam.PolicyStatement(
             actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
             resources=[self.usage_stream.stream.attr_arn]))
@@ -88,7 +87,8 @@ class FullUnitStack(Stack):
             bucket=self.lake.bucket, key=self.lake.key, database_name=self.lake.database_name,
             reporting_timezone=unit.reporting_timezone, athena_workgroup=self.analytics.workgroup_name,
             results_bucket=self.lake.results_bucket, layers=layers,
-            environment={c.ENV_FISCAL_MONTH_START: str(unit.fiscal_month_start_day)}, **placement)
+            environment={c.ENV_FISCAL_MONTH_START: str(unit.fiscal_month_start_day)}, vpc=self.network.vpc,
+            subnets=self.network.lambda_subnets, security_group=self.network.lambda_security_group)
         if unit.quicksight.enabled:
             self.dashboards = Dashboards(self, "QuickSight", definitions=quicksight_definitions(
                 self, unit, workgroup=self.analytics.workgroup_name, database=self.lake.database_name))

@@ -38,10 +38,23 @@ def _child(args: argparse.Namespace) -> None:
     from transforms.run import transform_range
 
     lake = Lake.open(args.lake)
-    manifests = transform_range(lake=lake, date_from=DAY, date_to=DAY, memory_limit=args.memory_limit)
+    manifests = transform_range(lake=lake, date_from=DAY, date_to=DAY, memory_limit=args.memory_limit,
+                                now=datetime(2026, 11, 21, 3, tzinfo=UTC))
     seconds = time.perf_counter() - began
     m = manifests[0]
-    print(json.dumps({"seconds": seconds, "steps": m.seconds, "counts": m.counts}))
+    print(json.dumps({"seconds": seconds, "steps": m.seconds, "rss": m.peak_rss_mb, "counts": m.counts}))
+
+
+def _generate_child(args: argparse.Namespace) -> None:
+    """Run in a child process, so the parent stays small and the transform child's RSS is its own."""
+    from modelmeter.lake import Lake
+    from modelmeter.synthetic import generate
+
+    summary = generate(lake=Lake.open(args.lake), n=args.events, days=1, start=DAY, teams=args.teams,
+                       models=args.models, duplicate_rate=args.duplicate_rate, invalid_rate=args.invalid_rate,
+                       seed=1, now=datetime(2026, 11, 21, 3, tzinfo=UTC))
+    print(json.dumps({"files": len(summary.files), "seconds": summary.seconds, "duplicates": summary.duplicates,
+                      "expected_written": summary.expected_written}))
 
 
 def _bare_scan(lake_dir: str) -> tuple[float, int]:
@@ -55,15 +68,18 @@ def _bare_scan(lake_dir: str) -> tuple[float, int]:
     return time.perf_counter() - began, len(groups)
 
 
-def _run_child(args: argparse.Namespace, lake_dir: str) -> tuple[dict, float, float]:
-    command = [sys.executable, __file__, "--child", "--lake", lake_dir]
+def _run_child(args: argparse.Namespace, lake_dir: str, mode: str = "--child") -> tuple[dict, float, float]:
+    command = [sys.executable, __file__, mode, "--lake", lake_dir, "--events", str(args.events), "--teams",
+               str(args.teams), "--models", str(args.models), "--duplicate-rate", str(args.duplicate_rate),
+               "--invalid-rate", str(args.invalid_rate)]
     if args.memory_limit:
         command += ["--memory-limit", args.memory_limit]
     began = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - began
     if done.returncode != 0:
-        sys.exit(f"bench: the transform failed:\n{done.stderr}")
+        sys.exit(f"bench: {mode} failed:\n{done.stderr}")
+    # RUSAGE_CHILDREN counts the largest child so far; the parent never holds the data, so a fork inherits little
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
     return json.loads(done.stdout.strip().splitlines()[-1]), wall, peak_mb
 
@@ -79,25 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the lake")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit of the transform (e.g. 1GB)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child-generate", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         _child(args)
         return 0
-
-    from modelmeter.lake import Lake
-    from modelmeter.synthetic import generate
+    if args.child_generate:
+        _generate_child(args)
+        return 0
 
     lake_dir = args.lake or tempfile.mkdtemp(prefix="modelmeter-bench-")
     try:
         print(f"generating {args.events:,} events ({args.teams} teams, {args.models} models, "
               f"{args.duplicate_rate:.1%} duplicates, {args.invalid_rate:.1%} invalid) in {lake_dir} …", flush=True)
-        summary = generate(lake=Lake.open(lake_dir), n=args.events, days=1, start=DAY, teams=args.teams,
-                           models=args.models, duplicate_rate=args.duplicate_rate, invalid_rate=args.invalid_rate,
-                           seed=1, now=datetime(2026, 11, 21, 3, tzinfo=UTC))
+        summary, _, _ = _run_child(args, lake_dir, "--child-generate")
         raw_mb = sum(f.stat().st_size for f in Path(lake_dir, "raw").rglob("*.parquet")) / 2**20
-        print(f"  {len(summary.files)} files, {raw_mb:,.0f} MiB, {summary.seconds:.1f} s")
-        scan_s, groups = _bare_scan(lake_dir)
+        print(f"  {summary['files']} files, {raw_mb:,.0f} MiB, {summary['seconds']:.1f} s", flush=True)
         result, wall, peak_mb = _run_child(args, lake_dir)
+        scan_s, groups = _bare_scan(lake_dir)  # after the transform: the parent grows only now
         _print(args, summary, result, scan_s, groups, wall, peak_mb)
     finally:
         if not args.keep and not args.lake:
@@ -113,7 +128,7 @@ def _print(args, summary, result, scan_s, groups, wall, peak_mb) -> None:
     print(f"bare DuckDB GROUP BY team_id, model_id: {scan_s:.2f} s ({groups} groups)")
     print(f"transform_range: {seconds:.2f} s in the child ({wall:.2f} s with interpreter start-up)")
     for step, s in result["steps"].items():
-        print(f"  {step:<28} {s:6.2f} s")
+        print(f"  {step:<28} {s:6.2f} s   peak RSS so far {result['rss'].get(step, 0):,} MiB")
     print(f"  counts: read {c['read']:,} / quarantined {c['quarantined']:,} / duplicates {c['duplicates']:,} / "
           f"written {c['written']:,} / unpriced {c['unpriced']:,}")
     cpus = os.cpu_count()
@@ -122,10 +137,10 @@ def _print(args, summary, result, scan_s, groups, wall, peak_mb) -> None:
     print(f"transform ÷ scan: {ratio:.1f}×  (target ≤ {TARGET_RATIO:.0f}×) {verdict}")
     print(f"peak RSS:        {peak_mb:,.0f} MiB  (target ≤ {TARGET_RSS_MB} MiB) "
           f"{'ok' if peak_mb <= TARGET_RSS_MB else 'MISSED'}   [{cpus} CPUs]")
-    expected = summary.expected_written
-    if c["written"] != expected or c["duplicates"] != summary.duplicates:
+    expected = summary["expected_written"]
+    if c["written"] != expected or c["duplicates"] != summary["duplicates"]:
         sys.exit(f"bench: wrong result: wrote {c['written']} (expected {expected}), "
-                 f"duplicates {c['duplicates']} (expected {summary.duplicates})")
+                 f"duplicates {c['duplicates']} (expected {summary['duplicates']})")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class Manifest:
     validation: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, int] = field(default_factory=dict)
     path: str = ""
 
     def to_json(self) -> str:
@@ -71,8 +72,11 @@ class Manifest:
 
 
 class _Timer:
-    def __init__(self, seconds: dict[str, float]):
+    """Seconds per step, and the process's peak RSS (MiB) after each step: where time and memory go."""
+
+    def __init__(self, seconds: dict[str, float], peak_rss_mb: dict[str, int]):
         self.seconds = seconds
+        self.peak_rss_mb = peak_rss_mb
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -81,6 +85,15 @@ class _Timer:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+            self.peak_rss_mb[name] = _peak_rss_mb()
+
+
+def _peak_rss_mb() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # Linux reports KiB
 
 
 def _days(date_from: date, date_to: date) -> list[date]:
@@ -205,7 +218,7 @@ def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime 
     run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     manifest = Manifest(run_id=run_id, day=day.isoformat(), started_at=now.isoformat(),
                         price_version=catalog.version)
-    t = _Timer(manifest.seconds)
+    t = _Timer(manifest.seconds, manifest.peak_rss_mb)
     with _workdir(lake, run_id) as workdir:
         con = connect(threads=threads, memory_limit=memory_limit, temp_dir=workdir / "spill")
         try:

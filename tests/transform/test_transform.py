@@ -223,3 +223,21 @@ def test_the_manifest_is_written_to_the_lake(lake, catalog):
     assert saved["input_files"][0]["rows"] == 2
     assert set(saved["outputs"]) == {"usage_cost", "team_model_daily"}
     assert "/runs/transform/dt=2026-11-20/" in manifest.path
+
+
+def test_transform_range_runs_each_day_with_the_published_catalog(lake):
+    from transforms.run import transform_range
+
+    # GIVEN two days of traffic on a model of the built-in catalog
+    haiku = "anthropic.claude-3-haiku-20240307-v1:0"
+    write_raw(lake, [event(model_id=haiku)])
+    write_raw(lake, [event(model_id=haiku, event_time=MIDNIGHT + timedelta(days=1, hours=2))], hour=2,
+              day=DAY + timedelta(days=1))
+    seen = []
+    # WHEN both days run, with a progress callback
+    manifests = transform_range(lake=lake, date_from=DAY, date_to=DAY + timedelta(days=1), now=NOW,
+                                progress=lambda day, m: seen.append((day, m.counts["written"])))
+    # THEN each day is priced by the same published version and reported as it finishes
+    assert seen == [(DAY, 1), (DAY + timedelta(days=1), 1)]
+    assert len({m.price_version for m in manifests}) == 1
+    assert usage_cost(lake)[0]["priced"] is True

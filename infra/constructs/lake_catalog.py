@@ -11,7 +11,6 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.catalog_schema import TableSpec
-from infra.nag import acknowledge
 
 #: First day partition projection knows about; Athena prunes by the query's dt range, so an early start is free.
 PROJECTION_START = "2024-01-01"
@@ -44,7 +43,6 @@ class LakeCatalog(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(365))])
-        acknowledge(self.access_logs, "AwsSolutions-S1", "This is the access-log bucket; logging it would loop.")
         self.bucket = self._bucket("Lake", "lake/", _lake_lifecycle(raw_retention_days, infrequent_access_after_days))
         self.results_bucket = self._bucket("AthenaResults", "athena-results/", [
             s3.LifecycleRule(id="expire-results", expiration=Duration.days(30),

@@ -55,7 +55,6 @@ class TransformJob(Construct):
         self.dead_letter_queue = sqs.Queue(
             self, "DeadLetters", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True,
             retention_period=Duration.days(14))
-        acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3", "This queue is the dead-letter queue.")
         # EventBridge sends to the encrypted queue with its own principal: the key policy must let it.
         key.grant(iam.ServicePrincipal("events.amazonaws.com"), "kms:GenerateDataKey", "kms:Decrypt")
         env = {
@@ -112,7 +111,6 @@ class TransformJob(Construct):
             bucket.grant_delete(self.function, f"{prefix}/*")
             acknowledge(role_of(self.function), f"AwsSolutions-IAM5[Resource::{nag_ref(bucket)}/{prefix}/*]",
                         "Day partitions are replaced: write and delete only under this prefix.")
-        acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:PutObjectLegalHold]", _S3_GRANT_REASON)
         acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:DeleteObject*]", _S3_GRANT_REASON)
         acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:Abort*]", _S3_GRANT_REASON)
         key.grant_encrypt_decrypt(self.function)

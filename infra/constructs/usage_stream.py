@@ -57,7 +57,10 @@ class UsageStream(Construct):
                 role=role, bucket=bucket, key=key, database_name=database_name, table_name=table_name,
                 log_stream=log_stream.log_stream_name),
         )
-        self.stream.node.add_dependency(role)
+        # Firehose checks its permissions on creation: wait for the role's policy (the role itself is referenced).
+        policy = role.node.try_find_child("DefaultPolicy")
+        if policy is not None:
+            self.stream.node.add_dependency(policy)
 
     def _destination(self, *, role: iam.IRole, bucket: s3.IBucket, key: kms.IKey, database_name: str,
                      table_name: str, log_stream: str) -> _Destination:

@@ -99,8 +99,6 @@ class Transform(_Strict):
 
     schedule: str = Field(default="cron(15 * * * ? *)", description="EventBridge schedule expression.")
     engine: Literal["duckdb", "athena"] = Field(default="duckdb", description="duckdb (Lambda) or athena (for scale).")
-    package: Literal["zip", "image"] = Field(
-        default="zip", description="zip (code asset + dependency layers) or image (built by cdk deploy).")
     memory_mb: int = Field(default=3008, ge=512, le=10240, description="Lambda memory of the transform.")
     timeout_minutes: int = Field(default=15, ge=1, le=15, description="Lambda timeout of the transform.")
 
@@ -157,8 +155,17 @@ class FullUnit(_Strict):
     fiscal_month_start_day: int = Field(default=1, ge=1, le=28, description="Day fiscal months start (1 = calendar).")
     lake: Lake = Field(default_factory=Lake)
     quicksight: QuickSight = Field(default_factory=QuickSight)
+    lambda_package: Literal["zip", "image"] = Field(
+        default="zip", description="zip (code asset + dependency layers) or image (built by cdk deploy).")
     dependency_layer_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:")]] = Field(
         default_factory=list, description="Lambda layers holding the third-party dependencies (docs/deploy.md).")
+
+    @model_validator(mode="after")
+    def _layers_need_zip(self) -> FullUnit:
+        if self.dependency_layer_arns and self.lambda_package == "image":
+            raise ValueError("dependency_layer_arns apply to zip functions only: an image carries its dependencies "
+                             "(remove the layers, or set lambda_package: zip)")
+        return self
 
     @field_validator("vpc_cidr")
     @classmethod

@@ -2,8 +2,8 @@
 
 Synthesis copies only the allow-listed packages into ``cdk.out`` (tests, the venv, the lake, docs and ``cdk.out``
 itself never enter the asset). Third-party dependencies (pyarrow, duckdb, powertools, …) are NOT in the zip asset:
-building a Lambda layer for the Lambda platform is a deploy-time step described in docs/deploy.md. The transform
-can instead run as a container image (``transform_image``), whose Dockerfile installs them.
+building a Lambda layer for the Lambda platform is a deploy-time step described in docs/deploy.md. The functions
+can instead run as a container image (``lambda_image``), whose Dockerfile installs them.
 """
 
 from __future__ import annotations
@@ -30,17 +30,22 @@ EXCLUDE = [
 
 
 
-TRANSFORM_DOCKERFILE = "infra/docker/transform.Dockerfile"
+LAMBDA_DOCKERFILE = "infra/docker/lambda.Dockerfile"
 # The image's build context: the runtime packages, the lock file its pins come from, and the Dockerfile.
 # (Re-admitting a folder re-admits everything under it, so infra/ is admitted, emptied, and one file re-admitted.)
 IMAGE_EXCLUDE = [*EXCLUDE[:-3], "!requirements.lock", "!infra", "infra/*", "!infra/docker", "infra/docker/*",
-                 f"!{TRANSFORM_DOCKERFILE}", *EXCLUDE[-3:]]
+                 f"!{LAMBDA_DOCKERFILE}", *EXCLUDE[-3:]]
 
 
-def transform_image(root: Path = REPO_ROOT) -> lambda_.DockerImageCode:
-    """The transform's container image (``transform.package: image``); built by ``cdk deploy``, not by synth."""
+def lambda_image(handler: str, root: Path = REPO_ROOT) -> lambda_.DockerImageCode:
+    """The Lambdas' container image running ``handler`` (``lambda_package: image``); built by ``cdk deploy``.
+
+    Every function uses the same build context and Dockerfile, so one image is built and pushed; the handler is the
+    function's image command.
+    """
     return lambda_.DockerImageCode.from_image_asset(
-        str(root), file=TRANSFORM_DOCKERFILE, exclude=IMAGE_EXCLUDE, platform=ecr_assets.Platform.LINUX_ARM64)
+        str(root), file=LAMBDA_DOCKERFILE, exclude=IMAGE_EXCLUDE, platform=ecr_assets.Platform.LINUX_ARM64,
+        cmd=[handler])
 
 
 def runtime_code(root: Path = REPO_ROOT) -> lambda_.Code:

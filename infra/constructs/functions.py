@@ -14,7 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.nag import acknowledge
-from infra.runtime_code import runtime_code
+from infra.runtime_code import lambda_image, runtime_code
 from modelmeter.constants import METRICS_NAMESPACE
 
 # The project targets Python 3.11 (pyproject.toml); the Lambda runs the same interpreter as the tests.
@@ -25,9 +25,9 @@ def python_function(scope: Construct, construct_id: str, *, handler: str, servic
                     memory_mb: int, timeout: Duration, environment: Mapping[str, str], vpc: ec2.IVpc,
                     subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup,
                     layers: Sequence[lambda_.ILayerVersion] = (), retry_attempts: int | None = None,
-                    dead_letter_queue: sqs.IQueue | None = None, image: lambda_.DockerImageCode | None = None,
-                    ) -> lambda_.Function:
-    """A Lambda running ``handler`` from the runtime asset (or ``image``), in the VPC's private subnets.
+                    dead_letter_queue: sqs.IQueue | None = None, package: str = "zip") -> lambda_.Function:
+    """A Lambda running ``handler`` from the runtime asset (``package`` ``zip``) or the container image
+    (``image``), in the VPC's private subnets.
 
     ``service`` becomes ``POWERTOOLS_SERVICE_NAME`` (the ``service`` dimension of its metrics). An image carries its
     own runtime, handler (its ``CMD``) and dependencies, so ``layers`` apply to the zip form only.
@@ -45,8 +45,9 @@ def python_function(scope: Construct, construct_id: str, *, handler: str, servic
         log_group=log_group, vpc=vpc, vpc_subnets=subnets, security_groups=[security_group],
         retry_attempts=retry_attempts, dead_letter_queue=dead_letter_queue,
     )
-    if image is not None:
-        function: lambda_.Function = lambda_.DockerImageFunction(scope, construct_id, code=image, **common)
+    if package == "image":
+        function: lambda_.Function = lambda_.DockerImageFunction(scope, construct_id, code=lambda_image(handler),
+                                                                 **common)
     else:
         function = lambda_.Function(scope, construct_id, runtime=RUNTIME, handler=handler, code=runtime_code(),
                                     layers=list(layers), **common)

@@ -120,7 +120,7 @@ class GatewayApi(Construct):
                  vpc: ec2.IVpc, subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup,
                  execute_api_endpoint: ec2.IInterfaceVpcEndpoint | None = None,
                  environment: Mapping[str, str] | None = None,
-                 layers: Sequence[lambda_.ILayerVersion] = ()) -> None:
+                 layers: Sequence[lambda_.ILayerVersion] = (), package: str = "zip") -> None:
         super().__init__(scope, construct_id)
         self.tenant_table = self._table("Tenants", key, pitr=True)
         self.longpoll_table = self._table("LongPoll", key, pitr=True)
@@ -135,7 +135,8 @@ class GatewayApi(Construct):
         self.function = python_function(
             self, "Function", handler="ingest.lambda_handler.handler", service="modelmeter-gateway",
             description=f"modelmeter gateway of unit {unit_name}", memory_mb=1024, timeout=Duration.seconds(60),
-            environment=env, vpc=vpc, subnets=subnets, security_group=security_group, layers=layers)
+            environment=env, vpc=vpc, subnets=subnets, security_group=security_group, layers=layers,
+            package=package)
         self.tenant_table.grant_read_write_data(self.function)
         self.longpoll_table.grant_read_write_data(self.function)
         acknowledge_kms_grant(role_of(self.function))

@@ -23,7 +23,6 @@ from constructs import Construct
 
 from infra.constructs.functions import python_function, role_of
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
-from infra.runtime_code import transform_image
 from modelmeter import constants as c
 from transforms.lambda_handler import SERVICE as TRANSFORM_SERVICE
 
@@ -72,7 +71,7 @@ class TransformJob(Construct):
             description=f"modelmeter transform of unit {unit_name} ({engine})", memory_mb=memory_mb,
             timeout=Duration.minutes(timeout_minutes), environment=env, vpc=vpc, subnets=subnets,
             security_group=security_group, layers=layers, retry_attempts=2, dead_letter_queue=self.dead_letter_queue,
-            image=transform_image() if package == "image" else None)
+            package=package)
         self._grant_lake(bucket, key)
         if tenant_table is not None:
             tenant_table.grant_read_data(self.function)  # refreshes reference/teams from the registry each run

@@ -74,7 +74,7 @@ class FullUnitStack(Stack):
         self.gateway = GatewayApi(
             self, "Gateway", unit_name=unit.name, key=self.lake.key, endpoint=unit.api.endpoint,
             throttle=unit.api.throttle, teams=unit.teams, sagemaker_endpoints=unit.sagemaker_endpoints,
-            execute_api_endpoint=self.network.endpoints["execute-api"], layers=layers,
+            execute_api_endpoint=self.network.endpoints["execute-api"], layers=layers, package=unit.lambda_package,
             environment={c.ENV_FIREHOSE_STREAM: self.usage_stream.stream_name}, vpc=self.network.vpc,
             subnets=self.network.lambda_subnets, security_group=self.network.lambda_security_group)
         self.gateway.function.add_to_role_policy(iam.PolicyStatement(
@@ -83,7 +83,7 @@ class FullUnitStack(Stack):
         self.transform = TransformJob(
             self, "Transform", unit_name=unit.name, schedule=unit.transform.schedule, engine=unit.transform.engine,
             memory_mb=unit.transform.memory_mb, timeout_minutes=unit.transform.timeout_minutes,
-            package=unit.transform.package, tenant_table=self.gateway.tenant_table,
+            package=unit.lambda_package, tenant_table=self.gateway.tenant_table,
             bucket=self.lake.bucket, key=self.lake.key, database_name=self.lake.database_name,
             reporting_timezone=unit.reporting_timezone, athena_workgroup=self.analytics.workgroup_name,
             results_bucket=self.lake.results_bucket, layers=layers,

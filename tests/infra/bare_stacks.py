@@ -21,7 +21,7 @@ from infra.constructs.observability import Observability
 from infra.constructs.transform_job import TransformJob
 from infra.constructs.usage_stream import UsageStream
 from modelmeter.constants import TABLE_RAW
-from tests.infra.conftest import ACCOUNT, REGION
+from tests.infra.conftest import ACCOUNT, LAYER_ARN, REGION
 
 BARE = ("network", "lake", "stream", "gateway", "transform", "analytics", "observability")
 
@@ -54,7 +54,8 @@ def build_bare_stacks(app: App) -> dict[str, Stack]:
     vpc, subnets, sg = _vpc(st)
     GatewayApi(st, "Gateway", unit_name="bare", key=kms.Key(st, "K"), endpoint="regional",
                throttle=unit.api.throttle, teams=unit.teams, sagemaker_endpoints=unit.sagemaker_endpoints,
-               vpc=vpc, subnets=subnets, security_group=sg)
+               vpc=vpc, subnets=subnets, security_group=sg,
+               layers=[lambda_.LayerVersion.from_layer_version_arn(st, "Deps", LAYER_ARN)])
 
     st = stacks["transform"]
     vpc, subnets, sg = _vpc(st)

@@ -30,20 +30,20 @@ ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 
 # A second full unit that takes every branch the sample does not: private API, Athena engine, QuickSight with RLS,
-# an explicit environment, NAT, dependency layers.
+# an explicit environment, NAT, the Lambdas as a container image.
 FINANCE_UNIT: dict[str, Any] = {
     "name": "finance", "kind": "full", "account": ACCOUNT, "region": REGION, "vpc_cidr": "10.50.0.0/16",
     "nat_gateways": 1, "api": {"endpoint": "private", "throttle": {"rate": 50, "burst": 100}},
     "teams": [{"team_id": "fpa", "cost_center": "CC-9001", "keys": ["default"], "throttle": {"rate": 5, "burst": 10},
                "quota": {"limit": 1000, "period": "DAY"}, "allowed_models": ["*"]}],
-    "transform": {"schedule": "rate(2 hours)", "engine": "athena", "package": "image", "memory_mb": 2048,
-                  "timeout_minutes": 10},
+    "transform": {"schedule": "rate(2 hours)", "engine": "athena", "memory_mb": 2048, "timeout_minutes": 10},
+    "lambda_package": "image",
     "reporting_timezone": "America/New_York", "fiscal_month_start_day": 5,
     "quicksight": {"enabled": True,
                    "principals": [f"arn:aws:quicksight:{REGION}:{ACCOUNT}:group/default/finance-admins"],
                    "rls_principals": {f"arn:aws:quicksight:{REGION}:{ACCOUNT}:user/default/fpa-lead": ["fpa"]}},
-    "dependency_layer_arns": [f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:modelmeter-deps:3"],
 }
+LAYER_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:modelmeter-deps:3"
 
 
 @dataclass

@@ -45,6 +45,9 @@ def _broken(edit: Any) -> dict[str, Any]:
      "units[0].quicksight: enabled QuickSight needs at least one principal"),
     (lambda d: d["units"][0]["teams"][0].update(team_id="Data Science"),
      "units[0].teams[0].team_id: 'Data Science' is not a valid name"),
+    (lambda d: d["units"][0].update(lambda_package="image", dependency_layer_arns=[
+        "arn:aws:lambda:eu-west-1:123456789012:layer:deps:1"]),
+     "units[0]: dependency_layer_arns apply to zip functions only"),
     (lambda d: d["units"][1].update(kind="partial"), "units[1]: Input tag 'partial' found using 'kind'"),
     (lambda d: d["units"].append(copy.deepcopy(d["units"][1])), "unit names must be unique: marketing repeated"),
     (lambda d: d["units"][0]["teams"][0].update(keys=["ci", "ci"]), "units[0].teams[0].keys: key names must be unique"),

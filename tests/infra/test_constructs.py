@@ -18,7 +18,7 @@ from ingest.sink import LocalParquetSink
 from modelmeter import constants as c
 from modelmeter.lake import Lake
 from tests.infra.bare_stacks import research
-from tests.infra.conftest import Assembly
+from tests.infra.conftest import LAYER_ARN, Assembly
 
 
 def _columns(table: dict) -> list[dict]:
@@ -69,6 +69,7 @@ def test_every_api_method_requires_a_key_and_the_stage_is_throttled_and_logged(b
 def test_gateway_lambda_runs_the_ingest_handler_with_its_tables_and_powertools(bare: Assembly) -> None:
     bare.template("bare-gateway").has_resource_properties("AWS::Lambda::Function", {
         "Handler": "ingest.lambda_handler.handler", "Runtime": "python3.11", "Architectures": ["arm64"],
+        "Layers": [LAYER_ARN],
         "VpcConfig": Match.object_like({"SubnetIds": Match.any_value()}),
         "Environment": {"Variables": Match.object_like({
             c.ENV_TENANT_TABLE: Match.any_value(), c.ENV_LONGPOLL_TABLE: Match.any_value(),

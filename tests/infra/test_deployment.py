@@ -12,7 +12,7 @@ from aws_cdk.assertions import Match
 
 from infra.runtime_code import RUNTIME_PACKAGES
 from modelmeter import constants as c
-from tests.infra.conftest import ACCOUNT, REGION, Assembly
+from tests.infra.conftest import REGION, Assembly
 
 FULL, KEYS_ONLY, OTHER = "modelmeter-research", "modelmeter-marketing", "modelmeter-finance"
 GATEWAY_HANDLER = "ingest.lambda_handler.handler"
@@ -188,12 +188,12 @@ def test_athena_engine_unit_grants_its_workgroup_and_the_private_api_only_admits
     statements = _statements(deployment, OTHER)
     (athena,) = [s for s in statements if "athena:StartQueryExecution" in s["Action"]]
     assert "workgroup/modelmeter-finance" in json.dumps(athena["Resource"])
+    # this unit's Lambdas are container images (lambda_package: image): each names its handler as the command
     other.has_resource_properties("AWS::Lambda::Function", {
-        "Handler": GATEWAY_HANDLER, "Layers": [f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:modelmeter-deps:3"]})
-    # the transform of this unit is a container image (package: image): no handler, no layers, its image asset
+        "PackageType": "Image", "ImageConfig": {"Command": [GATEWAY_HANDLER]}, "Handler": Match.absent()})
     other.has_resource_properties("AWS::Lambda::Function", {
         "PackageType": "Image", "Code": {"ImageUri": Match.any_value()}, "Layers": Match.absent(),
-        "Architectures": ["arm64"],
+        "ImageConfig": {"Command": ["transforms.lambda_handler.handler"]}, "Architectures": ["arm64"],
         "Environment": {"Variables": Match.object_like({
             c.ENV_TRANSFORM_ENGINE: "athena", c.ENV_ATHENA_WORKGROUP: "modelmeter-finance",
             c.ENV_REPORTING_TZ: "America/New_York", c.ENV_FISCAL_MONTH_START: "5"})}})
@@ -224,18 +224,19 @@ def test_lambda_code_asset_holds_the_runtime_packages_only(deployment: Assembly)
     assert (code_dirs[0] / "ingest" / "schema.py").is_file()
 
 
-def test_transform_image_context_holds_the_dockerfile_lock_file_and_runtime_packages(deployment: Assembly) -> None:
-    from infra.runtime_code import TRANSFORM_DOCKERFILE
+def test_one_lambda_image_whose_context_holds_the_dockerfile_lock_file_and_runtime_packages(
+        deployment: Assembly) -> None:
+    from infra.runtime_code import LAMBDA_DOCKERFILE
 
     images = json.loads((deployment.outdir / f"{OTHER}.assets.json").read_text())["dockerImages"]
-    (image,) = images.values()
-    assert image["source"]["dockerFile"] == TRANSFORM_DOCKERFILE and image["source"]["platform"] == "linux/arm64"
+    (image,) = images.values()  # both functions share one image
+    assert image["source"]["dockerFile"] == LAMBDA_DOCKERFILE and image["source"]["platform"] == "linux/arm64"
     context = deployment.outdir / image["source"]["directory"]
     top = sorted(p.name for p in context.iterdir())
     assert top == sorted([*RUNTIME_PACKAGES, "infra", "requirements.lock"])
-    assert sorted(p.name for p in (context / "infra").rglob("*") if p.is_file()) == ["transform.Dockerfile"]
-    dockerfile = (context / TRANSFORM_DOCKERFILE).read_text()
+    assert sorted(p.name for p in (context / "infra").rglob("*") if p.is_file()) == ["lambda.Dockerfile"]
+    dockerfile = (context / LAMBDA_DOCKERFILE).read_text()
     # every package the Dockerfile copies is in the context, and its CMD is the transform handler
     copied = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
     assert all((context / name).exists() for name in copied)
-    assert 'CMD ["transforms.lambda_handler.handler"]' in dockerfile
+    assert "FROM public.ecr.aws/lambda/python:3.11" in dockerfile

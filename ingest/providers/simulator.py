@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 import random
 import struct
 from collections.abc import AsyncIterator
@@ -82,7 +83,8 @@ class SimulatorProvider:
             limit = max(1, int(max_tokens))
         except (TypeError, ValueError):
             limit = 64
-        n = min(limit, rng.randint(8, 48))
+        # Answers use about 40 % of the allowed tokens (log-normal), like chat models asked for a short answer.
+        n = min(limit, max(1, round(rng.lognormvariate(math.log(max(limit * 0.4, 8)), 0.5))))
         return [rng.choice(_WORDS) for _ in range(n)]
 
     async def invoke(self, request: ModelRequest) -> ModelResult:

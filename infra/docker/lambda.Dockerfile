@@ -2,8 +2,8 @@
 # functions; each sets its handler as the image command (`ingest.lambda_handler.handler`,
 # `transforms.lambda_handler.handler`).
 # Why an image: measured on the installed packages, the transform imports about 630 MB of third-party code (pyarrow,
-# DuckDB, Great Expectations with pandas/NumPy/SciPy) and the gateway about 280 MB (pyarrow and NumPy through the
-# event schema), over the 250 MB a zip function and its layers may hold; an image may hold 10 GB.
+# DuckDB, Great Expectations with pandas/NumPy/SciPy), over the 250 MB a zip function and its layers may hold; an
+# image may hold 10 GB. (The gateway alone would fit a slim layer, about 185 MB; one image serves both.)
 # Built by `cdk deploy` (asset publishing runs `docker build`); synthesis only stages this build context.
 FROM public.ecr.aws/lambda/python:3.11
 

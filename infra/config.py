@@ -85,6 +85,8 @@ class SageMakerEndpoint(_Strict):
 
     endpoint_name: str = Field(min_length=1, max_length=63, description="SageMaker endpoint name.")
     inference_component: str | None = Field(default=None, description="Inference component on that endpoint, if any.")
+    api: Literal["messages", "jumpstart"] = Field(
+        default="messages", description="Payload the endpoint speaks: messages (OpenAI-style chat) or jumpstart.")
 
 
 class Api(_Strict):

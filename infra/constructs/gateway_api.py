@@ -128,7 +128,9 @@ class GatewayApi(Construct):
             c.ENV_TENANT_TABLE: self.tenant_table.table_name,
             c.ENV_LONGPOLL_TABLE: self.longpoll_table.table_name,
             c.ENV_BUSINESS_UNIT: unit_name,
-            c.ENV_SAGEMAKER_ENDPOINTS: json.dumps({m: e.model_dump() for m, e in sorted(sagemaker_endpoints.items())},
+            # ingest.providers.sagemaker reads {model id: {endpoint_name, inference_component?, api}}.
+            c.ENV_SAGEMAKER_ENDPOINTS: json.dumps({m: e.model_dump(exclude_none=True)
+                                                   for m, e in sorted(sagemaker_endpoints.items())},
                                                   separators=(",", ":")),
             **(environment or {}),
         }

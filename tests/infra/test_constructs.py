@@ -107,6 +107,17 @@ def test_each_team_is_written_to_the_tenant_table_with_its_allowed_models(bare: 
             assert f'"monthly_budget_usd":{{"N":"{team.monthly_budget_usd}"}}' in create
 
 
+def test_sagemaker_endpoints_reach_the_gateway_in_the_shape_its_provider_reads(bare: Assembly) -> None:
+    from ingest.providers.sagemaker import SageMakerProvider
+
+    (gateway,) = [f for f in bare.resources("bare-gateway", "AWS::Lambda::Function")
+                  if f["Properties"].get("Handler") == "ingest.lambda_handler.handler"]
+    endpoints = json.loads(gateway["Properties"]["Environment"]["Variables"][c.ENV_SAGEMAKER_ENDPOINTS])
+    assert endpoints == {"llama-3-8b": {"endpoint_name": "llama-3-8b-instruct",
+                                        "inference_component": "llama-3-8b-ic", "api": "messages"}}
+    SageMakerProvider(endpoints=endpoints, region="eu-west-1")  # the gateway's own validation accepts it
+
+
 def test_sagemaker_invocation_is_limited_to_the_configured_endpoints(bare: Assembly) -> None:
     statements = [s for p in bare.resources("bare-gateway", "AWS::IAM::Policy")
                   for s in p["Properties"]["PolicyDocument"]["Statement"]]

@@ -171,6 +171,18 @@ def test_gateway_may_put_only_into_its_own_usage_stream(deployment: Assembly) ->
                                                         c.ENV_BUSINESS_UNIT: "research"})}})
 
 
+def test_gateway_environment_passes_the_gateways_own_settings_validation(deployment: Assembly) -> None:
+    from ingest.lambda_handler import GatewaySettings
+
+    (env,) = [f["Properties"]["Environment"]["Variables"] for f in deployment.resources(FULL, "AWS::Lambda::Function")
+              if f["Properties"].get("Handler") == GATEWAY_HANDLER]
+    # CloudFormation fills the Refs at deploy time; stand in a name for each so the shape can be checked now
+    resolved = {k: v if isinstance(v, str) else f"resolved-{k.lower()}" for k, v in env.items()}
+    settings = GatewaySettings.from_env({**resolved, "AWS_REGION": "eu-west-1"})
+    assert settings.business_unit == "research" and settings.firehose_stream == "modelmeter-research-usage"
+    assert settings.sagemaker_endpoints["llama-3-8b"]["endpoint_name"] == "llama-3-8b-instruct"
+
+
 def test_transform_reads_the_tenant_table_the_gateway_writes(deployment: Assembly) -> None:
     functions = {f["Properties"].get("Handler"): f["Properties"]["Environment"]["Variables"]
                  for f in deployment.resources(FULL, "AWS::Lambda::Function") if "Environment" in f["Properties"]}

@@ -79,7 +79,6 @@ def _run_child(args: argparse.Namespace, lake_dir: str, mode: str = "--child") -
     wall = time.perf_counter() - began
     if done.returncode != 0:
         sys.exit(f"bench: {mode} failed:\n{done.stderr}")
-    # RUSAGE_CHILDREN counts the largest child so far; the parent never holds the data, so a fork inherits little
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
     return json.loads(done.stdout.strip().splitlines()[-1]), wall, peak_mb
 
@@ -111,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         summary, _, _ = _run_child(args, lake_dir, "--child-generate")
         raw_mb = sum(f.stat().st_size for f in Path(lake_dir, "raw").rglob("*.parquet")) / 2**20
         print(f"  {summary['files']} files, {raw_mb:,.0f} MiB, {summary['seconds']:.1f} s", flush=True)
-        result, wall, peak_mb = _run_child(args, lake_dir)
+        result, wall, _ = _run_child(args, lake_dir)
+        # the child's own high-water mark (RUSAGE_CHILDREN would report the generator child's, the larger one)
+        peak_mb = max(result["rss"].values(), default=0)
         scan_s, groups = _bare_scan(lake_dir)  # after the transform: the parent grows only now
         _print(args, summary, result, scan_s, groups, wall, peak_mb)
     finally:

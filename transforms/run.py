@@ -211,6 +211,82 @@ def _unpriced(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]
     return sum(n for _, n in rows), [{"model_id": m, "events": n} for m, n in rows]
 
 
+@dataclass
+class _DayResult:
+    """What the models produced for one day, before publishing."""
+
+    inputs: DayInputs
+    suite: validate.SuiteResult
+    refused: pa.Table
+    rule_counts: dict[str, int]
+    lookups: int
+    usage_cost: Path
+    daily: Path
+    written: int
+    duplicates: int
+    unpriced: int
+    unpriced_models: list[dict[str, Any]]
+
+
+def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalog: PriceSource, now: datetime,
+                workdir: Path, t: _Timer) -> _DayResult:
+    with t.step("find_inputs"):
+        inputs = find_inputs(lake=lake, day=day, workdir=workdir)
+    for path, reason in inputs.unreadable:
+        print(f"modelmeter transform: {path}: {reason} (set aside; the other files are processed)", file=sys.stderr)
+    rule_list = rules(day=day, now=now)
+    _stage(con, inputs, rule_list)
+    with t.step("validate_gx"):
+        suite = validate.validate(con, table="stg_usage_events", rules=rule_list)
+    # GX checked every rule over every row; only the rules it found broken are needed to pick out the bad rows
+    # (on a clean day: none, and no extra pass over the data).
+    broken = [r for r in rule_list if r.name in suite.failed]
+    with t.step("quarantine"):
+        con.execute("create or replace temp table stg_invalid as "
+                    + models.render("staging/stg_invalid", invalid=invalid_sql(broken) if broken else "false"))
+        con.execute("create or replace temp view stg_valid_events as " + models.render("staging/stg_valid_events"))
+        refused = _quarantine_rows(con, inputs, broken, now)
+        rule_counts = _rule_counts(con, broken)
+    with t.step("dedupe"):
+        con.execute("create or replace temp table stg_duplicates as " + models.render("staging/stg_duplicates"))
+    with t.step("price_lookups"):
+        lookups = _prices(con, catalog, day)
+    usage_cost, daily = _marts(con, workdir=workdir, price_version=catalog.version, t=t)
+    with t.step("counts"):
+        written = con.execute("select count(*) from usage_cost_day").fetchone()[0]
+        unpriced, unpriced_models = _unpriced(con)
+        duplicates = con.execute("select count(*) from stg_duplicates").fetchone()[0]
+    return _DayResult(inputs=inputs, suite=suite, refused=refused, rule_counts=rule_counts, lookups=lookups,
+                      usage_cost=usage_cost, daily=daily, written=written, duplicates=duplicates, unpriced=unpriced,
+                      unpriced_models=unpriced_models)
+
+
+def _publish(lake: Lake, day: date, res: _DayResult) -> dict[str, str]:
+    outputs = {
+        "usage_cost": _url(lake, _replace_partition(lake, res.usage_cost, CURATED_USAGE_COST, day)),
+        "team_model_daily": _url(lake, _replace_partition(lake, res.daily, CURATED_TEAM_MODEL_DAILY, day)),
+    }
+    quarantine_path = _write_quarantine(lake, res.refused, day)
+    if quarantine_path:
+        outputs["quarantine"] = _url(lake, quarantine_path)
+    return outputs
+
+
+def _fill(manifest: Manifest, res: _DayResult, disagreement: str | None) -> None:
+    inputs = res.inputs
+    invalid = res.refused.num_rows - len(inputs.unreadable)
+    manifest.input_files = [{"path": f.path, "rows": f.rows} for f in inputs.files]
+    manifest.unreadable_files = [{"path": p, "reason": r} for p, r in inputs.unreadable]
+    manifest.counts = {"files": len(inputs.files), "unreadable_files": len(inputs.unreadable), "read": inputs.rows,
+                       "valid": inputs.rows - invalid, "quarantined": invalid, "duplicates": res.duplicates,
+                       "written": res.written, "priced": res.written - res.unpriced, "unpriced": res.unpriced,
+                       "price_lookups": res.lookups}
+    manifest.unpriced_models = res.unpriced_models
+    manifest.validation = {**res.suite.as_dict(), "rule_counts": {k: v for k, v in res.rule_counts.items() if v},
+                           "agrees_with_staging": disagreement is None}
+    manifest.finished_at = datetime.now(UTC).isoformat()
+
+
 def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime | None = None,
                   threads: int | None = None, memory_limit: str | None = None) -> Manifest:
     """Transform one day (see the module docstring); returns its manifest, already written to the lake."""
@@ -222,61 +298,18 @@ def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime 
     with _workdir(lake, run_id) as workdir:
         con = connect(threads=threads, memory_limit=memory_limit, temp_dir=workdir / "spill")
         try:
-            with t.step("find_inputs"):
-                inputs = find_inputs(lake=lake, day=day, workdir=workdir)
-            for path, reason in inputs.unreadable:
-                print(f"modelmeter transform: {path}: {reason} (set aside; the other files are processed)",
-                      file=sys.stderr)
-            rule_list = rules(day=day, now=now)
-            _stage(con, inputs, rule_list)
-            with t.step("validate_gx"):
-                result = validate.validate(con, table="stg_usage_events", rules=rule_list)
-            # GX checked every rule over every row; only the rules it found broken are needed to pick out the bad
-            # rows (on a clean day: none, and no extra pass over the data).
-            broken = [r for r in rule_list if r.name in result.failed]
-            with t.step("quarantine"):
-                con.execute("create or replace temp table stg_invalid as "
-                            + models.render("staging/stg_invalid", invalid=invalid_sql(broken) if broken else "false"))
-                con.execute("create or replace temp view stg_valid_events as "
-                            + models.render("staging/stg_valid_events"))
-                refused = _quarantine_rows(con, inputs, broken, now)
-                rule_counts = _rule_counts(con, broken)
-            with t.step("dedupe"):
-                con.execute("create or replace temp table stg_duplicates as "
-                            + models.render("staging/stg_duplicates"))
-            with t.step("price_lookups"):
-                lookups = _prices(con, catalog, day)
-            usage_cost, daily = _marts(con, workdir=workdir, price_version=catalog.version, t=t)
-            with t.step("counts"):
-                written = con.execute("select count(*) from usage_cost_day").fetchone()[0]
-                unpriced, unpriced_models = _unpriced(con)
-                duplicates = con.execute("select count(*) from stg_duplicates").fetchone()[0]
+            res = _run_models(con, lake=lake, day=day, catalog=catalog, now=now, workdir=workdir, t=t)
         finally:
             con.close()
-        invalid = refused.num_rows - len(inputs.unreadable)
-        disagreement = validate.check_agreement(result, rule_counts=rule_counts)
+        disagreement = validate.check_agreement(res.suite, rule_counts=res.rule_counts)
         if disagreement:
             print(f"modelmeter transform: {day}: {disagreement}", file=sys.stderr)
         with t.step("publish"):
-            manifest.outputs = {
-                "usage_cost": _url(lake, _replace_partition(lake, usage_cost, CURATED_USAGE_COST, day)),
-                "team_model_daily": _url(lake, _replace_partition(lake, daily, CURATED_TEAM_MODEL_DAILY, day)),
-            }
-            quarantine_path = _write_quarantine(lake, refused, day)
-            if quarantine_path:
-                manifest.outputs["quarantine"] = _url(lake, quarantine_path)
-    manifest.input_files = [{"path": f.path, "rows": f.rows} for f in inputs.files]
-    manifest.unreadable_files = [{"path": p, "reason": r} for p, r in inputs.unreadable]
-    manifest.counts = {"files": len(inputs.files), "unreadable_files": len(inputs.unreadable), "read": inputs.rows,
-                       "valid": inputs.rows - invalid, "quarantined": invalid, "duplicates": duplicates,
-                       "written": written, "priced": written - unpriced, "unpriced": unpriced,
-                       "price_lookups": lookups}
-    manifest.unpriced_models = unpriced_models
-    manifest.validation = {**result.as_dict(), "rule_counts": {k: v for k, v in rule_counts.items() if v},
-                           "agrees_with_staging": disagreement is None}
-    manifest.finished_at = datetime.now(UTC).isoformat()
-    manifest.path = lake.url(RUN_MANIFESTS, f"dt={day.isoformat()}", f"{run_id}.json")
-    lake.write_bytes(manifest.to_json().encode(), RUN_MANIFESTS, f"dt={day.isoformat()}", f"{run_id}.json")
+            manifest.outputs = _publish(lake, day, res)
+    _fill(manifest, res, disagreement)
+    where = (RUN_MANIFESTS, f"dt={day.isoformat()}", f"{run_id}.json")
+    manifest.path = lake.url(*where)
+    lake.write_bytes(manifest.to_json().encode(), *where)
     return manifest
 
 

@@ -150,7 +150,7 @@ def _rule_counts(con: duckdb.DuckDBPyConnection, rule_list: list[Any]) -> dict[s
     if not rule_list:
         return {}
     columns = ", ".join(f"count(*) filter (where {r.problem_sql}) as \"{r.name}\"" for r in rule_list)
-    row = con.execute(f"select {columns} from stg_invalid").fetchone()
+    row = con.execute(f"select {columns} from stg_invalid").fetchone() or ()
     return {r.name: int(n) for r, n in zip(rule_list, row, strict=True)}
 
 
@@ -205,6 +205,11 @@ def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str,
     return usage_cost, daily
 
 
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _unpriced(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
     rows = con.execute("select model_id, count(*) as events from usage_cost_day where not priced "
                        "group by model_id order by events desc, model_id").fetchall()
@@ -253,9 +258,9 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
         lookups = _prices(con, catalog, day)
     usage_cost, daily = _marts(con, workdir=workdir, price_version=catalog.version, t=t)
     with t.step("counts"):
-        written = con.execute("select count(*) from usage_cost_day").fetchone()[0]
+        written = _scalar(con, "select count(*) from usage_cost_day")
         unpriced, unpriced_models = _unpriced(con)
-        duplicates = con.execute("select count(*) from stg_duplicates").fetchone()[0]
+        duplicates = _scalar(con, "select count(*) from stg_duplicates")
     return _DayResult(inputs=inputs, suite=suite, refused=refused, rule_counts=rule_counts, lookups=lookups,
                       usage_cost=usage_cost, daily=daily, written=written, duplicates=duplicates, unpriced=unpriced,
                       unpriced_models=unpriced_models)

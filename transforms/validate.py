@@ -61,8 +61,11 @@ def _engine(con: Any) -> Any:
     from duckdb_engine import ConnectionWrapper
     from sqlalchemy.pool import StaticPool
 
-    wrapper = ConnectionWrapper(con)
-    wrapper.close = lambda: None  # the transform owns the connection; GX must not close it
+    class _Borrowed(ConnectionWrapper):
+        def close(self) -> None:  # the transform owns the connection; GX must not close it
+            pass
+
+    wrapper = _Borrowed(con)
     return sa.create_engine("duckdb://", creator=lambda: wrapper, poolclass=StaticPool)
 
 
@@ -86,12 +89,13 @@ def validate(con: Any, *, table: str, rules: list[Rule]) -> SuiteResult:
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     engine = SqlAlchemyExecutionEngine(engine=_engine(con), create_temp_table=False)
     engine.dialect_module = postgresql  # types only; the SQL itself is generic
-    batch = Batch(data=SqlAlchemyBatchData(execution_engine=engine, table_name=table))
+    batch_data: Any = SqlAlchemyBatchData(execution_engine=engine, table_name=table)
+    batch = Batch(data=batch_data)
     validator = Validator(execution_engine=engine, batches=[batch], data_context=context)
     # BOOLEAN_ONLY: GX bundles every expectation's unexpected count into two aggregate scans; richer formats add
     # a "partial unexpected list" query per expectation, each a full scan when the column is clean (35 scans).
     try:
-        result = validator.validate(expectation_suite=build_suite(gx, rules), result_format="BOOLEAN_ONLY")
+        result: Any = validator.validate(expectation_suite=build_suite(gx, rules), result_format="BOOLEAN_ONLY")
         rows = validator.get_metric(_row_count_metric(gx, batch))
     finally:
         engine.engine.dispose()

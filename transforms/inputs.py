@@ -66,6 +66,7 @@ def find_inputs(*, lake: Lake, day: date, workdir: Path) -> DayInputs:
             continue
         local = path
         if not lake.is_local:  # DuckDB reads local files fastest and needs no S3 credentials of its own
+            (workdir / "raw").mkdir(exist_ok=True)
             local = str(workdir / "raw" / f"{n:06d}.parquet")
             pafs.copy_files(path, local, source_filesystem=lake.fs, destination_filesystem=pafs.LocalFileSystem())
         result.files.append(InputFile(path=lake.url(path[len(lake.base) + 1 :]), local_path=local, rows=rows,

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="per team × model cost for a range of days")
     _add_lake(p)
-    _add_range(p)
+    _add_range(p, required=False)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="report")
 

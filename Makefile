@@ -26,7 +26,7 @@ focus-venv: $(FOCUS_STAMP)
 
 $(FOCUS_STAMP): requirements-focus.lock
 	test -x $(FOCUS_VENV)/bin/python || $(PYTHON312) -m venv $(FOCUS_VENV)
-	$(FOCUS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-focus.lock
+	$(FOCUS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-focus.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
 	touch $(FOCUS_STAMP)
 
 # Debian's Chromium, for the dashboard's browser test (CI runs as root on a fresh machine).

@@ -84,6 +84,8 @@ class SimulatorProvider:
         except (TypeError, ValueError):
             limit = 64
         # Answers use about 40 % of the allowed tokens (log-normal), like chat models asked for a short answer.
+        # Capped at 4,096 like real models' output limits, whatever a client asks for.
+        limit = min(limit, 4096)
         n = min(limit, max(1, round(rng.lognormvariate(math.log(max(limit * 0.4, 8)), 0.5))))
         return [rng.choice(_WORDS) for _ in range(n)]
 

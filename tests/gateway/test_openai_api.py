@@ -79,3 +79,15 @@ def test_error_types_map_to_sdk_exceptions(gateway):
         for _ in range(5):
             slow.chat.completions.create(model=NOVA, messages=[{"role": "user", "content": "x"}])
     assert int(limited.value.response.headers["retry-after"]) >= 1
+
+
+def test_a_huge_max_tokens_is_answered_promptly_and_billed_once(gateway, client):
+    # GIVEN a client asking for two billion output tokens (schemathesis found this used to hang the simulator)
+    # WHEN it calls chat completions
+    response = client.chat.completions.create(model="amazon.nova-micro-v1:0", max_tokens=2**31 - 1,
+                                              messages=[{"role": "user", "content": "hi"}], timeout=10)
+
+    # THEN the answer is bounded like a real model's, and exactly one event records the same usage
+    assert 0 < response.usage.completion_tokens <= 4096
+    events = gateway.events_of(response.id.removeprefix("chatcmpl-"))
+    assert [e["output_tokens"] for e in events] == [response.usage.completion_tokens]

@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--invalid-rate", type=float, default=0.001)
     p.add_argument("--lake", default=None, help="lake folder (default: a temporary one, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the lake")
+    p.add_argument("--reuse", action="store_true",
+                   help="the --lake already holds raw events from an earlier --keep run: skip generating")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit of the transform (e.g. 1GB)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child-generate", action="store_true", help=argparse.SUPPRESS)
@@ -105,9 +107,15 @@ def main(argv: list[str] | None = None) -> int:
 
     lake_dir = args.lake or tempfile.mkdtemp(prefix="modelmeter-bench-")
     try:
-        print(f"generating {args.events:,} events ({args.teams} teams, {args.models} models, "
+        verb = "reusing" if args.reuse else "generating"
+        print(f"{verb} {args.events:,} events ({args.teams} teams, {args.models} models, "
               f"{args.duplicate_rate:.1%} duplicates, {args.invalid_rate:.1%} invalid) in {lake_dir} …", flush=True)
-        summary, _, _ = _run_child(args, lake_dir, "--child-generate")
+        summary_file = Path(lake_dir, "bench-summary.json")
+        if args.reuse and summary_file.exists():
+            summary = json.loads(summary_file.read_text())
+        else:
+            summary, _, _ = _run_child(args, lake_dir, "--child-generate")
+            summary_file.write_text(json.dumps(summary))
         raw_mb = sum(f.stat().st_size for f in Path(lake_dir, "raw").rglob("*.parquet")) / 2**20
         print(f"  {summary['files']} files, {raw_mb:,.0f} MiB, {summary['seconds']:.1f} s", flush=True)
         result, wall, _ = _run_child(args, lake_dir)

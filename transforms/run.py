@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from ingest.schema import FIELD_NAMES, quarantine_arrow_schema
 from modelmeter.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, QUARANTINE_EVENTS, RUN_MANIFESTS
@@ -38,6 +39,7 @@ from transforms import validate
 from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
 from transforms.prices import PriceSource, price_table
 from transforms.rules import invalid_sql, reason_sql, rules
+from transforms.writer import ROW_GROUP_ROWS, DayWriter
 
 #: Name of the transform's own quarantine file in each day (ingest writes ``ingest-*.parquet`` beside it).
 QUARANTINE_FILE = "transform.parquet"
@@ -45,7 +47,6 @@ QUARANTINE_FILE = "transform.parquet"
 DEFAULT_MEMORY_LIMIT = "1GB"
 #: The one file of each curated day partition; replacing it is atomic (a rename locally, one PUT on S3).
 PART_FILE = "part-0.parquet"
-_PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1000000"
 
 
 @dataclass
@@ -190,19 +191,24 @@ def _prices(con: duckdb.DuckDBPyConnection, catalog: PriceSource, day: date) -> 
     return len(lookups)
 
 
-def _copy(con: duckdb.DuckDBPyConnection, sql: str, out: Path) -> None:
-    con.execute(f"copy ({sql}) to '{out}' ({_PARQUET})")
-
-
-def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str, t: _Timer) -> tuple[Path, Path]:
+def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str, t: _Timer
+           ) -> tuple[Path, Path, DayWriter]:
+    """Price and write ``usage_cost`` (streamed out of DuckDB into pyarrow), then ``team_model_daily`` from the
+    same batches' sums (so both agree to the last decimal)."""
     usage_cost, daily = workdir / "usage_cost.parquet", workdir / "team_model_daily.parquet"
-    version = models.literal(price_version)
+    writer = DayWriter(path=usage_cost, price_version=price_version)
     with t.step("price_and_write_usage_cost"):
-        _copy(con, models.render("marts/usage_cost", price_version=version), usage_cost)
+        con.execute("create or replace temp view usage_cost_pico as "
+                    + models.render("marts/usage_cost_pico", price_version=models.literal(price_version)))
+        reader = con.execute("select * from usage_cost_pico").fetch_record_batch(ROW_GROUP_ROWS)
+        try:
+            for batch in reader:
+                writer.write(batch)
+        finally:
+            writer.close()
     with t.step("team_model_daily"):
-        con.execute(f"create or replace temp view usage_cost_day as select * from read_parquet('{usage_cost}')")
-        _copy(con, models.render("marts/team_model_daily", price_version=version), daily)
-    return usage_cost, daily
+        pq.write_table(writer.team_model_daily(), daily, compression="zstd", compression_level=1)
+    return usage_cost, daily, writer
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -210,9 +216,11 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _unpriced(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
-    rows = con.execute("select model_id, count(*) as events from usage_cost_day where not priced "
-                       "group by model_id order by events desc, model_id").fetchall()
+def _unpriced(daily: pa.Table) -> tuple[int, list[dict[str, Any]]]:
+    """Unpriced events in all and per model, most first (from the day's rollup: no pass over the events)."""
+    per_model = daily.group_by("model_id").aggregate([("unpriced_invocations", "sum")]).to_pylist()
+    rows = sorted(((r["model_id"], r["unpriced_invocations_sum"]) for r in per_model if r["unpriced_invocations_sum"]),
+                  key=lambda r: (-r[1], r[0]))
     return sum(n for _, n in rows), [{"model_id": m, "events": n} for m, n in rows]
 
 
@@ -256,10 +264,10 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
         con.execute("create or replace temp table stg_duplicates as " + models.render("staging/stg_duplicates"))
     with t.step("price_lookups"):
         lookups = _prices(con, catalog, day)
-    usage_cost, daily = _marts(con, workdir=workdir, price_version=catalog.version, t=t)
+    usage_cost, daily, writer = _marts(con, workdir=workdir, price_version=catalog.version, t=t)
     with t.step("counts"):
-        written = _scalar(con, "select count(*) from usage_cost_day")
-        unpriced, unpriced_models = _unpriced(con)
+        written = writer.rows
+        unpriced, unpriced_models = _unpriced(pq.read_table(daily))
         duplicates = _scalar(con, "select count(*) from stg_duplicates")
     return _DayResult(inputs=inputs, suite=suite, refused=refused, rule_counts=rule_counts, lookups=lookups,
                       usage_cost=usage_cost, daily=daily, written=written, duplicates=duplicates, unpriced=unpriced,

@@ -82,7 +82,7 @@ def test_every_model_renders_and_rules_cover_the_schema():
         params = {key: "1" for key in models.placeholders(name)}
         assert "{{" not in models.render(name, **params)
     with pytest.raises(KeyError, match="price_version"):
-        models.render("marts/usage_cost")
+        models.render("marts/usage_cost_pico")
 
 
 @pytest.mark.parametrize("count,price,per", [

@@ -1,0 +1,136 @@
+"""Write the curated day files from DuckDB's result with pyarrow, and roll ``team_model_daily`` up on the way.
+
+DuckDB's own ``COPY … TO parquet`` of the 26-column ``usage_cost`` was most of the transform's time (measured in
+docs/transform.md). Here the ``usage_cost_pico`` result streams out of DuckDB as Arrow record batches and:
+
+- the money columns are built straight from the exact BIGINT pico-dollars: DECIMAL(38,12) USD stores its unscaled
+  value, and pico-dollars *are* that value, so each cost is the int64 widened to a 16-byte little-endian two's
+  complement integer (low word, sign-extended high word) — no per-value decimal arithmetic (``mm_money`` in SQL);
+- the few-distinct strings are dictionary-encoded once, so the Parquet writer writes their dictionary pages as is;
+- every batch is also summed per ``usage_date × team × model`` (128-bit decimal sums, exact), so
+  ``team_model_daily`` needs no second pass over the written file and agrees with it to the last decimal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from transforms.tables import COST_COLUMNS, COST_OF, MONEY, arrow_schema
+
+#: Rows per Parquet row group (and per Arrow batch fetched from DuckDB).
+ROW_GROUP_ROWS = 1_000_000
+#: usage_cost columns with few distinct values: dictionary-encoded before writing.
+DICTIONARY_COLUMNS = ("team_id", "api_key_id", "business_unit", "provider", "region", "model_id", "operation",
+                      "status", "service_tier", "price_version")
+_GROUP_KEYS = ("usage_date", "team_id", "model_id")
+_COUNTS = tuple(COST_OF.values())
+
+
+def pico_to_money(pico: pa.Array) -> pa.Array:
+    """Whole pico-dollars (int64, nullable) as DECIMAL(38,12) USD, exactly (same unscaled integer)."""
+    pico = pico.cast(pa.int64())
+    values = pc.fill_null(pico, 0).to_numpy(zero_copy_only=False)
+    words = np.empty((len(values), 2), dtype=np.int64)
+    words[:, 0] = values
+    words[:, 1] = values >> 63  # sign extension: 0 or -1
+    validity = pc.is_valid(pico).buffers()[1] if pico.null_count else None
+    return pa.Array.from_buffers(MONEY, len(values), [validity, pa.py_buffer(words)], null_count=pico.null_count)
+
+
+def _dictionary(column: pa.Array) -> pa.Array:
+    return column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+
+
+def file_schema() -> pa.Schema:
+    """``usage_cost``'s schema as written: the contract's, with the few-distinct strings dictionary-encoded (the
+    file is written without the Arrow schema, so readers see plain strings)."""
+    schema = arrow_schema("usage_cost")
+    for name in DICTIONARY_COLUMNS:
+        i = schema.get_field_index(name)
+        schema = schema.set(i, schema.field(i).with_type(pa.dictionary(pa.int32(), pa.string())))
+    return schema
+
+
+def usage_cost_batch(batch: pa.RecordBatch) -> pa.Table:
+    """One ``usage_cost_pico`` batch as ``usage_cost`` columns (money DECIMAL(38,12), strings dictionary-encoded)."""
+    schema = file_schema()
+    columns = []
+    for name in schema.names:
+        if name in COST_COLUMNS:
+            columns.append(pico_to_money(batch.column(name.replace("_cost", "_pico"))))
+        elif name in DICTIONARY_COLUMNS:
+            columns.append(_dictionary(batch.column(name)))
+        else:
+            columns.append(batch.column(name).cast(schema.field(name).type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _rollup(table: pa.Table) -> pa.Table:
+    """Per usage_date × team × model sums of one batch (exact: int64 counts, 128-bit decimal money)."""
+    keys = table.select(list(_GROUP_KEYS))
+    sums = {c: table[c].cast(pa.int64()) for c in _COUNTS}
+    money = {c: table[c] for c in COST_COLUMNS}
+    data = keys.append_column("invocations", pa.array(np.ones(table.num_rows, dtype=np.int64)))
+    for name, col in {**sums, **money}.items():
+        data = data.append_column(name, col)
+    data = data.append_column("unpriced_invocations", pc.invert(table["priced"]).cast(pa.int64()))
+    out = _sum_by_keys(data)  # grouped on the dictionary codes; the (few) keys are decoded after
+    return out.cast(pa.schema([f.with_type(pa.string()) if pa.types.is_dictionary(f.type) else f
+                               for f in out.schema]))
+
+
+def _sum_by_keys(data: pa.Table) -> pa.Table:
+    zero = pc.ScalarAggregateOptions(min_count=0)  # an all-unpriced group sums to 0, as coalesce(sum, 0) did
+    measures = [n for n in data.column_names if n not in _GROUP_KEYS]
+    out = data.group_by(list(_GROUP_KEYS), use_threads=False).aggregate([(m, "sum", zero) for m in measures])
+    return out.rename_columns([n.removesuffix("_sum") for n in out.column_names])
+
+
+@dataclass
+class DayWriter:
+    """Writes one day's ``usage_cost`` file batch by batch and keeps the ``team_model_daily`` partial sums."""
+
+    path: Path
+    price_version: str | None
+    rows: int = 0
+    unpriced: dict[str, int] = field(default_factory=dict)
+    _partials: list[pa.Table] = field(default_factory=list)
+    _writer: Any = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        table = usage_cost_batch(batch)
+        if self._writer is None:
+            # store_schema=False: readers see the plain types of the contract (string, not dictionary<…>)
+            self._writer = pq.ParquetWriter(
+                self.path, file_schema(), compression="zstd", compression_level=1,
+                use_dictionary=list(DICTIONARY_COLUMNS), write_statistics=["event_time", "usage_date"],
+                store_schema=False)
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self.rows += table.num_rows
+        self._partials.append(_rollup(table))
+
+    def close(self) -> None:
+        if self._writer is None:  # an empty day: a valid file with no rows
+            self._writer = pq.ParquetWriter(self.path, file_schema(), compression="zstd",
+                                            store_schema=False)
+        self._writer.close()
+
+    def team_model_daily(self) -> pa.Table:
+        """The day's rollup, in the ``team_model_daily`` schema, ordered by team and model."""
+        schema = arrow_schema("team_model_daily")
+        if self._partials:
+            sums = _sum_by_keys(pa.concat_tables(self._partials)).sort_by([("team_id", "ascending"),
+                                                                           ("model_id", "ascending")])
+        else:
+            sums = schema.empty_table().drop_columns(["price_version"])
+        version = pa.array([self.price_version] * sums.num_rows, pa.string())
+        return pa.Table.from_arrays([version if n == "price_version" else sums[n].cast(schema.field(n).type)
+                                     for n in schema.names], schema=schema)
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -38,11 +39,12 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.mark.slow
 def test_dashboard_from_an_s3_lake(s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN the fixture lake in an S3 bucket
-    boto3.client("s3").create_bucket(Bucket="lake")
-    facts = build_fixture_lake("s3://lake/modelmeter")
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"  # moto's S3 is one per process: a bucket of our own
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    facts = build_fixture_lake(f"s3://{bucket}/modelmeter")
     # WHEN the dashboard is rendered from it through the command line
     out = tmp_path / "report.html"
-    assert main(["dashboard", "--lake", "s3://lake/modelmeter", "--out", str(out)]) == 0
+    assert main(["dashboard", "--lake", f"s3://{bucket}/modelmeter", "--out", str(out)]) == 0
     # THEN the page is written locally and its KPIs are the lake's exact figures
     assert capsys.readouterr().out.strip() == str(out.resolve())
     dom = parse_dom(out.read_text(encoding="utf-8"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from collections.abc import Iterator
 
 import boto3
@@ -37,8 +38,9 @@ def test_views_and_focus_export_read_an_s3_lake(s3_endpoint: str, monkeypatch: p
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
-    boto3.client("s3").create_bucket(Bucket="lake")
-    facts = build_fixture_lake("s3://lake/modelmeter")
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"  # moto's S3 is one per process: a bucket of our own
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    facts = build_fixture_lake(f"s3://{bucket}/modelmeter")
     lake = Lake.open(facts.uri)
     assert not lake.is_local
     # WHEN DuckDB opens it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from collections.abc import Iterator
 
 import boto3
@@ -37,8 +38,10 @@ def test_transform_reads_and_replaces_partitions_on_s3(s3_endpoint, monkeypatch,
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
-    boto3.client("s3").create_bucket(Bucket="lake")
-    lake = Lake.open("s3://lake/modelmeter")
+    # moto keeps one in-process S3 for every server in the session: a bucket of our own, not shared with others
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    lake = Lake.open(f"s3://{bucket}/modelmeter")
     dup = event()
     write_raw(lake, [dup, event(), event(status="fine")])
     write_raw(lake, [dup])
@@ -50,8 +53,8 @@ def test_transform_reads_and_replaces_partitions_on_s3(s3_endpoint, monkeypatch,
     [part] = lake.list_files(CURATED_USAGE_COST, f"dt={DAY}")
     assert pq.read_table(part, filesystem=lake.fs).num_rows == 2
     assert manifest.counts["duplicates"] == 1 and manifest.counts["quarantined"] == 1
-    assert manifest.unreadable_files[0]["path"].startswith("s3://lake/modelmeter/raw/")
-    assert manifest.outputs["usage_cost"].startswith("s3://lake/modelmeter/curated/usage_cost/dt=")
+    assert manifest.unreadable_files[0]["path"].startswith(f"s3://{bucket}/modelmeter/raw/")
+    assert manifest.outputs["usage_cost"].startswith(f"s3://{bucket}/modelmeter/curated/usage_cost/dt=")
     assert lake.list_files(QUARANTINE_EVENTS, f"dt={DAY}")
     assert len(lake.list_files(RUN_MANIFESTS, suffix=".json")) == 2
     assert sum(r["invocations"] for r in report_rows(lake=lake)) == 2

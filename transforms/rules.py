@@ -54,8 +54,10 @@ def rules(*, day: date, now: datetime) -> list[Rule]:
             out.append(Rule(f"{c}_present", c, f"{c} is null", _quote(f"{c} is missing"),
                             "ExpectColumnValuesToNotBeNull"))
             if f.kind == "string":  # ingest also refuses whitespace-only values; trim() per row costs ~1 s per 10 M
-                out.append(Rule(f"{c}_not_empty", c, f"length({c}) = 0", _quote(f"{c} is empty"),
-                                "ExpectColumnValueLengthsToBeBetween", {"min_value": 1}))
+                # "not in {''}" rather than a length rule: GX bundles set rules into the same single aggregate
+                # scan as the null and range rules, while length rules cost it a second scan (measured)
+                out.append(Rule(f"{c}_not_empty", c, f"{c} = ''", _quote(f"{c} is empty"),
+                                "ExpectColumnValuesToNotBeInSet", {"value_set": [""]}))
         if f.allowed:
             values = ", ".join(_quote(v) for v in f.allowed)
             out.append(Rule(f"{c}_allowed", c, f"{c} not in ({values})",

@@ -123,7 +123,9 @@ def connect(*, threads: int | None = None, memory_limit: str | None = None, temp
 
 def _stage(con: duckdb.DuckDBPyConnection, inputs: DayInputs, rule_list: list[Any]) -> None:
     con.execute(f"create or replace temp view raw_day as {raw_view_sql(inputs.files)}")
-    con.execute("create or replace temp view stg_usage_events as " + models.render(
+    # a plain (not temp) view: GX's column reflection finds it in the catalog; for a temp view it falls back to
+    # "select * … limit 1", which opens every raw file (~1 s per 2 M events, measured)
+    con.execute("create or replace view stg_usage_events as " + models.render(
         "staging/stg_usage_events", event_columns=event_columns_sql()))
 
 

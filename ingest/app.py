@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -240,8 +240,8 @@ class GatewayApp(FastAPI):
         self.add_api_route(path, endpoint, methods=[method], **openapi)  # documented, and the fallback
         self.fast_routes[(method, path)] = endpoint
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        endpoint = self.fast_routes.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" \
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        endpoint = self.fast_routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" \
             else None
         if endpoint is None:
             await super().__call__(scope, receive, send)

@@ -66,7 +66,7 @@ class Emitter:
         self.flush_interval = flush_interval
         self.max_backoff = max_backoff
         self.delivered_count = 0
-        self._lock_fd = self._take_spool_lock()
+        self._lock_fd: int | None = self._take_spool_lock()
         self._recover_open_segments()
         self._lock = threading.Lock()        # guards the current segment (emit vs rotate)
         self._deliver_lock = threading.Lock()  # one delivery pass at a time (thread vs flush)
@@ -95,6 +95,7 @@ class Emitter:
                 raise RuntimeError("emitter is closed")
             if self._fd is None:
                 self._open_segment()
+            assert self._fd is not None  # opened just above
             os.write(self._fd, line)  # O_APPEND: one atomic append, in the OS page cache once this returns
             self._segment_events += 1
             full = self._segment_events >= self.max_segment_events

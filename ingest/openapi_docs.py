@@ -133,9 +133,11 @@ def document() -> dict[str, Any]:
     class _NoEvents:
         def emit(self, event: dict[str, Any]) -> None: ...
 
-        def flush(self) -> None: ...
+        def flush(self, *, timeout: float = 30.0) -> bool:
+            return True
 
-        def close(self) -> None: ...
+        def close(self, *, timeout: float = 30.0) -> bool:
+            return True
 
     app = create_app(registry=LocalTenantRegistry("/nonexistent/tenants.json"), providers=ProviderRouter(),
                      emitter=_NoEvents(), longpoll=MemoryLongPollStore())

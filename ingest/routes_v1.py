@@ -261,9 +261,10 @@ async def embeddings(request: Request) -> Response:
             if result.usage.token_source == "estimated":
                 total.token_source = "estimated"
             vector = result.embedding or []
+            encoded: list[float] | str = vector
             if body.get("encoding_format") == "base64":  # what the openai SDK asks for by default
-                vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-            data.append({"object": "embedding", "index": i, "embedding": vector})
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": encoded})
         call.finish(status="ok", http_status=200, usage=total)
         return call.respond({"object": "list", "data": data, "model": call.model_id,
                              "usage": {"prompt_tokens": total.input_tokens, "total_tokens": total.input_tokens}})

@@ -109,7 +109,8 @@ def write_quarantine(lake: Lake, rejected: Iterable[Rejected], *, name: str | No
         for key, value in _best_effort_fields(r.raw).items():
             if row.get(key) is None:
                 row[key] = value
-        day = (row["event_time"] or now).strftime("%Y-%m-%d")
+        when = row["event_time"] if isinstance(row["event_time"], datetime) else now
+        day = when.strftime("%Y-%m-%d")
         by_day.setdefault(day, []).append(row)
     schema = quarantine_arrow_schema()
     written = []

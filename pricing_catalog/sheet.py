@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def _parse_row(record: dict[str, str], *, source: str) -> PriceRow:
                     effective_to=end, source=source, region=region, service_tier=tier)
 
 
-def _check_header(fields: list[str] | None, name: str) -> None:
+def _check_header(fields: Sequence[str] | None, name: str) -> None:
     if not fields:
         raise CatalogError(f"{name}:1: empty sheet: the first line must name the columns "
                            f"{', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}")

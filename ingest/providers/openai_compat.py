@@ -222,7 +222,7 @@ def _status_error(status: int, raw: bytes, retry_after: str | None) -> ServiceEr
     message = (message or raw[:200].decode("utf-8", "replace") or f"HTTP {status}")[:300]
     if status == 429:
         return UpstreamThrottled(f"upstream throttled: {message}",
-                                 retry_after=float(retry_after) if (retry_after or "").isdigit() else 1.0)
+                                 retry_after=float(retry_after) if retry_after and retry_after.isdigit() else 1.0)
     if status in (401, 403):  # our credentials towards the upstream, not the tenant's fault
         return UpstreamError(f"upstream refused the gateway's credentials (HTTP {status})")
     if status == 408 or status == 504:

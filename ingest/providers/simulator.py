@@ -121,7 +121,7 @@ class SimulatorProvider:
 
     def _images(self, request: ModelRequest, text: str) -> ModelResult:
         body = request.body or {}
-        params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        params: dict[str, Any] = body["parameters"] if isinstance(body.get("parameters"), dict) else {}
         config = params.get("imageGenerationConfig") or body.get("imageGenerationConfig") or {}
         if not isinstance(config, dict):
             config = {}

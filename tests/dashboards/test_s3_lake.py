@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import socket
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from modelmeter.cli import main
 from tests.dashboards.browser import parse_dom
 from tests.fixture_lake import build_fixture_lake
 
 
-@pytest.fixture()
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per S3 request otherwise
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    # pyarrow's S3 filesystem and boto3 both honour AWS_ENDPOINT_URL
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    yield endpoint
-    server.stop()
-
-
 @pytest.mark.slow
-def test_dashboard_from_an_s3_lake(s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dashboard_from_an_s3_lake(s3_lake_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN the fixture lake in an S3 bucket
-    bucket = f"lake-{uuid.uuid4().hex[:12]}"  # moto's S3 is one per process: a bucket of our own
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    facts = build_fixture_lake(f"s3://{bucket}/modelmeter")
+    facts = build_fixture_lake(s3_lake_uri)
     # WHEN the dashboard is rendered from it through the command line
     out = tmp_path / "report.html"
-    assert main(["dashboard", "--lake", f"s3://{bucket}/modelmeter", "--out", str(out)]) == 0
+    assert main(["dashboard", "--lake", s3_lake_uri, "--out", str(out)]) == 0
     # THEN the page is written locally and its KPIs are the lake's exact figures
     assert capsys.readouterr().out.strip() == str(out.resolve())
     dom = parse_dom(out.read_text(encoding="utf-8"))

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from modelmeter.lake import Lake
 from pricing_catalog import CatalogError, list_versions, load_catalog, publish
@@ -15,18 +12,8 @@ from pricing_catalog.store import _claim
 
 
 @pytest.fixture()
-def s3_lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", f"http://{host}:{port}")):
-        monkeypatch.setenv(name, value)
-    boto3.client("s3").create_bucket(Bucket="lake")
-    try:
-        yield Lake.open("s3://lake/prefix")
-    finally:
-        server.stop()
+def s3_lake(s3_lake_uri: str) -> Lake:
+    return Lake.open(s3_lake_uri)
 
 
 def test_versions_publish_list_and_load_on_s3(s3_lake: Lake, builtin: Catalog) -> None:
@@ -37,9 +24,10 @@ def test_versions_publish_list_and_load_on_s3(s3_lake: Lake, builtin: Catalog) -
     second = publish(lake=s3_lake, catalog_or_rows=builtin, note="again")
     assert [v.version for v in list_versions(lake=s3_lake)] == [first.version, second]
     assert load_catalog(lake=s3_lake).version == second
-    keys = sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="lake")["Contents"])
-    assert f"prefix/pricing/catalog/version={second}/prices.parquet" in keys
-    assert f"prefix/pricing/catalog/version={second}/manifest.json" in keys
+    bucket, prefix = s3_lake.base.split("/", 1)
+    keys = sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"])
+    assert f"{prefix}/pricing/catalog/version={second}/prices.parquet" in keys
+    assert f"{prefix}/pricing/catalog/version={second}/manifest.json" in keys
     # AND an existing version cannot be claimed again
     with pytest.raises(CatalogError, match="already exists"):
         _claim(s3_lake, second)

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-import socket
-import uuid
-from collections.abc import Iterator
-
-import boto3
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from dashboards.focus import export_focus
 from modelmeter.lake import Lake
@@ -19,28 +12,10 @@ from sql.render import connect
 from tests.fixture_lake import build_fixture_lake
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per S3 request otherwise
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.mark.slow
-def test_views_and_focus_export_read_an_s3_lake(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_views_and_focus_export_read_an_s3_lake(s3_lake_uri: str, tmp_path) -> None:
     # GIVEN the fixture lake written to S3 (pyarrow and boto3 both honour AWS_ENDPOINT_URL)
-    for key, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    bucket = f"lake-{uuid.uuid4().hex[:12]}"  # moto's S3 is one per process: a bucket of our own
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    facts = build_fixture_lake(f"s3://{bucket}/modelmeter")
+    facts = build_fixture_lake(s3_lake_uri)
     lake = Lake.open(facts.uri)
     assert not lake.is_local
     # WHEN DuckDB opens it

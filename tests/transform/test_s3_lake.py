@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-import socket
-import uuid
-from collections.abc import Iterator
-
-import boto3
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from modelmeter.constants import CURATED_USAGE_COST, QUARANTINE_EVENTS, RUN_MANIFESTS
 from modelmeter.lake import Lake
@@ -19,29 +12,10 @@ from transforms.report import report_rows
 from transforms.run import transform_day
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.mark.slow
-def test_transform_reads_and_replaces_partitions_on_s3(s3_endpoint, monkeypatch, catalog):
+def test_transform_reads_and_replaces_partitions_on_s3(s3_lake_uri, catalog):
     # GIVEN raw files on S3 (pyarrow and boto3 both honour AWS_ENDPOINT_URL): a duplicate, a bad row, a broken file
-    for key, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    # moto keeps one in-process S3 for every server in the session: a bucket of our own, not shared with others
-    bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    lake = Lake.open(f"s3://{bucket}/modelmeter")
+    lake = Lake.open(s3_lake_uri)
     dup = event()
     write_raw(lake, [dup, event(), event(status="fine")])
     write_raw(lake, [dup])
@@ -53,8 +27,8 @@ def test_transform_reads_and_replaces_partitions_on_s3(s3_endpoint, monkeypatch,
     [part] = lake.list_files(CURATED_USAGE_COST, f"dt={DAY}")
     assert pq.read_table(part, filesystem=lake.fs).num_rows == 2
     assert manifest.counts["duplicates"] == 1 and manifest.counts["quarantined"] == 1
-    assert manifest.unreadable_files[0]["path"].startswith(f"s3://{bucket}/modelmeter/raw/")
-    assert manifest.outputs["usage_cost"].startswith(f"s3://{bucket}/modelmeter/curated/usage_cost/dt=")
+    assert manifest.unreadable_files[0]["path"].startswith(f"{s3_lake_uri}/raw/")
+    assert manifest.outputs["usage_cost"].startswith(f"{s3_lake_uri}/curated/usage_cost/dt=")
     assert lake.list_files(QUARANTINE_EVENTS, f"dt={DAY}")
     assert len(lake.list_files(RUN_MANIFESTS, suffix=".json")) == 2
     assert sum(r["invocations"] for r in report_rows(lake=lake)) == 2

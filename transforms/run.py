@@ -39,7 +39,7 @@ from transforms import validate
 from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
 from transforms.prices import PriceSource, price_table
 from transforms.rules import invalid_sql, reason_sql, rules
-from transforms.writer import ROW_GROUP_ROWS, DayWriter
+from transforms.writer import ROW_GROUP_ROWS, DayWriter, query_columns
 
 #: Name of the transform's own quarantine file in each day (ingest writes ``ingest-*.parquet`` beside it).
 QUARANTINE_FILE = "transform.parquet"
@@ -121,12 +121,38 @@ def connect(*, threads: int | None = None, memory_limit: str | None = None, temp
     return con
 
 
-def _stage(con: duckdb.DuckDBPyConnection, inputs: DayInputs, rule_list: list[Any]) -> None:
+def _stage(con: duckdb.DuckDBPyConnection, inputs: DayInputs) -> None:
     con.execute(f"create or replace temp view raw_day as {raw_view_sql(inputs.files)}")
     # a plain (not temp) view: GX's column reflection finds it in the catalog; for a temp view it falls back to
     # "select * … limit 1", which opens every raw file (~1 s per 2 M events, measured)
     con.execute("create or replace view stg_usage_events as " + models.render(
-        "staging/stg_usage_events", event_columns=event_columns_sql()))
+        "staging/stg_usage_events", raw="raw_day", event_columns=event_columns_sql()))
+
+
+#: Beyond this many invalid rows, their full rows are picked out with a join rather than constant row lists.
+_ROW_LIST_LIMIT = 100_000
+
+
+def _invalid_ids(con: duckdb.DuckDBPyConnection, broken: list[Any]) -> None:
+    """``stg_invalid_ids``: the rows breaking the rules GX found broken (on a clean day: none, and no pass)."""
+    invalid = invalid_sql(broken) if broken else "false"
+    con.execute("create or replace temp table stg_invalid_ids as "
+                + models.render("staging/stg_invalid_ids", invalid=invalid))
+
+
+def _stage_invalid(con: duckdb.DuckDBPyConnection, inputs: DayInputs) -> None:
+    """``stg_invalid``: the whole invalid rows, read by row number from their files only."""
+    ids = con.execute("select source_file, list(source_row order by source_row) from stg_invalid_ids "
+                      "group by source_file").fetchall()
+    if sum(len(rows) for _, rows in ids) <= _ROW_LIST_LIMIT:
+        raw = raw_view_sql(inputs.files, rows={int(f): rows for f, rows in ids})
+    else:
+        raw = ("select r.* from raw_day as r semi join stg_invalid_ids as i "
+               "on i.source_file = r.source_file and i.source_row = r.source_row")
+    con.execute(f"create or replace temp view raw_invalid as {raw}")
+    con.execute("create or replace temp view stg_invalid_events as " + models.render(
+        "staging/stg_usage_events", raw="raw_invalid", event_columns=event_columns_sql()))
+    con.execute("create or replace temp table stg_invalid as " + models.render("staging/stg_invalid"))
 
 
 def _quarantine_rows(con: duckdb.DuckDBPyConnection, inputs: DayInputs, rule_list: list[Any],
@@ -202,7 +228,8 @@ def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str,
     with t.step("price_and_write_usage_cost"):
         con.execute("create or replace temp view usage_cost_pico as "
                     + models.render("marts/usage_cost_pico", price_version=models.literal(price_version)))
-        reader = con.execute("select * from usage_cost_pico").fetch_record_batch(ROW_GROUP_ROWS)
+        reader = con.execute(f"select {', '.join(query_columns())} from usage_cost_pico").fetch_record_batch(
+            ROW_GROUP_ROWS)
         try:
             for batch in reader:
                 writer.write(batch)
@@ -250,15 +277,18 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
     for path, reason in inputs.unreadable:
         print(f"modelmeter transform: {path}: {reason} (set aside; the other files are processed)", file=sys.stderr)
     rule_list = rules(day=day, now=now)
-    _stage(con, inputs, rule_list)
+    _stage(con, inputs)
+    with t.step("duplicate_candidates"):
+        # needs no verdict from GX: runs while GX is still importing in the background (DuckDB releases the GIL)
+        con.execute("create or replace temp table stg_duplicate_candidates as "
+                    + models.render("staging/stg_duplicate_candidates"))
     with t.step("validate_gx"):
         suite = validate.validate(con, table="stg_usage_events", rules=rule_list)
     # GX checked every rule over every row; only the rules it found broken are needed to pick out the bad rows
-    # (on a clean day: none, and no extra pass over the data).
     broken = [r for r in rule_list if r.name in suite.failed]
     with t.step("quarantine"):
-        con.execute("create or replace temp table stg_invalid as "
-                    + models.render("staging/stg_invalid", invalid=invalid_sql(broken) if broken else "false"))
+        _invalid_ids(con, broken)
+        _stage_invalid(con, inputs)
         con.execute("create or replace temp view stg_valid_events as " + models.render("staging/stg_valid_events"))
         refused = _quarantine_rows(con, inputs, broken, now)
         rule_counts = _rule_counts(con, broken)

@@ -58,12 +58,29 @@ def file_schema() -> pa.Schema:
     return schema
 
 
+def query_columns() -> list[str]:
+    """The ``usage_cost_pico`` columns the writer reads: costs as pico-dollars; ``usage_date`` is derived here
+    (DuckDB's time-zone-aware date cast cost ~0.25 s per M rows, measured; UTC days are plain integer division)."""
+    return [n.replace("_cost", "_pico") if n in COST_COLUMNS else n
+            for n in arrow_schema("usage_cost").names if n != "usage_date"]
+
+
+def utc_date(event_time: pa.Array) -> pa.Array:
+    """The UTC calendar date of each instant (``mm_utc_date``): floor division of epoch microseconds by a day."""
+    micros = event_time.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    values = pc.fill_null(micros, 0).to_numpy(zero_copy_only=False)
+    days = (values // 86_400_000_000).astype(np.int32)  # numpy floors, so instants before 1970 are right too
+    return pa.array(days, pa.int32(), mask=pc.is_null(micros).to_numpy(zero_copy_only=False)).cast(pa.date32())
+
+
 def usage_cost_batch(batch: pa.RecordBatch) -> pa.Table:
     """One ``usage_cost_pico`` batch as ``usage_cost`` columns (money DECIMAL(38,12), strings dictionary-encoded)."""
     schema = file_schema()
     columns = []
     for name in schema.names:
-        if name in COST_COLUMNS:
+        if name == "usage_date" and name not in batch.schema.names:
+            columns.append(utc_date(batch.column("event_time")))
+        elif name in COST_COLUMNS:
             columns.append(pico_to_money(batch.column(name.replace("_cost", "_pico"))))
         elif name in DICTIONARY_COLUMNS:
             columns.append(_dictionary(batch.column(name)))

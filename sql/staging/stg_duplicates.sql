@@ -1,19 +1,12 @@
 -- staging: the valid rows to drop as duplicates: every re-delivery of an event_id but the first one read.
--- Grouping 64-bit hashes first keeps the big aggregate narrow; the exact event_id comparison follows.
-with candidate_hashes as (
+-- From the (few) candidate rows, minus the invalid ones, exact event_ids compared.
+with valid_candidates as (
 
-    select mm_hash64(event_id) as id_hash
-    from stg_valid_events
-    group by 1
-    having count(*) > 1
-
-),
-
-candidate_rows as (
-
-    select event_id, source_file, source_row
-    from stg_valid_events
-    where mm_hash64(event_id) in (select id_hash from candidate_hashes)
+    select c.event_id, c.source_file, c.source_row
+    from stg_duplicate_candidates as c
+    left join stg_invalid_ids as i
+        on i.source_file = c.source_file and i.source_row = c.source_row
+    where i.source_row is null
 
 ),
 
@@ -24,7 +17,7 @@ ranked as (
         source_file,
         source_row,
         row_number() over (partition by event_id order by source_file, source_row) as copy_number
-    from candidate_rows
+    from valid_candidates
 
 ),
 

@@ -1,10 +1,10 @@
--- staging: the day's rows that break a schema rule (few), materialised once: quarantine, rule counts and the
--- valid-row filter all read this instead of re-checking every row. Rules are rendered from ingest.schema.FIELDS.
+-- staging: the day's rows that break a schema rule (few), whole, materialised once for the quarantine and the
+-- per-rule counts. input: stg_invalid_events (stg_usage_events over only the stg_invalid_ids rows of the raw
+-- files, read by row number, so picking them out does not decode every column of every row).
 with final as (
 
     select *
-    from stg_usage_events
-    where {{ invalid }}
+    from stg_invalid_events
 
 )
 

@@ -1,8 +1,9 @@
 -- staging: one row per raw event of the day, typed, optional fields defaulted.
--- input: raw_day (the day's raw files, plus source_file (file index) and source_row (row in the file)).
+-- input: raw_day (the day's raw files, plus source_file (file index) and source_row (row in the file)), or
+-- raw_invalid (the same, only the rows that break a rule): the relation is a parameter.
 with source as (
 
-    select * from raw_day
+    select * from {{ raw }}
 
 ),
 

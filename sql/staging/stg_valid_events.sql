@@ -1,4 +1,4 @@
--- staging: the day's valid rows (every row not in stg_invalid), duplicates still included.
+-- staging: the day's valid rows (every row not in stg_invalid_ids), duplicates still included.
 with events as (
 
     select * from stg_usage_events
@@ -7,13 +7,12 @@ with events as (
 
 final as (
 
-    select *
+    -- a left join on the (few) invalid rows: a plain hash join (not exists() became a costly delim join)
+    select e.*
     from events as e
-    where not exists (
-        select 1
-        from stg_invalid as i
-        where i.source_file = e.source_file and i.source_row = e.source_row
-    )
+    left join stg_invalid_ids as i
+        on i.source_file = e.source_file and i.source_row = e.source_row
+    where i.source_row is null
 
 )
 

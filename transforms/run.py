@@ -39,7 +39,7 @@ from transforms import validate
 from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
 from transforms.prices import PriceSource, price_table
 from transforms.rules import invalid_sql, reason_sql, rules
-from transforms.writer import ROW_GROUP_ROWS, DayWriter, query_columns
+from transforms.writer import ROW_GROUP_ROWS, DayWriter, prefetched, query_columns
 
 #: Name of the transform's own quarantine file in each day (ingest writes ``ingest-*.parquet`` beside it).
 QUARANTINE_FILE = "transform.parquet"
@@ -231,7 +231,7 @@ def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str,
         reader = con.execute(f"select {', '.join(query_columns())} from usage_cost_pico").fetch_record_batch(
             ROW_GROUP_ROWS)
         try:
-            for batch in reader:
+            for batch in prefetched(reader):
                 writer.write(batch)
         finally:
             writer.close()

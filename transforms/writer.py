@@ -13,6 +13,9 @@ docs/transform.md). Here the ``usage_cost_pico`` result streams out of DuckDB as
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,10 +70,11 @@ def query_columns() -> list[str]:
 
 def utc_date(event_time: pa.Array) -> pa.Array:
     """The UTC calendar date of each instant (``mm_utc_date``): floor division of epoch microseconds by a day."""
-    micros = event_time.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    values = pc.fill_null(micros, 0).to_numpy(zero_copy_only=False)
-    days = (values // 86_400_000_000).astype(np.int32)  # numpy floors, so instants before 1970 are right too
-    return pa.array(days, pa.int32(), mask=pc.is_null(micros).to_numpy(zero_copy_only=False)).cast(pa.date32())
+    ts = event_time.cast(pa.timestamp("us", tz="UTC"))
+    micros = np.frombuffer(ts.buffers()[1], dtype=np.int64, count=ts.offset + len(ts))[ts.offset:]
+    days = (micros // 86_400_000_000).astype(np.int32)  # numpy floors, so instants before 1970 are right too
+    validity = pc.is_valid(ts).buffers()[1] if ts.null_count else None
+    return pa.Array.from_buffers(pa.date32(), len(days), [validity, pa.py_buffer(days)], null_count=ts.null_count)
 
 
 def usage_cost_batch(batch: pa.RecordBatch) -> pa.Table:
@@ -108,6 +112,39 @@ def _sum_by_keys(data: pa.Table) -> pa.Table:
     measures = [n for n in data.column_names if n not in _GROUP_KEYS]
     out = data.group_by(list(_GROUP_KEYS), use_threads=False).aggregate([(m, "sum", zero) for m in measures])
     return out.rename_columns([n.removesuffix("_sum") for n in out.column_names])
+
+
+def prefetched(batches: Iterable[pa.RecordBatch], depth: int = 1) -> Iterator[pa.RecordBatch]:
+    """``batches``, produced in a background thread: DuckDB computes the next batch while this one is encoded
+    and written (both release the GIL, so the two overlap on two cores)."""
+    done = object()
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                box.put(batch)
+            box.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            box.put(exc)
+
+    thread = threading.Thread(target=produce, name="usage-cost-batches", daemon=True)
+    thread.start()
+    try:
+        while (item := box.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue, then let it finish
+            try:
+                box.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
 
 
 @dataclass

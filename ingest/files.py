@@ -89,6 +89,9 @@ def run_cli(args: Any) -> int:
     from modelmeter.cli import UserError
 
     paths = [Path(p) for p in args.files]
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        raise UserError(f"not a file but a folder: {', '.join(folders)} (name the .jsonl files, e.g. {folders[0]}/*.jsonl)")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise UserError(f"no such file: {', '.join(missing)}")

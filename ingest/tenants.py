@@ -205,16 +205,32 @@ def run_add_cli(args: Any) -> int:
         raise UserError("--rps must be positive")
     if getattr(args, "daily_tokens", None) is not None and args.daily_tokens <= 0:
         raise UserError("--daily-tokens must be positive")
-    team = Team(team_id=team_id, cost_center=getattr(args, "cost_center", None),
-                monthly_budget_usd=_budget(getattr(args, "monthly_budget", None)),
-                allowed_models=tuple(getattr(args, "allow", None) or ["*"]),
-                limits=Limits(requests_per_second=getattr(args, "rps", None),
-                              daily_tokens=getattr(args, "daily_tokens", None)))
     registry = open_registry(args)
+    existing = registry.get_team(team_id)
+    team = _merged(existing or Team(team_id=team_id), args)
     registry.put_team(team)
     _publish_teams(args, registry)
-    print(f"team {team_id} registered in {registry.path}", file=sys.stderr)
+    print(f"team {team_id} {'updated' if existing else 'registered'} in {registry.path}: cost centre "
+          f"{team.cost_center or '-'}, budget {team.monthly_budget_usd if team.monthly_budget_usd is not None else '-'}"
+          f" USD/month, models {','.join(team.allowed_models)}, rps {team.limits.requests_per_second or '-'}, "
+          f"daily tokens {team.limits.daily_tokens or '-'}", file=sys.stderr)
     return 0
+
+
+def _merged(team: Team, args: Any) -> Team:
+    """The team with the options given on the command line; an option left out keeps the team's current value."""
+    given = {name: getattr(args, name, None) for name in ("cost_center", "monthly_budget", "allow", "rps",
+                                                          "daily_tokens")}
+    limits = replace(team.limits, **{k: v for k, v in (("requests_per_second", given["rps"]),
+                                                       ("daily_tokens", given["daily_tokens"])) if v is not None})
+    changes: dict[str, Any] = {"limits": limits}
+    if given["cost_center"] is not None:
+        changes["cost_center"] = given["cost_center"]
+    if given["monthly_budget"] is not None:
+        changes["monthly_budget_usd"] = _budget(given["monthly_budget"])
+    if given["allow"]:
+        changes["allowed_models"] = tuple(given["allow"])
+    return replace(team, **changes)
 
 
 def _publish_teams(args: Any, registry: LocalTenantRegistry) -> None:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from modelmeter.constants import ENV_LAKE
 
@@ -25,6 +29,38 @@ def _date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date: write YYYY-MM-DD") from None
+
+
+_TEAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _team(value: str) -> str:
+    if not _TEAM_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a team id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return value
+
+
+def _usd(value: str) -> str:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an amount of USD (write e.g. 2500 or 2500.50)") from None
+    if not amount.is_finite() or amount < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a non-negative amount of USD")
+    return value  # the handler keeps the exact text as a Decimal
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a {kind.__name__} number") from None
+        if not number > 0:
+            raise argparse.ArgumentTypeError(f"{value!r} must be positive")
+        return number
+    return parse
 
 
 def _add_lake(p: argparse.ArgumentParser) -> None:
@@ -109,15 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tenants = sub.add_parser("tenants", help="the team registry").add_subparsers(dest="tenants_command",
                                                                                required=True, metavar="ACTION")
-    p = tenants.add_parser("add", help="register a team")
+    p = tenants.add_parser("add", help="register a team, or update the settings given for an existing one")
     _add_lake(p)
-    p.add_argument("team")
+    p.add_argument("team", type=_team)
     p.add_argument("--cost-center", default=None)
     p.add_argument("--allow", action="append", default=None, metavar="MODEL_PATTERN",
-                   help="allowed model pattern (glob); repeat for more; default: every model")
-    p.add_argument("--monthly-budget", default=None, help="monthly budget in USD")
-    p.add_argument("--rps", type=float, default=None, help="requests-per-second limit")
-    p.add_argument("--daily-tokens", type=int, default=None, help="daily token limit")
+                   help="allowed model pattern (glob); repeat for more; default for a new team: every model")
+    p.add_argument("--monthly-budget", type=_usd, default=None, help="monthly budget in USD")
+    p.add_argument("--rps", type=_positive(float), default=None, help="requests-per-second limit")
+    p.add_argument("--daily-tokens", type=_positive(int), default=None, help="daily token limit")
     p.add_argument("--tenants", default=None, help="tenant registry file")
     p.set_defaults(command_key="tenants add")
     p = tenants.add_parser("list", help="list teams")
@@ -136,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sqlp = sub.add_parser("sql", help="the SQL views").add_subparsers(dest="sql_command", required=True,
                                                                       metavar="ACTION")
     p = sqlp.add_parser("render", help="print every view for an engine")
+    _add_lake(p)  # accepted like everywhere; the views themselves do not depend on the lake
     p.add_argument("--dialect", choices=("athena", "duckdb"), default="duckdb")
     p.set_defaults(command_key="sql render")
 
@@ -167,6 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"modelmeter {args.command_key}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader (`| head`) went away: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # an unreachable lake, a full disk, a permission: one line, no traceback
+        if os.environ.get("MODELMETER_DEBUG"):
+            raise
+        print(f"modelmeter {args.command_key}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

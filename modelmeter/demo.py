@@ -150,7 +150,19 @@ def build_schedule(*, rng: random.Random, requests: int, days: int, end: date) -
         image = _image_body(rng) if kind == "image" else {}
         calls.append(Call(when, team, model, kind, prompt=_prompt(rng, team, kind), image=image))
     calls.sort()
+    _make_sure_of_refusals(calls)
     return calls
+
+
+def _make_sure_of_refusals(calls: list[Call]) -> None:
+    """However small the run, show each kind of refused call at least once (a spoof, a disallowed model)."""
+    for kind, eligible in (("spoof", lambda c: c.team.client == "seed"),
+                           ("disallowed", lambda c: c.team.client == "seed" and bool(c.team.allow))):
+        if any(c.kind == kind for c in calls):
+            continue
+        candidates = [c for c in calls if eligible(c) and c.kind in ("chat", "text")]
+        if candidates:
+            candidates[len(candidates) // 2].kind = kind
 
 
 def _kind(rng: random.Random, team: DemoTeam, model: str) -> str:

@@ -53,6 +53,7 @@ def test_demo_runs_the_whole_local_path(demo):
     assert sorted(q["stage"] for q in quarantine) == ["ingest", "transform"]
     # the chargeback table, the dashboard and the FOCUS export are there, and the validator had its say
     assert "TOTAL" in out and "support-bot" in out
+    assert "403×" in out  # the spoofed team and the disallowed model were refused, and still produced events
     assert (root / "report.html").stat().st_size > 1000
     assert list((lake / "exports").glob("focus-*.parquet"))
     assert "focus-validator 1.2: accepted" in out or "FOCUS validator not installed" in out

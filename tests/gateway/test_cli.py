@@ -60,9 +60,27 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert missing.stderr.splitlines()[0].startswith("modelmeter keys create: no team 'ghost'")
     budget = _cli("tenants", "add", "x", "--monthly-budget", "lots", "--tenants", tenants, "--lake",
                   str(tmp_path / "lake"), check=False)
-    assert budget.returncode == 1 and "--monthly-budget 'lots'" in budget.stderr
+    # a bad option value is a usage error (exit 2), said plainly
+    assert budget.returncode == 2 and "--monthly-budget: 'lots' is not an amount of USD" in budget.stderr
+    bad_team = _cli("tenants", "add", "Bad Team!", "--tenants", tenants, check=False)
+    assert bad_team.returncode == 2 and "'Bad Team!' is not a team id" in bad_team.stderr
     s3 = _cli("tenants", "list", "--lake", "s3://bucket/lake", check=False)
     assert s3.returncode == 1 and "--tenants" in s3.stderr
+
+
+def test_updating_a_team_changes_only_what_is_given(tmp_path):
+    # GIVEN a team with a cost centre, budget, allowlist and limits
+    lake = str(tmp_path / "lake")
+    _cli("tenants", "add", "beta", "--cost-center", "CC-200", "--allow", "amazon.nova-*", "--monthly-budget",
+         "100.50", "--rps", "5", "--daily-tokens", "9000", "--lake", lake)
+    # WHEN only its rate limit is changed
+    updated = _cli("tenants", "add", "beta", "--rps", "2", "--lake", lake)
+    # THEN everything else is kept (an update never widens the allowlist to every model)
+    (team,) = json.loads((tmp_path / "tenants.json").read_text())["teams"]
+    assert team["cost_center"] == "CC-200" and team["monthly_budget_usd"] == "100.50"
+    assert team["allowed_models"] == ["amazon.nova-*"]
+    assert team["limits"] == {"requests_per_second": 2.0, "daily_tokens": 9000}
+    assert "team beta updated" in updated.stderr
 
 
 def test_concurrent_cli_writes_lose_nothing(tmp_path):

@@ -85,28 +85,22 @@ def _column_sql(name: str, file: InputFile) -> str:
     return f"try_cast({name} as {sql_type}) as {name}"
 
 
-def raw_view_sql(files: list[InputFile], rows: dict[int, list[int]] | None = None) -> str:
+def raw_view_sql(files: list[InputFile]) -> str:
     """``select`` over the day's readable files: every schema-v1 column, ``source_file`` (the file's index in
     ``files``: an integer keeps dedupe joins cheap) and ``source_row`` (0-based row in the file).
 
     One ``read_parquet`` per file, so each file's own schema decides how its columns are read (a producer that
     omits an optional column or stores another type still lands).
-
-    Args:
-        rows: only these rows (file index → row numbers); DuckDB pushes a constant row list into the Parquet scan,
-            so picking out a few rows does not decode every column of every row.
     """
-    chosen = [(i, file) for i, file in enumerate(files) if rows is None or rows.get(i)]
-    if not chosen:
+    if not files:
         columns = ", ".join(f"cast(null as {_SQL_TYPES[f.kind]}) as {f.name}" for f in FIELDS)
         return f"select {columns}, cast(null as integer) as source_file, cast(null as bigint) as source_row limit 0"
     parts = []
-    for i, file in chosen:
+    for i, file in enumerate(files):
         columns = ", ".join(_column_sql(f.name, file) for f in FIELDS)
         path = file.local_path.replace("'", "''")
-        where = f"\nwhere file_row_number in ({', '.join(map(str, rows[i]))})" if rows is not None else ""
         parts.append(f"select {columns}, {i} as source_file, file_row_number as source_row\n"
-                     f"from read_parquet('{path}', file_row_number = true){where}")
+                     f"from read_parquet('{path}', file_row_number = true)")
     return "\nunion all\n".join(parts)
 
 

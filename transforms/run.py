@@ -126,33 +126,16 @@ def _stage(con: duckdb.DuckDBPyConnection, inputs: DayInputs) -> None:
     # a plain (not temp) view: GX's column reflection finds it in the catalog; for a temp view it falls back to
     # "select * … limit 1", which opens every raw file (~1 s per 2 M events, measured)
     con.execute("create or replace view stg_usage_events as " + models.render(
-        "staging/stg_usage_events", raw="raw_day", event_columns=event_columns_sql()))
+        "staging/stg_usage_events", event_columns=event_columns_sql()))
 
 
-#: Beyond this many invalid rows, their full rows are picked out with a join rather than constant row lists.
-_ROW_LIST_LIMIT = 100_000
-
-
-def _invalid_ids(con: duckdb.DuckDBPyConnection, broken: list[Any]) -> None:
-    """``stg_invalid_ids``: the rows breaking the rules GX found broken (on a clean day: none, and no pass)."""
+def _invalid(con: duckdb.DuckDBPyConnection, broken: list[Any]) -> None:
+    """``stg_invalid`` (whole rows) and ``stg_invalid_ids``: the rows breaking the rules GX found broken (on a
+    clean day: none, and no pass over the data)."""
     invalid = invalid_sql(broken) if broken else "false"
-    con.execute("create or replace temp table stg_invalid_ids as "
-                + models.render("staging/stg_invalid_ids", invalid=invalid))
-
-
-def _stage_invalid(con: duckdb.DuckDBPyConnection, inputs: DayInputs) -> None:
-    """``stg_invalid``: the whole invalid rows, read by row number from their files only."""
-    ids = con.execute("select source_file, list(source_row order by source_row) from stg_invalid_ids "
-                      "group by source_file").fetchall()
-    if sum(len(rows) for _, rows in ids) <= _ROW_LIST_LIMIT:
-        raw = raw_view_sql(inputs.files, rows={int(f): rows for f, rows in ids})
-    else:
-        raw = ("select r.* from raw_day as r semi join stg_invalid_ids as i "
-               "on i.source_file = r.source_file and i.source_row = r.source_row")
-    con.execute(f"create or replace temp view raw_invalid as {raw}")
-    con.execute("create or replace temp view stg_invalid_events as " + models.render(
-        "staging/stg_usage_events", raw="raw_invalid", event_columns=event_columns_sql()))
-    con.execute("create or replace temp table stg_invalid as " + models.render("staging/stg_invalid"))
+    con.execute("create or replace temp table stg_invalid as "
+                + models.render("staging/stg_invalid", invalid=invalid))
+    con.execute("create or replace temp table stg_invalid_ids as " + models.render("staging/stg_invalid_ids"))
 
 
 def _quarantine_rows(con: duckdb.DuckDBPyConnection, inputs: DayInputs, rule_list: list[Any],
@@ -287,8 +270,7 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
     # GX checked every rule over every row; only the rules it found broken are needed to pick out the bad rows
     broken = [r for r in rule_list if r.name in suite.failed]
     with t.step("quarantine"):
-        _invalid_ids(con, broken)
-        _stage_invalid(con, inputs)
+        _invalid(con, broken)
         con.execute("create or replace temp view stg_valid_events as " + models.render("staging/stg_valid_events"))
         refused = _quarantine_rows(con, inputs, broken, now)
         rule_counts = _rule_counts(con, broken)

@@ -1,10 +1,12 @@
--- staging: the day's rows that break a schema rule (few), whole, materialised once for the quarantine and the
--- per-rule counts. input: stg_invalid_events (stg_usage_events over only the stg_invalid_ids rows of the raw
--- files, read by row number, so picking them out does not decode every column of every row).
+-- staging: the day's rows that break a schema rule (few), materialised once: quarantine, rule counts, the
+-- valid-row filter and dedupe all read this instead of re-checking every row. Rules are rendered from
+-- ingest.schema.FIELDS (transforms/rules.py). One pass: picking out row ids first and re-reading the whole rows by
+-- row number cost more (DuckDB decompresses every column chunk either way; measured at 10 M events).
 with final as (
 
     select *
-    from stg_invalid_events
+    from stg_usage_events
+    where {{ invalid }}
 
 )
 

@@ -1,9 +1,8 @@
 -- staging: one row per raw event of the day, typed, optional fields defaulted.
--- input: raw_day (the day's raw files, plus source_file (file index) and source_row (row in the file)), or
--- raw_invalid (the same, only the rows that break a rule): the relation is a parameter.
+-- input: raw_day (the day's raw files, plus source_file (file index) and source_row (row in the file)).
 with source as (
 
-    select * from {{ raw }}
+    select * from raw_day
 
 ),
 

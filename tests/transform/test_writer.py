@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from modelmeter.synthetic import generate
@@ -66,17 +65,3 @@ def test_written_tables_equal_the_sql_models_row_for_row(lake, tmp_path):
     assert _except_both_ways(con, sql_daily, f"select * from read_parquet('{res.daily}')") == (0, 0)
     assert 0 < res.unpriced < res.written
     con.close()
-
-
-def test_many_invalid_rows_are_read_by_join_the_same_as_by_row_list(lake, catalog, tmp_path, monkeypatch):
-    # GIVEN the day's quarantine picked out by constant row lists (the default for a few invalid rows)
-    by_list = run.transform_day(lake=lake, day=DAY, catalog=catalog, now=NOW)
-    listed = pq.read_table(by_list.outputs["quarantine"])
-    # WHEN the limit is lowered so the invalid rows are read through a join instead
-    monkeypatch.setattr(run, "_ROW_LIST_LIMIT", 0)
-    by_join = run.transform_day(lake=lake, day=DAY, catalog=catalog, now=NOW)
-    joined = pq.read_table(by_join.outputs["quarantine"])
-    # THEN the quarantine is the same, row for row
-    keys = [("source_file", "ascending"), ("source_line", "ascending")]
-    assert listed.num_rows == by_list.counts["quarantined"] > 0
-    assert joined.sort_by(keys).equals(listed.sort_by(keys))

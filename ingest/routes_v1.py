@@ -205,8 +205,10 @@ async def chat_completions(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     call = gw.begin(_secret(request))
     try:
+        body = await read_json(request, gw)
+        _note_model(call, body)  # a refused call's event still names the model it asked for
         check_team_header(call.team, request.headers.get("team_id"), required=False)
-        model_request, stream, include_usage = chat_request(call, await read_json(request, gw))
+        model_request, stream, include_usage = chat_request(call, body)
         check_model_allowed(call.team, call.model_id)
         gw.limits.check(call.team.team_id, call.team.limits)
         provider: Provider = call.route()
@@ -222,6 +224,11 @@ async def chat_completions(request: Request) -> Response:
     except BaseException as exc:
         call.fail(exc)
         raise
+
+
+def _note_model(call: Any, body: Any) -> None:
+    if isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"]:
+        call.model_id = body["model"]
 
 
 def _embedding_inputs(body: Any) -> list[str]:
@@ -244,8 +251,9 @@ async def embeddings(request: Request) -> Response:
     call = gw.begin(_secret(request))
     call.operation = "embeddings"
     try:
-        check_team_header(call.team, request.headers.get("team_id"), required=False)
         body = await read_json(request, gw)
+        _note_model(call, body)
+        check_team_header(call.team, request.headers.get("team_id"), required=False)
         inputs = _embedding_inputs(body)
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise BadRequest("model must be a non-empty string")

@@ -74,6 +74,15 @@ def test_spoofed_team_id_is_403_and_billed_to_the_keys_team(gw):
     assert (event["team_id"], event["status"], event["http_status"]) == ("alpha", "client_error", 403)
 
 
+def test_spoofed_team_id_on_v1_is_403_and_its_event_names_the_model(gw):
+    r = requests.post(f"{gw.url}/v1/chat/completions", json={"model": NOVA, "messages": [{"role": "user",
+                                                                                          "content": "hi"}]},
+                      headers={"Authorization": f"Bearer {gw.keys['alpha']}", "team_id": "beta"}, timeout=10)
+    assert r.status_code == 403 and r.json()["error"]["type"]
+    event = _event(gw, r)
+    assert (event["team_id"], event["model_id"], event["http_status"]) == ("alpha", NOVA, 403)
+
+
 def test_missing_team_id_is_400(gw):
     r = requests.post(f"{gw.url}/invoke_model?model_id={NOVA}", json={"inputs": "hi"},
                       headers={"x-api-key": gw.keys["alpha"]}, timeout=10)

@@ -34,6 +34,9 @@ from zoneinfo import ZoneInfo
 from modelmeter.lake import Lake
 
 MARKER = ".modelmeter-demo"
+#: What the demo prints (DESIGN.md's report columns, then images and unpriced calls).
+CHARGEBACK_COLUMNS = ("team_id", "model_id", "invocations", "input_tokens", "output_tokens", "input_cost",
+                      "output_cost", "total_cost", "image_count", "unpriced_invocations")
 CONCURRENCY = 12
 
 
@@ -417,9 +420,10 @@ def run(args: argparse.Namespace) -> int:
     done()
 
     print()
-    from transforms.report import run_cli as report_cli
+    from transforms.report import format_table, report_rows
 
-    report_cli(argparse.Namespace(lake=lake.uri, date_from=first_day, date_to=last_day, format="table"))
+    print(f"Chargeback {first_day} … {last_day}, USD, exact (every column: `modelmeter report --lake {lake.uri}`)")
+    print(format_table(report_rows(lake=lake, date_from=first_day, date_to=last_day), columns=CHARGEBACK_COLUMNS))
     print()
     _outputs(lake=lake, first_day=first_day, last_day=last_day, dashboard=Path(args.dashboard))
     print(f"tenant registry: {registry_file}")

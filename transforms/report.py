@@ -86,18 +86,18 @@ def _text(row: dict[str, Any], column: str) -> str:
     return money_text(value) if column in MONEY else str(value)
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Aligned text table with a totals row."""
-    body = [[_text(r, c) for c in COLUMNS] for r in rows]
-    total = [_text(totals(rows), c) for c in COLUMNS]
-    widths = [max(len(c), *(len(line[i]) for line in [*body, total])) for i, c in enumerate(COLUMNS)]
+def format_table(rows: list[dict[str, Any]], *, columns: tuple[str, ...] = COLUMNS) -> str:
+    """Aligned text table with a totals row (``columns``: a subset of :data:`COLUMNS`, team and model first)."""
+    body = [[_text(r, c) for c in columns] for r in rows]
+    total = [_text(totals(rows), c) for c in columns]
+    widths = [max(len(c), *(len(line[i]) for line in [*body, total])) for i, c in enumerate(columns)]
 
     def line(cells: list[str]) -> str:
         return "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in
                          enumerate(zip(cells, widths, strict=True))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(list(COLUMNS)), rule, *(line(b) for b in body), rule, line(total)])
+    return "\n".join([line(list(columns)), rule, *(line(b) for b in body), rule, line(total)])
 
 
 def run_cli(args: Any) -> int:

@@ -13,16 +13,16 @@ import fnmatch
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ingest.exceptions import BadRequest, ServiceError, UpstreamError
 from ingest.providers import bedrock_payloads as bp
+from ingest.providers.aws_calls import CLIENT_CONFIG, iterate_in_pool
 from ingest.providers.aws_errors import map_boto_error
 from ingest.providers.base import ModelRequest, ModelResult, StreamChunk, Usage
 
@@ -38,10 +38,6 @@ DEFAULT_MODELS = (
     "amazon.nova-canvas-v1:0", "stability.stable-diffusion-xl-v1",
 )
 LIST_CACHE_SECONDS = 300.0
-# Bedrock answers long generations slowly; botocore's default 60 s read timeout cuts them off.
-_CLIENT_CONFIG = Config(read_timeout=300, connect_timeout=5, retries={"mode": "standard", "max_attempts": 2},
-                        max_pool_connections=32)
-_DONE = object()
 
 
 class BedrockProvider:
@@ -59,7 +55,7 @@ class BedrockProvider:
 
     def __init__(self, *, region: str | None = None, client: Any = None, control_client: Any = None,
                  models: tuple[str, ...] | list[str] | None = None, max_workers: int = 32):
-        self._client = client or boto3.client("bedrock-runtime", region_name=region, config=_CLIENT_CONFIG)
+        self._client = client or boto3.client("bedrock-runtime", region_name=region, config=CLIENT_CONFIG)
         self.region = region or self._client.meta.region_name
         self._control = control_client
         self._models = tuple(models or DEFAULT_MODELS)
@@ -222,20 +218,9 @@ class BedrockProvider:
         except Exception as exc:
             raise map_boto_error(exc, provider=self.name, model_id=model_id) from exc
 
-    async def _iterate(self, stream: Any, model_id: str) -> AsyncIterator[dict[str, Any]]:
+    def _iterate(self, stream: Any, model_id: str) -> AsyncIterator[dict[str, Any]]:
         """Iterate a blocking botocore EventStream from the pool, one event at a time."""
-        iterator: Iterator[dict[str, Any]] = iter(stream)
-        try:
-            while True:
-                event = await self._run(next, iterator, _DONE, model_id=model_id)
-                if event is _DONE:
-                    return
-                yield event
-        finally:
-            # A tenant that hangs up mid-stream must not leave the HTTP connection to the provider open.
-            close = getattr(stream, "close", None)
-            if callable(close):
-                close()
+        return iterate_in_pool(stream, lambda step: self._run(step, model_id=model_id))
 
     def _is_native_text(self, request: ModelRequest) -> bool:
         target = _target(request)

@@ -16,24 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ingest.exceptions import BadRequest, NotFound, ServiceError, UpstreamClientError, UpstreamError
+from ingest.providers.aws_calls import CLIENT_CONFIG, iterate_in_pool
 from ingest.providers.aws_errors import map_boto_error, safe_message
 from ingest.providers.base import ModelRequest, ModelResult, StreamChunk, Usage
 from ingest.providers.bedrock_payloads import estimate_tokens
 
 T = TypeVar("T")
 APIS = ("messages", "jumpstart")
-_CLIENT_CONFIG = Config(read_timeout=300, connect_timeout=5, retries={"mode": "standard", "max_attempts": 2},
-                        max_pool_connections=32)
-_DONE = object()
 
 
 class SageMakerProvider:
@@ -56,7 +53,7 @@ class SageMakerProvider:
             if spec.get("api", "messages") not in APIS:
                 raise ValueError(f"sagemaker model {model_id!r}: 'api' must be one of {', '.join(APIS)}")
         self.endpoints = endpoints
-        self._client = client or boto3.client("sagemaker-runtime", region_name=region, config=_CLIENT_CONFIG)
+        self._client = client or boto3.client("sagemaker-runtime", region_name=region, config=CLIENT_CONFIG)
         self.region = region or self._client.meta.region_name
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker")
 
@@ -129,19 +126,8 @@ class SageMakerProvider:
         except Exception as exc:
             raise map_boto_error(exc, provider=self.name, model_id=model_id) from exc
 
-    async def _iterate(self, stream: Any, model_id: str) -> AsyncIterator[dict[str, Any]]:
-        iterator: Iterator[dict[str, Any]] = iter(stream)
-        try:
-            while True:
-                event = await self._run(next, model_id, iterator, _DONE)
-                if event is _DONE:
-                    return
-                yield event
-        finally:
-            # A tenant that hangs up mid-stream must not leave the HTTP connection to the provider open.
-            close = getattr(stream, "close", None)
-            if callable(close):
-                close()
+    def _iterate(self, stream: Any, model_id: str) -> AsyncIterator[dict[str, Any]]:
+        return iterate_in_pool(stream, lambda step: self._run(step, model_id))
 
 
 def _map_error(exc: ClientError, model_id: str) -> ServiceError:

@@ -59,14 +59,13 @@ def _optional(body: dict[str, Any], name: str, kinds: tuple[type, ...], what: st
     return value
 
 
-def chat_request(call: Call, body: Any) -> tuple[ModelRequest, bool, bool]:
+def chat_request(body: Any) -> tuple[ModelRequest, bool, bool]:
     """``(request, stream, include_usage)`` of a chat.completions body; wrong shapes → 400."""
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model must be a non-empty string")
-    call.model_id = model
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list")
@@ -208,7 +207,7 @@ async def chat_completions(request: Request) -> Response:
         body = await read_json(request, gw)
         _note_model(call, body)  # a refused call's event still names the model it asked for
         check_team_header(call.team, request.headers.get("team_id"), required=False)
-        model_request, stream, include_usage = chat_request(call, body)
+        model_request, stream, include_usage = chat_request(body)
         check_model_allowed(call.team, call.model_id)
         gw.limits.check(call.team.team_id, call.team.limits)
         provider: Provider = call.route()
@@ -226,7 +225,8 @@ async def chat_completions(request: Request) -> Response:
         raise
 
 
-def _note_model(call: Any, body: Any) -> None:
+def _note_model(call: Call, body: Any) -> None:
+    """The call's model, from the body as soon as it is read: a refused call's event still names what it asked for."""
     if isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"]:
         call.model_id = body["model"]
 
@@ -257,7 +257,6 @@ async def embeddings(request: Request) -> Response:
         inputs = _embedding_inputs(body)
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise BadRequest("model must be a non-empty string")
-        call.model_id = body["model"]
         check_model_allowed(call.team, call.model_id)
         gw.limits.check(call.team.team_id, call.team.limits)
         provider = call.route()

@@ -46,9 +46,10 @@ def run_list_cli(args: argparse.Namespace) -> int:
     """One line per version, oldest first: id, created, rows, source, note; the latest is marked."""
     lake = Lake.open(args.lake)
     try:
-        if not list_versions(lake=lake):
-            load_catalog(lake=lake)  # publishes the built-in catalog as the first version
         versions = list_versions(lake=lake)
+        if not versions:
+            load_catalog(lake=lake)  # publishes the built-in catalog as the first version
+            versions = list_versions(lake=lake)
     except CatalogError as exc:
         raise UserError(str(exc)) from None
     print(f"{'version':<30} {'created (UTC)':<20} {'rows':>6}  source / note")

@@ -151,17 +151,17 @@ def load_catalog(*, lake: Lake | None = None, version: str | None = None) -> Cat
             raise CatalogError("a catalog version can only be read from a lake: pass lake=…")
         return load_builtin()
     versions = list_versions(lake=lake)
-    if not versions:
-        if version is not None:
-            raise CatalogError(f"catalog version {version} not found: the lake has no published catalog yet")
+    if versions:
+        wanted = version or versions[-1].version
+        if wanted not in {v.version for v in versions}:
+            raise CatalogError(f"catalog version {wanted} not found; see `modelmeter pricing list` "
+                               f"(latest: {versions[-1].version})")
+    elif version is not None:
+        raise CatalogError(f"catalog version {version} not found: the lake has no published catalog yet")
+    else:  # the version just published is the one to read: no second listing of every manifest
         builtin = load_builtin()
-        publish(lake=lake, catalog_or_rows=builtin, note="built-in catalog",
-                source=f"built-in price data ({builtin.version})")
-        versions = list_versions(lake=lake)
-    wanted = version or versions[-1].version
-    if wanted not in {v.version for v in versions}:
-        raise CatalogError(f"catalog version {wanted} not found; see `modelmeter pricing list` "
-                           f"(latest: {versions[-1].version})")
+        wanted = publish(lake=lake, catalog_or_rows=builtin, note="built-in catalog",
+                         source=f"built-in price data ({builtin.version})")
     folder = (PRICING_CATALOG, _version_dir(wanted))
     manifest = json.loads(lake.read_bytes(*folder, MANIFEST_FILE))
     with lake.fs.open_input_file(lake.path(*folder, PRICES_FILE)) as src:

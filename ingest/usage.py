@@ -12,7 +12,7 @@ from ingest.providers.base import Usage
 from ingest.schema import SCHEMA_VERSION
 
 
-def estimate_tokens(text: str) -> int:
+def estimate_tokens(text: str | None) -> int:
     """Rough token count (≈ 4 characters a token) for providers that report nothing; marked ``estimated``."""
     return max(1, (len(text) + 3) // 4) if text else 0
 

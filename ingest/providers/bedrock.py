@@ -25,6 +25,7 @@ from ingest.providers import bedrock_payloads as bp
 from ingest.providers.aws_calls import CLIENT_CONFIG, iterate_in_pool
 from ingest.providers.aws_errors import map_boto_error
 from ingest.providers.base import ModelRequest, ModelResult, StreamChunk, Usage
+from ingest.usage import estimate_tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,7 +124,7 @@ class BedrockProvider:
             if text:
                 produced += len(text)
                 yield StreamChunk(text=text)
-        usage = state.usage or Usage(input_tokens=bp.estimate_tokens(_prompt_text(request)),
+        usage = state.usage or Usage(input_tokens=estimate_tokens(_prompt_text(request)),
                                      output_tokens=-(-produced // 4), token_source="estimated")
         yield StreamChunk(usage=usage, stop_reason=state.stop_reason)
 
@@ -138,7 +139,7 @@ class BedrockProvider:
                                    fallback=request.operation == "text")
         text, tools = bp.converse_output(response)
         usage = bp.converse_usage(response.get("usage")) if response.get("usage") else Usage(
-            input_tokens=bp.estimate_tokens(_prompt_text(request)), output_tokens=bp.estimate_tokens(text),
+            input_tokens=estimate_tokens(_prompt_text(request)), output_tokens=estimate_tokens(text),
             token_source="estimated")
         return ModelResult(text=text, tool_use=tools, stop_reason=response.get("stopReason"), usage=usage,
                            raw=response.get("output"))
@@ -148,7 +149,7 @@ class BedrockProvider:
         payload, headers = await self._invoke_model(request, body)
         text, body_usage = bp.native_text_output(payload)
         usage = bp.header_usage(headers) or body_usage or Usage(
-            input_tokens=bp.estimate_tokens(_prompt_text(request)), output_tokens=bp.estimate_tokens(text),
+            input_tokens=estimate_tokens(_prompt_text(request)), output_tokens=estimate_tokens(text),
             token_source="estimated")
         return ModelResult(text=text, usage=usage, raw=payload)
 
@@ -159,7 +160,7 @@ class BedrockProvider:
         usage = bp.header_usage(headers)
         if usage is None:
             usage = (Usage(input_tokens=int(body_tokens)) if body_tokens is not None else
-                     Usage(input_tokens=0 if image else bp.estimate_tokens(request.prompt), token_source="estimated"))
+                     Usage(input_tokens=0 if image else estimate_tokens(request.prompt), token_source="estimated"))
         return ModelResult(embedding=vector, usage=usage, raw=payload)
 
     async def _image(self, request: ModelRequest) -> ModelResult:
@@ -194,7 +195,7 @@ class BedrockProvider:
             usage = bp.invocation_metrics_usage(chunk) or usage
             if text:
                 yield StreamChunk(text=text)
-        yield StreamChunk(usage=usage or Usage(input_tokens=bp.estimate_tokens(_prompt_text(request)),
+        yield StreamChunk(usage=usage or Usage(input_tokens=estimate_tokens(_prompt_text(request)),
                                                token_source="estimated"))
 
     # --- plumbing ---------------------------------------------------------------------------------------------

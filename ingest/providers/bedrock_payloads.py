@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,11 +27,6 @@ _INFERENCE_ALIASES = {
 }
 # Content blocks whose ``source.bytes`` the seed sends as base64 text; boto3 wants raw bytes.
 _BINARY_BLOCKS = ("image", "document", "video")
-
-
-def estimate_tokens(text: str | None) -> int:
-    """A rough token count (about 4 characters a token), used only when the provider reports nothing."""
-    return math.ceil(len(text) / 4) if text else 0
 
 
 def split_inference_params(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

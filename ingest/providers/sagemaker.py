@@ -27,7 +27,7 @@ from ingest.exceptions import BadRequest, NotFound, ServiceError, UpstreamClient
 from ingest.providers.aws_calls import CLIENT_CONFIG, iterate_in_pool
 from ingest.providers.aws_errors import map_boto_error, safe_message
 from ingest.providers.base import ModelRequest, ModelResult, StreamChunk, Usage
-from ingest.providers.bedrock_payloads import estimate_tokens
+from ingest.usage import estimate_tokens
 
 T = TypeVar("T")
 APIS = ("messages", "jumpstart")

@@ -59,6 +59,14 @@ class ModelRequest:
     model_arn: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def prompt_text(self) -> str:
+        """``prompt`` when it is text, else the text blocks of ``messages`` joined (what a native body sends and a
+        token estimate counts)."""
+        if isinstance(self.prompt, str):
+            return self.prompt
+        return "".join(b.get("text", "") for m in self.messages or [] for b in m.get("content", [])
+                       if isinstance(b, dict) and isinstance(b.get("text"), str))
+
 
 @dataclass
 class ModelResult:

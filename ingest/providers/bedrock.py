@@ -124,7 +124,7 @@ class BedrockProvider:
             if text:
                 produced += len(text)
                 yield StreamChunk(text=text)
-        usage = state.usage or Usage(input_tokens=estimate_tokens(_prompt_text(request)),
+        usage = state.usage or Usage(input_tokens=estimate_tokens(request.prompt_text()),
                                      output_tokens=-(-produced // 4), token_source="estimated")
         yield StreamChunk(usage=usage, stop_reason=state.stop_reason)
 
@@ -139,17 +139,17 @@ class BedrockProvider:
                                    fallback=request.operation == "text")
         text, tools = bp.converse_output(response)
         usage = bp.converse_usage(response.get("usage")) if response.get("usage") else Usage(
-            input_tokens=estimate_tokens(_prompt_text(request)), output_tokens=estimate_tokens(text),
+            input_tokens=estimate_tokens(request.prompt_text()), output_tokens=estimate_tokens(text),
             token_source="estimated")
         return ModelResult(text=text, tool_use=tools, stop_reason=response.get("stopReason"), usage=usage,
                            raw=response.get("output"))
 
     async def _native_text(self, request: ModelRequest) -> ModelResult:
-        body = bp.native_text_body(_target(request), _prompt_text(request), request.parameters)
+        body = bp.native_text_body(_target(request), request.prompt_text(), request.parameters)
         payload, headers = await self._invoke_model(request, body)
         text, body_usage = bp.native_text_output(payload)
         usage = bp.header_usage(headers) or body_usage or Usage(
-            input_tokens=estimate_tokens(_prompt_text(request)), output_tokens=estimate_tokens(text),
+            input_tokens=estimate_tokens(request.prompt_text()), output_tokens=estimate_tokens(text),
             token_source="estimated")
         return ModelResult(text=text, usage=usage, raw=payload)
 
@@ -184,7 +184,7 @@ class BedrockProvider:
         return payload, response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
 
     async def _native_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        body = bp.native_text_body(_target(request), _prompt_text(request), request.parameters)
+        body = bp.native_text_body(_target(request), request.prompt_text(), request.parameters)
         response = await self._run(self._client.invoke_model_with_response_stream, modelId=_target(request),
                                    body=json.dumps(body), contentType="application/json",
                                    accept="application/json", model_id=_target(request))
@@ -195,7 +195,7 @@ class BedrockProvider:
             usage = bp.invocation_metrics_usage(chunk) or usage
             if text:
                 yield StreamChunk(text=text)
-        yield StreamChunk(usage=usage or Usage(input_tokens=estimate_tokens(_prompt_text(request)),
+        yield StreamChunk(usage=usage or Usage(input_tokens=estimate_tokens(request.prompt_text()),
                                                token_source="estimated"))
 
     # --- plumbing ---------------------------------------------------------------------------------------------
@@ -241,14 +241,6 @@ def _converse_unsupported(exc: ClientError) -> bool:
 def _target(request: ModelRequest) -> str:
     """What Bedrock is called with: the custom/provisioned model ARN when given, else the model id."""
     return request.model_arn or request.model_id
-
-
-def _prompt_text(request: ModelRequest) -> str:
-    if isinstance(request.prompt, str):
-        return request.prompt
-    parts = [block.get("text", "") for m in request.messages or [] for block in m.get("content", [])
-             if isinstance(block, dict)]
-    return "".join(p for p in parts if isinstance(p, str))
 
 
 def _prompt_messages(request: ModelRequest) -> list[dict[str, Any]]:

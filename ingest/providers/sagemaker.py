@@ -93,7 +93,7 @@ class SageMakerProvider:
                 if text:
                     produced += len(text)
                     yield StreamChunk(text=text)
-        yield StreamChunk(usage=usage or Usage(input_tokens=estimate_tokens(_prompt_text(request)),
+        yield StreamChunk(usage=usage or Usage(input_tokens=estimate_tokens(request.prompt_text()),
                                                output_tokens=-(-produced // 4), token_source="estimated"),
                           stop_reason=finish)
 
@@ -142,13 +142,6 @@ def _map_error(exc: ClientError, model_id: str) -> ServiceError:
             return refused
         return UpstreamError(f"the model {model_id} failed (its container answered {status or 'an error'})")
     return map_boto_error(exc, provider="sagemaker", model_id=model_id)
-
-
-def _prompt_text(request: ModelRequest) -> str:
-    if isinstance(request.prompt, str):
-        return request.prompt
-    return "".join(b.get("text", "") for m in request.messages or [] for b in m.get("content", [])
-                   if isinstance(b, dict) and isinstance(b.get("text"), str))
 
 
 def _openai_messages(request: ModelRequest) -> list[dict[str, Any]]:
@@ -201,7 +194,7 @@ def _messages_result(payload: Any, request: ModelRequest) -> ModelResult:
         usage = Usage(input_tokens=int(usage_doc.get("prompt_tokens") or 0),
                       output_tokens=int(usage_doc.get("completion_tokens") or 0))
     else:
-        usage = Usage(input_tokens=estimate_tokens(_prompt_text(request)), output_tokens=estimate_tokens(text),
+        usage = Usage(input_tokens=estimate_tokens(request.prompt_text()), output_tokens=estimate_tokens(text),
                       token_source="estimated")
     return ModelResult(text=text, stop_reason=choice.get("finish_reason"), usage=usage, raw=payload)
 
@@ -210,17 +203,17 @@ def _jumpstart_result(payload: Any, request: ModelRequest) -> ModelResult:
     first = payload[0] if isinstance(payload, list) and payload else payload
     if not isinstance(first, dict) or "generated_text" not in first:
         # Not a text-generation container: hand its answer back as it is, unmetered beyond the prompt.
-        return ModelResult(text=None, raw=payload, usage=Usage(input_tokens=estimate_tokens(_prompt_text(request)),
+        return ModelResult(text=None, raw=payload, usage=Usage(input_tokens=estimate_tokens(request.prompt_text()),
                                                                token_source="estimated"))
     text = first["generated_text"]
     details = first.get("details") or {}
     if "generated_tokens" in details:
         prefill = details.get("prefill") or []
-        usage = Usage(input_tokens=len(prefill) or estimate_tokens(_prompt_text(request)),
+        usage = Usage(input_tokens=len(prefill) or estimate_tokens(request.prompt_text()),
                       output_tokens=int(details["generated_tokens"]),
                       token_source="exact" if prefill else "estimated")
     else:
-        usage = Usage(input_tokens=estimate_tokens(_prompt_text(request)), output_tokens=estimate_tokens(text),
+        usage = Usage(input_tokens=estimate_tokens(request.prompt_text()), output_tokens=estimate_tokens(text),
                       token_source="estimated")
     return ModelResult(text=text, stop_reason=details.get("finish_reason"), usage=usage, raw=payload)
 

@@ -91,7 +91,8 @@ def run_cli(args: Any) -> int:
     paths = [Path(p) for p in args.files]
     folders = [str(p) for p in paths if p.is_dir()]
     if folders:
-        raise UserError(f"not a file but a folder: {', '.join(folders)} (name the .jsonl files, e.g. {folders[0]}/*.jsonl)")
+        raise UserError(f"not a file but a folder: {', '.join(folders)} "
+                        f"(name the .jsonl files, e.g. {folders[0]}/*.jsonl)")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise UserError(f"no such file: {', '.join(missing)}")

@@ -228,11 +228,17 @@ class DynamoLongPollStore:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
             return self._not_claimed(request_id, team_id=team_id, item=exc.response.get("Item"), now=now)
-        old = response.get("Attributes")
-        if not old:
+        old = _from_item(response["Attributes"]) if response.get("Attributes") else None
+        if old is None:
             return None  # deleted between the condition and the delete by a concurrent claim: it won, not us
-        self._leave_tombstone(request_id, team_id=team_id, expires=int(_from_item(old)[TTL]))
-        return json.loads(_from_item(old)["result"])
+        self._leave_tombstone(request_id, team_id=team_id, expires=int(old[TTL]))
+        if old.get("status") != "done" or "result" not in old:
+            # What we deleted was the winner's tombstone, not a result: DynamoDB evaluates a condition and its
+            # delete atomically, so this cannot happen there, but a store that does not serialise concurrent
+            # writes to one item (moto's in-process backend) can interleave them. We did not win; the tombstone
+            # is back, and the result was returned exactly once, by the winner.
+            return None
+        return json.loads(old["result"])
 
     def _not_claimed(self, request_id: str, *, team_id: str, item: dict[str, Any] | None,
                      now: int) -> dict[str, Any] | None:

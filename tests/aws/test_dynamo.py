@@ -152,3 +152,27 @@ def test_unknown_keys_are_not_cached_and_a_new_key_works_at_once(db: Any) -> Non
     _, secret = DynamoTenantRegistry(table_name="tenants", client=db).create_key("search")
     assert registry.lookup_key(secret) is not None
     assert len(registry._cache) == 1
+
+
+def test_a_claim_that_deletes_the_winners_tombstone_gets_nothing_and_puts_it_back() -> None:
+    # GIVEN a store whose delete returned the winner's tombstone (possible only where a condition and its delete
+    # are not atomic, as in moto's in-process backend under threads; never in DynamoDB)
+    from botocore.stub import ANY, Stubber
+
+    client = boto3.client("dynamodb", region_name=REGION)
+    store = DynamoLongPollStore(table_name="longpoll", client=client, clock=lambda: 1_000)
+    tombstone = {DYNAMO_PARTITION_KEY: {"S": "req-9"}, "team_id": {"S": "search"}, "status": {"S": "claimed"},
+                 DYNAMO_TTL_ATTRIBUTE: {"N": "1600"}}
+    with Stubber(client) as stubber:
+        stubber.add_response("delete_item", {"Attributes": tombstone}, {
+            "TableName": "longpoll", "Key": {DYNAMO_PARTITION_KEY: {"S": "req-9"}}, "ConditionExpression": ANY,
+            "ExpressionAttributeNames": ANY, "ExpressionAttributeValues": ANY, "ReturnValues": "ALL_OLD",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"})
+        stubber.add_response("put_item", {}, {
+            "TableName": "longpoll", "Item": tombstone, "ConditionExpression": "attribute_not_exists(#pk)",
+            "ExpressionAttributeNames": {"#pk": DYNAMO_PARTITION_KEY}})
+        # WHEN this poll claims it
+        got = store.claim("req-9", team_id="search")
+        # THEN it won nothing (no KeyError, no second copy) and the tombstone is written back
+        assert got is None
+        stubber.assert_no_pending_responses()

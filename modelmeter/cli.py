@@ -149,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lake(p)
     p.add_argument("team", type=_team)
     p.add_argument("--cost-center", default=None)
-    p.add_argument("--allow", action="append", default=None, metavar="MODEL_PATTERN",
-                   help="allowed model pattern (glob); repeat for more; default for a new team: every model")
+    p.add_argument("--allow", action="extend", nargs="+", default=None, metavar="MODEL_PATTERN",
+                   help="allowed model patterns (globs), as in --allow 'anthropic.*' 'amazon.nova-*' or repeated; "
+                        "default for a new team: every model")
     p.add_argument("--monthly-budget", type=_usd, default=None, help="monthly budget in USD")
     p.add_argument("--rps", type=_positive(float), default=None, help="requests-per-second limit")
     p.add_argument("--daily-tokens", type=_positive(int), default=None, help="daily token limit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -42,3 +43,14 @@ def test_a_closed_pipe_stops_quietly(tmp_path):
 def test_ingest_names_a_folder_given_instead_of_files(tmp_path, capsys):
     assert main(["ingest", str(tmp_path), "--lake", str(tmp_path / "lake")]) == 1
     assert "not a file but a folder" in capsys.readouterr().err
+
+
+def test_allow_takes_several_patterns_at_once_as_design_writes_it(tmp_path, capsys):
+    # GIVEN the form DESIGN.md shows (`--allow MODEL_PATTERN …`) and the repeated form, in one call
+    lake = str(tmp_path / "lake")
+    code = main(["tenants", "add", "search", "--allow", "anthropic.*", "amazon.nova-*", "--allow", "cohere.*",
+                 "--lake", lake])
+    # THEN every pattern is in the team's allowlist, in order
+    assert code == 0
+    registry = json.loads((tmp_path / "tenants.json").read_text())
+    assert registry["teams"][0]["allowed_models"] == ["anthropic.*", "amazon.nova-*", "cohere.*"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.schema import EventError, parse_event
+from ingest.schema import EventError, future_problem, parse_event
 from ingest.sink import LocalParquetSink, Rejected, write_quarantine
 from modelmeter.lake import Lake
 
@@ -48,7 +48,10 @@ def _parse_line(text: str) -> dict[str, Any]:
         raise EventError([f"not valid JSON ({exc.msg} at column {exc.colno})"]) from None
     except RecursionError:
         raise EventError(["not valid JSON (nested too deeply)"]) from None
-    return parse_event(obj)
+    row = parse_event(obj)
+    if problem := future_problem(row):
+        raise EventError([problem])
+    return row
 
 
 def ingest_files(lake: Lake, paths: list[Path], *, keep_problems: int = 20) -> IngestResult:

@@ -27,6 +27,10 @@ IMAGE_QUALITIES = ("standard", "premium")
 
 #: How far in the future an event_time may lie before the event is refused (clock skew allowance).
 MAX_FUTURE_SKEW = timedelta(days=1)
+#: Most tokens (per count field) and images one event may report: a thousand times the largest context window and
+#: far more images than one call makes. A larger count is a broken producer, and is quarantined, not priced.
+MAX_TOKENS_PER_EVENT = 10**9
+MAX_IMAGES_PER_EVENT = 10**4
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class Field:
         default: value used when an optional field is absent.
         allowed: accepted values, for enumerations.
         minimum: smallest accepted number, for counts.
+        maximum: largest accepted number, for counts: far above any real request, and low enough that every
+            cost of one event fits the transform's 64-bit pico-dollar arithmetic (``pricing_catalog.model``).
         description: what the field means (exported to the JSON Schema and the Glue column comment).
     """
 
@@ -49,6 +55,7 @@ class Field:
     default: Any = None
     allowed: tuple[str, ...] | None = None
     minimum: int | None = None
+    maximum: int | None = None
     description: str = ""
 
     @property
@@ -72,12 +79,16 @@ FIELDS: tuple[Field, ...] = (
     Field("operation", "string", required=True, allowed=OPERATIONS, description="Kind of call."),
     Field("status", "string", required=True, allowed=STATUSES, description="Outcome of the request."),
     Field("http_status", "int", description="HTTP status returned to the tenant."),
-    Field("input_tokens", "bigint", default=0, minimum=0,
+    Field("input_tokens", "bigint", default=0, minimum=0, maximum=MAX_TOKENS_PER_EVENT,
           description="Input tokens billed at the plain input rate (cached tokens are not in here)."),
-    Field("output_tokens", "bigint", default=0, minimum=0, description="Output tokens."),
-    Field("cache_read_input_tokens", "bigint", default=0, minimum=0, description="Input tokens read from cache."),
-    Field("cache_write_input_tokens", "bigint", default=0, minimum=0, description="Input tokens written to cache."),
-    Field("image_count", "bigint", default=0, minimum=0, description="Images generated."),
+    Field("output_tokens", "bigint", default=0, minimum=0, maximum=MAX_TOKENS_PER_EVENT,
+          description="Output tokens."),
+    Field("cache_read_input_tokens", "bigint", default=0, minimum=0, maximum=MAX_TOKENS_PER_EVENT,
+          description="Input tokens read from cache."),
+    Field("cache_write_input_tokens", "bigint", default=0, minimum=0, maximum=MAX_TOKENS_PER_EVENT,
+          description="Input tokens written to cache."),
+    Field("image_count", "bigint", default=0, minimum=0, maximum=MAX_IMAGES_PER_EVENT,
+          description="Images generated."),
     Field("image_width", "int", minimum=0, description="Width of generated images in pixels."),
     Field("image_height", "int", minimum=0, description="Height of generated images in pixels."),
     Field("image_quality", "string", allowed=IMAGE_QUALITIES, description="Quality of generated images."),
@@ -141,6 +152,8 @@ def json_schema() -> dict[str, Any]:
             spec = {"type": "integer"}
             if f.minimum is not None:
                 spec["minimum"] = f.minimum
+            if f.maximum is not None:
+                spec["maximum"] = f.maximum
         elif f.kind == "bool":
             spec = {"type": "boolean"}
         else:
@@ -279,11 +292,22 @@ def value_problems(row: Mapping[str, Any], *, now: datetime | None = None) -> li
             problems.append(f"{f.name} {value!r} is not one of {', '.join(f.allowed)}")
         if f.minimum is not None and value < f.minimum:
             problems.append(f"{f.name} {value} is negative")
+        if f.maximum is not None and value > f.maximum:
+            problems.append(f"{f.name} {value} is more than {f.maximum} (no single request has that many)")
+    problem = future_problem(row, now=now)
+    return problems + ([problem] if problem else [])
+
+
+def future_problem(row: Mapping[str, Any], *, now: datetime | None = None) -> str | None:
+    """Why the row's ``event_time`` is refused as too far ahead (more than a day after ``now``), or None.
+
+    Ingest applies this rule itself (the others are the transform's): such an event would land in a ``dt=``
+    partition no scheduled transform reaches yet, so it would wait there unseen instead of being set aside."""
     ts = row.get("event_time")
     now = now or datetime.now(UTC)
     if isinstance(ts, datetime) and ts > now + MAX_FUTURE_SKEW:
-        problems.append(f"event_time {format_time(ts)} is more than a day in the future")
-    return problems
+        return f"event_time {format_time(ts)} is more than a day in the future"
+    return None
 
 
 def to_json(row: Mapping[str, Any]) -> str:

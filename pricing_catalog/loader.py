@@ -26,6 +26,7 @@ from pricing_catalog.model import (
     CatalogError,
     PriceRow,
     check_region,
+    check_unit_price,
     parse_instant,
     parse_price,
 )
@@ -102,6 +103,7 @@ def _images(entry: dict[str, Any], *, base: dict[str, Any], where: str) -> list[
             raise CatalogError(f"{spot}: give both max_width and max_height as positive integers, or neither")
         try:
             price = parse_price(image["price"], what="price")
+            check_unit_price(dimension=IMAGE_DIMENSION, price=price, per=1, what="price")
         except ValueError as exc:
             raise CatalogError(f"{spot}: {exc}") from None
         rows.append(PriceRow(**base, dimension=IMAGE_DIMENSION, price_usd=price, image_quality=quality,
@@ -131,8 +133,9 @@ def _entry_rows(model: str, entry: Any, *, where: str) -> list[PriceRow]:
     for dimension in TOKEN_DIMENSIONS:
         if dimension in entry:
             try:
-                rows.append(PriceRow(**base, dimension=dimension,
-                                     price_usd=parse_price(entry[dimension], what=dimension)))
+                price = parse_price(entry[dimension], what=dimension)
+                check_unit_price(dimension=dimension, price=price, per=per, what=dimension)
+                rows.append(PriceRow(**base, dimension=dimension, price_usd=price))
             except ValueError as exc:
                 raise CatalogError(f"{where}: {exc}") from None
     if "images" in entry:

@@ -136,6 +136,29 @@ def parse_price(value: object, *, what: str) -> Decimal:
     return price
 
 
+#: The highest unit price accepted, per token and per image (USD). Costs are computed as whole pico-dollars in
+#: 64-bit integers: with the per-event maxima of the usage event (``ingest.schema``: 10^9 tokens and 10^4 images
+#: per dimension) every cost of one event, and their sum, fits. No real price comes near these ($75 per million
+#: tokens and $0.08 per image are the highest in the catalog), so a price above them is a typo, most often a
+#: ``per`` of 1 where 1000000 was meant.
+MAX_UNIT_PRICE_USD = {**{d: Decimal("0.001") for d in TOKEN_DIMENSIONS}, IMAGE_DIMENSION: Decimal(100)}
+
+
+def check_unit_price(*, dimension: str, price: Decimal, per: int, what: str = "price_usd") -> None:
+    """Refuse a price whose unit price (``price / per``) is above :data:`MAX_UNIT_PRICE_USD` for its dimension.
+
+    Raises:
+        ValueError: naming the unit price and the limit, and the likely fix.
+    """
+    cap = MAX_UNIT_PRICE_USD[dimension]
+    unit = price / per
+    if unit > cap:
+        unit_name = "image" if dimension == IMAGE_DIMENSION else "token"
+        hint = " (is `per` right? token prices are usually per 1000000)" if unit_name == "token" else ""
+        raise ValueError(f"{what} {price} per {per} is {unit:f} USD per {unit_name}, above the limit of {cap} USD "
+                         f"per {unit_name}{hint}")
+
+
 def check_region(value: object) -> str | None:
     """An AWS region name, or None for every region.
 

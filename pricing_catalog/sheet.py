@@ -25,6 +25,7 @@ from pricing_catalog.model import (
     CatalogError,
     PriceRow,
     check_region,
+    check_unit_price,
     parse_instant,
     parse_price,
 )
@@ -54,6 +55,7 @@ def _parse_row(record: dict[str, str], *, source: str) -> PriceRow:
     if per_text not in {str(p) for p in ALLOWED_PER}:
         raise ValueError(f"per {per_text!r} must be one of {', '.join(map(str, ALLOWED_PER))}")
     price = parse_price(record["price_usd"], what="price_usd")
+    check_unit_price(dimension=dimension, price=price, per=int(per_text))
     start = parse_instant(record["effective_from"], what="effective_from")
     end_text = (record.get("effective_to") or "").strip()
     end = parse_instant(end_text, what="effective_to") if end_text else None

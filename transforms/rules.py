@@ -66,6 +66,10 @@ def rules(*, day: date, now: datetime) -> list[Rule]:
         if f.minimum is not None:
             out.append(Rule(f"{c}_not_negative", c, f"{c} < {f.minimum}", f"'{c} ' || {c} || ' is negative'",
                             "ExpectColumnValuesToBeBetween", {"min_value": f.minimum}))
+        if f.maximum is not None:
+            out.append(Rule(f"{c}_not_too_large", c, f"{c} > {f.maximum}",
+                            f"'{c} ' || {c} || ' is more than {f.maximum} (no single request has that many)'",
+                            "ExpectColumnValuesToBeBetween", {"max_value": f.maximum}))
     day_start = datetime(day.year, day.month, day.day, tzinfo=now.tzinfo)
     latest = now + MAX_FUTURE_SKEW
     time_text = "strftime(event_time, '%Y-%m-%dT%H:%M:%S.%gZ')"

@@ -209,3 +209,20 @@ def test_an_upper_case_id_overrides_the_existing_key(write_sheet) -> None:
     assert merged.models == _base().models
     assert _spans(merged, KEY, "input_tokens") == [("2025-01-01", "2026-01-01T00:00", "0.001"),
                                                    ("2026-01-01", None, "0.002")]
+
+
+def test_a_unit_price_no_model_has_is_refused_with_the_likely_fix(write_sheet) -> None:
+    # GIVEN a sheet where finance wrote $15 per 1 token (meant: per 1,000,000) and $500 per image
+    path = write_sheet(HEADER
+                       + f"{KEY},output_tokens,15,1,2026-01-01,,,\n"
+                       + f"{KEY},output_tokens,1000,1000000,2026-01-01,,,\n"  # $1,000 per million: the limit, kept
+                       + "acme.image-v1,images,500,1,2026-01-01,,,\n")
+    # WHEN reading it THEN the two rows above the limits are named, with the limit and what to check
+    with pytest.raises(CatalogError) as err:
+        read_sheet(path)
+    assert str(err.value).splitlines() == [
+        "SHEET.csv:2: price_usd 15 per 1 is 15 USD per token, above the limit of 0.001 USD per token "
+        "(is `per` right? token prices are usually per 1000000)",
+        "SHEET.csv:4: price_usd 500 per 1 is 500 USD per image, above the limit of 100 USD per image",
+        "SHEET.csv: refused (2 bad row(s)); nothing was published",
+    ]

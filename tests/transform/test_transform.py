@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from ingest.schema import value_problems
+from ingest.schema import MAX_IMAGES_PER_EVENT, MAX_TOKENS_PER_EVENT, value_problems
 from modelmeter.constants import CURATED_USAGE_COST, QUARANTINE_EVENTS
 from tests.transform.conftest import (
     DAY,
@@ -87,6 +87,32 @@ def test_value_reasons_are_worded_as_ingest_words_them(lake, catalog):
     # THEN the transform's reason is exactly ingest's sentence for the same row
     for row in rows:
         assert reasons[row["event_id"]] == "; ".join(value_problems(row, now=NOW))
+
+
+def test_an_absurd_count_is_quarantined_and_the_largest_allowed_one_priced_exactly(lake, catalog):
+    # GIVEN a producer bug (10^15 tokens, 10^5 images: their cost would overflow 64-bit pico-dollars) beside the
+    # largest counts the schema allows, and an ordinary event
+    absurd_tokens = event(input_tokens=10**15)
+    absurd_images = event(model_id=IMAGE_MODEL, operation="image", input_tokens=0, output_tokens=0,
+                          image_count=10**5)
+    largest = event(input_tokens=MAX_TOKENS_PER_EVENT, output_tokens=MAX_TOKENS_PER_EVENT,
+                    cache_read_input_tokens=MAX_TOKENS_PER_EVENT, cache_write_input_tokens=MAX_TOKENS_PER_EVENT)
+    ordinary = event()
+    write_raw(lake, [absurd_tokens, absurd_images, largest, ordinary])
+    # WHEN the day is transformed (it used to stop on a DuckDB overflow, writing nothing for the day)
+    manifest = _run(lake, catalog)
+    # THEN the two absurd rows are set aside with their reason, and the others are priced to the pico-dollar
+    reasons = {r["event_id"]: r["reason"] for r in quarantine(lake)}
+    assert reasons == {
+        absurd_tokens["event_id"]: f"input_tokens {10**15} is more than {MAX_TOKENS_PER_EVENT} "
+                                   "(no single request has that many)",
+        absurd_images["event_id"]: f"image_count {10**5} is more than {MAX_IMAGES_PER_EVENT} "
+                                   "(no single request has that many)",
+    }
+    assert manifest.counts["quarantined"] == 2 and manifest.validation["agrees_with_staging"] is True
+    costs = {r["event_id"]: r["total_cost"] for r in usage_cost(lake)}
+    assert costs[largest["event_id"]] == MAX_TOKENS_PER_EVENT * sum(TEXT_PRICES.values()) / PER  # 22,050 USD
+    assert set(costs) == {largest["event_id"], ordinary["event_id"]}
 
 
 def test_a_corrupt_file_is_set_aside_and_the_others_processed(lake, catalog, capsys):

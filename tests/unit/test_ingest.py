@@ -95,3 +95,20 @@ def test_non_utf8_lines_are_quarantined_not_fatal(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "read 2 / landed 1 / quarantined 1" in out
     assert f"{src}:2: not UTF-8 text" in err
+
+
+def test_an_event_dated_more_than_a_day_ahead_is_quarantined_at_ingest(tmp_path, capsys):
+    # GIVEN an event from a producer whose clock says 2099, beside a good one
+    src = tmp_path / "events.jsonl"
+    src.write_text(line("now", "2026-11-25T13:45:01.123Z") + "\n" + line("future", "2099-01-01T00:00:00Z") + "\n")
+    lake = tmp_path / "lake"
+    # WHEN it is ingested
+    code = main(["ingest", str(src), "--lake", str(lake)])
+    # THEN it is set aside with its reason and line, not landed in dt=2099-01-01 where no transform would see it
+    out, err = capsys.readouterr()
+    assert code == 0 and "read 2 / landed 1 / quarantined 1" in out
+    assert not (lake / "raw" / "usage_events" / "dt=2099-01-01").exists()
+    q = ds.dataset(str(lake / "quarantine" / "usage_events"), partitioning="hive").to_table().to_pylist()
+    assert [(r["event_id"], r["source_line"], r["reason"]) for r in q] == [
+        ("future", 2, "event_time 2099-01-01T00:00:00.000Z is more than a day in the future")]
+    assert f"{src}:2: event_time 2099-01-01T00:00:00.000Z is more than a day in the future" in err

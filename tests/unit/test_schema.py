@@ -88,6 +88,13 @@ def test_value_rules_catch_negatives_bad_enums_and_future_times():
     assert value_problems(parse_event(event()), now=now) == []
 
 
+def test_value_rules_refuse_counts_no_single_request_has():
+    row = parse_event(event(output_tokens=schema.MAX_TOKENS_PER_EVENT + 1, image_count=schema.MAX_IMAGES_PER_EVENT))
+
+    assert value_problems(row) == [f"output_tokens {schema.MAX_TOKENS_PER_EVENT + 1} is more than "
+                                   f"{schema.MAX_TOKENS_PER_EVENT} (no single request has that many)"]
+
+
 def test_a_parsed_row_round_trips_through_json_and_arrow():
     row = parse_event(event(image_count=2, image_width=1024, image_height=1024, image_quality="premium"))
 

@@ -40,11 +40,22 @@ def _iso_ms(ts: datetime) -> str:
             f"{ts.microsecond // 1000:03d}Z")
 
 
+def billed_tier(*, model_id: str, usage: Usage | None) -> str:
+    """The tier a call is billed in: what the provider reported; else ``provisioned`` for a Bedrock
+    provisioned-throughput ARN (billed per model-unit hour, not per token, so finance must not see it priced as
+    on-demand tokens); else ``on_demand``."""
+    if usage is not None and usage.service_tier:
+        return usage.service_tier
+    return "provisioned" if ":provisioned-model/" in model_id else "on_demand"
+
+
 def build_event(*, request_id: str, event_time: datetime, team_id: str, api_key_id: str | None,
                 business_unit: str | None, provider: str, region: str | None, model_id: str, operation: str,
                 status: str, http_status: int | None, usage: Usage | None, streaming: bool,
-                latency_ms: int | None, service_tier: str = "on_demand") -> dict[str, Any]:
-    """One event as a JSON-ready dict; ``usage=None`` (the call never reached a model) counts zero tokens."""
+                latency_ms: int | None, service_tier: str | None = None) -> dict[str, Any]:
+    """One event as a JSON-ready dict; ``usage=None`` (the call never reached a model) counts zero tokens.
+
+    ``service_tier`` defaults to :func:`billed_tier`."""
     u = usage or Usage()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -70,6 +81,6 @@ def build_event(*, request_id: str, event_time: datetime, team_id: str, api_key_
         "image_quality": u.image_quality,
         "token_source": u.token_source,
         "streaming": streaming,
-        "service_tier": service_tier,
+        "service_tier": service_tier or billed_tier(model_id=model_id, usage=usage),
         "latency_ms": latency_ms,
     }

@@ -113,3 +113,18 @@ def test_built_event_follows_schema_v1():
     assert event["event_time"] == "2026-11-25T13:45:01.123Z"
     row = parse_event(event)
     assert value_problems(row, now=datetime(2026, 11, 25, tzinfo=UTC)) == []
+
+
+def test_a_provisioned_throughput_arn_is_billed_in_the_provisioned_tier():
+    def tier(model_id, usage=None):
+        return build_event(request_id="r", event_time=datetime(2026, 11, 25, tzinfo=UTC), team_id="a",
+                           api_key_id=None, business_unit=None, provider="bedrock", region="us-east-1",
+                           model_id=model_id, operation="chat", status="ok", http_status=200, usage=usage,
+                           streaming=False, latency_ms=1)["service_tier"]
+
+    # a provisioned-model ARN is not on-demand token usage; a custom model's ARN and a base model id are
+    assert tier("arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc123") == "provisioned"
+    assert tier("arn:aws:bedrock:us-east-1:123456789012:custom-model/m/abc") == "on_demand"
+    assert tier("amazon.nova-micro-v1:0", Usage(input_tokens=3)) == "on_demand"
+    # what the provider reported wins
+    assert tier("amazon.nova-micro-v1:0", Usage(service_tier="batch")) == "batch"

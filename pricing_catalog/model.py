@@ -139,7 +139,7 @@ def parse_price(value: object, *, what: str) -> Decimal:
 #: The highest unit price accepted, per token and per image (USD). Costs are computed as whole pico-dollars in
 #: 64-bit integers: with the per-event maxima of the usage event (``ingest.schema``: 10^9 tokens and 10^4 images
 #: per dimension) every cost of one event, and their sum, fits. No real price comes near these ($75 per million
-#: tokens and $0.08 per image are the highest in the catalog), so a price above them is a typo, most often a
+#: tokens and $0.14 per image are the highest in the catalog), so a price above them is a typo, most often a
 #: ``per`` of 1 where 1000000 was meant.
 MAX_UNIT_PRICE_USD = {**{d: Decimal("0.001") for d in TOKEN_DIMENSIONS}, IMAGE_DIMENSION: Decimal(100)}
 

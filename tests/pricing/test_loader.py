@@ -176,3 +176,15 @@ def test_overlapping_image_prices_name_the_size_class(write_data) -> None:
     with pytest.raises(CatalogError, match=r"`acme.image-v1` images \[premium, up to 512x512\] \(on_demand\) overlap "
                                            r"between 2025-03-01 and open end"):
         load_builtin(data_dir=write_data(text=text))
+
+
+def test_the_largest_allowed_event_at_the_highest_allowed_prices_fits_64_bit_pico_dollars() -> None:
+    # The transform computes costs as BIGINT pico-dollars: the event schema's per-event maxima and the catalog's
+    # unit-price limits, defined apart, must together keep an event's total cost below 2^63.
+    from ingest.schema import BY_NAME, COUNT_FIELDS
+    from pricing_catalog.model import MAX_UNIT_PRICE_USD
+
+    dimension = {f: ("images" if f == "image_count" else f) for f in COUNT_FIELDS}
+    assert set(dimension.values()) == set(MAX_UNIT_PRICE_USD)
+    worst = sum(BY_NAME[f].maximum * MAX_UNIT_PRICE_USD[d] * 10**12 for f, d in dimension.items())
+    assert worst < 2**63

@@ -217,6 +217,20 @@ def test_athena_engine_unit_grants_its_workgroup_and_the_private_api_only_admits
     other.resource_count_is("AWS::EC2::NatGateway", 1)
 
 
+def test_the_athena_engine_is_flagged_at_synth_and_the_duckdb_unit_is_not(deployment: Assembly) -> None:
+    # The handler refuses engine athena at run time: a platform engineer is told at synth, not by the alarm.
+    from aws_cdk import cx_api
+
+    assembly = cx_api.CloudAssembly(str(deployment.outdir))  # reads each stack's metadata file, where they are
+
+    def warnings(stack: str) -> list[str]:
+        return [str(m.entry.data) for m in assembly.get_stack_by_name(stack).messages
+                if m.level == cx_api.SynthesisMessageLevel.WARNING]
+
+    assert [w for w in warnings(OTHER) if "transform.engine 'athena'" in w and "runs DuckDB only" in w]
+    assert not [w for w in warnings(FULL) if "transform.engine" in w]
+
+
 def test_quicksight_is_deployed_only_where_enabled(deployment: Assembly) -> None:
     assert deployment.resources(FULL, "Custom::QuickSightDashboard") == []
     (dashboard,) = deployment.resources(OTHER, "Custom::QuickSightDashboard")

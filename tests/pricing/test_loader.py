@@ -183,8 +183,8 @@ def test_the_largest_allowed_event_at_the_highest_allowed_prices_fits_64_bit_pic
     # unit-price limits, defined apart, must together keep an event's total cost below 2^63.
     from ingest.schema import BY_NAME, COUNT_FIELDS
     from pricing_catalog.model import MAX_UNIT_PRICE_USD
+    from transforms.prices import DIMENSION_OF
 
-    dimension = {f: ("images" if f == "image_count" else f) for f in COUNT_FIELDS}
-    assert set(dimension.values()) == set(MAX_UNIT_PRICE_USD)
-    worst = sum(BY_NAME[f].maximum * MAX_UNIT_PRICE_USD[d] * 10**12 for f, d in dimension.items())
+    assert set(DIMENSION_OF) == set(COUNT_FIELDS) and set(DIMENSION_OF.values()) == set(MAX_UNIT_PRICE_USD)
+    worst = sum(BY_NAME[f].maximum * MAX_UNIT_PRICE_USD[d] * 10**12 for f, d in DIMENSION_OF.items())
     assert worst < 2**63

@@ -24,12 +24,12 @@ from starlette.responses import Response
 
 from ingest import fastjson
 from ingest.auth import authenticate
-from ingest.exceptions import BadRequest, PayloadTooLarge, ServiceError, Unauthorized
+from ingest.exceptions import BadRequest, HeadersTooLarge, PayloadTooLarge, ServiceError, Unauthorized
 from ingest.limits import LimitTracker
 from ingest.ports import EventEmitter, KeyRecord, LongPollStore, Team, TenantRegistry
-from ingest.providers.base import Provider, Usage
+from ingest.providers.base import ModelRequest, Provider, Usage
 from ingest.providers.registry import ProviderRouter
-from ingest.usage import build_event, new_request_id
+from ingest.usage import build_event, new_request_id, new_uuid, placeholder_usage
 
 log = logging.getLogger(__name__)
 
@@ -98,26 +98,26 @@ class Call:
     streaming: bool = False
     provider: Provider | None = None
     finished: bool = False
+    event_id: str = field(default_factory=new_uuid)
 
     def respond(self, content: Any, status_code: int = 200) -> Response:
         return json_response(content, status_code, {REQUEST_ID_HEADER: self.request_id})
 
-    def route(self) -> Provider:
+    def route(self, request: ModelRequest) -> Provider:
+        """The provider of ``request``; and, as the call is about to be sent, its placeholder in the spool's journal
+        (billed with estimated counts if the process dies before the provider answers)."""
         self.provider = self.gw.providers.resolve(self.model_id, model_arn=self.model_arn)
+        self.gw.emitter.admit()  # fail-closed: a call whose usage could not be recorded gets 503, no model call
+        self.gw.emitter.open_call(self._event(status="unknown", http_status=None, usage=placeholder_usage(
+            request), latency_ms=None))
         return self.provider
 
     def finish(self, *, status: str, http_status: int | None, usage: Usage | None = None) -> None:
         if self.finished:
             return
         self.finished = True
-        provider = self.provider or self._best_effort_provider()
-        event = build_event(
-            request_id=self.request_id, event_time=self.gw.clock(), team_id=self.team.team_id,
-            api_key_id=self.key.api_key_id, business_unit=self.team.business_unit or self.gw.business_unit,
-            provider=provider.name if provider else "simulator", region=provider.region if provider else None,
-            model_id=self.model_arn or self.model_id, operation=self.operation, status=status,
-            http_status=http_status, usage=usage, streaming=self.streaming,
-            latency_ms=int((time.perf_counter() - self.started) * 1000))
+        event = self._event(status=status, http_status=http_status, usage=usage,
+                            latency_ms=int((time.perf_counter() - self.started) * 1000))
         if usage is not None:
             self.gw.limits.record_tokens(self.team.team_id, usage.input_tokens + usage.output_tokens
                                          + usage.cache_read_input_tokens + usage.cache_write_input_tokens)
@@ -133,6 +133,17 @@ class Call:
             self.finish(status="client_error", http_status=None)  # the client went away mid-call
         else:
             self.finish(status="upstream_error", http_status=500)
+
+    def _event(self, *, status: str, http_status: int | None, usage: Usage | None, latency_ms: int | None
+               ) -> dict[str, Any]:
+        provider = self.provider or self._best_effort_provider()
+        return build_event(
+            request_id=self.request_id, event_time=self.gw.clock(), team_id=self.team.team_id,
+            api_key_id=self.key.api_key_id, business_unit=self.team.business_unit or self.gw.business_unit,
+            provider=provider.name if provider else "simulator", region=provider.region if provider else None,
+            model_id=self.model_arn or self.model_id, operation=self.operation, status=status,
+            http_status=http_status, usage=usage, streaming=self.streaming, latency_ms=latency_ms,
+            event_id=self.event_id)
 
     def _best_effort_provider(self) -> Provider | None:
         try:
@@ -223,6 +234,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 # --- the app ---------------------------------------------------------------------------------------------------
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+#: Requests with more headers, or more header bytes, are refused with 431 (the HTTP parser itself sets no limit).
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 32 * 1024
+
+
+def _headers_too_large(headers: list[tuple[bytes, bytes]]) -> bool:
+    return len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES
 
 
 class GatewayApp(FastAPI):
@@ -241,6 +259,11 @@ class GatewayApp(FastAPI):
         self.fast_routes[(method, path)] = endpoint
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and _headers_too_large(scope["headers"]):
+            await error_response(Request(scope, receive), HeadersTooLarge(
+                f"request headers over the limit ({MAX_HEADERS} headers, {MAX_HEADER_BYTES} bytes)"))(
+                scope, receive, send)
+            return
         endpoint = self.fast_routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" \
             else None
         if endpoint is None:
@@ -295,6 +318,9 @@ def create_app(*, registry: TenantRegistry, providers: ProviderRouter, emitter: 
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
-        return json_response({"status": "ok"})
+        # A platform's health check: 503 while usage cannot be spooled (calls may be refused), with the reason.
+        usage = emitter.status()
+        healthy = usage.get("spool") == "ok"
+        return json_response({"status": "ok" if healthy else "degraded", "usage": usage}, 200 if healthy else 503)
 
     return app

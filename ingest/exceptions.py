@@ -85,3 +85,20 @@ class UpstreamClientError(ServiceError):
     status_code = 400
     error_type = "invalid_request_error"
     event_status = "client_error"
+
+
+class ServiceUnavailable(ServiceError):
+    """The gateway cannot record usage durably right now, so it calls no model (fail-closed; 503 with Retry-After)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    transient = True
+    event_status = "upstream_error"
+
+
+class HeadersTooLarge(ServiceError):
+    """Too many request headers, or too many bytes of them (431)."""
+
+    status_code = 431
+    error_type = "invalid_request_error"
+    event_status = "client_error"

@@ -131,7 +131,14 @@ def document() -> dict[str, Any]:
     from ingest.tenants import LocalTenantRegistry
 
     class _NoEvents:
+        def admit(self) -> None: ...
+
+        def open_call(self, placeholder: dict[str, Any]) -> None: ...
+
         def emit(self, event: dict[str, Any]) -> None: ...
+
+        def status(self) -> dict[str, Any]:
+            return {"spool": "ok"}
 
         def flush(self, *, timeout: float = 30.0) -> bool:
             return True

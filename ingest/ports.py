@@ -88,8 +88,21 @@ class LongPollStore(Protocol):
 class EventEmitter(Protocol):
     """Takes usage events (dicts in schema v1) off the request path and delivers each exactly once."""
 
+    def admit(self) -> None:
+        """Raise :class:`ingest.exceptions.ServiceUnavailable` when a new call's usage could not be recorded."""
+        ...
+
+    def open_call(self, placeholder: dict[str, Any]) -> None:
+        """Record a call before it is sent to a provider; the event with the same ``event_id`` closes it. If the
+        process dies first, the placeholder (``status`` ``unknown``, estimated counts) becomes the call's event."""
+        ...
+
     def emit(self, event: dict[str, Any]) -> None:
         """Enqueue one event; must not block on I/O to the sink (durably spooled before returning)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """``{"spool": "ok" | "failing", …}``: what the health check reports."""
         ...
 
     def flush(self, *, timeout: float = 30.0) -> object:

@@ -131,8 +131,8 @@ def _poll(gw: Gateway, call: Call, request_id: str) -> Response:
     claimed = gw.longpoll.claim(request_id, team_id=call.team.team_id)
     # A poll is not a model call: the model call's own event (emitted when it finished) bills it, exactly once.
     call.finished = True
-    if claimed is None:
-        return call.respond([{"request_id": request_id}])
+    if claimed is None:  # still running: the header names the call being waited for, not this poll (no event)
+        return json_response([{"request_id": request_id}], 200, {REQUEST_ID_HEADER: request_id})
     return json_response(claimed["body"], claimed["status"], {REQUEST_ID_HEADER: request_id})
 
 
@@ -153,7 +153,7 @@ async def invoke_model(request: Request) -> Response:
         check_model_allowed(call.team, call.model_id, call.model_arn)
         gw.limits.check(call.team.team_id, call.team.limits)
         model_request = build_request(call, await read_json(request, gw))
-        provider = call.route()
+        provider = call.route(model_request)
         if streaming and call.operation in ("chat", "text"):
             gw.longpoll.start(call.request_id, team_id=call.team.team_id, ttl_seconds=LONGPOLL_TTL_SECONDS)
             gw.spawn(_run_async(gw, call, provider, model_request))

@@ -45,7 +45,9 @@ def _text_of(content: Any, where: str) -> list[dict[str, Any]]:
     for part in content:
         if not isinstance(part, dict):
             raise BadRequest(f"{where}.content parts must be objects")
-        if part.get("type") == "text" and isinstance(part.get("text"), str):
+        if part.get("type") == "text" or "text" in part:
+            if not isinstance(part.get("text"), str):
+                raise BadRequest(f"{where}.content text parts need a string text")
             blocks.append({"text": part["text"]})
         else:
             blocks.append({k: v for k, v in part.items() if k != "type"} | {"type": part.get("type")})
@@ -75,7 +77,9 @@ def chat_request(body: Any) -> tuple[ModelRequest, bool, bool]:
             raise BadRequest(f"messages[{i}] must be an object with a role")
         blocks = _text_of(m.get("content"), f"messages[{i}]")
         if m["role"] in ("system", "developer"):
-            system += [b["text"] for b in blocks if "text" in b]
+            if any("text" not in b for b in blocks):
+                raise BadRequest(f"messages[{i}]: a {m['role']} message holds text parts only")
+            system += [b["text"] for b in blocks]
         else:
             converse.append({"role": "assistant" if m["role"] == "assistant" else "user", "content": blocks})
     stream = _optional(body, "stream", (bool,), "true or false") or False
@@ -210,7 +214,7 @@ async def chat_completions(request: Request) -> Response:
         model_request, stream, include_usage = chat_request(body)
         check_model_allowed(call.team, call.model_id)
         gw.limits.check(call.team.team_id, call.team.limits)
-        provider: Provider = call.route()
+        provider: Provider = call.route(model_request)
         if not stream:
             result = await provider.invoke(model_request)
             call.finish(status="ok", http_status=200, usage=result.usage)
@@ -259,7 +263,7 @@ async def embeddings(request: Request) -> Response:
             raise BadRequest("model must be a non-empty string")
         check_model_allowed(call.team, call.model_id)
         gw.limits.check(call.team.team_id, call.team.limits)
-        provider = call.route()
+        provider = call.route(ModelRequest(model_id=call.model_id, operation="embeddings", prompt="".join(inputs)))
         data, total = [], Usage()
         for i, text in enumerate(inputs):
             result = await provider.invoke(ModelRequest(model_id=call.model_id, operation="embeddings", prompt=text,

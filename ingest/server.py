@@ -100,11 +100,11 @@ def run_cli(args: Any) -> int:
 
     lake = Lake.open(args.lake)
     try:
-        from ingest.emit import local_emitter
+        from ingest.emit import SpoolLockedError, local_emitter
 
         emitter = local_emitter(lake=lake)
         app = build_local_app(upstream=args.upstream, lake=lake, tenants=args.tenants, emitter=emitter)
-    except (ValueError, ImportError, OSError) as exc:
+    except (ValueError, ImportError, OSError, SpoolLockedError) as exc:
         raise UserError(str(exc)) from None
     except Exception as exc:
         if type(exc).__module__.startswith(("botocore", "boto3")):  # no region, no credentials …

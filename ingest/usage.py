@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.providers.base import Usage
+from ingest.providers.base import ModelRequest, Usage
 from ingest.schema import SCHEMA_VERSION
 
 
@@ -21,6 +21,14 @@ def estimate_tokens(text: str | None) -> int:
 # saves two getrandom system calls per request, which showed up in profiles of the gateway under load.
 _ids = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))  # a forked worker must not repeat ids
+
+
+def placeholder_usage(request: ModelRequest) -> Usage:
+    """What a call is billed if its outcome is never learned (the process died): the input estimated from the
+    prompt, no output (a lower bound: what the model produced is unknown), one image for an image request."""
+    text = "" if request.operation == "image_embeddings" else (request.system or "") + request.prompt_text()
+    return Usage(input_tokens=estimate_tokens(text), image_count=1 if request.operation == "image" else 0,
+                 token_source="estimated")
 
 
 def new_uuid() -> str:
@@ -52,14 +60,16 @@ def billed_tier(*, model_id: str, usage: Usage | None) -> str:
 def build_event(*, request_id: str, event_time: datetime, team_id: str, api_key_id: str | None,
                 business_unit: str | None, provider: str, region: str | None, model_id: str, operation: str,
                 status: str, http_status: int | None, usage: Usage | None, streaming: bool,
-                latency_ms: int | None, service_tier: str | None = None) -> dict[str, Any]:
+                latency_ms: int | None, service_tier: str | None = None, event_id: str | None = None
+                ) -> dict[str, Any]:
     """One event as a JSON-ready dict; ``usage=None`` (the call never reached a model) counts zero tokens.
 
-    ``service_tier`` defaults to :func:`billed_tier`."""
+    ``service_tier`` defaults to :func:`billed_tier`; ``event_id`` to a new UUID (a call that wrote a placeholder
+    passes the placeholder's, so that the two are one event to the dedupe)."""
     u = usage or Usage()
     return {
         "schema_version": SCHEMA_VERSION,
-        "event_id": new_uuid(),
+        "event_id": event_id or new_uuid(),
         "request_id": request_id,
         "event_time": _iso_ms(event_time),
         "team_id": team_id,

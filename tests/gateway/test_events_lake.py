@@ -16,13 +16,14 @@ SIMULATED_START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 class SimulatedClock:
-    """The demo's replay clock: each reading is one minute after the previous one."""
+    """The demo's replay clock: each reading is ten seconds after the previous one (a call reads it several times:
+    limits, the placeholder written before the model is called, the event)."""
 
     def __init__(self):
         self.now = SIMULATED_START
 
     def __call__(self):
-        self.now += timedelta(minutes=1)
+        self.now += timedelta(seconds=10)
         return self.now
 
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from ingest.schema import BY_NAME, FIELDS, REQUIRED, arrow_schema
 from modelmeter.constants import RAW_EVENTS
 from modelmeter.lake import Lake
+from transforms.rules import CAST_PROBLEMS, cast_message_sql
 
 _SQL_TYPES = {"string": "varchar", "int": "integer", "bigint": "bigint", "bool": "boolean",
               "timestamp": "timestamptz"}
@@ -74,34 +75,84 @@ def find_inputs(*, lake: Lake, day: date, workdir: Path) -> DayInputs:
     return result
 
 
-def _column_sql(name: str, file: InputFile) -> str:
-    """Select expression of one event column in one file: as stored, cast if stored as another type, else NULL."""
-    f = BY_NAME[name]
-    sql_type = _SQL_TYPES[f.kind]
+def _source_type(file: InputFile, name: str) -> pa.DataType:
+    stored = file.schema.field(name).type
+    return stored.value_type if pa.types.is_dictionary(stored) else stored
+
+
+def _is_text(source: pa.DataType) -> bool:
+    return pa.types.is_string(source) or pa.types.is_large_string(source) or pa.types.is_string_view(source)
+
+
+def _exact_sql(name: str, source: pa.DataType, kind: str) -> str:
+    """SQL boolean: the stored value casts to the contract ``kind`` without losing or inventing anything.
+
+    Text must be the value's own canonical spelling (``'1200'`` yes; ``'12k'``, ``'12.5'``, ``' 1200'``, ``'yes'``
+    no: DuckDB would read ``'12.5'`` as 13 and ``'yes'`` as true); a text timestamp must carry its UTC offset, as
+    ingest demands. A number must keep its value (``1200.0`` → 1200 yes, ``12.5`` no, ``2`` → boolean no). ``false``
+    when no cast between the two types keeps a value (a list for a count, a number for a timestamp).
+    """
+    cast = f"try_cast({name} as {_SQL_TYPES[kind]})"
+    text = _is_text(source)
+    number = pa.types.is_integer(source) or pa.types.is_floating(source) or pa.types.is_decimal(source)
+    if kind == "string":
+        return f"{cast} is not null" if text or number or pa.types.is_boolean(source) else "false"
+    if text:
+        if kind == "timestamp":
+            return f"{cast} is not null and regexp_matches({name}, '(Z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$')"
+        return f"cast({cast} as varchar) = {name}"
+    if kind == "timestamp":
+        return f"{cast} is not null" if pa.types.is_timestamp(source) or pa.types.is_date(source) else "false"
+    return f"{cast} = {name}" if number or pa.types.is_boolean(source) else "false"
+
+
+def _column_sql(name: str, file: InputFile) -> tuple[str, str | None]:
+    """One event column of one file: its select expression (as stored, cast if stored as another type, NULL when
+    absent or of a type that cannot hold it) and, when cast, the SQL of its cast problem (NULL when it is exact)."""
+    kind = BY_NAME[name].kind
+    sql_type = _SQL_TYPES[kind]
     if name not in file.schema.names:
-        return f"cast(null as {sql_type}) as {name}"
+        return f"cast(null as {sql_type}) as {name}", None
     if file.schema.field(name).type == arrow_schema().field(name).type:
-        return name
-    return f"try_cast({name} as {sql_type}) as {name}"
+        return name, None  # the clean path: no cast, nothing to check
+    source = _source_type(file, name)
+    exact = _exact_sql(name, source, kind)
+    # a value that does not cast exactly is never used, not even in its quarantined row: the reason names it
+    value = (f"cast(null as {sql_type})" if exact == "false"
+             else f"case when coalesce({exact}, false) then try_cast({name} as {sql_type}) end")
+    shown = f"'''' || {name} || ''''" if _is_text(source) else f"cast({name} as varchar)"
+    problem = (f"case when {name} is not null and not coalesce({exact}, false) "
+               f"then {cast_message_sql(name, kind, shown)} end")
+    return f"{value} as {name}", problem
+
+
+def _file_sql(file: InputFile, index: int) -> str:
+    """``select`` of one file: every schema-v1 column, its cast problems, ``source_file`` and ``source_row``."""
+    columns, problems = [], []
+    for f in FIELDS:
+        column, problem = _column_sql(f.name, file)
+        columns.append(column)
+        if problem:
+            problems.append(problem)
+    checked = f"nullif(concat_ws('; ', {', '.join(problems)}), '')" if problems else "cast(null as varchar)"
+    path = file.local_path.replace("'", "''")
+    return (f"select {', '.join(columns)}, {checked} as {CAST_PROBLEMS}, {index} as source_file, "
+            f"file_row_number as source_row\nfrom read_parquet('{path}', file_row_number = true)")
 
 
 def raw_view_sql(files: list[InputFile]) -> str:
-    """``select`` over the day's readable files: every schema-v1 column, ``source_file`` (the file's index in
+    """``select`` over the day's readable files: every schema-v1 column, ``cast_problems`` (the values the file
+    stored that do not cast exactly to the contract type, NULL when none), ``source_file`` (the file's index in
     ``files``: an integer keeps dedupe joins cheap) and ``source_row`` (0-based row in the file).
 
     One ``read_parquet`` per file, so each file's own schema decides how its columns are read (a producer that
-    omits an optional column or stores another type still lands).
+    omits an optional column or stores another type still lands; a value that does not cast makes its row invalid).
     """
     if not files:
         columns = ", ".join(f"cast(null as {_SQL_TYPES[f.kind]}) as {f.name}" for f in FIELDS)
-        return f"select {columns}, cast(null as integer) as source_file, cast(null as bigint) as source_row limit 0"
-    parts = []
-    for i, file in enumerate(files):
-        columns = ", ".join(_column_sql(f.name, file) for f in FIELDS)
-        path = file.local_path.replace("'", "''")
-        parts.append(f"select {columns}, {i} as source_file, file_row_number as source_row\n"
-                     f"from read_parquet('{path}', file_row_number = true)")
-    return "\nunion all\n".join(parts)
+        return (f"select {columns}, cast(null as varchar) as {CAST_PROBLEMS}, cast(null as integer) as source_file, "
+                "cast(null as bigint) as source_row limit 0")
+    return "\nunion all\n".join(_file_sql(file, i) for i, file in enumerate(files))
 
 
 def event_columns_sql() -> str:

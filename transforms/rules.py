@@ -13,6 +13,14 @@ from typing import Any
 
 from ingest.schema import FIELDS, MAX_FUTURE_SKEW, SCHEMA_VERSION
 
+#: Staging column holding, per row, every value its file stored that does not cast exactly to the contract type
+#: (``input_tokens: '12k' is not a valid integer``; ``; ``-joined), NULL when there is none (transforms/inputs.py).
+CAST_PROBLEMS = "cast_problems"
+#: What a value of each kind must be, as the reason of a value that does not cast says it.
+_CAST_EXPECTED = {"int": "a valid 32-bit integer", "bigint": "a valid integer",
+                  "bool": "a valid boolean (true or false)", "timestamp": "a valid timestamp with a UTC offset",
+                  "string": "a valid string"}
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -43,9 +51,17 @@ def _ts(value: datetime) -> str:
     return f"timestamptz '{value.isoformat()}'"
 
 
+def cast_message_sql(column: str, kind: str, value_sql: str) -> str:
+    """SQL string: why a value stored in ``column`` (as text: ``value_sql``) is refused for contract ``kind``."""
+    return f"'{column}: ' || {value_sql} || ' is not {_CAST_EXPECTED[kind]}'"
+
+
 def rules(*, day: date, now: datetime) -> list[Rule]:
     """Every rule for the events of partition ``dt=day``, checked at ``now`` (an aware UTC datetime)."""
-    out = [Rule("schema_version_known", "schema_version", f"schema_version <> {SCHEMA_VERSION}",
+    # first, so its reason leads: a value that did not cast is NULL (or the default) in every later rule
+    out = [Rule("values_cast_exactly", CAST_PROBLEMS, f"{CAST_PROBLEMS} is not null", CAST_PROBLEMS,
+                "ExpectColumnValuesToBeNull"),
+           Rule("schema_version_known", "schema_version", f"schema_version <> {SCHEMA_VERSION}",
                 f"'unknown schema_version ' || schema_version || ' (this reader knows {SCHEMA_VERSION})'",
                 "ExpectColumnValuesToBeInSet", {"value_set": [SCHEMA_VERSION]})]
     for f in FIELDS:

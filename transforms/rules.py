@@ -16,6 +16,9 @@ from ingest.schema import FIELDS, MAX_FUTURE_SKEW, SCHEMA_VERSION
 #: Staging column holding, per row, every value its file stored that does not cast exactly to the contract type
 #: (``input_tokens: '12k' is not a valid integer``; ``; ``-joined), NULL when there is none (transforms/inputs.py).
 CAST_PROBLEMS = "cast_problems"
+#: DESIGN.md: ``status`` ``unknown`` means the call reached the provider but its outcome was never learned: the
+#: gateway's crash placeholder (same event_id, estimated counts). Any other copy of the event replaces it in dedupe.
+PLACEHOLDER_STATUS = "unknown"
 #: What a value of each kind must be, as the reason of a value that does not cast says it.
 _CAST_EXPECTED = {"int": "a valid 32-bit integer", "bigint": "a valid integer",
                   "bool": "a valid boolean (true or false)", "timestamp": "a valid timestamp with a UTC offset",

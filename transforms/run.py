@@ -38,7 +38,7 @@ from sql import models
 from transforms import validate
 from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
 from transforms.prices import PriceSource, price_table
-from transforms.rules import invalid_sql, reason_sql, rules
+from transforms.rules import PLACEHOLDER_STATUS, invalid_sql, reason_sql, rules
 from transforms.writer import ROW_GROUP_ROWS, DayWriter, prefetched, query_columns
 
 #: Name of the transform's own quarantine file in each day (ingest writes ``ingest-*.parquet`` beside it).
@@ -138,18 +138,45 @@ def _invalid(con: duckdb.DuckDBPyConnection, broken: list[Any]) -> None:
     con.execute("create or replace temp table stg_invalid_ids as " + models.render("staging/stg_invalid_ids"))
 
 
-def _quarantine_rows(con: duckdb.DuckDBPyConnection, inputs: DayInputs, rule_list: list[Any],
-                     now: datetime) -> pa.Table:
-    """The day's refused rows (row-level and file-level) as a table of the quarantine schema."""
-    sql = models.render("staging/stg_quarantine", reason=reason_sql(rule_list) if rule_list else "''",
-                        raw_columns=", ".join(f"{c} := {c}" for c in FIELD_NAMES))
+def _rows_of(con: duckdb.DuckDBPyConnection, sql: str, inputs: DayInputs) -> list[dict[str, Any]]:
+    """Quarantine rows from a model, their ``source_file`` index turned into the file's lake path."""
     rows = con.execute(sql).fetch_arrow_table().to_pylist()
     for row in rows:
         row["source_file"] = inputs.files[row["source_file"]].path
-    rows += [{"reason": reason, "stage": "transform", "source_file": path} for path, reason in inputs.unreadable]
+    return rows
+
+
+def _invalid_rows(con: duckdb.DuckDBPyConnection, inputs: DayInputs, rule_list: list[Any]) -> list[dict[str, Any]]:
+    """The rows breaking a rule, with every reason (``stg_quarantine``)."""
+    sql = models.render("staging/stg_quarantine", reason=reason_sql(rule_list) if rule_list else "''",
+                        raw_columns=", ".join(f"{c} := {c}" for c in FIELD_NAMES))
+    return _rows_of(con, sql, inputs)
+
+
+def _quarantine_table(rows: list[dict[str, Any]], inputs: DayInputs, now: datetime) -> pa.Table:
+    """The day's refused rows (row-level, conflicting copies and file-level) as a table of the quarantine schema."""
+    rows = rows + [{"reason": reason, "stage": "transform", "source_file": path} for path, reason in inputs.unreadable]
     for row in rows:
         row["quarantined_at"] = now
     return pa.Table.from_pylist(rows, schema=quarantine_arrow_schema())
+
+
+def _dedupe(con: duckdb.DuckDBPyConnection, inputs: DayInputs) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """``stg_duplicates`` (the copies to drop), counted per kind, and each conflicting copy as a quarantine row
+    naming the kept copy (``stg_duplicate_conflicts``: it re-reads whole rows, so it runs only when there are
+    conflicts)."""
+    con.execute("create or replace temp table stg_duplicates as " + models.render(
+        "staging/stg_duplicates", placeholder_status=models.literal(PLACEHOLDER_STATUS)))
+    kinds = {str(kind): int(n) for kind, n in
+             con.execute("select kind, count(*) from stg_duplicates group by kind").fetchall()}
+    if not kinds.get("conflict"):
+        return kinds, []
+    con.register("input_files", pa.table({"source_file": pa.array(range(len(inputs.files)), pa.int32()),
+                                          "path": pa.array([f.path for f in inputs.files], pa.string())}))
+    differing = ", ".join(f"case when d.{c} is distinct from k.{c} then '{c}' end" for c in FIELD_NAMES)
+    sql = models.render("staging/stg_duplicate_conflicts", differing=f"concat_ws(', ', {differing})",
+                        raw_columns=", ".join(f"{c} := d.{c}" for c in FIELD_NAMES))
+    return kinds, _rows_of(con, sql, inputs)
 
 
 def _url(lake: Lake, fs_path: str) -> str:
@@ -223,11 +250,6 @@ def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str,
     return usage_cost, daily, writer
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = con.execute(sql).fetchone()
-    return int(row[0]) if row else 0
-
-
 def _unpriced(daily: pa.Table) -> tuple[int, list[dict[str, Any]]]:
     """Unpriced events in all and per model, most first (from the day's rollup: no pass over the events)."""
     per_model = daily.group_by("model_id").aggregate([("unpriced_invocations", "sum")]).to_pylist()
@@ -242,15 +264,24 @@ class _DayResult:
 
     inputs: DayInputs
     suite: validate.SuiteResult
-    refused: pa.Table
+    refused: pa.Table  # every quarantine row: invalid rows, conflicting copies, unreadable files
+    invalid: int  # rows that broke a rule
     rule_counts: dict[str, int]
     lookups: int
     usage_cost: Path
     daily: Path
     written: int
-    duplicates: int
+    duplicate_kinds: dict[str, int]  # dropped copies per kind (stg_duplicates.kind)
     unpriced: int
     unpriced_models: list[dict[str, Any]]
+
+    @property
+    def duplicates(self) -> int:
+        return sum(self.duplicate_kinds.values())
+
+    @property
+    def conflicts(self) -> int:
+        return self.duplicate_kinds.get("conflict", 0)
 
 
 def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalog: PriceSource, now: datetime,
@@ -263,8 +294,8 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
     _stage(con, inputs)
     with t.step("duplicate_candidates"):
         # needs no verdict from GX: runs while GX is still importing in the background (DuckDB releases the GIL)
-        con.execute("create or replace temp table stg_duplicate_candidates as "
-                    + models.render("staging/stg_duplicate_candidates"))
+        con.execute("create or replace temp table stg_duplicate_candidates as " + models.render(
+            "staging/stg_duplicate_candidates", content_columns=", ".join(f"{c} := {c}" for c in FIELD_NAMES)))
     with t.step("validate_gx"):
         suite = validate.validate(con, table="stg_usage_events", rules=rule_list)
     # GX checked every rule over every row; only the rules it found broken are needed to pick out the bad rows
@@ -272,19 +303,19 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
     with t.step("quarantine"):
         _invalid(con, broken)
         con.execute("create or replace temp view stg_valid_events as " + models.render("staging/stg_valid_events"))
-        refused = _quarantine_rows(con, inputs, broken, now)
+        invalid_rows = _invalid_rows(con, inputs, broken)
         rule_counts = _rule_counts(con, broken)
     with t.step("dedupe"):
-        con.execute("create or replace temp table stg_duplicates as " + models.render("staging/stg_duplicates"))
+        duplicate_kinds, conflict_rows = _dedupe(con, inputs)
     with t.step("price_lookups"):
         lookups = _prices(con, catalog, day)
     usage_cost, daily, writer = _marts(con, workdir=workdir, price_version=catalog.version, t=t)
     with t.step("counts"):
         written = writer.rows
         unpriced, unpriced_models = _unpriced(pq.read_table(daily))
-        duplicates = _scalar(con, "select count(*) from stg_duplicates")
-    return _DayResult(inputs=inputs, suite=suite, refused=refused, rule_counts=rule_counts, lookups=lookups,
-                      usage_cost=usage_cost, daily=daily, written=written, duplicates=duplicates, unpriced=unpriced,
+    return _DayResult(inputs=inputs, suite=suite, refused=_quarantine_table(invalid_rows + conflict_rows, inputs, now),
+                      invalid=len(invalid_rows), rule_counts=rule_counts, lookups=lookups, usage_cost=usage_cost,
+                      daily=daily, written=written, duplicate_kinds=duplicate_kinds, unpriced=unpriced,
                       unpriced_models=unpriced_models)
 
 
@@ -301,11 +332,14 @@ def _publish(lake: Lake, day: date, res: _DayResult) -> dict[str, str]:
 
 def _fill(manifest: Manifest, res: _DayResult, disagreement: str | None) -> None:
     inputs = res.inputs
-    invalid = res.refused.num_rows - len(inputs.unreadable)
     manifest.input_files = [{"path": f.path, "rows": f.rows} for f in inputs.files]
     manifest.unreadable_files = [{"path": p, "reason": r} for p, r in inputs.unreadable]
+    # duplicates counts every dropped copy; duplicate_conflicts and superseded_placeholders are the part of it
+    # that differed from the kept copy (each also in quarantine) and the crash placeholders a real event replaced
     manifest.counts = {"files": len(inputs.files), "unreadable_files": len(inputs.unreadable), "read": inputs.rows,
-                       "valid": inputs.rows - invalid, "quarantined": invalid, "duplicates": res.duplicates,
+                       "valid": inputs.rows - res.invalid, "quarantined": res.invalid, "duplicates": res.duplicates,
+                       "duplicate_conflicts": res.conflicts,
+                       "superseded_placeholders": res.duplicate_kinds.get("superseded_placeholder", 0),
                        "written": res.written, "priced": res.written - res.unpriced, "unpriced": res.unpriced,
                        "price_lookups": res.lookups}
     manifest.unpriced_models = res.unpriced_models
@@ -331,6 +365,10 @@ def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime 
         disagreement = validate.check_agreement(res.suite, rule_counts=res.rule_counts)
         if disagreement:
             print(f"modelmeter transform: {day}: {disagreement}", file=sys.stderr)
+        if res.conflicts:
+            print(f"modelmeter transform: warning: {day}: {res.conflicts} conflicting "
+                  f"cop{'y' if res.conflicts == 1 else 'ies'} of an event_id (content differs from the kept copy): "
+                  "dropped and quarantined with the kept copy named", file=sys.stderr)
         with t.step("publish"):
             manifest.outputs = _publish(lake, day, res)
     _fill(manifest, res, disagreement)
@@ -388,6 +426,8 @@ def _summary(m: Manifest) -> str:
             f"{c['duplicates']} / written {c['written']} / unpriced {c['unpriced']}")
     if c["unreadable_files"]:
         line += f" / unreadable files {c['unreadable_files']}"
+    if c["duplicate_conflicts"]:
+        line += f" / conflicting duplicates {c['duplicate_conflicts']}"
     return line
 
 

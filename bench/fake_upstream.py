@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+#: Model calls received (a one-element list, so handlers can count in place).
+CALLS = web.AppKey("calls", list)
 _WORDS = ["fake", "upstream", "says", "hello", "to", "the", "gateway"]
 
 
@@ -47,7 +49,12 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
     return max(1, len(text) // 4)
 
 
+def _count(request: web.Request) -> None:
+    request.app[CALLS][0] += 1  # calls received: what a provider would bill (the fault suite compares)
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
+    _count(request)
     body = await request.json()
     model = body.get("model", "")
     scripted = await _scripted(model)
@@ -81,6 +88,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 async def embeddings(request: web.Request) -> web.Response:
+    _count(request)
     body = await request.json()
     model = body.get("model", "")
     scripted = await _scripted(model)
@@ -106,6 +114,7 @@ async def models(_request: web.Request) -> web.Response:
 
 def make_app() -> web.Application:
     app = web.Application()
+    app[CALLS] = [0]
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
@@ -127,11 +136,17 @@ class FakeUpstream:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._runner: web.AppRunner | None = None
+        self._app = make_app()
         self._thread = threading.Thread(target=self._serve, daemon=True, name="fake-upstream")
+
+    @property
+    def calls(self) -> int:
+        """Model calls received so far (chat and embeddings)."""
+        return self._app[CALLS][0]
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(make_app(), access_log=None)
+        self._runner = web.AppRunner(self._app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
         self._ready.set()

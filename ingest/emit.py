@@ -123,6 +123,7 @@ class Emitter:
         self._retry_at = 0.0
         self._direct_retry_at = 0.0
         self._next_sync = 0.0
+        self._quiet_until = 0.0
         self._closed = False
         self._recover()
         self._thread: threading.Thread | None = None
@@ -284,12 +285,37 @@ class Emitter:
             self._failing(f"{exc.strerror or exc}")
             return False
         if self._spool_error is not None and not self._backlog:
+            self._recovered()
+        return True
+
+    def _recovered(self) -> None:
+        if self._may_log():
             log.warning("spool %s can be written again", self.spool_dir)
-            self._spool_error = None
+        self._spool_error = None
+
+    def _probe(self) -> bool:
+        """Whether the spool takes a page of data again (nothing else to write proves it)."""
+        probe = self.spool_dir / ".probe"
+        try:
+            with open(probe, "wb") as out:
+                out.write(b"\0" * 4096)
+                out.flush()
+                os.fsync(out.fileno())
+            probe.unlink()
+        except OSError:
+            return False
+        return True
+
+    def _may_log(self) -> bool:
+        """At most one fault or recovery message every 10 s: a disk at its last bytes flaps on every call."""
+        now = time.monotonic()
+        if now < self._quiet_until:
+            return False
+        self._quiet_until = now + 10.0
         return True
 
     def _failing(self, reason: str) -> None:
-        if self._spool_error is None:
+        if self._spool_error is None and self._may_log():
             log.error("spool %s cannot be written (%s): usage events are held in memory and sent to the sink "
                       "directly; new calls are refused with 503 once %d are held", self.spool_dir, reason,
                       self.max_backlog)
@@ -349,6 +375,8 @@ class Emitter:
                     self._backlog.popleft()
                     self._journal.record_done(event_id)
                 stuck = list(self._backlog)
+                if not stuck and self._spool_error is not None and self._probe():
+                    self._recovered()
                 if self._journal.compact_due() and self._spool_error is None:
                     self._journal.compact()
             if stuck and (direct or time.monotonic() >= self._direct_retry_at):

@@ -20,7 +20,9 @@ SCHEMA_VERSION = 1
 
 PROVIDERS = ("bedrock", "sagemaker", "openai_compatible", "simulator")
 OPERATIONS = ("chat", "text", "embeddings", "image", "image_embeddings")
-STATUSES = ("ok", "client_error", "upstream_error", "throttled")
+#: ``unknown``: the call reached the provider but its outcome was never learned (the gateway process died); counts
+#: are then estimated. The gateway writes such a placeholder with the call's own event_id (DESIGN.md).
+STATUSES = ("ok", "client_error", "upstream_error", "throttled", "unknown")
 TOKEN_SOURCES = ("exact", "estimated")
 SERVICE_TIERS = ("on_demand", "batch", "flex", "priority", "provisioned")
 IMAGE_QUALITIES = ("standard", "premium")

@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from modelmeter.constants import ENV_BUSINESS_UNIT, ENV_SAGEMAKER_ENDPOINTS
+from modelmeter.constants import ENV_BUSINESS_UNIT, ENV_SAGEMAKER_ENDPOINTS, ENV_SPOOL_MAX_BACKLOG
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,15 @@ def build_local_app(*, upstream: str, lake: Any, tenants: str | None, emitter: A
                       longpoll=MemoryLongPollStore(), **app_kwargs)
 
 
+def _emitter_options() -> dict[str, Any]:
+    value = os.environ.get(ENV_SPOOL_MAX_BACKLOG)
+    if not value:
+        return {}
+    if not value.isdigit():
+        raise ValueError(f"${ENV_SPOOL_MAX_BACKLOG} must be a whole number of events (got {value!r})")
+    return {"max_backlog": int(value)}
+
+
 def run_cli(args: Any) -> int:
     """``modelmeter serve``: serve until SIGTERM/SIGINT, then finish in-flight requests and flush every event."""
     from modelmeter.cli import UserError
@@ -102,7 +111,7 @@ def run_cli(args: Any) -> int:
     try:
         from ingest.emit import SpoolLockedError, local_emitter
 
-        emitter = local_emitter(lake=lake)
+        emitter = local_emitter(lake=lake, **_emitter_options())
         app = build_local_app(upstream=args.upstream, lake=lake, tenants=args.tenants, emitter=emitter)
     except (ValueError, ImportError, OSError, SpoolLockedError) as exc:
         raise UserError(str(exc)) from None

@@ -81,7 +81,7 @@ def test_value_rules_catch_negatives_bad_enums_and_future_times():
                             event_time=schema.format_time(now + timedelta(days=1, minutes=1))))
 
     assert value_problems(row, now=now) == [
-        "status 'fine' is not one of ok, client_error, upstream_error, throttled",
+        "status 'fine' is not one of ok, client_error, upstream_error, throttled, unknown",
         "input_tokens -5 is negative",
         "event_time 2026-11-26T12:01:00.000Z is more than a day in the future",
     ]

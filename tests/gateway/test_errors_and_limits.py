@@ -222,3 +222,46 @@ def test_client_leaving_mid_stream_is_billed_for_what_was_produced(gw):
     event = _event(gw, r)
     assert (event["status"], event["streaming"], event["token_source"]) == ("client_error", True, "estimated")
     assert 0 < event["output_tokens"] < 40
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "system", "content": [{"type": "text", "text": 5}]}, {"role": "user", "content": "hi"}],
+    [{"role": "system", "content": [{"type": "text", "text": None}]}, {"role": "user", "content": "hi"}],
+    [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+     {"role": "user", "content": "hi"}],
+    [{"role": "user", "content": [{"type": "text", "text": ["not", "text"]}]}],
+])
+def test_v1_content_parts_of_the_wrong_type_are_400_not_500(gw, messages):
+    # A non-string text part reached "\n".join(...) and answered 500, billed as upstream_error.
+    r = requests.post(f"{gw.url}/v1/chat/completions", json={"model": NOVA, "messages": messages}, timeout=10,
+                      headers={"Authorization": f"Bearer {gw.keys['alpha']}"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_request_error" and "messages[0]" in r.json()["error"]["message"]
+    assert _event(gw, r)["status"] == "client_error"
+
+
+def test_too_many_or_too_large_headers_are_431_json(gw):
+    many = {f"x-filler-{i}": "1" for i in range(150)}
+    big = {"x-filler": "y" * (40 * 1024)}
+    for extra in (many, big):
+        r = requests.post(f"{gw.url}/v1/chat/completions", json={"model": NOVA, "messages": []}, timeout=10,
+                          headers={"Authorization": f"Bearer {gw.keys['alpha']}", **extra})
+        assert r.status_code == 431 and "headers over the limit" in r.json()["error"]["message"]
+    ordinary = _seed(gw, **{f"x-filler-{i}": "1" for i in range(20)})
+    assert ordinary.status_code == 200
+
+
+def test_a_pending_poll_carries_the_polled_calls_request_id(gw):
+    # GIVEN a seed async call on a slow model (0.4 s), polled before it is done
+    start = _seed(gw, model="slow-400", body={"inputs": "a long answer please"}, streaming="true")
+    request_id = start.json()[0]["request_id"]
+    poll = requests.post(f"{gw.url}/invoke_model?model_id=slow-400&requestId={request_id}", json={}, timeout=10,
+                         headers={"x-api-key": gw.keys["alpha"], "team_id": "alpha", "streaming": "true"})
+    # THEN the pending answer names the call it waits for (a fresh id would name a request with no event)
+    assert poll.status_code == 200 and poll.json() == [{"request_id": request_id}]
+    assert poll.headers["x-request-id"] == request_id
+    deadline = time.monotonic() + 15
+    while not gw.events_of(request_id):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert [e["status"] for e in gw.events_of(request_id)] == ["ok"]

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lake(p)
     _add_range(p)
     p.add_argument("--price-version", default=None, help="catalog version (default: the latest)")
+    p.add_argument("--lock-timeout", type=_positive(float), default=None, metavar="SECONDS",
+                   help="how long to wait for a day another transform is working on before failing "
+                        "(default: 10 minutes)")
     p.set_defaults(command_key="transform")
 
     p = sub.add_parser("report", help="per team × model cost for a range of days")

@@ -34,6 +34,8 @@ import pyarrow.parquet as pq
 from ingest.schema import FIELD_NAMES, quarantine_arrow_schema
 from modelmeter.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, QUARANTINE_EVENTS, RUN_MANIFESTS
 from modelmeter.lake import Lake
+from modelmeter.locks import DEFAULT_TIMEOUT_SECONDS as DEFAULT_LOCK_TIMEOUT
+from modelmeter.locks import LakeLock, lake_lock
 from sql import models
 from transforms import validate
 from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
@@ -47,6 +49,9 @@ QUARANTINE_FILE = "transform.parquet"
 DEFAULT_MEMORY_LIMIT = "1GB"
 #: The one file of each curated day partition; replacing it is atomic (a rename locally, one PUT on S3).
 PART_FILE = "part-0.parquet"
+#: Folder of the per-day transform locks, under ``runs/transform/`` (``locks/dt=D.lock``). Per day, not one for the
+#: lake: two runs only collide on the same day's outputs, and a backfill must not stop the scheduled run of today.
+LOCKS = "locks"
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Manifest:
     unpriced_models: list[dict[str, Any]] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    lock: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: dict[str, int] = field(default_factory=dict)
     path: str = ""
@@ -349,33 +355,54 @@ def _fill(manifest: Manifest, res: _DayResult, disagreement: str | None) -> None
 
 
 def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime | None = None,
-                  threads: int | None = None, memory_limit: str | None = None) -> Manifest:
-    """Transform one day (see the module docstring); returns its manifest, already written to the lake."""
+                  threads: int | None = None, memory_limit: str | None = None,
+                  lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Manifest:
+    """Transform one day (see the module docstring) holding the day's lock; returns its manifest, already written.
+
+    Another transform of the same day (another process, or on S3 another host) holds the lock meanwhile: this one
+    waits up to ``lock_timeout`` seconds, then transforms the day again (idempotent: the same inputs give the same
+    files), or raises :class:`modelmeter.locks.LockTimeout` naming the holder.
+    """
     now = now or datetime.now(UTC)
     run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     manifest = Manifest(run_id=run_id, day=day.isoformat(), started_at=now.isoformat(),
                         price_version=catalog.version)
+    with lake_lock(lake, RUN_MANIFESTS, LOCKS, f"dt={day.isoformat()}.lock", owner=f"transform run {run_id}",
+                   what=f"the transform of {day}", timeout=lock_timeout) as lock:
+        manifest.lock = {"path": lock.url, "waited_seconds": lock.waited_seconds,
+                         "acquired_at": lock.acquired_at.isoformat()}
+        _transform_held(lake=lake, day=day, catalog=catalog, now=now, manifest=manifest, lock=lock,
+                        threads=threads, memory_limit=memory_limit)
+    return manifest
+
+
+def _warn(day: date, res: _DayResult, disagreement: str | None) -> None:
+    if disagreement:
+        print(f"modelmeter transform: {day}: {disagreement}", file=sys.stderr)
+    if res.conflicts:
+        print(f"modelmeter transform: warning: {day}: {res.conflicts} conflicting "
+              f"cop{'y' if res.conflicts == 1 else 'ies'} of an event_id (content differs from the kept copy): "
+              "dropped and quarantined with the kept copy named", file=sys.stderr)
+
+
+def _transform_held(*, lake: Lake, day: date, catalog: PriceSource, now: datetime, manifest: Manifest,
+                    lock: LakeLock, threads: int | None, memory_limit: str | None) -> None:
     t = _Timer(manifest.seconds, manifest.peak_rss_mb)
-    with _workdir(lake, run_id) as workdir:
+    with _workdir(lake, manifest.run_id) as workdir:
         con = connect(threads=threads, memory_limit=memory_limit, temp_dir=workdir / "spill")
         try:
             res = _run_models(con, lake=lake, day=day, catalog=catalog, now=now, workdir=workdir, t=t)
         finally:
             con.close()
         disagreement = validate.check_agreement(res.suite, rule_counts=res.rule_counts)
-        if disagreement:
-            print(f"modelmeter transform: {day}: {disagreement}", file=sys.stderr)
-        if res.conflicts:
-            print(f"modelmeter transform: warning: {day}: {res.conflicts} conflicting "
-                  f"cop{'y' if res.conflicts == 1 else 'ies'} of an event_id (content differs from the kept copy): "
-                  "dropped and quarantined with the kept copy named", file=sys.stderr)
+        _warn(day, res, disagreement)
+        lock.check()  # an S3 lease lost while the models ran: another run may be publishing; write nothing
         with t.step("publish"):
             manifest.outputs = _publish(lake, day, res)
     _fill(manifest, res, disagreement)
-    where = (RUN_MANIFESTS, f"dt={day.isoformat()}", f"{run_id}.json")
+    where = (RUN_MANIFESTS, f"dt={day.isoformat()}", f"{manifest.run_id}.json")
     manifest.path = lake.url(*where)
     lake.write_bytes(manifest.to_json().encode(), *where)
-    return manifest
 
 
 @contextmanager
@@ -395,7 +422,8 @@ def _workdir(lake: Lake, run_id: str) -> Iterator[Path]:
 
 def transform_range(*, lake: Lake, date_from: date, date_to: date, price_version: str | None = None,
                     progress: Callable[[date, Manifest], None] | None = None, now: datetime | None = None,
-                    threads: int | None = None, memory_limit: str | None = None) -> list[Manifest]:
+                    threads: int | None = None, memory_limit: str | None = None,
+                    lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[Manifest]:
     """Transform every day from ``date_from`` to ``date_to`` (inclusive) with one catalog version.
 
     Args:
@@ -404,6 +432,7 @@ def transform_range(*, lake: Lake, date_from: date, date_to: date, price_version
         progress: called after each day with its manifest.
         now: the run's clock (rules such as "event_time at most a day in the future" use it); default: now.
         threads, memory_limit: DuckDB settings (default: every core, DuckDB's own memory limit).
+        lock_timeout: seconds to wait for a day another transform is working on (one day's lock at a time).
     """
     from pricing_catalog import load_catalog
 
@@ -413,7 +442,7 @@ def transform_range(*, lake: Lake, date_from: date, date_to: date, price_version
     manifests = []
     for day in days:
         manifest = transform_day(lake=lake, day=day, catalog=catalog, now=now, threads=threads,
-                                 memory_limit=memory_limit)
+                                 memory_limit=memory_limit, lock_timeout=lock_timeout)
         manifests.append(manifest)
         if progress:
             progress(day, manifest)
@@ -437,12 +466,13 @@ def run_cli(args: Any) -> int:
 
     lake = Lake.open(args.lake)
     days = _days(args.date_from, args.date_to)
+    args.lock_timeout = getattr(args, "lock_timeout", None) or DEFAULT_LOCK_TIMEOUT
     try:
         if len(days) > 1 and sys.stdout.isatty():
             manifests = _with_progress_bar(lake, args, len(days))
         else:
             manifests = transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
-                                        price_version=args.price_version)
+                                        price_version=args.price_version, lock_timeout=args.lock_timeout)
     except CatalogError as exc:
         raise UserError(str(exc)) from None
     for m in manifests:
@@ -467,5 +497,5 @@ def _with_progress_bar(lake: Lake, args: Any, total: int) -> list[Manifest]:
             bar.update(task, advance=1, description=f"{day} ({manifest.counts['written']} events)")
 
         return transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
-                               price_version=args.price_version, progress=advance)
+                               price_version=args.price_version, progress=advance, lock_timeout=args.lock_timeout)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +16,12 @@ import pyarrow.parquet as pq
 from modelmeter.constants import DEFAULT_LAKE, ENV_LAKE
 
 PARQUET_COMPRESSION = "zstd"
+#: Age after which a writer's temporary file (``.<name>.<uuid>.tmp``, local lakes only) is a leftover of a writer that
+#: was killed before its rename. A live writer renames within seconds (the largest file, a day's curated
+#: ``usage_cost`` of 10 M events, takes under a minute), so an hour is far beyond any write still under way, with
+#: room for clock differences on a shared filesystem; a younger file is left alone.
+STALE_TMP_AGE = timedelta(hours=1)
+_TMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True)
@@ -53,13 +61,38 @@ class Lake:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 
     def list_files(self, *parts: str, suffix: str = ".parquet") -> list[str]:
-        """Every file under a lake-relative prefix (recursively), as ``fs`` paths, sorted."""
+        """Every file under a lake-relative prefix (recursively), as ``fs`` paths, sorted.
+
+        Hidden names (``.``: a writer's temporary file; ``_``: scratch) are never listed, whatever ``suffix``.
+        """
         selector = pafs.FileSelector(self.path(*parts), recursive=True, allow_not_found=True)
         return sorted(
             info.path for info in self.fs.get_file_info(selector)
             if info.type == pafs.FileType.File and info.path.endswith(suffix)
             and not info.base_name.startswith((".", "_"))
         )
+
+    def remove_stale_tmp(self, *parts: str, older_than: timedelta = STALE_TMP_AGE) -> list[str]:
+        """Delete the temporary files killed writers left under a lake-relative prefix (recursively) that are older
+        than ``older_than`` by the file's own mtime; return their ``fs`` paths, sorted.
+
+        Only a local lake has them: on S3 a PUT is atomic and no temporary object is ever written.
+        """
+        if not self.is_local:
+            return []
+        selector = pafs.FileSelector(self.path(*parts), recursive=True, allow_not_found=True)
+        cutoff = time.time() - older_than.total_seconds()
+        stale = sorted(
+            info.path for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.base_name.startswith(".")
+            and info.base_name.endswith(_TMP_SUFFIX) and info.mtime is not None and info.mtime.timestamp() < cutoff
+        )
+        for path in stale:
+            try:
+                os.remove(path)
+            except FileNotFoundError:  # already gone: another cleaner was first
+                pass
+        return stale
 
     def write_parquet(self, table: pa.Table, *parts: str) -> str:
         """Write ``table`` to a lake-relative file, atomically: readers see the whole file or none of it.
@@ -72,7 +105,7 @@ class Lake:
             pq.write_table(table, target, filesystem=self.fs, compression=PARQUET_COMPRESSION)
             return target
         directory, name = target.rsplit("/", 1)
-        tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{directory}/.{name}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
         pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
         os.replace(tmp, target)
         return target
@@ -86,7 +119,7 @@ class Lake:
                 out.write(data)
             return target
         directory, name = target.rsplit("/", 1)
-        tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{directory}/.{name}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
         with open(tmp, "wb") as out:
             out.write(data)
         os.replace(tmp, target)

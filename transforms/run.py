@@ -32,7 +32,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ingest.schema import FIELD_NAMES, quarantine_arrow_schema
-from modelmeter.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, QUARANTINE_EVENTS, RUN_MANIFESTS
+from modelmeter.constants import (
+    CURATED_TEAM_MODEL_DAILY,
+    CURATED_USAGE_COST,
+    QUARANTINE_EVENTS,
+    RAW_EVENTS,
+    RUN_MANIFESTS,
+)
 from modelmeter.lake import Lake
 from modelmeter.locks import DEFAULT_TIMEOUT_SECONDS as DEFAULT_LOCK_TIMEOUT
 from modelmeter.locks import LakeLock, lake_lock
@@ -65,6 +71,7 @@ class Manifest:
     finished_at: str = ""
     input_files: list[dict[str, Any]] = field(default_factory=list)
     unreadable_files: list[dict[str, str]] = field(default_factory=list)
+    stale_tmp_files: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     unpriced_models: list[dict[str, Any]] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)
@@ -280,6 +287,7 @@ class _DayResult:
     duplicate_kinds: dict[str, int]  # dropped copies per kind (stg_duplicates.kind)
     unpriced: int
     unpriced_models: list[dict[str, Any]]
+    stale_tmp: list[str]  # killed writers' temporary files removed from the day's partitions
 
     @property
     def duplicates(self) -> int:
@@ -290,9 +298,20 @@ class _DayResult:
         return self.duplicate_kinds.get("conflict", 0)
 
 
+def _remove_leftovers(lake: Lake, day: date) -> list[str]:
+    """Temporary files that killed writers left in the day's partitions, read (raw) or written, older than
+    :data:`modelmeter.lake.STALE_TMP_AGE`: removed, and returned as lake URLs for the manifest."""
+    partition = f"dt={day.isoformat()}"
+    removed = []
+    for prefix in (RAW_EVENTS, CURATED_USAGE_COST, CURATED_TEAM_MODEL_DAILY, QUARANTINE_EVENTS, RUN_MANIFESTS):
+        removed += [_url(lake, path) for path in lake.remove_stale_tmp(prefix, partition)]
+    return removed
+
+
 def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalog: PriceSource, now: datetime,
                 workdir: Path, t: _Timer) -> _DayResult:
     with t.step("find_inputs"):
+        stale_tmp = _remove_leftovers(lake, day)
         inputs = find_inputs(lake=lake, day=day, workdir=workdir)
     for path, reason in inputs.unreadable:
         print(f"modelmeter transform: {path}: {reason} (set aside; the other files are processed)", file=sys.stderr)
@@ -322,7 +341,7 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
     return _DayResult(inputs=inputs, suite=suite, refused=_quarantine_table(invalid_rows + conflict_rows, inputs, now),
                       invalid=len(invalid_rows), rule_counts=rule_counts, lookups=lookups, usage_cost=usage_cost,
                       daily=daily, written=written, duplicate_kinds=duplicate_kinds, unpriced=unpriced,
-                      unpriced_models=unpriced_models)
+                      unpriced_models=unpriced_models, stale_tmp=stale_tmp)
 
 
 def _publish(lake: Lake, day: date, res: _DayResult) -> dict[str, str]:
@@ -347,7 +366,8 @@ def _fill(manifest: Manifest, res: _DayResult, disagreement: str | None) -> None
                        "duplicate_conflicts": res.conflicts,
                        "superseded_placeholders": res.duplicate_kinds.get("superseded_placeholder", 0),
                        "written": res.written, "priced": res.written - res.unpriced, "unpriced": res.unpriced,
-                       "price_lookups": res.lookups}
+                       "price_lookups": res.lookups, "stale_tmp_files_removed": len(res.stale_tmp)}
+    manifest.stale_tmp_files = res.stale_tmp
     manifest.unpriced_models = res.unpriced_models
     manifest.validation = {**res.suite.as_dict(), "rule_counts": {k: v for k, v in res.rule_counts.items() if v},
                            "agrees_with_staging": disagreement is None}

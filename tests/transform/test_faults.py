@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from ingest.schema import STATUSES, arrow_schema
-from modelmeter.constants import RAW_EVENTS
-from modelmeter.lake import Lake
+from modelmeter.constants import CURATED_USAGE_COST, RAW_EVENTS
+from modelmeter.lake import STALE_TMP_AGE, Lake
 from tests.transform.conftest import DAY, NOW, PER, TEXT_PRICES, event, quarantine, usage_cost, write_raw
 from transforms import rules
 from transforms.inputs import InputFile, raw_view_sql
@@ -122,3 +124,39 @@ def test_a_crash_placeholder_gives_way_to_the_real_event_whatever_the_file_order
     assert manifest.counts["duplicate_conflicts"] == 0 and quarantine(lake) == []
     # AND a placeholder with no real event is billed on its estimate
     assert (curated[lone["event_id"]]["status"], curated[lone["event_id"]]["input_tokens"]) == ("unknown", 50)
+
+
+def test_a_killed_writers_old_tmp_files_are_removed_and_counted_and_a_fresh_one_left_alone(lake, catalog):
+    # GIVEN a raw partition with one good file, a temporary file a writer killed two hours ago left (as
+    # Lake.write_parquet names them), one being written right now, and an old one in the curated partition
+    good = event()
+    hour = os.path.dirname(write_raw(lake, [good]))
+    stale = os.path.join(hour, ".modelmeter-usage-1-x.parquet.0123abcd.tmp")
+    fresh = os.path.join(hour, ".modelmeter-usage-1-y.parquet.4567ef01.tmp")
+    curated = lake.path(CURATED_USAGE_COST, f"dt={DAY.isoformat()}", ".part-0.parquet.89ab.tmp")
+    os.makedirs(os.path.dirname(curated))
+    two_hours_ago = time.time() - 2 * STALE_TMP_AGE.total_seconds()
+    for path in (stale, fresh, curated):
+        with open(path, "wb") as out:
+            out.write(b"PAR1 half a file")
+    for path in (stale, curated):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    # WHEN the day is transformed
+    manifest = _run(lake, catalog)
+    # THEN the old ones are gone and named in the manifest, the fresh one is untouched, and none was read as input
+    assert not os.path.exists(stale) and not os.path.exists(curated) and os.path.exists(fresh)
+    assert manifest.counts["stale_tmp_files_removed"] == 2
+    assert sorted(manifest.stale_tmp_files) == sorted([stale, curated])
+    assert manifest.counts["files"] == 1 and manifest.unreadable_files == []
+    assert [r["event_id"] for r in usage_cost(lake)] == [good["event_id"]]
+
+
+def test_listings_never_show_a_writers_tmp_files(lake):
+    partition = (RAW_EVENTS, f"dt={DAY.isoformat()}", "hour=09")
+    real = lake.write_parquet(pa.table({"x": [1]}), *partition, "a.parquet")
+    for name in (".a.parquet.0123.tmp", ".b.parquet.4567.tmp"):
+        with open(os.path.join(os.path.dirname(real), name), "wb") as out:
+            out.write(b"")
+    assert lake.list_files(*partition) == [real]
+    assert lake.list_files(*partition, suffix="") == [real]  # the partition replacement's listing, too
+    assert lake.remove_stale_tmp(*partition) == []  # too young to be a leftover

@@ -3,20 +3,17 @@ type, conflicting copies of one event, crash placeholders, and temporary files a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from ingest.schema import STATUSES, arrow_schema
+from ingest.schema import arrow_schema
 from modelmeter.constants import CURATED_USAGE_COST, RAW_EVENTS
 from modelmeter.lake import STALE_TMP_AGE, Lake
 from tests.transform.conftest import DAY, NOW, PER, TEXT_PRICES, event, quarantine, usage_cost, write_raw
-from transforms import rules
 from transforms.inputs import InputFile, raw_view_sql
 from transforms.run import transform_day
 
@@ -95,18 +92,6 @@ def test_copies_of_one_event_that_differ_are_counted_and_quarantined_naming_the_
     assert f"warning: {DAY}: 1 conflicting copy of an event_id" in capsys.readouterr().err
 
 
-@pytest.fixture
-def placeholder_status_allowed(monkeypatch):
-    """The contract (DESIGN.md) allows ``status`` ``unknown``; until ``ingest.schema.STATUSES`` lists it, the rules
-    are built from a copy of the schema that does (a no-op once it does)."""
-    if rules.PLACEHOLDER_STATUS in STATUSES:
-        return
-    fields = tuple(dataclasses.replace(f, allowed=(*f.allowed, rules.PLACEHOLDER_STATUS)) if f.name == "status"
-                   else f for f in rules.FIELDS)
-    monkeypatch.setattr(rules, "FIELDS", fields)
-
-
-@pytest.mark.usefixtures("placeholder_status_allowed")
 def test_a_crash_placeholder_gives_way_to_the_real_event_whatever_the_file_order(lake, catalog):
     # GIVEN a placeholder (status unknown, estimated counts) read before its real event, and a lone placeholder
     real = event(input_tokens=4000, output_tokens=300)

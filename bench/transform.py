@@ -34,7 +34,7 @@ TARGET_RSS_MB = 2048
 def _child(args: argparse.Namespace) -> None:
     """Run in the child process: the transform as users run it; print its manifest figures as JSON."""
     began = time.perf_counter()
-    from modelmeter.lake import Lake
+    from common.lake import Lake
     from transforms.run import transform_range
 
     lake = Lake.open(args.lake)
@@ -47,7 +47,7 @@ def _child(args: argparse.Namespace) -> None:
 
 def _generate_child(args: argparse.Namespace) -> None:
     """Run in a child process, so the parent stays small and the transform child's RSS is its own."""
-    from modelmeter.lake import Lake
+    from common.lake import Lake
     from modelmeter.synthetic import generate
 
     summary = generate(lake=Lake.open(args.lake), n=args.events, days=1, start=DAY, teams=args.teams,

@@ -28,8 +28,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelmeter.constants import MONEY_PRECISION, MONEY_SCALE
-from modelmeter.lake import Lake
+from common.constants import MONEY_PRECISION, MONEY_SCALE
+from common.lake import Lake
 from sql.render import connect
 from transforms.tables import COST_OF
 
@@ -204,7 +204,7 @@ def export_focus(*, lake: Lake, date_from: date, date_to: date, out: str | Path)
 
 def run_cli(args: argparse.Namespace | Any) -> int:
     """``modelmeter export focus --from … --to … --out FILE.parquet``."""
-    from modelmeter.cli import UserError
+    from common.errors import UserError
 
     try:
         summary = export_focus(lake=Lake.open(args.lake), date_from=args.date_from, date_to=args.date_to,

@@ -17,9 +17,9 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from common.lake import Lake
 from dashboards import svg
 from dashboards.report_data import ReportData, Table, gather
-from modelmeter.lake import Lake
 from sql.config import ReportingConfig
 from sql.render import connect, table_sources
 
@@ -153,7 +153,7 @@ def render_dashboard(*, lake: Lake | str | Path | None, date_from: date | None =
 
 def run_cli(args: argparse.Namespace | Any) -> int:
     """``modelmeter dashboard [--from D] [--to D] [--out report.html]``: write the page, print its path."""
-    from modelmeter.cli import UserError
+    from common.errors import UserError
 
     try:
         path = render_dashboard(lake=args.lake, date_from=args.date_from, date_to=args.date_to, out=args.out)

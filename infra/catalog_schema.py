@@ -1,7 +1,7 @@
 """Glue table definitions derived from the one schema of each table (never listed here by hand).
 
-- raw usage events: :func:`ingest.schema.glue_columns`;
-- quarantine: :func:`ingest.schema.quarantine_arrow_schema`;
+- raw usage events: :func:`common.contracts.glue_columns`;
+- quarantine: :func:`common.contracts.quarantine_arrow_schema`;
 - curated tables: :func:`transforms.tables.glue_columns` (tests check it against the Arrow schemas);
 - teams reference table: :func:`sql.reference.teams_schema`.
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ingest import schema as event_schema
-from modelmeter import constants as c
+from common import constants as c
+from common import contracts as event_schema
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class TableSpec:
     """One Glue table of the lake.
 
     Attributes:
-        name: Glue table name (``modelmeter.constants.TABLE_*``).
+        name: Glue table name (``common.constants.TABLE_*``).
         prefix: lake-relative prefix of its files.
         columns: ``[{"name", "type", "comment"}]`` in file order.
         partitions: hive partition keys: ``("dt", "hour")`` (raw), ``("dt",)`` (daily tables) or ``()``.

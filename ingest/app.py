@@ -22,9 +22,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from common.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, ServiceError, Unauthorized
 from ingest import fastjson
 from ingest.auth import authenticate
-from ingest.exceptions import BadRequest, HeadersTooLarge, PayloadTooLarge, ServiceError, Unauthorized
 from ingest.limits import LimitTracker
 from ingest.ports import EventEmitter, KeyRecord, LongPollStore, Team, TenantRegistry
 from ingest.providers.base import ModelRequest, Provider, Usage

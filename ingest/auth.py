@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from ingest.exceptions import BadRequest, Forbidden, Unauthorized
+from common.errors import BadRequest, Forbidden, Unauthorized
 from ingest.ports import KeyRecord, Team, TenantRegistry
 
 

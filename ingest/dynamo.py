@@ -1,6 +1,6 @@
 """DynamoDB implementations of the gateway's tenant registry and long-poll store (:mod:`ingest.ports`).
 
-Both tables have one string partition key, ``pk`` (``modelmeter.constants.DYNAMO_PARTITION_KEY``).
+Both tables have one string partition key, ``pk`` (``common.constants.DYNAMO_PARTITION_KEY``).
 
 * Tenant table (single-table): ``team#<team_id>`` items hold a team; ``key#<sha256 of the secret>`` items hold a
   key's id, team and state. The secret itself is never stored, so a leaked table grants nothing.
@@ -23,11 +23,11 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from ingest.exceptions import NotFound
+from common.constants import DYNAMO_PARTITION_KEY as PK
+from common.constants import DYNAMO_TTL_ATTRIBUTE as TTL
+from common.errors import NotFound
 from ingest.ports import KeyRecord, Limits, Team, hash_key
 from ingest.tenants import new_secret
-from modelmeter.constants import DYNAMO_PARTITION_KEY as PK
-from modelmeter.constants import DYNAMO_TTL_ATTRIBUTE as TTL
 
 log = logging.getLogger(__name__)
 MAX_CACHED_KEYS = 10_000

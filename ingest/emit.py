@@ -40,9 +40,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.constants import ENV_SPOOL_DIR
+from common.contracts import REQUIRED, SCHEMA_VERSION, EventError, parse_event
+from common.errors import ServiceUnavailable
 from ingest import fastjson
-from ingest.exceptions import ServiceUnavailable
-from ingest.schema import REQUIRED, SCHEMA_VERSION, EventError, parse_event
 from ingest.sink import LocalParquetSink, Rejected, write_quarantine
 from ingest.spool import (
     OPEN_SUFFIX,
@@ -53,7 +54,6 @@ from ingest.spool import (
     read_segment,
     recover_calls,
 )
-from modelmeter.constants import ENV_SPOOL_DIR
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.schema import EventError, future_problem, parse_event
+from common.contracts import EventError, future_problem, parse_event
+from common.lake import Lake
 from ingest.sink import LocalParquetSink, Rejected, write_quarantine
-from modelmeter.lake import Lake
 
 #: Lines parsed before a batch is written: bounds memory on large files.
 BATCH_LINES = 100_000
@@ -89,7 +89,7 @@ def ingest_files(lake: Lake, paths: list[Path], *, keep_problems: int = 20) -> I
 
 
 def run_cli(args: Any) -> int:
-    from modelmeter.cli import UserError
+    from common.errors import UserError
 
     paths = [Path(p) for p in args.files]
     folders = [str(p) for p in paths if p.is_dir()]

@@ -22,8 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ingest.emit import Emitter
-from modelmeter.constants import (
+from common.constants import (
     ENV_BUSINESS_UNIT,
     ENV_FIREHOSE_STREAM,
     ENV_LONGPOLL_TABLE,
@@ -32,6 +31,7 @@ from modelmeter.constants import (
     ENV_TENANT_TABLE,
     METRICS_NAMESPACE,
 )
+from ingest.emit import Emitter
 
 DEFAULT_SPOOL_DIR = "/tmp/spool"  # noqa: S108 - Lambda's only writable place; private to the container
 SERVICE = "modelmeter-gateway"
@@ -42,7 +42,7 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 
 class GatewaySettings(BaseModel):
-    """The Lambda's configuration, read once from the environment (names in :mod:`modelmeter.constants`)."""
+    """The Lambda's configuration, read once from the environment (names in :mod:`common.constants`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

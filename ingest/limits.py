@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from ingest.exceptions import Throttled
+from common.errors import Throttled
 from ingest.ports import Limits
 
 

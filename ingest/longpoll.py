@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ingest.exceptions import NotFound
+from common.errors import NotFound
 
 
 class MemoryLongPollStore:

@@ -80,7 +80,7 @@ class LongPollStore(Protocol):
         """The finished result, removed atomically; ``None`` while pending or if someone else claimed it.
 
         Raises:
-            ingest.exceptions.NotFound: unknown or expired request id, or one that belongs to another team.
+            common.errors.NotFound: unknown or expired request id, or one that belongs to another team.
         """
         ...
 
@@ -89,7 +89,7 @@ class EventEmitter(Protocol):
     """Takes usage events (dicts in schema v1) off the request path and delivers each exactly once."""
 
     def admit(self) -> None:
-        """Raise :class:`ingest.exceptions.ServiceUnavailable` when a new call's usage could not be recorded."""
+        """Raise :class:`common.errors.ServiceUnavailable` when a new call's usage could not be recorded."""
         ...
 
     def open_call(self, placeholder: dict[str, Any]) -> None:

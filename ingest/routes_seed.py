@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
+from common.errors import BadRequest, ServiceError
 from ingest.app import LONGPOLL_TTL_SECONDS, REQUEST_ID_HEADER, Call, Gateway, GatewayApp, json_response, read_json
 from ingest.auth import check_model_allowed, check_team_header
-from ingest.exceptions import BadRequest, ServiceError
 from ingest.openapi_docs import SEED_INVOKE, SEED_LIST
 from ingest.providers.base import ModelRequest, ModelResult, Provider
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from modelmeter.constants import ENV_BUSINESS_UNIT, ENV_SAGEMAKER_ENDPOINTS, ENV_SPOOL_MAX_BACKLOG
+from common.constants import ENV_BUSINESS_UNIT, ENV_SAGEMAKER_ENDPOINTS, ENV_SPOOL_MAX_BACKLOG
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def _emitter_options() -> dict[str, Any]:
 
 def run_cli(args: Any) -> int:
     """``modelmeter serve``: serve until SIGTERM/SIGINT, then finish in-flight requests and flush every event."""
-    from modelmeter.cli import UserError
-    from modelmeter.lake import Lake
+    from common.errors import UserError
+    from common.lake import Lake
 
     lake = Lake.open(args.lake)
     try:

@@ -17,9 +17,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.schema import arrow_schema, quarantine_arrow_schema
-from modelmeter.constants import QUARANTINE_EVENTS, RAW_EVENTS
-from modelmeter.lake import Lake
+from common.constants import QUARANTINE_EVENTS, RAW_EVENTS
+from common.contracts import arrow_schema, quarantine_arrow_schema
+from common.lake import Lake
 
 STREAM_NAME = "modelmeter-usage"
 
@@ -30,14 +30,14 @@ def _object_name(now: datetime) -> str:
 
 
 class LocalParquetSink:
-    """Writes usage events (rows of :func:`ingest.schema.arrow_schema`) as hive-partitioned, zstd Parquet."""
+    """Writes usage events (rows of :func:`common.contracts.arrow_schema`) as hive-partitioned, zstd Parquet."""
 
     def __init__(self, lake: Lake):
         self.lake = lake
         self.schema = arrow_schema()
 
     def write_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-        """Write parsed event rows (see :func:`ingest.schema.parse_event`); returns the files written."""
+        """Write parsed event rows (see :func:`common.contracts.parse_event`); returns the files written."""
         if not rows:
             return []
         return self.write_table(pa.Table.from_pylist(list(rows), schema=self.schema))

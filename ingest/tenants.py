@@ -23,8 +23,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from common.constants import ENV_TENANTS
 from ingest.ports import KeyRecord, Limits, Team, hash_key
-from modelmeter.constants import ENV_TENANTS
 
 KEY_PREFIX = "mk_live_"
 REGISTRY_VERSION = 1
@@ -161,8 +161,8 @@ class LocalTenantRegistry:
 
 def registry_path(*, tenants: str | None, lake: str | None) -> Path:
     """``--tenants``, else ``$MODELMETER_TENANTS``, else ``tenants.json`` beside a local lake's folder."""
-    from modelmeter.cli import UserError
-    from modelmeter.constants import DEFAULT_LAKE, ENV_LAKE
+    from common.constants import DEFAULT_LAKE, ENV_LAKE
+    from common.errors import UserError
 
     explicit = tenants or os.environ.get(ENV_TENANTS)
     if explicit:
@@ -181,7 +181,7 @@ def open_registry(args: Any) -> LocalTenantRegistry:
 
 
 def _budget(value: str | None) -> Decimal | None:
-    from modelmeter.cli import UserError
+    from common.errors import UserError
 
     if value is None:
         return None
@@ -196,7 +196,7 @@ def _budget(value: str | None) -> Decimal | None:
 
 def run_add_cli(args: Any) -> int:
     """``modelmeter tenants add TEAM``: registers (or updates) a team; the budgets then reach the views."""
-    from modelmeter.cli import UserError
+    from common.errors import UserError
 
     team_id = (args.team or "").strip()
     if not team_id:
@@ -239,7 +239,7 @@ def _publish_teams(args: Any, registry: LocalTenantRegistry) -> None:
         from sql.reference import write_teams
     except ImportError:
         return
-    from modelmeter.lake import Lake
+    from common.lake import Lake
 
     write_teams(lake=Lake.open(getattr(args, "lake", None)), teams=registry.list_teams())
 
@@ -262,7 +262,7 @@ def run_list_cli(args: Any) -> int:
 
 def run_keys_create_cli(args: Any) -> int:
     """``modelmeter keys create TEAM``: prints the secret once, alone on stdout; only its hash is stored."""
-    from modelmeter.cli import UserError
+    from common.errors import UserError
 
     registry = open_registry(args)
     try:

@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from common.contracts import SCHEMA_VERSION
 from ingest.providers.base import ModelRequest, Usage
-from ingest.schema import SCHEMA_VERSION
 
 
 def estimate_tokens(text: str | None) -> int:
@@ -41,7 +41,7 @@ def new_request_id() -> str:
 
 
 def _iso_ms(ts: datetime) -> str:
-    """``ingest.schema.format_time`` without strftime (a few µs saved per request); UTC assumed when naive."""
+    """``common.contracts.format_time`` without strftime (a few µs saved per request); UTC assumed when naive."""
     if ts.tzinfo is not None and ts.utcoffset():
         ts = ts.astimezone(UTC)
     return (f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}."

@@ -17,11 +17,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from modelmeter.constants import ENV_LAKE
-
-
-class UserError(Exception):
-    """A failure the user can fix (bad input, missing data); printed as one line, exit status 1."""
+from common.constants import ENV_LAKE
+from common.errors import UserError
 
 
 def _date(value: str) -> date:
@@ -220,7 +217,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run through the imported module, so that handlers' `UserError` is the class `main` catches.
-    from modelmeter.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

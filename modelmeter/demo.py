@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from modelmeter.lake import Lake
+from common.lake import Lake
 
 MARKER = ".modelmeter-demo"
 #: What the demo prints (DESIGN.md's report columns, then images and unpriced calls).
@@ -344,13 +344,13 @@ def partner_batch(path: Path, *, rng: random.Random, day: date) -> int:
 def _prepare_lake(uri: str | None) -> Lake:
     lake = Lake.open(uri)
     if not lake.is_local:
-        from modelmeter.cli import UserError
+        from common.errors import UserError
 
         raise UserError("the demo runs on a local lake folder; pass --lake DIR")
     root = Path(lake.base)
     if any(root.iterdir()):
         if not (root / MARKER).exists():
-            from modelmeter.cli import UserError
+            from common.errors import UserError
 
             raise UserError(f"{root} is not empty and was not made by the demo; pass --lake to a new folder")
         shutil.rmtree(root)

@@ -18,10 +18,10 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-from ingest.schema import arrow_schema
+from common.constants import RAW_EVENTS
+from common.contracts import arrow_schema
+from common.lake import Lake
 from ingest.sink import STREAM_NAME
-from modelmeter.constants import RAW_EVENTS
-from modelmeter.lake import Lake
 
 #: (model id as invoked, operation kind) — a realistic Bedrock mix, most used first.
 MODELS: tuple[tuple[str, str], ...] = (

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
-from modelmeter.constants import MONEY_PRECISION, MONEY_SCALE
+from common.constants import MONEY_PRECISION, MONEY_SCALE
 
 #: The event fields a price counts (DESIGN.md "Pricing catalog", column ``dimension``).
 TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_write_input_tokens")
@@ -137,7 +137,7 @@ def parse_price(value: object, *, what: str) -> Decimal:
 
 
 #: The highest unit price accepted, per token and per image (USD). Costs are computed as whole pico-dollars in
-#: 64-bit integers: with the per-event maxima of the usage event (``ingest.schema``: 10^9 tokens and 10^4 images
+#: 64-bit integers: with the per-event maxima of the usage event (``common.contracts``: 10^9 tokens and 10^4 images
 #: per dimension) every cost of one event, and their sum, fits. No real price comes near these ($75 per million
 #: tokens and $0.14 per image are the highest in the catalog), so a price above them is a typo, most often a
 #: ``per`` of 1 where 1000000 was meant.

@@ -6,8 +6,8 @@ import argparse
 import hashlib
 from pathlib import Path
 
-from modelmeter.cli import UserError
-from modelmeter.lake import Lake
+from common.errors import UserError
+from common.lake import Lake
 from pricing_catalog.model import CatalogError
 from pricing_catalog.sheet import apply_sheet, read_sheet
 from pricing_catalog.store import list_versions, load_catalog, publish

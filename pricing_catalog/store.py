@@ -17,8 +17,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelmeter.constants import MONEY_PRECISION, MONEY_SCALE, PRICING_CATALOG
-from modelmeter.lake import Lake
+from common.constants import MONEY_PRECISION, MONEY_SCALE, PRICING_CATALOG
+from common.lake import Lake
 from pricing_catalog.catalog import Catalog
 from pricing_catalog.loader import load_builtin
 from pricing_catalog.model import CatalogError, PriceRow

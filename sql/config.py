@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from modelmeter.constants import ENV_FISCAL_MONTH_START, ENV_REPORTING_TZ
+from common.constants import ENV_FISCAL_MONTH_START, ENV_REPORTING_TZ
 
 # Time-zone names end up inside SQL string literals: accept only IANA-style names, never quotes or spaces.
 _TZ_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")

@@ -21,7 +21,7 @@ from typing import Literal
 import sqlglot
 from sqlglot import exp
 
-from modelmeter.constants import MONEY_PRECISION, MONEY_SCALE
+from common.constants import MONEY_PRECISION, MONEY_SCALE
 from sql.config import ReportingConfig
 
 Dialect = Literal["athena", "duckdb"]

@@ -11,9 +11,9 @@ from decimal import Decimal
 
 import pyarrow as pa
 
+from common.constants import MONEY_PRECISION, MONEY_SCALE, REFERENCE_TEAMS
+from common.lake import Lake
 from ingest.ports import Team
-from modelmeter.constants import MONEY_PRECISION, MONEY_SCALE, REFERENCE_TEAMS
-from modelmeter.lake import Lake
 
 TEAMS_FILE = "teams.parquet"
 _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)

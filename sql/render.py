@@ -18,8 +18,7 @@ import pyarrow.dataset as pads
 import sqlglot
 from sqlglot import exp
 
-from ingest.schema import quarantine_arrow_schema
-from modelmeter.constants import (
+from common.constants import (
     CURATED_TEAM_MODEL_DAILY,
     CURATED_USAGE_COST,
     QUARANTINE_EVENTS,
@@ -29,7 +28,8 @@ from modelmeter.constants import (
     TABLE_TEAMS,
     TABLE_USAGE_COST,
 )
-from modelmeter.lake import Lake
+from common.contracts import quarantine_arrow_schema
+from common.lake import Lake
 from sql.config import ReportingConfig
 from sql.dialect import Dialect, expand_helpers
 from sql.reference import teams_schema
@@ -119,7 +119,7 @@ def connect(*, lake: Lake, config: ReportingConfig | None = None) -> duckdb.Duck
 
 def run_cli(args: argparse.Namespace | Any) -> int:
     """``modelmeter sql render --dialect athena|duckdb``: print every view, each ending with ``;``."""
-    from modelmeter.cli import UserError
+    from common.errors import UserError
 
     try:
         config = ReportingConfig.from_env()

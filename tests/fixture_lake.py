@@ -26,10 +26,10 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from common.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, MONEY_SCALE, QUARANTINE_EVENTS
+from common.contracts import COUNT_FIELDS, quarantine_arrow_schema
+from common.lake import Lake
 from ingest.ports import Team
-from ingest.schema import COUNT_FIELDS, quarantine_arrow_schema
-from modelmeter.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, MONEY_SCALE, QUARANTINE_EVENTS
-from modelmeter.lake import Lake
 from sql.reference import write_teams
 from transforms.tables import COST_COLUMNS, COST_OF, arrow_schema
 

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ingest.schema import BY_NAME, FIELDS, REQUIRED, arrow_schema
-from modelmeter.constants import RAW_EVENTS
-from modelmeter.lake import Lake
+from common.constants import RAW_EVENTS
+from common.contracts import BY_NAME, FIELDS, REQUIRED, arrow_schema
+from common.lake import Lake
 from transforms.rules import CAST_PROBLEMS, cast_message_sql
 
 _SQL_TYPES = {"string": "varchar", "int": "integer", "bigint": "bigint", "bool": "boolean",

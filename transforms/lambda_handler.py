@@ -22,7 +22,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from modelmeter.constants import (
+from common.constants import (
     ENV_BUSINESS_UNIT,
     ENV_LAKE,
     ENV_TENANT_TABLE,
@@ -31,7 +31,7 @@ from modelmeter.constants import (
     METRIC_QUARANTINED_EVENTS,
     METRICS_NAMESPACE,
 )
-from modelmeter.lake import Lake
+from common.lake import Lake
 
 #: POWERTOOLS_SERVICE_NAME of the transform Lambda (infra sets the same; the alarms select on it).
 SERVICE = "modelmeter-transform"

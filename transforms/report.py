@@ -18,8 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelmeter.constants import CURATED_TEAM_MODEL_DAILY
-from modelmeter.lake import Lake
+from common.constants import CURATED_TEAM_MODEL_DAILY
+from common.lake import Lake
 
 #: Report columns, in order: DESIGN.md's first eight, then the rest of the rollup.
 COLUMNS: tuple[str, ...] = (
@@ -101,7 +101,7 @@ def format_table(rows: list[dict[str, Any]], *, columns: tuple[str, ...] = COLUM
 
 
 def run_cli(args: Any) -> int:
-    from modelmeter.cli import UserError
+    from common.errors import UserError
 
     if args.date_from and args.date_to and args.date_to < args.date_from:
         raise UserError(f"--to {args.date_to} is before --from {args.date_from}")

@@ -1,7 +1,7 @@
-"""The value rules of schema v1 as SQL, derived from ``ingest.schema.FIELDS``: one list, two uses.
+"""The value rules of schema v1 as SQL, derived from ``common.contracts.FIELDS``: one list, two uses.
 
 Each :class:`Rule` carries the SQL condition of a *problem* (true = the row breaks the rule), the SQL message put in
-the quarantine row (worded like :func:`ingest.schema.value_problems`), and the Great Expectations expectation that
+the quarantine row (worded like :func:`common.contracts.value_problems`), and the Great Expectations expectation that
 checks the same thing. The staging model renders the conditions; :mod:`transforms.validate` builds the GX suite.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from ingest.schema import FIELDS, MAX_FUTURE_SKEW, SCHEMA_VERSION
+from common.contracts import FIELDS, MAX_FUTURE_SKEW, SCHEMA_VERSION
 
 #: Staging column holding, per row, every value its file stored that does not cast exactly to the contract type
 #: (``input_tokens: '12k' is not a valid integer``; ``; ``-joined), NULL when there is none (transforms/inputs.py).

@@ -31,17 +31,17 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ingest.schema import FIELD_NAMES, quarantine_arrow_schema
-from modelmeter.constants import (
+from common.constants import (
     CURATED_TEAM_MODEL_DAILY,
     CURATED_USAGE_COST,
     QUARANTINE_EVENTS,
     RAW_EVENTS,
     RUN_MANIFESTS,
 )
-from modelmeter.lake import Lake
-from modelmeter.locks import DEFAULT_TIMEOUT_SECONDS as DEFAULT_LOCK_TIMEOUT
-from modelmeter.locks import LakeLock, lake_lock
+from common.contracts import FIELD_NAMES, quarantine_arrow_schema
+from common.lake import Lake
+from common.locks import DEFAULT_TIMEOUT_SECONDS as DEFAULT_LOCK_TIMEOUT
+from common.locks import LakeLock, lake_lock
 from sql import models
 from transforms import validate
 from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
@@ -112,7 +112,7 @@ def _peak_rss_mb() -> int:
 
 def _days(date_from: date, date_to: date) -> list[date]:
     if date_to < date_from:
-        from modelmeter.cli import UserError
+        from common.errors import UserError
 
         raise UserError(f"--to {date_to} is before --from {date_from}")
     return [date_from + timedelta(days=n) for n in range((date_to - date_from).days + 1)]
@@ -300,7 +300,7 @@ class _DayResult:
 
 def _remove_leftovers(lake: Lake, day: date) -> list[str]:
     """Temporary files that killed writers left in the day's partitions, read (raw) or written, older than
-    :data:`modelmeter.lake.STALE_TMP_AGE`: removed, and returned as lake URLs for the manifest."""
+    :data:`common.lake.STALE_TMP_AGE`: removed, and returned as lake URLs for the manifest."""
     partition = f"dt={day.isoformat()}"
     removed = []
     for prefix in (RAW_EVENTS, CURATED_USAGE_COST, CURATED_TEAM_MODEL_DAILY, QUARANTINE_EVENTS, RUN_MANIFESTS):
@@ -381,7 +381,7 @@ def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime 
 
     Another transform of the same day (another process, or on S3 another host) holds the lock meanwhile: this one
     waits up to ``lock_timeout`` seconds, then transforms the day again (idempotent: the same inputs give the same
-    files), or raises :class:`modelmeter.locks.LockTimeout` naming the holder.
+    files), or raises :class:`common.locks.LockTimeout` naming the holder.
     """
     now = now or datetime.now(UTC)
     run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
@@ -481,7 +481,7 @@ def _summary(m: Manifest) -> str:
 
 
 def run_cli(args: Any) -> int:
-    from modelmeter.cli import UserError
+    from common.errors import UserError
     from pricing_catalog.model import CatalogError
 
     lake = Lake.open(args.lake)

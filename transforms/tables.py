@@ -2,7 +2,7 @@
 
 One definition for the transform's writer, the Glue columns in ``infra/`` and the SQL views: derive from
 ``USAGE_COST`` / ``TEAM_MODEL_DAILY``, never re-list columns. Counts and enumerations reuse the event schema
-(``ingest.schema.FIELDS``); money is DECIMAL(38,12) USD. Both tables are partitioned by ``dt`` (the usage date,
+(``common.contracts.FIELDS``); money is DECIMAL(38,12) USD. Both tables are partitioned by ``dt`` (the usage date,
 a directory, not a column inside the files); ``usage_date`` repeats it as a real column.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ingest.schema import BY_NAME, COUNT_FIELDS, quarantine_arrow_schema
-from modelmeter.constants import MONEY_PRECISION, MONEY_SCALE
+from common.constants import MONEY_PRECISION, MONEY_SCALE
+from common.contracts import BY_NAME, COUNT_FIELDS, quarantine_arrow_schema
 
 MONEY = pa.decimal128(MONEY_PRECISION, MONEY_SCALE)
 MONEY_SQL = f"DECIMAL({MONEY_PRECISION},{MONEY_SCALE})"
@@ -114,5 +114,5 @@ def sql_columns(table: str) -> list[tuple[str, str]]:
 
 
 def quarantine_schema() -> pa.Schema:
-    """The quarantine table is the event schema's (``ingest.schema.quarantine_arrow_schema``), reused as is."""
+    """The quarantine table is the event schema's (``common.contracts.quarantine_arrow_schema``), reused as is."""
     return quarantine_arrow_schema()

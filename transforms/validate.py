@@ -1,6 +1,6 @@
 """Great Expectations, running as SQL on DuckDB, validates each day's staged events.
 
-The suite is built from :func:`transforms.rules.rules` (so from ``ingest.schema.FIELDS``). GX computes each
+The suite is built from :func:`transforms.rules.rules` (so from ``common.contracts.FIELDS``). GX computes each
 expectation's unexpected count with SQL on the transform's own DuckDB connection (no pandas, no copy); the
 row-level split into valid and quarantined rows is the staging model's, rendered from the same rules, and
 :func:`check_agreement` proves the two agree on every run.

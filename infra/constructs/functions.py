@@ -13,9 +13,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from common.constants import METRICS_NAMESPACE
 from infra.nag import acknowledge
 from infra.runtime_code import lambda_image, runtime_code
-from modelmeter.constants import METRICS_NAMESPACE
 
 # The project targets Python 3.11 (pyproject.toml); the Lambda runs the same interpreter as the tests.
 RUNTIME = lambda_.Runtime.PYTHON_3_11

@@ -16,10 +16,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from common import constants as c
 from infra.config import SageMakerEndpoint, Team, Throttle
 from infra.constructs.functions import python_function, role_of
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, scoped_arn
-from modelmeter import constants as c
 
 STAGE = "prod"
 

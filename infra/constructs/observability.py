@@ -19,7 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from modelmeter import constants as c
+from common import constants as c
 
 _HOUR = Duration.hours(1)
 _5MIN = Duration.minutes(5)

@@ -21,9 +21,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from common import constants as c
 from infra.constructs.functions import python_function, role_of
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
-from modelmeter import constants as c
 from transforms.lambda_handler import SERVICE as TRANSFORM_SERVICE
 
 # The handler's Powertools service name: the `service` dimension the quarantine-rate alarm selects on.

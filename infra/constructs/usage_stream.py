@@ -10,10 +10,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from common.constants import RAW_EVENTS
 from infra.nag import acknowledge, acknowledge_kms_grant, nag_ref
-from modelmeter.constants import RAW_EVENTS
 
-# Events carry event_time as ISO-8601 UTC with a trailing Z (ingest.schema.format_time), so the UTC date and hour
+# Events carry event_time as ISO-8601 UTC with a trailing Z (common.contracts.format_time), so the UTC date and hour
 # are fixed-position substrings: no date parsing in JQ, and the same dt/hour as the local sink computes.
 PARTITION_QUERY = "{dt: .event_time[0:10], hour: .event_time[11:13]}"
 RAW_PREFIX = f"{RAW_EVENTS}/dt=!{{partitionKeyFromQuery:dt}}/hour=!{{partitionKeyFromQuery:hour}}/"

@@ -14,6 +14,7 @@ RUN pip install --no-cache-dir -c /tmp/requirements.lock \
         pydantic PyYAML aws-lambda-powertools boto3 fastapi starlette mangum orjson aiohttp \
     && rm /tmp/requirements.lock
 
+COPY common ${LAMBDA_TASK_ROOT}/common
 COPY modelmeter ${LAMBDA_TASK_ROOT}/modelmeter
 COPY ingest ${LAMBDA_TASK_ROOT}/ingest
 COPY transforms ${LAMBDA_TASK_ROOT}/transforms

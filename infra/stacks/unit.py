@@ -9,6 +9,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from common import constants as c
 from infra.catalog_schema import lake_tables
 from infra.config import ApiKeysOnlyUnit, DeploymentConfig, FullUnit
 from infra.constructs.analytics import Analytics
@@ -21,7 +22,6 @@ from infra.constructs.transform_job import SERVICE as TRANSFORM_SERVICE
 from infra.constructs.transform_job import TransformJob
 from infra.constructs.usage_stream import UsageStream
 from infra.nag import acknowledge_custom_resource_provider
-from modelmeter import constants as c
 
 
 def stack_name(unit_name: str) -> str:

@@ -17,7 +17,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from ingest.exceptions import (
+from common.errors import (
     ServiceError,
     UpstreamClientError,
     UpstreamError,

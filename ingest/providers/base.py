@@ -2,7 +2,7 @@
 
 Handlers (seed routes, /v1 routes) translate their HTTP request into a :class:`ModelRequest`, call
 ``provider.invoke`` (or ``provider.stream``), and turn the :class:`ModelResult` into both the HTTP response and the
-usage event. Providers know nothing about HTTP, tenants or events; they raise :mod:`ingest.exceptions` errors.
+usage event. Providers know nothing about HTTP, tenants or events; they raise :mod:`common.errors` errors.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class Provider(Protocol):
         ...
 
     async def invoke(self, request: ModelRequest) -> ModelResult:
-        """One complete call. Raises ``ingest.exceptions`` errors (``UpstreamError``, ``UpstreamThrottled`` …)."""
+        """One complete call. Raises ``common.errors`` errors (``UpstreamError``, ``UpstreamThrottled`` …)."""
         ...
 
     def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:

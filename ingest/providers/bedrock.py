@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import boto3
 from botocore.exceptions import ClientError
 
-from ingest.exceptions import BadRequest, ServiceError, UpstreamError
+from common.errors import BadRequest, ServiceError, UpstreamError
 from ingest.providers import bedrock_payloads as bp
 from ingest.providers.aws_calls import CLIENT_CONFIG, iterate_in_pool
 from ingest.providers.aws_errors import map_boto_error

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ingest.exceptions import BadRequest
+from common.errors import BadRequest
 from ingest.providers.base import Usage
 
 # Converse ``inferenceConfig`` keys, and the native spellings tenants send in seed ``parameters`` for the same thing.

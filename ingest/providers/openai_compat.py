@@ -13,14 +13,14 @@ from typing import Any
 
 import aiohttp
 
-from ingest import fastjson
-from ingest.exceptions import (
+from common.errors import (
     ServiceError,
     UpstreamClientError,
     UpstreamError,
     UpstreamThrottled,
     UpstreamTimeout,
 )
+from ingest import fastjson
 from ingest.providers.base import ModelRequest, ModelResult, StreamChunk, Usage
 from ingest.usage import estimate_tokens
 

@@ -6,7 +6,7 @@ import asyncio
 import fnmatch
 from typing import Any
 
-from ingest.exceptions import NotFound
+from common.errors import NotFound
 from ingest.providers.base import Provider
 
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import boto3
 from botocore.exceptions import ClientError
 
-from ingest.exceptions import BadRequest, NotFound, ServiceError, UpstreamClientError, UpstreamError
+from common.errors import BadRequest, NotFound, ServiceError, UpstreamClientError, UpstreamError
 from ingest.providers.aws_calls import CLIENT_CONFIG, iterate_in_pool
 from ingest.providers.aws_errors import map_boto_error, safe_message
 from ingest.providers.base import ModelRequest, ModelResult, StreamChunk, Usage

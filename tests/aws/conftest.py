@@ -33,7 +33,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
     """A gateway table as infra/ creates it: string partition key ``pk``, on demand, optional TTL."""
-    from modelmeter.constants import DYNAMO_PARTITION_KEY, DYNAMO_TTL_ATTRIBUTE
+    from common.constants import DYNAMO_PARTITION_KEY, DYNAMO_TTL_ATTRIBUTE
 
     client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                         AttributeDefinitions=[{"AttributeName": DYNAMO_PARTITION_KEY, "AttributeType": "S"}],

@@ -15,7 +15,7 @@ from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from ingest.exceptions import BadRequest, UpstreamClientError, UpstreamError, UpstreamThrottled, UpstreamTimeout
+from common.errors import BadRequest, UpstreamClientError, UpstreamError, UpstreamThrottled, UpstreamTimeout
 from ingest.providers.base import ModelRequest
 from ingest.providers.bedrock import BedrockProvider
 from ingest.providers.bedrock_payloads import ConverseStreamState

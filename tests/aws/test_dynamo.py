@@ -11,10 +11,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from common.constants import DYNAMO_PARTITION_KEY, DYNAMO_TTL_ATTRIBUTE
+from common.errors import NotFound
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
-from ingest.exceptions import NotFound
 from ingest.ports import Limits, Team, hash_key
-from modelmeter.constants import DYNAMO_PARTITION_KEY, DYNAMO_TTL_ATTRIBUTE
 from tests.aws.conftest import REGION, create_table
 
 

@@ -18,6 +18,8 @@ import requests
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
+from common.constants import RAW_EVENTS
+from common.lake import Lake
 from ingest.app import create_app
 from ingest.emit import Emitter, local_emitter
 from ingest.longpoll import MemoryLongPollStore
@@ -26,8 +28,6 @@ from ingest.providers.bedrock import BedrockProvider
 from ingest.providers.registry import ProviderRouter
 from ingest.server import start_background
 from ingest.tenants import LocalTenantRegistry
-from modelmeter.constants import RAW_EVENTS
-from modelmeter.lake import Lake
 from tests.aws.conftest import REGION, converse_stream_body, load_event
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"

@@ -13,7 +13,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from ingest.exceptions import BadRequest, NotFound, UpstreamClientError, UpstreamError, UpstreamThrottled
+from common.errors import BadRequest, NotFound, UpstreamClientError, UpstreamError, UpstreamThrottled
 from ingest.providers.base import ModelRequest
 from ingest.providers.sagemaker import SageMakerProvider
 from tests.aws.conftest import REGION, encode_frame, load_event

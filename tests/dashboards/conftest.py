@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import duckdb
 import pytest
 
-from modelmeter.lake import Lake
+from common.lake import Lake
 from sql.config import ReportingConfig
 from sql.render import connect
 from tests.fixture_lake import FixtureFacts, build_fixture_lake

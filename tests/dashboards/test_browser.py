@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.lake import Lake
 from dashboards.html import render_dashboard
-from modelmeter.lake import Lake
 from tests.dashboards.browser import chromium, parse_dom, read_png, run_chromium
 from tests.dashboards.conftest import UTC_CONFIG
 from tests.fixture_lake import FixtureFacts

@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from common.lake import Lake
 from dashboards.html import _label, render_dashboard, usd
 from modelmeter.cli import main
-from modelmeter.lake import Lake
 from tests.dashboards.browser import DomIndex, parse_dom
 from tests.dashboards.conftest import UTC_CONFIG
 from tests.fixture_lake import FixtureFacts

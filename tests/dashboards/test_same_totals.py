@@ -18,8 +18,8 @@ import duckdb
 import pytest
 import sqlglot
 
+from common.lake import Lake
 from dashboards.html import render_dashboard
-from modelmeter.lake import Lake
 from sql.config import ReportingConfig
 from sql.render import connect, render_views, views
 from tests.dashboards.browser import parse_dom

@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from common.constants import RAW_EVENTS
+from common.lake import Lake
 from ingest.ports import Team
 from ingest.tenants import LocalTenantRegistry
-from modelmeter.constants import RAW_EVENTS
-from modelmeter.lake import Lake
 
 MODELMETER = [sys.executable, "-c", "import sys; from modelmeter.cli import main; sys.exit(main(sys.argv[1:]))"]
 #: Strings of a usage event that must never appear in a response to a tenant.

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import ServiceUnavailable
 from ingest.emit import Emitter
-from ingest.exceptions import ServiceUnavailable
 from ingest.spool import JOURNAL_SUFFIX
 
 from .harness import fill_disk, immutable, tiny_disk

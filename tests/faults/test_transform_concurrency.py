@@ -21,9 +21,9 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from modelmeter.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, RUN_MANIFESTS
-from modelmeter.lake import Lake
-from modelmeter.locks import LockLost, LockTimeout, lake_lock
+from common.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, RUN_MANIFESTS
+from common.lake import Lake
+from common.locks import LockLost, LockTimeout, lake_lock
 from pricing_catalog import publish
 from tests.transform.conftest import DAY, MIDNIGHT, PER, TEXT_PRICES, build_catalog, event, write_raw
 from transforms.run import LOCKS

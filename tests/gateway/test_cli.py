@@ -14,9 +14,9 @@ import time
 import pyarrow.parquet as pq
 import requests
 
+from common.constants import RAW_EVENTS, REFERENCE_TEAMS
+from common.lake import Lake
 from ingest.ports import hash_key
-from modelmeter.constants import RAW_EVENTS, REFERENCE_TEAMS
-from modelmeter.lake import Lake
 
 # The console script's way in (``python -m modelmeter.cli`` would make a second copy of the module as __main__).
 MODELMETER = [sys.executable, "-c", "import sys; from modelmeter.cli import main; sys.exit(main(sys.argv[1:]))"]

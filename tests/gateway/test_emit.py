@@ -11,9 +11,9 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
+from common.constants import RAW_EVENTS
+from common.lake import Lake
 from ingest.emit import Emitter, SpoolLockedError, local_emitter
-from modelmeter.constants import RAW_EVENTS
-from modelmeter.lake import Lake
 
 
 def _event(i: int) -> dict:

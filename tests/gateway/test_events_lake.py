@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from common.contracts import parse_event, value_problems
 from ingest.providers.registry import build_router
-from ingest.schema import parse_event, value_problems
 
 from .conftest import run_gateway
 

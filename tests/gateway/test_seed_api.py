@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from ingest.schema import parse_event, value_problems
+from common.contracts import parse_event, value_problems
 
 NOVA = "amazon.nova-micro-v1:0"
 

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingest.exceptions import NotFound, Throttled
+from common.contracts import parse_event, value_problems
+from common.errors import NotFound, Throttled
 from ingest.limits import LimitTracker
 from ingest.longpoll import MemoryLongPollStore
 from ingest.ports import Limits, Team, hash_key
 from ingest.providers.base import ModelRequest, Usage
 from ingest.providers.registry import ProviderRouter, build_router
 from ingest.providers.simulator import SimulatorProvider
-from ingest.schema import parse_event, value_problems
 from ingest.tenants import LocalTenantRegistry
 from ingest.usage import build_event
 

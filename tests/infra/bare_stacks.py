@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 
+from common.constants import TABLE_RAW
 from infra.catalog_schema import lake_tables
 from infra.config import FullUnit, load_config
 from infra.constructs.analytics import Analytics
@@ -20,7 +21,6 @@ from infra.constructs.network import Network
 from infra.constructs.observability import Observability
 from infra.constructs.transform_job import TransformJob
 from infra.constructs.usage_stream import UsageStream
-from modelmeter.constants import TABLE_RAW
 from tests.infra.conftest import ACCOUNT, LAYER_ARN, REGION
 
 BARE = ("network", "lake", "stream", "gateway", "transform", "analytics", "observability")

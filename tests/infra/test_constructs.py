@@ -10,13 +10,13 @@ import pyarrow as pa
 import pytest
 from aws_cdk.assertions import Match
 
+from common import constants as c
+from common import contracts as event_schema
+from common.lake import Lake
 from infra.catalog_schema import arrow_columns
 from infra.constructs.network import INTERFACE_ENDPOINTS
 from infra.constructs.usage_stream import BUFFER_MB, ERROR_PREFIX, PARTITION_QUERY, RAW_PREFIX
-from ingest import schema as event_schema
 from ingest.sink import LocalParquetSink
-from modelmeter import constants as c
-from modelmeter.lake import Lake
 from tests.infra.bare_stacks import research
 from tests.infra.conftest import LAYER_ARN, Assembly
 

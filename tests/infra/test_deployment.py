@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from common import constants as c
 from infra.runtime_code import RUNTIME_PACKAGES
-from modelmeter import constants as c
 from tests.infra.conftest import REGION, Assembly
 
 FULL, KEYS_ONLY, OTHER = "modelmeter-research", "modelmeter-marketing", "modelmeter-finance"
@@ -247,7 +247,7 @@ def test_lambda_code_asset_holds_the_runtime_packages_only(deployment: Assembly)
     files = [p for p in code_dirs[0].rglob("*") if p.is_file()]
     assert not [p for p in files if "__pycache__" in p.parts or p.suffix == ".pyc" or "tests" in p.parts]
     assert (code_dirs[0] / "transforms" / "lambda_handler.py").is_file()
-    assert (code_dirs[0] / "ingest" / "schema.py").is_file()
+    assert (code_dirs[0] / "common" / "contracts.py").is_file()
 
 
 def test_one_lambda_image_whose_context_holds_the_dockerfile_lock_file_and_runtime_packages(

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.schema import format_time, parse_event
+from common import constants as c
+from common.contracts import format_time, parse_event
+from common.lake import Lake
 from ingest.sink import LocalParquetSink
-from modelmeter import constants as c
-from modelmeter.lake import Lake
 from transforms import lambda_handler
 from transforms.lambda_handler import TransformEventError, days_for
 

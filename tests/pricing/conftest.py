@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelmeter.lake import Lake
+from common.lake import Lake
 from pricing_catalog.catalog import Catalog
 from pricing_catalog.loader import load_builtin
 

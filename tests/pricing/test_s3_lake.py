@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from modelmeter.lake import Lake
+from common.lake import Lake
 from pricing_catalog import CatalogError, list_versions, load_catalog, publish
 from pricing_catalog.catalog import Catalog
 from pricing_catalog.store import _claim

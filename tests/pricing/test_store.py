@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from modelmeter.constants import PRICING_CATALOG
+from common.constants import PRICING_CATALOG
 from pricing_catalog import CatalogError, PriceRow, list_versions, load_catalog, publish
 from pricing_catalog.catalog import Catalog
 from pricing_catalog.store import PRICE_SCHEMA, _claim

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelmeter.constants import ENV_FISCAL_MONTH_START, ENV_REPORTING_TZ
+from common.constants import ENV_FISCAL_MONTH_START, ENV_REPORTING_TZ
 from sql.config import ReportingConfig
 
 

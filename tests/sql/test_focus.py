@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from common.lake import Lake
 from dashboards.focus import KNOWN_VALIDATOR_DEFECTS, export_focus, run_validator
 from modelmeter.cli import main
-from modelmeter.lake import Lake
 from tests.fixture_lake import FixtureFacts
 from transforms.tables import COST_OF
 

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from common.lake import Lake
 from dashboards.focus import export_focus
-from modelmeter.lake import Lake
 from modelmeter.synthetic import generate
 from sql.config import ReportingConfig
 from sql.render import connect

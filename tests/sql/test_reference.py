@@ -7,9 +7,9 @@ from decimal import Decimal
 import pyarrow.parquet as pq
 import pytest
 
+from common.constants import REFERENCE_TEAMS
+from common.lake import Lake
 from ingest.ports import Team
-from modelmeter.constants import REFERENCE_TEAMS
-from modelmeter.lake import Lake
 from sql.config import ReportingConfig
 from sql.reference import TEAMS_FILE, teams_schema, write_teams
 from sql.render import connect

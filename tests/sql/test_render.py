@@ -6,8 +6,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from common.constants import ENV_FISCAL_MONTH_START, ENV_REPORTING_TZ
 from modelmeter.cli import main
-from modelmeter.constants import ENV_FISCAL_MONTH_START, ENV_REPORTING_TZ
 from sql.config import ReportingConfig
 from sql.render import VIEWS, render_view, render_views, source_tree, table_sources, views
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from common.lake import Lake
 from dashboards.focus import export_focus
-from modelmeter.lake import Lake
 from sql.config import ReportingConfig
 from sql.render import connect
 from tests.fixture_lake import build_fixture_lake

@@ -9,8 +9,8 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 import duckdb
 import pytest
 
-from ingest.schema import COUNT_FIELDS
-from modelmeter.lake import Lake
+from common.contracts import COUNT_FIELDS
+from common.lake import Lake
 from sql.config import ReportingConfig
 from sql.render import connect, views
 from tests.fixture_lake import IMAGE_MODEL, UNPRICED_MODEL, WEST_TEAM, WEST_TIMEZONE, FixtureFacts

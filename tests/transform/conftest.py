@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.schema import arrow_schema
-from modelmeter.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, QUARANTINE_EVENTS, RAW_EVENTS
-from modelmeter.lake import Lake
+from common.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, QUARANTINE_EVENTS, RAW_EVENTS
+from common.contracts import arrow_schema
+from common.lake import Lake
 from pricing_catalog import Catalog, PriceRow
 
 DAY = date(2026, 11, 20)

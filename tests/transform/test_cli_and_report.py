@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from ingest.schema import format_time, to_json
+from common.contracts import format_time, to_json
+from common.lake import Lake
 from modelmeter.cli import main
-from modelmeter.lake import Lake
 from pricing_catalog import interval_at, load_catalog
 from tests.transform.conftest import DAY, MIDNIGHT, event
 from transforms.report import COLUMNS, format_table, money_text, report_rows

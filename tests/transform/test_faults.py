@@ -10,9 +10,9 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.schema import arrow_schema
-from modelmeter.constants import CURATED_USAGE_COST, RAW_EVENTS
-from modelmeter.lake import STALE_TMP_AGE, Lake
+from common.constants import CURATED_USAGE_COST, RAW_EVENTS
+from common.contracts import arrow_schema
+from common.lake import STALE_TMP_AGE, Lake
 from tests.transform.conftest import DAY, NOW, PER, TEXT_PRICES, event, quarantine, usage_cost, write_raw
 from transforms.inputs import InputFile, raw_view_sql
 from transforms.run import transform_day

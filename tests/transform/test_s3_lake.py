@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from modelmeter.constants import CURATED_USAGE_COST, QUARANTINE_EVENTS, RUN_MANIFESTS
-from modelmeter.lake import Lake
+from common.constants import CURATED_USAGE_COST, QUARANTINE_EVENTS, RUN_MANIFESTS
+from common.lake import Lake
 from tests.transform.conftest import DAY, NOW, event, write_raw
 from transforms.report import report_rows
 from transforms.run import transform_day

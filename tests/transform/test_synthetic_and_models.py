@@ -9,8 +9,8 @@ from decimal import Decimal
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.schema import FIELDS, arrow_schema
-from modelmeter.constants import RAW_EVENTS
+from common.constants import RAW_EVENTS
+from common.contracts import FIELDS, arrow_schema
 from modelmeter.synthetic import INVALID_KINDS, generate
 from pricing_catalog import PriceInterval
 from sql import models
@@ -24,7 +24,7 @@ from transforms.tables import arrow_schema as curated_schema
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    from modelmeter.lake import Lake
+    from common.lake import Lake
 
     lake = Lake.open(tmp_path_factory.mktemp("synthetic") / "lake")
     summary = generate(lake=lake, n=20_000, days=1, start=DAY, teams=12, models=18, duplicate_rate=0.01,
@@ -99,7 +99,7 @@ def test_duckdb_money_matches_python_decimal(count, price, per):
 
 
 def test_generator_is_deterministic(tmp_path):
-    from modelmeter.lake import Lake
+    from common.lake import Lake
 
     a = generate(lake=Lake.open(tmp_path / "a"), n=500, start=date(2026, 1, 5), seed=9,
                  now=datetime(2026, 1, 6, tzinfo=UTC))

@@ -6,8 +6,8 @@ import json
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from ingest.schema import MAX_IMAGES_PER_EVENT, MAX_TOKENS_PER_EVENT, value_problems
-from modelmeter.constants import CURATED_USAGE_COST, QUARANTINE_EVENTS
+from common.constants import CURATED_USAGE_COST, QUARANTINE_EVENTS
+from common.contracts import MAX_IMAGES_PER_EVENT, MAX_TOKENS_PER_EVENT, value_problems
 from tests.transform.conftest import (
     DAY,
     IMAGE_MODEL,
@@ -79,7 +79,7 @@ def test_every_bad_row_is_quarantined_with_its_reason(lake, catalog):
 
 
 def test_value_reasons_are_worded_as_ingest_words_them(lake, catalog):
-    # GIVEN rows that break ingest.schema.value_problems' enum and minimum rules
+    # GIVEN rows that break common.contracts.value_problems' enum and minimum rules
     rows = [event(provider="azure"), event(output_tokens=-3), event(image_quality="ultra")]
     write_raw(lake, rows)
     _run(lake, catalog)
@@ -215,7 +215,7 @@ def test_a_rerun_gives_identical_tables_and_keeps_ingest_quarantine(lake, catalo
 
 
 def _empty_quarantine():
-    from ingest.schema import quarantine_arrow_schema
+    from common.contracts import quarantine_arrow_schema
 
     return quarantine_arrow_schema().empty_table()
 

@@ -32,7 +32,7 @@ def test_utc_date_is_the_calendar_day_of_each_instant():
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
-    from modelmeter.lake import Lake
+    from common.lake import Lake
 
     lake = Lake.open(tmp_path_factory.mktemp("writer") / "lake")
     generate(lake=lake, n=6_000, days=1, start=DAY, teams=6, models=12, duplicate_rate=0.02, invalid_rate=0.01,

@@ -7,7 +7,7 @@ import json
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ingest.schema import arrow_schema
+from common.contracts import arrow_schema
 from modelmeter.cli import main
 
 

@@ -10,8 +10,8 @@ import jsonschema
 import pyarrow as pa
 import pytest
 
-from ingest import schema
-from ingest.schema import EventError, parse_event, value_problems
+from common import contracts as schema
+from common.contracts import EventError, parse_event, value_problems
 
 DOCS_SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "usage_event.schema.json"
 
@@ -116,7 +116,7 @@ def test_derived_artefacts_agree_with_fields():
 
 
 def test_the_published_json_schema_is_current_and_agrees_with_the_parser():
-    # GIVEN the JSON Schema exported to docs/ (regenerate with `python -m ingest.schema > docs/…`)
+    # GIVEN the JSON Schema exported to docs/ (regenerate with `python -m common.contracts > docs/…`)
     published = json.loads(DOCS_SCHEMA.read_text())
     assert published == schema.json_schema(), "docs/usage_event.schema.json is stale: regenerate it"
     validator = jsonschema.Draft202012Validator(published)

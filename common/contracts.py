@@ -341,5 +341,5 @@ def quarantine_arrow_schema() -> pa.Schema:
     ])
 
 
-if __name__ == "__main__":  # python -m ingest.schema > docs/usage_event.schema.json
+if __name__ == "__main__":  # python -m common.contracts > docs/usage_event.schema.json
     print(json.dumps(json_schema(), indent=2, ensure_ascii=False))

@@ -1,10 +1,17 @@
-"""The gateway's error hierarchy, mapped to HTTP in exactly one place (``ingest.app``).
+"""modelmeter's errors: ``UserError`` for the commands, and the gateway's service errors.
 
-Every error is terminal (retrying the same request cannot help) or transient (it may succeed later); only transient
-errors are retried, by the gateway towards providers and sinks, never by re-billing a tenant.
+Domain packages raise these; the commands layer (``modelmeter.cli``) turns a ``UserError`` into one line on stderr
+and exit status 1, and the gateway maps a ``ServiceError`` to HTTP in exactly one place (``ingest.app``).
+
+Every service error is terminal (retrying the same request cannot help) or transient (it may succeed later); only
+transient errors are retried, by the gateway towards providers and sinks, never by re-billing a tenant.
 """
 
 from __future__ import annotations
+
+
+class UserError(Exception):
+    """A failure the user can fix (bad input, missing data); a command prints it as one line, exit status 1."""
 
 
 class ServiceError(Exception):

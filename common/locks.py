@@ -30,7 +30,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from modelmeter.lake import Lake
+from common.lake import Lake
 
 #: How long a waiter waits for a held lock before it gives up (a day's transform takes well under a minute per
 #: 10 M events; ten minutes covers a backfill of many days holding one day after another).

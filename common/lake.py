@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from modelmeter.constants import DEFAULT_LAKE, ENV_LAKE
+from common.constants import DEFAULT_LAKE, ENV_LAKE
 
 PARQUET_COMPRESSION = "zstd"
 #: Age after which a writer's temporary file (``.<name>.<uuid>.tmp``, local lakes only) is a leftover of a writer that

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+
+from common.constants import MONEY_PRECISION, MONEY_SCALE
 
 SCHEMA_VERSION = 1
 
@@ -33,6 +36,72 @@ MAX_FUTURE_SKEW = timedelta(days=1)
 #: far more images than one call makes. A larger count is a broken producer, and is quarantined, not priced.
 MAX_TOKENS_PER_EVENT = 10**9
 MAX_IMAGES_PER_EVENT = 10**4
+
+
+# --- Billable units: one entry per counted thing that is priced ------------------------------------------------
+
+@dataclass(frozen=True)
+class BillableUnit:
+    """One billable unit, and every name it goes by on the way from the event to the bill.
+
+    Adding a unit is one entry in :data:`UNITS` (plus the pricing rule it needs in ``pricing_catalog``): the event
+    field, the Parquet/Glue/JSON Schema columns, the validation rules, the price table, the curated cost column, the
+    report, the FOCUS meter and the QuickSight columns all derive from it.
+
+    Attributes:
+        count_field: the usage event's count field, also the curated count column (``input_tokens``).
+        dimension: the price catalog's / price sheet's dimension that prices it (``input_tokens``, ``images``).
+        cost_column: the curated cost column (``input_cost``).
+        count_description: what the count means (event field, Glue comment).
+        cost_description: what the cost column holds.
+        max_per_event: the largest count one event may report (a larger one is quarantined).
+        max_unit_price_usd: the highest unit price the catalog accepts for it (see ``pricing_catalog.model``).
+        focus_meter: FOCUS ``SkuMeter`` of its rows in the FOCUS export.
+        focus_unit: FOCUS ``PricingUnit`` / ``ConsumedUnit``.
+    """
+
+    count_field: str
+    dimension: str
+    cost_column: str
+    count_description: str
+    cost_description: str
+    max_per_event: int
+    max_unit_price_usd: Decimal
+    focus_meter: str
+    focus_unit: str
+
+    @property
+    def is_tokens(self) -> bool:
+        return self.focus_unit == "Tokens"
+
+
+UNITS: tuple[BillableUnit, ...] = (
+    BillableUnit("input_tokens", "input_tokens", "input_cost",
+                 "Input tokens billed at the plain input rate (cached tokens are not in here).",
+                 "Cost of input_tokens, USD.", MAX_TOKENS_PER_EVENT, Decimal("0.001"), "Input Tokens", "Tokens"),
+    BillableUnit("output_tokens", "output_tokens", "output_cost", "Output tokens.", "Cost of output_tokens, USD.",
+                 MAX_TOKENS_PER_EVENT, Decimal("0.001"), "Output Tokens", "Tokens"),
+    BillableUnit("cache_read_input_tokens", "cache_read_input_tokens", "cache_read_cost",
+                 "Input tokens read from cache.", "Cost of cache_read_input_tokens, USD.", MAX_TOKENS_PER_EVENT,
+                 Decimal("0.001"), "Cache Read Input Tokens", "Tokens"),
+    BillableUnit("cache_write_input_tokens", "cache_write_input_tokens", "cache_write_cost",
+                 "Input tokens written to cache.", "Cost of cache_write_input_tokens, USD.", MAX_TOKENS_PER_EVENT,
+                 Decimal("0.001"), "Cache Write Input Tokens", "Tokens"),
+    BillableUnit("image_count", "images", "image_cost", "Images generated.", "Cost of generated images, USD.",
+                 MAX_IMAGES_PER_EVENT, Decimal(100), "Images", "Images"),
+)
+UNIT_OF_COUNT: dict[str, BillableUnit] = {u.count_field: u for u in UNITS}
+UNIT_OF_DIMENSION: dict[str, BillableUnit] = {u.dimension: u for u in UNITS}
+#: The event's count fields, in order.
+COUNT_FIELDS: tuple[str, ...] = tuple(u.count_field for u in UNITS)
+#: The catalog's dimensions, in order; those that count tokens.
+DIMENSIONS: tuple[str, ...] = tuple(u.dimension for u in UNITS)
+TOKEN_DIMENSIONS: tuple[str, ...] = tuple(u.dimension for u in UNITS if u.is_tokens)
+#: event count field → catalog dimension; curated cost column → event count field.
+DIMENSION_OF: dict[str, str] = {u.count_field: u.dimension for u in UNITS}
+COST_OF: dict[str, str] = {u.cost_column: u.count_field for u in UNITS}
+#: The curated cost columns, in order, then their sum.
+COST_COLUMNS: tuple[str, ...] = (*COST_OF, "total_cost")
 
 
 @dataclass(frozen=True)
@@ -81,16 +150,8 @@ FIELDS: tuple[Field, ...] = (
     Field("operation", "string", required=True, allowed=OPERATIONS, description="Kind of call."),
     Field("status", "string", required=True, allowed=STATUSES, description="Outcome of the request."),
     Field("http_status", "int", description="HTTP status returned to the tenant."),
-    Field("input_tokens", "bigint", default=0, minimum=0, maximum=MAX_TOKENS_PER_EVENT,
-          description="Input tokens billed at the plain input rate (cached tokens are not in here)."),
-    Field("output_tokens", "bigint", default=0, minimum=0, maximum=MAX_TOKENS_PER_EVENT,
-          description="Output tokens."),
-    Field("cache_read_input_tokens", "bigint", default=0, minimum=0, maximum=MAX_TOKENS_PER_EVENT,
-          description="Input tokens read from cache."),
-    Field("cache_write_input_tokens", "bigint", default=0, minimum=0, maximum=MAX_TOKENS_PER_EVENT,
-          description="Input tokens written to cache."),
-    Field("image_count", "bigint", default=0, minimum=0, maximum=MAX_IMAGES_PER_EVENT,
-          description="Images generated."),
+    *(Field(u.count_field, "bigint", default=0, minimum=0, maximum=u.max_per_event, description=u.count_description)
+      for u in UNITS),
     Field("image_width", "int", minimum=0, description="Width of generated images in pixels."),
     Field("image_height", "int", minimum=0, description="Height of generated images in pixels."),
     Field("image_quality", "string", allowed=IMAGE_QUALITIES, description="Quality of generated images."),
@@ -104,23 +165,64 @@ FIELDS: tuple[Field, ...] = (
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 REQUIRED: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
-COUNT_FIELDS: tuple[str, ...] = (
-    "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_write_input_tokens", "image_count",
-)
 
 #: Hive partition keys of the raw lake (directory names, not columns inside the files).
 PARTITION_KEYS: tuple[str, ...] = ("dt", "hour")
 
-_ARROW_TYPES = {
+MONEY = pa.decimal128(MONEY_PRECISION, MONEY_SCALE)
+MONEY_SQL = f"DECIMAL({MONEY_PRECISION},{MONEY_SCALE})"
+
+#: Column kind → Arrow type: the one map every table's Parquet, Glue and SQL types derive from (:func:`glue_type`,
+#: :func:`sql_type`). Raw events carry milliseconds; DuckDB writes the curated tables' timestamps in microseconds.
+KIND_ARROW: dict[str, pa.DataType] = {
     "string": pa.string(),
     "int": pa.int32(),
     "bigint": pa.int64(),
     "bool": pa.bool_(),
     "timestamp": pa.timestamp("ms", tz="UTC"),
+    "timestamp_us": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+    "money": MONEY,
 }
-_GLUE_TYPES = {"string": "string", "int": "int", "bigint": "bigint", "bool": "boolean", "timestamp": "timestamp"}
-_SQL_TYPES = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "bool": "BOOLEAN",
-              "timestamp": "TIMESTAMP WITH TIME ZONE"}
+
+
+def glue_type(dtype: pa.DataType) -> str:
+    """The Hive/Glue type of a pyarrow type (the types our Parquet files use)."""
+    if pa.types.is_decimal(dtype):
+        return f"decimal({dtype.precision},{dtype.scale})"
+    if pa.types.is_timestamp(dtype):
+        return "timestamp"
+    if pa.types.is_date(dtype):
+        return "date"
+    if pa.types.is_boolean(dtype):
+        return "boolean"
+    if pa.types.is_int64(dtype) or pa.types.is_uint32(dtype):
+        return "bigint"
+    if pa.types.is_integer(dtype):
+        return "int" if dtype.bit_width == 32 else ("smallint" if dtype.bit_width == 16 else "tinyint")
+    if pa.types.is_floating(dtype):
+        return "double" if dtype.bit_width == 64 else "float"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype):
+        return "string"
+    raise ValueError(f"no Glue type for pyarrow type {dtype}: add it to common.contracts.glue_type")
+
+
+def sql_type(dtype: pa.DataType) -> str:
+    """The DuckDB type of a pyarrow type (as the SQL staging model and the views declare it)."""
+    if pa.types.is_decimal(dtype):
+        return f"DECIMAL({dtype.precision},{dtype.scale})"
+    if pa.types.is_timestamp(dtype):
+        return "TIMESTAMP WITH TIME ZONE" if dtype.tz else "TIMESTAMP"
+    return {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "boolean": "BOOLEAN", "date": "DATE",
+            "double": "DOUBLE"}[glue_type(dtype)]
+
+
+def glue_columns_of(schema: pa.Schema, *, skip: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Glue columns of an Arrow schema, in order: ``[{"name", "type", "comment"}]`` (``skip``: partition keys)."""
+    return [{"name": f.name, "type": glue_type(f.type), "comment": (f.metadata or {}).get(b"description", b"").decode()}
+            for f in schema if f.name not in skip]
+
+
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 
@@ -128,7 +230,7 @@ _INT64_MAX = 2**63 - 1
 def arrow_schema() -> pa.Schema:
     """The Parquet schema of ``raw/usage_events`` files (partition keys excluded)."""
     return pa.schema(
-        [pa.field(f.name, _ARROW_TYPES[f.kind], nullable=not f.required, metadata={"description": f.description})
+        [pa.field(f.name, KIND_ARROW[f.kind], nullable=not f.required, metadata={"description": f.description})
          for f in FIELDS],
         metadata={"modelmeter.schema_version": str(SCHEMA_VERSION)},
     )
@@ -136,12 +238,12 @@ def arrow_schema() -> pa.Schema:
 
 def glue_columns() -> list[dict[str, str]]:
     """Glue/Hive columns of the raw table, in order: ``[{"name", "type", "comment"}]``."""
-    return [{"name": f.name, "type": _GLUE_TYPES[f.kind], "comment": f.description} for f in FIELDS]
+    return glue_columns_of(arrow_schema())
 
 
 def sql_columns() -> list[tuple[str, str]]:
     """``(column, DuckDB type)`` pairs, for the SQL staging model and its tests."""
-    return [(f.name, _SQL_TYPES[f.kind]) for f in FIELDS]
+    return [(f.name, sql_type(KIND_ARROW[f.kind])) for f in FIELDS]
 
 
 def json_schema() -> dict[str, Any]:
@@ -338,6 +440,118 @@ def quarantine_arrow_schema() -> pa.Schema:
         pa.field("source_line", pa.int64(), metadata={"description": "1-based line (JSONL) or row (Parquet)"}),
         pa.field("raw", pa.string(), metadata={"description": "the rejected line or row, as it was"}),
         pa.field("quarantined_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+    ])
+
+
+# --- Curated tables (DESIGN.md "Curated tables") ---------------------------------------------------------------
+# ``usage_cost`` and ``team_model_daily``: one definition for the transform's writer, the Glue columns in ``infra/``
+# and the SQL views. Counts and enumerations reuse the event's fields; money is DECIMAL(38,12) USD. Both tables are
+# partitioned by ``dt`` (the usage date, a directory, not a column inside the files); ``usage_date`` repeats it.
+
+#: Hive partition key of both curated tables (``dt=YYYY-MM-DD``).
+CURATED_PARTITION_KEY = "dt"
+
+
+@dataclass(frozen=True)
+class CuratedColumn:
+    """One curated column: name, kind (a key of :data:`KIND_ARROW`), nullability and what it means (exported as
+    the Glue column comment)."""
+
+    name: str
+    kind: str
+    nullable: bool = True
+    description: str = ""
+
+
+def _from_event(name: str) -> CuratedColumn:
+    """A column copied from the usage event (same name, kind and meaning)."""
+    f = BY_NAME[name]
+    kind = "timestamp_us" if f.kind == "timestamp" else f.kind  # as DuckDB writes it
+    return CuratedColumn(f.name, kind, nullable=not f.required and f.default is None, description=f.description)
+
+
+_USAGE_DATE = CuratedColumn("usage_date", "date", nullable=False,
+                            description="UTC date of event_time (the dt partition).")
+_PRICE_VERSION = CuratedColumn("price_version", "string",
+                               description="Pricing catalog version that priced the row(s).")
+
+_MONEY_DESCRIPTIONS = {**{u.cost_column: u.cost_description for u in UNITS},
+                       "total_cost": "Sum of the other cost columns, USD."}
+
+USAGE_COST: tuple[CuratedColumn, ...] = (
+    _from_event("event_id"),
+    _from_event("event_time"),
+    _USAGE_DATE,
+    *(_from_event(n) for n in ("team_id", "api_key_id", "business_unit", "provider", "region", "model_id",
+                               "operation", "status", "service_tier")),
+    *(_from_event(n) for n in COUNT_FIELDS),
+    _PRICE_VERSION,
+    *(CuratedColumn(n, "money", description=_MONEY_DESCRIPTIONS[n] + " NULL when unpriced.") for n in COST_COLUMNS),
+    CuratedColumn("priced", "bool", nullable=False, description="False when no price applied (cost columns NULL)."),
+)
+
+TEAM_MODEL_DAILY: tuple[CuratedColumn, ...] = (
+    _USAGE_DATE,
+    _from_event("team_id"),
+    _from_event("model_id"),
+    CuratedColumn("invocations", "bigint", nullable=False, description="Valid, deduped events (requests)."),
+    *(CuratedColumn(n, "bigint", nullable=False, description=f"Sum of {n}.") for n in COUNT_FIELDS),
+    *(CuratedColumn(n, "money", nullable=False, description=_MONEY_DESCRIPTIONS[n] + " Priced events only.")
+      for n in COST_COLUMNS),
+    CuratedColumn("unpriced_invocations", "bigint", nullable=False,
+                  description="Events with no price (not in the costs)."),
+    _PRICE_VERSION,
+)
+
+CURATED_TABLES: dict[str, tuple[CuratedColumn, ...]] = {"usage_cost": USAGE_COST, "team_model_daily": TEAM_MODEL_DAILY}
+
+
+def curated_arrow_schema(table: str) -> pa.Schema:
+    """The Parquet schema of ``curated/<table>/dt=…`` files (the ``dt`` partition key excluded)."""
+    return pa.schema([pa.field(c.name, KIND_ARROW[c.kind], nullable=c.nullable,
+                               metadata={"description": c.description}) for c in CURATED_TABLES[table]])
+
+
+def curated_glue_columns(table: str) -> list[dict[str, str]]:
+    """Glue/Hive columns of a curated table, in order: ``[{"name", "type", "comment"}]`` (partition ``dt`` apart)."""
+    return glue_columns_of(curated_arrow_schema(table))
+
+
+def curated_sql_columns(table: str) -> list[tuple[str, str]]:
+    """``(column, DuckDB type)`` pairs of a curated table."""
+    return [(c.name, sql_type(KIND_ARROW[c.kind])) for c in CURATED_TABLES[table]]
+
+
+# --- The organisation: teams (the tenant registry's records, ``reference/teams`` in the lake) ------------------
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-team limits; ``None`` means unlimited."""
+
+    requests_per_second: float | None = None
+    daily_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Team:
+    """A tenant. ``allowed_models`` are fnmatch patterns over the model id as invoked (``*`` = any)."""
+
+    team_id: str
+    cost_center: str | None = None
+    monthly_budget_usd: Decimal | None = None
+    allowed_models: tuple[str, ...] = ("*",)
+    limits: Limits = field(default_factory=Limits)
+    business_unit: str | None = None
+
+
+def teams_schema() -> pa.Schema:
+    """Parquet schema of ``reference/teams/teams.parquet``."""
+    return pa.schema([
+        pa.field("team_id", pa.string(), nullable=False, metadata={"description": "The tenant."}),
+        pa.field("cost_center", pa.string(), metadata={"description": "Cost centre charged for the team."}),
+        pa.field("monthly_budget_usd", MONEY,
+                 metadata={"description": "Monthly (fiscal-month) budget, USD; NULL when none."}),
+        pa.field("business_unit", pa.string(), metadata={"description": "Deployment or business unit."}),
     ])
 
 

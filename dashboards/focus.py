@@ -15,7 +15,6 @@ Money is exact: Parquet DECIMAL(38,12) for costs, DECIMAL(38,18) for per-token u
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -29,9 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.constants import MONEY_PRECISION, MONEY_SCALE
+from common.contracts import COST_OF
 from common.lake import Lake
 from sql.render import connect
-from transforms.tables import COST_OF
 
 FOCUS_VERSION = "1.2"
 UNIT_PRICE_SCALE = 18
@@ -200,23 +199,6 @@ def export_focus(*, lake: Lake, date_from: date, date_to: date, out: str | Path)
     billed = sum((r["BilledCost"] for r in rows), Decimal(0))
     return ExportSummary(out=str(out), rows=len(rows), billed_cost=billed, date_from=date_from, date_to=date_to,
                          unpriced_invocations=unpriced)
-
-
-def run_cli(args: argparse.Namespace | Any) -> int:
-    """``modelmeter export focus --from … --to … --out FILE.parquet``."""
-    from common.errors import UserError
-
-    try:
-        summary = export_focus(lake=Lake.open(args.lake), date_from=args.date_from, date_to=args.date_to,
-                               out=args.out)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    print(f"wrote {summary.rows} FOCUS {FOCUS_VERSION} rows to {summary.out}: BilledCost {summary.billed_cost} "
-          f"{CURRENCY}, {summary.date_from} to {summary.date_to}")
-    if summary.unpriced_invocations:
-        print(f"left out {summary.unpriced_invocations} unpriced invocations (no price applied; "
-              "see the unpriced_usage view)")
-    return 0
 
 
 # --- The FinOps Foundation's validator (focus-validator 2.x, in its own Python 3.12 venv) -----------------------

@@ -8,7 +8,6 @@ so it opens the same offline, from an e-mail attachment or a CI artefact. Money 
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from html import escape
@@ -151,13 +150,3 @@ def render_dashboard(*, lake: Lake | str | Path | None, date_from: date | None =
     return target.resolve()
 
 
-def run_cli(args: argparse.Namespace | Any) -> int:
-    """``modelmeter dashboard [--from D] [--to D] [--out report.html]``: write the page, print its path."""
-    from common.errors import UserError
-
-    try:
-        path = render_dashboard(lake=args.lake, date_from=args.date_from, date_to=args.date_to, out=args.out)
-    except (ValueError, OSError) as exc:
-        raise UserError(str(exc)) from None
-    print(path)
-    return 0

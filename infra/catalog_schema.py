@@ -2,8 +2,8 @@
 
 - raw usage events: :func:`common.contracts.glue_columns`;
 - quarantine: :func:`common.contracts.quarantine_arrow_schema`;
-- curated tables: :func:`transforms.tables.glue_columns` (tests check it against the Arrow schemas);
-- teams reference table: :func:`sql.reference.teams_schema`.
+- curated tables: :func:`common.contracts.curated_glue_columns` (tests check it against the Arrow schemas);
+- teams reference table: :func:`common.contracts.teams_schema`.
 
 Partition keys are directory names (``dt=…/hour=…``), not columns inside the files, so they are dropped from the
 columns and declared as partition keys with Athena partition projection.
@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from common import constants as c
 from common import contracts as event_schema
+from common.contracts import glue_columns_of
 
 
 @dataclass(frozen=True)
@@ -38,53 +39,23 @@ class TableSpec:
     description: str = ""
 
 
-def glue_type(dtype: pa.DataType) -> str:
-    """The Hive/Glue type of a pyarrow type (the types our Parquet files use)."""
-    if pa.types.is_decimal(dtype):
-        return f"decimal({dtype.precision},{dtype.scale})"
-    if pa.types.is_timestamp(dtype):
-        return "timestamp"
-    if pa.types.is_date(dtype):
-        return "date"
-    if pa.types.is_boolean(dtype):
-        return "boolean"
-    if pa.types.is_int64(dtype) or pa.types.is_uint32(dtype):
-        return "bigint"
-    if pa.types.is_integer(dtype):
-        return "int" if dtype.bit_width == 32 else ("smallint" if dtype.bit_width == 16 else "tinyint")
-    if pa.types.is_floating(dtype):
-        return "double" if dtype.bit_width == 64 else "float"
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype):
-        return "string"
-    raise ValueError(f"no Glue type for pyarrow type {dtype}: add it to infra.catalog_schema.glue_type")
-
-
 def arrow_columns(schema: pa.Schema) -> list[dict[str, str]]:
     """Glue columns of a pyarrow schema, without the partition keys."""
-    out = []
-    for f in schema:
-        if f.name in event_schema.PARTITION_KEYS:
-            continue
-        comment = (f.metadata or {}).get(b"description", b"").decode()
-        out.append({"name": f.name, "type": glue_type(f.type), "comment": comment})
-    return out
+    return glue_columns_of(schema, skip=event_schema.PARTITION_KEYS)
 
 
 def lake_tables() -> list[TableSpec]:
     """Every Glue table of the lake: raw, quarantine, curated usage_cost and team_model_daily."""
-    from sql.reference import teams_schema
-    from transforms import tables  # the curated tables' one definition
-
     return [
         TableSpec(c.TABLE_RAW, c.RAW_EVENTS, event_schema.glue_columns(), partitions=("dt", "hour"),
                   description=f"Usage events as delivered by Firehose (schema v{event_schema.SCHEMA_VERSION})."),
         TableSpec(c.TABLE_QUARANTINE, c.QUARANTINE_EVENTS, arrow_columns(event_schema.quarantine_arrow_schema()),
                   description="Rejected events with the reason."),
-        TableSpec(c.TABLE_USAGE_COST, c.CURATED_USAGE_COST, tables.glue_columns(c.TABLE_USAGE_COST),
+        TableSpec(c.TABLE_USAGE_COST, c.CURATED_USAGE_COST, event_schema.curated_glue_columns(c.TABLE_USAGE_COST),
                   description="One row per valid, deduped event with its prices and costs (USD)."),
         TableSpec(c.TABLE_TEAM_MODEL_DAILY, c.CURATED_TEAM_MODEL_DAILY,
-                  tables.glue_columns(c.TABLE_TEAM_MODEL_DAILY),
+                  event_schema.curated_glue_columns(c.TABLE_TEAM_MODEL_DAILY),
                   description="Per usage_date x team x model rollup (USD)."),
-        TableSpec(c.TABLE_TEAMS, c.REFERENCE_TEAMS, arrow_columns(teams_schema()), partitions=(),
+        TableSpec(c.TABLE_TEAMS, c.REFERENCE_TEAMS, arrow_columns(event_schema.teams_schema()), partitions=(),
                   description="Teams: cost centres and budgets, from the tenant registry (read by the views)."),
     ]

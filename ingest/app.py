@@ -22,11 +22,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from common.contracts import Team
 from common.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, ServiceError, Unauthorized
 from ingest import fastjson
 from ingest.auth import authenticate
 from ingest.limits import LimitTracker
-from ingest.ports import EventEmitter, KeyRecord, LongPollStore, Team, TenantRegistry
+from ingest.ports import EventEmitter, KeyRecord, LongPollStore, TenantRegistry
 from ingest.providers.base import ModelRequest, Provider, Usage
 from ingest.providers.registry import ProviderRouter
 from ingest.usage import build_event, new_request_id, new_uuid, placeholder_usage

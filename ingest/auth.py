@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 
+from common.contracts import Team
 from common.errors import BadRequest, Forbidden, Unauthorized
-from ingest.ports import KeyRecord, Team, TenantRegistry
+from ingest.ports import KeyRecord, TenantRegistry
 
 
 def authenticate(registry: TenantRegistry, secret: str | None) -> tuple[KeyRecord, Team]:

@@ -25,8 +25,9 @@ from botocore.exceptions import ClientError
 
 from common.constants import DYNAMO_PARTITION_KEY as PK
 from common.constants import DYNAMO_TTL_ATTRIBUTE as TTL
+from common.contracts import Limits, Team
 from common.errors import NotFound
-from ingest.ports import KeyRecord, Limits, Team, hash_key
+from ingest.ports import KeyRecord, hash_key
 from ingest.tenants import new_secret
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,22 +87,3 @@ def ingest_files(lake: Lake, paths: list[Path], *, keep_problems: int = 20) -> I
     return result
 
 
-def run_cli(args: Any) -> int:
-    from common.errors import UserError
-
-    paths = [Path(p) for p in args.files]
-    folders = [str(p) for p in paths if p.is_dir()]
-    if folders:
-        raise UserError(f"not a file but a folder: {', '.join(folders)} "
-                        f"(name the .jsonl files, e.g. {folders[0]}/*.jsonl)")
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise UserError(f"no such file: {', '.join(missing)}")
-    lake = Lake.open(args.lake)
-    result = ingest_files(lake, paths)
-    for problem in result.problems:
-        print(f"quarantined {problem}", file=sys.stderr)
-    if result.quarantined > len(result.problems):
-        print(f"… and {result.quarantined - len(result.problems)} more quarantined lines", file=sys.stderr)
-    print(f"read {result.read} / landed {result.landed} / quarantined {result.quarantined}  (lake: {lake.uri})")
-    return 0

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from common.contracts import Limits
 from common.errors import Throttled
-from ingest.ports import Limits
 
 
 class LimitTracker:

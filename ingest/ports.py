@@ -7,29 +7,10 @@ app (:mod:`ingest.app`) depends only on these protocols, so the same code runs u
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-team limits; ``None`` means unlimited."""
-
-    requests_per_second: float | None = None
-    daily_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class Team:
-    """A tenant. ``allowed_models`` are fnmatch patterns over the model id as invoked (``*`` = any)."""
-
-    team_id: str
-    cost_center: str | None = None
-    monthly_budget_usd: Decimal | None = None
-    allowed_models: tuple[str, ...] = ("*",)
-    limits: Limits = field(default_factory=Limits)
-    business_unit: str | None = None
+from common.contracts import Team
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,19 @@ import fcntl
 import json
 import os
 import secrets
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from common.constants import ENV_TENANTS
-from ingest.ports import KeyRecord, Limits, Team, hash_key
+from common.contracts import Limits, Team
+from ingest.ports import KeyRecord, hash_key
 
 KEY_PREFIX = "mk_live_"
 REGISTRY_VERSION = 1
@@ -176,101 +176,3 @@ def registry_path(*, tenants: str | None, lake: str | None) -> Path:
     return Path(lake_uri).expanduser().resolve().parent / "tenants.json"
 
 
-def open_registry(args: Any) -> LocalTenantRegistry:
-    return LocalTenantRegistry(registry_path(tenants=getattr(args, "tenants", None), lake=getattr(args, "lake", None)))
-
-
-def _budget(value: str | None) -> Decimal | None:
-    from common.errors import UserError
-
-    if value is None:
-        return None
-    try:
-        budget = Decimal(value)
-    except InvalidOperation:
-        raise UserError(f"--monthly-budget {value!r} is not a number of USD (write e.g. 2500 or 2500.50)") from None
-    if not budget.is_finite() or budget < 0:
-        raise UserError(f"--monthly-budget {value!r} must be a non-negative amount of USD")
-    return budget
-
-
-def run_add_cli(args: Any) -> int:
-    """``modelmeter tenants add TEAM``: registers (or updates) a team; the budgets then reach the views."""
-    from common.errors import UserError
-
-    team_id = (args.team or "").strip()
-    if not team_id:
-        raise UserError("the team name is empty")
-    if getattr(args, "rps", None) is not None and args.rps <= 0:
-        raise UserError("--rps must be positive")
-    if getattr(args, "daily_tokens", None) is not None and args.daily_tokens <= 0:
-        raise UserError("--daily-tokens must be positive")
-    registry = open_registry(args)
-    existing = registry.get_team(team_id)
-    team = _merged(existing or Team(team_id=team_id), args)
-    registry.put_team(team)
-    _publish_teams(args, registry)
-    print(f"team {team_id} {'updated' if existing else 'registered'} in {registry.path}: cost centre "
-          f"{team.cost_center or '-'}, budget {team.monthly_budget_usd if team.monthly_budget_usd is not None else '-'}"
-          f" USD/month, models {','.join(team.allowed_models)}, rps {team.limits.requests_per_second or '-'}, "
-          f"daily tokens {team.limits.daily_tokens or '-'}", file=sys.stderr)
-    return 0
-
-
-def _merged(team: Team, args: Any) -> Team:
-    """The team with the options given on the command line; an option left out keeps the team's current value."""
-    given = {name: getattr(args, name, None) for name in ("cost_center", "monthly_budget", "allow", "rps",
-                                                          "daily_tokens")}
-    limits = replace(team.limits, **{k: v for k, v in (("requests_per_second", given["rps"]),
-                                                       ("daily_tokens", given["daily_tokens"])) if v is not None})
-    changes: dict[str, Any] = {"limits": limits}
-    if given["cost_center"] is not None:
-        changes["cost_center"] = given["cost_center"]
-    if given["monthly_budget"] is not None:
-        changes["monthly_budget_usd"] = _budget(given["monthly_budget"])
-    if given["allow"]:
-        changes["allowed_models"] = tuple(given["allow"])
-    return replace(team, **changes)
-
-
-def _publish_teams(args: Any, registry: LocalTenantRegistry) -> None:
-    """Copy teams (cost centres, budgets) into the lake for the views, when the analytics module is there."""
-    try:
-        from sql.reference import write_teams
-    except ImportError:
-        return
-    from common.lake import Lake
-
-    write_teams(lake=Lake.open(getattr(args, "lake", None)), teams=registry.list_teams())
-
-
-def run_list_cli(args: Any) -> int:
-    """``modelmeter tenants list``: one line per team (no secrets: there are none to show)."""
-    registry = open_registry(args)
-    teams = registry.list_teams()
-    if not teams:
-        print(f"no teams in {registry.path}", file=sys.stderr)
-        return 0
-    print("team_id\tcost_center\tmonthly_budget_usd\tallowed_models\trps\tdaily_tokens\tkeys")
-    for t in teams:
-        keys = [k.api_key_id for k in registry.list_keys(t.team_id) if not k.revoked]
-        print("\t".join(str(v) if v is not None else "-" for v in (
-            t.team_id, t.cost_center, t.monthly_budget_usd, ",".join(t.allowed_models),
-            t.limits.requests_per_second, t.limits.daily_tokens, ",".join(keys) or None)))
-    return 0
-
-
-def run_keys_create_cli(args: Any) -> int:
-    """``modelmeter keys create TEAM``: prints the secret once, alone on stdout; only its hash is stored."""
-    from common.errors import UserError
-
-    registry = open_registry(args)
-    try:
-        record, secret = registry.create_key(args.team)
-    except KeyError:
-        raise UserError(f"no team {args.team!r} in {registry.path}; add it first with "
-                        f"`modelmeter tenants add {args.team}`") from None
-    print(secret)
-    print(f"created key {record.api_key_id} for team {record.team_id}; the secret above is shown only once",
-          file=sys.stderr)
-    return 0

@@ -1,7 +1,8 @@
 """The ``modelmeter`` command line (DESIGN.md "Command line").
 
-Only argument parsing lives here; each command is a function ``run(args) -> int`` in the package that owns the
-work, imported lazily so that ``modelmeter report`` never pays for importing the gateway or Great Expectations.
+Only argument parsing lives here; each command is a function ``run(args) -> int`` in ``modelmeter.commands``,
+imported lazily (the one sanctioned lazy import of the roof) so that ``modelmeter report`` never pays for importing the
+gateway or Great Expectations.
 Exit status: 0 success, 1 failure, 2 usage error; errors go to stderr, one clear line first.
 """
 
@@ -75,18 +76,18 @@ def _add_range(p: argparse.ArgumentParser, *, required: bool = True) -> None:
 # command name → "module:function"; the function takes the parsed args and returns an exit status.
 _HANDLERS = {
     "demo": "modelmeter.demo:run",
-    "serve": "ingest.server:run_cli",
-    "ingest": "ingest.files:run_cli",
-    "pricing import": "pricing_catalog.publish:run_import_cli",
-    "pricing list": "pricing_catalog.publish:run_list_cli",
-    "transform": "transforms.run:run_cli",
-    "report": "transforms.report:run_cli",
-    "tenants add": "ingest.tenants:run_add_cli",
-    "tenants list": "ingest.tenants:run_list_cli",
-    "keys create": "ingest.tenants:run_keys_create_cli",
-    "sql render": "sql.render:run_cli",
-    "export focus": "dashboards.focus:run_cli",
-    "dashboard": "dashboards.html:run_cli",
+    "serve": "modelmeter.commands.serve:run",
+    "ingest": "modelmeter.commands.ingest_files:run",
+    "pricing import": "modelmeter.commands.pricing:run_import",
+    "pricing list": "modelmeter.commands.pricing:run_list",
+    "transform": "modelmeter.commands.transform:run",
+    "report": "modelmeter.commands.report:run",
+    "tenants add": "modelmeter.commands.tenants:run_add",
+    "tenants list": "modelmeter.commands.tenants:run_list",
+    "keys create": "modelmeter.commands.tenants:run_keys_create",
+    "sql render": "modelmeter.commands.sql_render:run",
+    "export focus": "modelmeter.commands.export_focus:run",
+    "dashboard": "modelmeter.commands.dashboard:run",
 }
 
 

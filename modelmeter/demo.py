@@ -31,7 +31,21 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from common.contracts import Limits, Team
+from common.errors import UserError
 from common.lake import Lake
+from dashboards.focus import KNOWN_VALIDATOR_DEFECTS, export_focus, run_validator
+from dashboards.html import render_dashboard
+from ingest.app import create_app
+from ingest.emit import local_emitter
+from ingest.files import ingest_files
+from ingest.longpoll import MemoryLongPollStore
+from ingest.providers.registry import build_router
+from ingest.server import start_background
+from ingest.tenants import LocalTenantRegistry
+from sql.reference import write_teams
+from transforms.report import format_table, report_rows
+from transforms.run import transform_range
 
 MARKER = ".modelmeter-demo"
 #: What the demo prints (DESIGN.md's report columns, then images and unpriced calls).
@@ -344,13 +358,11 @@ def partner_batch(path: Path, *, rng: random.Random, day: date) -> int:
 def _prepare_lake(uri: str | None) -> Lake:
     lake = Lake.open(uri)
     if not lake.is_local:
-        from common.errors import UserError
 
         raise UserError("the demo runs on a local lake folder; pass --lake DIR")
     root = Path(lake.base)
     if any(root.iterdir()):
         if not (root / MARKER).exists():
-            from common.errors import UserError
 
             raise UserError(f"{root} is not empty and was not made by the demo; pass --lake to a new folder")
         shutil.rmtree(root)
@@ -360,7 +372,6 @@ def _prepare_lake(uri: str | None) -> Lake:
 
 
 def _register_teams(registry: Any) -> dict[str, str]:
-    from ingest.ports import Limits, Team
 
     keys = {}
     for t in TEAMS:
@@ -388,7 +399,6 @@ def run(args: argparse.Namespace) -> int:
     first_day, last_day = today - timedelta(days=args.days), today - timedelta(days=1)
 
     done = _step(f"registering {len(TEAMS)} teams and their API keys")
-    from ingest.tenants import LocalTenantRegistry
 
     registry_file = root / "registry" / "tenants.json"
     registry = LocalTenantRegistry(registry_file)
@@ -403,7 +413,6 @@ def run(args: argparse.Namespace) -> int:
     done()
 
     done = _step("landing a partner's JSON Lines batch with `modelmeter ingest`")
-    from ingest.files import ingest_files
 
     batch = root / "inbox" / "partner-batch.jsonl"
     batch.parent.mkdir(parents=True, exist_ok=True)
@@ -413,14 +422,12 @@ def run(args: argparse.Namespace) -> int:
     done()
 
     done = _step(f"transform {first_day} … {last_day}: validate, quarantine, dedupe, price")
-    from transforms.run import transform_range
 
     manifests = transform_range(lake=lake, date_from=first_day, date_to=last_day)
     _print_manifest_totals(manifests)
     done()
 
     print()
-    from transforms.report import format_table, report_rows
 
     print(f"Chargeback {first_day} … {last_day}, USD, exact (every column: `modelmeter report --lake {lake.uri}`)")
     print(format_table(report_rows(lake=lake, date_from=first_day, date_to=last_day), columns=CHARGEBACK_COLUMNS))
@@ -433,10 +440,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_reference(lake: Lake, registry: Any) -> None:
-    try:
-        from sql.reference import write_teams
-    except ImportError:  # pragma: no cover - the views then show budgets as unknown
-        return
     write_teams(lake=lake, teams=registry.list_teams())
 
 
@@ -452,12 +455,6 @@ class SharedClock:
 
 def _serve_child(conn: Any, lake_uri: str, registry_file: str, clock_value: Any) -> None:
     """The gateway process: the real app, simulator backend, local emitter into the lake; stops on request."""
-    from ingest.app import create_app
-    from ingest.emit import local_emitter
-    from ingest.longpoll import MemoryLongPollStore
-    from ingest.providers.registry import build_router
-    from ingest.server import start_background
-    from ingest.tenants import LocalTenantRegistry
 
     lake = Lake.open(lake_uri)
     emitter = local_emitter(lake=lake)
@@ -511,8 +508,6 @@ def _print_manifest_totals(manifests: list[Any]) -> None:
 
 
 def _outputs(*, lake: Lake, first_day: date, last_day: date, dashboard: Path) -> None:
-    from dashboards.focus import export_focus
-    from dashboards.html import render_dashboard
 
     page = render_dashboard(lake=lake, date_from=first_day, date_to=last_day, out=dashboard)
     print(f"dashboard: {Path(page).resolve()}")
@@ -525,7 +520,6 @@ def _outputs(*, lake: Lake, first_day: date, last_day: date, dashboard: Path) ->
 
 def _validate_focus(path: Path) -> None:
     """Run the FinOps Foundation's validator (its own Python 3.12 venv, built by `make demo`) when it is there."""
-    from dashboards.focus import KNOWN_VALIDATOR_DEFECTS, run_validator
 
     venv = Path(__file__).resolve().parents[1] / ".venv-focus"
     if not (venv / "bin" / "focus-validator").exists():

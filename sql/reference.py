@@ -11,23 +11,12 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from common.constants import MONEY_PRECISION, MONEY_SCALE, REFERENCE_TEAMS
+from common.constants import MONEY_SCALE, REFERENCE_TEAMS
+from common.contracts import Team, teams_schema
 from common.lake import Lake
-from ingest.ports import Team
 
 TEAMS_FILE = "teams.parquet"
 _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
-
-
-def teams_schema() -> pa.Schema:
-    """Parquet schema of ``reference/teams/teams.parquet``."""
-    return pa.schema([
-        pa.field("team_id", pa.string(), nullable=False, metadata={"description": "The tenant."}),
-        pa.field("cost_center", pa.string(), metadata={"description": "Cost centre charged for the team."}),
-        pa.field("monthly_budget_usd", pa.decimal128(MONEY_PRECISION, MONEY_SCALE),
-                 metadata={"description": "Monthly (fiscal-month) budget, USD; NULL when none."}),
-        pa.field("business_unit", pa.string(), metadata={"description": "Deployment or business unit."}),
-    ])
 
 
 def _budget(team: Team) -> Decimal | None:

@@ -7,10 +7,8 @@ listed before it).
 
 from __future__ import annotations
 
-import argparse
 from functools import cache
 from importlib import resources
-from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -28,12 +26,11 @@ from common.constants import (
     TABLE_TEAMS,
     TABLE_USAGE_COST,
 )
-from common.contracts import quarantine_arrow_schema
+from common.contracts import curated_arrow_schema as curated_schema
+from common.contracts import quarantine_arrow_schema, teams_schema
 from common.lake import Lake
 from sql.config import ReportingConfig
 from sql.dialect import Dialect, expand_helpers
-from sql.reference import teams_schema
-from transforms.tables import arrow_schema as curated_schema
 
 #: Views in dependency order.
 VIEWS: tuple[str, ...] = (
@@ -117,17 +114,3 @@ def connect(*, lake: Lake, config: ReportingConfig | None = None) -> duckdb.Duck
     return con
 
 
-def run_cli(args: argparse.Namespace | Any) -> int:
-    """``modelmeter sql render --dialect athena|duckdb``: print every view, each ending with ``;``."""
-    from common.errors import UserError
-
-    try:
-        config = ReportingConfig.from_env()
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    rendered = render_views(dialect=args.dialect, config=config)
-    print(f"-- {len(rendered)} views for {args.dialect}, reporting time zone {config.timezone}, "
-          f"fiscal months start on day {config.fiscal_month_start_day}\n")
-    for name, sql in rendered.items():
-        print(f"-- {name}\n{sql};\n")
-    return 0

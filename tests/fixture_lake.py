@@ -27,11 +27,9 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from common.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, MONEY_SCALE, QUARANTINE_EVENTS
-from common.contracts import COUNT_FIELDS, quarantine_arrow_schema
+from common.contracts import COST_COLUMNS, COST_OF, COUNT_FIELDS, Team, curated_arrow_schema, quarantine_arrow_schema
 from common.lake import Lake
-from ingest.ports import Team
 from sql.reference import write_teams
-from transforms.tables import COST_COLUMNS, COST_OF, arrow_schema
 
 FIRST_DAY = date(2026, 11, 5)
 DAYS = 40
@@ -263,8 +261,8 @@ def build_fixture_lake(root: Path | str, *, seed: int = 20261105) -> FixtureFact
     usage = _usage_rows(rng)
     daily = _daily_rows(usage)
     quarantine = _quarantine_rows()
-    _write_partitioned(lake, usage, arrow_schema("usage_cost"), CURATED_USAGE_COST, lambda r: r["usage_date"])
-    _write_partitioned(lake, daily, arrow_schema("team_model_daily"), CURATED_TEAM_MODEL_DAILY,
+    _write_partitioned(lake, usage, curated_arrow_schema("usage_cost"), CURATED_USAGE_COST, lambda r: r["usage_date"])
+    _write_partitioned(lake, daily, curated_arrow_schema("team_model_daily"), CURATED_TEAM_MODEL_DAILY,
                        lambda r: r["usage_date"])
     _write_partitioned(lake, quarantine, quarantine_arrow_schema(), QUARANTINE_EVENTS,
                        lambda r: (r["event_time"] or r["quarantined_at"]).date())

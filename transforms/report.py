@@ -6,10 +6,7 @@ beyond the cents are dropped, nothing else).
 
 from __future__ import annotations
 
-import csv
-import json
 import re
-import sys
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -81,15 +78,15 @@ def money_text(value: Decimal) -> str:
     return f"{whole}.{frac.ljust(2, '0')}"
 
 
-def _text(row: dict[str, Any], column: str) -> str:
+def text_cell(row: dict[str, Any], column: str) -> str:
     value = row[column]
     return money_text(value) if column in MONEY else str(value)
 
 
 def format_table(rows: list[dict[str, Any]], *, columns: tuple[str, ...] = COLUMNS) -> str:
     """Aligned text table with a totals row (``columns``: a subset of :data:`COLUMNS`, team and model first)."""
-    body = [[_text(r, c) for c in columns] for r in rows]
-    total = [_text(totals(rows), c) for c in columns]
+    body = [[text_cell(r, c) for c in columns] for r in rows]
+    total = [text_cell(totals(rows), c) for c in columns]
     widths = [max(len(c), *(len(line[i]) for line in [*body, total])) for i, c in enumerate(columns)]
 
     def line(cells: list[str]) -> str:
@@ -100,22 +97,3 @@ def format_table(rows: list[dict[str, Any]], *, columns: tuple[str, ...] = COLUM
     return "\n".join([line(list(columns)), rule, *(line(b) for b in body), rule, line(total)])
 
 
-def run_cli(args: Any) -> int:
-    from common.errors import UserError
-
-    if args.date_from and args.date_to and args.date_to < args.date_from:
-        raise UserError(f"--to {args.date_to} is before --from {args.date_from}")
-    lake = Lake.open(args.lake)
-    rows = report_rows(lake=lake, date_from=args.date_from, date_to=args.date_to)
-    if not rows:
-        span = f"{args.date_from or 'the beginning'} to {args.date_to or 'the end'}"
-        raise UserError(f"no curated data from {span} in {lake.uri}: run `modelmeter transform` for those days first")
-    if args.format == "json":
-        print(json.dumps([{c: (money_text(r[c]) if c in MONEY else r[c]) for c in COLUMNS} for r in rows], indent=2))
-    elif args.format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows([_text(r, c) for c in COLUMNS] for r in rows)
-    else:
-        print(format_table(rows))
-    return 0

@@ -39,6 +39,7 @@ from common.constants import (
     RUN_MANIFESTS,
 )
 from common.contracts import FIELD_NAMES, quarantine_arrow_schema
+from common.errors import UserError
 from common.lake import Lake
 from common.locks import DEFAULT_TIMEOUT_SECONDS as DEFAULT_LOCK_TIMEOUT
 from common.locks import LakeLock, lake_lock
@@ -110,10 +111,9 @@ def _peak_rss_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # Linux reports KiB
 
 
-def _days(date_from: date, date_to: date) -> list[date]:
+def days_between(date_from: date, date_to: date) -> list[date]:
+    """Every day from ``date_from`` to ``date_to``, inclusive."""
     if date_to < date_from:
-        from common.errors import UserError
-
         raise UserError(f"--to {date_to} is before --from {date_from}")
     return [date_from + timedelta(days=n) for n in range((date_to - date_from).days + 1)]
 
@@ -456,7 +456,7 @@ def transform_range(*, lake: Lake, date_from: date, date_to: date, price_version
     """
     from pricing_catalog import load_catalog
 
-    days = _days(date_from, date_to)
+    days = days_between(date_from, date_to)
     validate.prefetch_import()  # overlaps the ~4 s GX import with the first day's file checks
     catalog = load_catalog(lake=lake, version=price_version)
     manifests = []
@@ -468,54 +468,4 @@ def transform_range(*, lake: Lake, date_from: date, date_to: date, price_version
             progress(day, manifest)
     return manifests
 
-
-def _summary(m: Manifest) -> str:
-    c = m.counts
-    line = (f"{m.day}: read {c['read']} / valid {c['valid']} / quarantined {c['quarantined']} / duplicates "
-            f"{c['duplicates']} / written {c['written']} / unpriced {c['unpriced']}")
-    if c["unreadable_files"]:
-        line += f" / unreadable files {c['unreadable_files']}"
-    if c["duplicate_conflicts"]:
-        line += f" / conflicting duplicates {c['duplicate_conflicts']}"
-    return line
-
-
-def run_cli(args: Any) -> int:
-    from common.errors import UserError
-    from pricing_catalog.model import CatalogError
-
-    lake = Lake.open(args.lake)
-    days = _days(args.date_from, args.date_to)
-    args.lock_timeout = getattr(args, "lock_timeout", None) or DEFAULT_LOCK_TIMEOUT
-    try:
-        if len(days) > 1 and sys.stdout.isatty():
-            manifests = _with_progress_bar(lake, args, len(days))
-        else:
-            manifests = transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
-                                        price_version=args.price_version, lock_timeout=args.lock_timeout)
-    except CatalogError as exc:
-        raise UserError(str(exc)) from None
-    for m in manifests:
-        print(_summary(m))
-        if m.unpriced_models:
-            listed = ", ".join(f"{u['model_id']} ({u['events']})" for u in m.unpriced_models[:10])
-            print(f"  unpriced models (kept, priced=false): {listed}")
-    if manifests:
-        print(f"price version {manifests[0].price_version}; manifests under {lake.url(RUN_MANIFESTS)}")
-    return 0
-
-
-def _with_progress_bar(lake: Lake, args: Any, total: int) -> list[Manifest]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("transform"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
-    with Progress(*columns) as bar:
-        task = bar.add_task("", total=total)
-
-        def advance(day: date, manifest: Manifest) -> None:
-            bar.update(task, advance=1, description=f"{day} ({manifest.counts['written']} events)")
-
-        return transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
-                               price_version=args.price_version, progress=advance, lock_timeout=args.lock_timeout)
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from transforms.tables import COST_COLUMNS, COST_OF, MONEY, arrow_schema
+from common.contracts import COST_COLUMNS, COST_OF, MONEY, curated_arrow_schema
 
 #: Rows per Parquet row group (and per Arrow batch fetched from DuckDB).
 ROW_GROUP_ROWS = 1_000_000
@@ -54,7 +54,7 @@ def _dictionary(column: pa.Array) -> pa.Array:
 def file_schema() -> pa.Schema:
     """``usage_cost``'s schema as written: the contract's, with the few-distinct strings dictionary-encoded (the
     file is written without the Arrow schema, so readers see plain strings)."""
-    schema = arrow_schema("usage_cost")
+    schema = curated_arrow_schema("usage_cost")
     for name in DICTIONARY_COLUMNS:
         i = schema.get_field_index(name)
         schema = schema.set(i, schema.field(i).with_type(pa.dictionary(pa.int32(), pa.string())))
@@ -71,7 +71,7 @@ def query_columns() -> list[str]:
     and so is the run's constant ``price_version`` (exporting one constant string per row cost DuckDB ~0.15 s per
     M rows, measured)."""
     return [n.replace("_cost", "_pico") if n in COST_COLUMNS else n
-            for n in arrow_schema("usage_cost").names if n not in _DERIVED]
+            for n in curated_arrow_schema("usage_cost").names if n not in _DERIVED]
 
 
 def constant_dictionary(value: str | None, length: int) -> pa.Array:
@@ -195,7 +195,7 @@ class DayWriter:
 
     def team_model_daily(self) -> pa.Table:
         """The day's rollup, in the ``team_model_daily`` schema, ordered by team and model."""
-        schema = arrow_schema("team_model_daily")
+        schema = curated_arrow_schema("team_model_daily")
         if self._partials:
             sums = _sum_by_keys(pa.concat_tables(self._partials)).sort_by([("team_id", "ascending"),
                                                                            ("model_id", "ascending")])

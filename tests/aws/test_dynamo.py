@@ -12,9 +12,10 @@ import pytest
 from moto import mock_aws
 
 from common.constants import DYNAMO_PARTITION_KEY, DYNAMO_TTL_ATTRIBUTE
+from common.contracts import Limits, Team
 from common.errors import NotFound
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
-from ingest.ports import Limits, Team, hash_key
+from ingest.ports import hash_key
 from tests.aws.conftest import REGION, create_table
 
 

@@ -19,11 +19,11 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from common.constants import RAW_EVENTS
+from common.contracts import Team
 from common.lake import Lake
 from ingest.app import create_app
 from ingest.emit import Emitter, local_emitter
 from ingest.longpoll import MemoryLongPollStore
-from ingest.ports import Team
 from ingest.providers.bedrock import BedrockProvider
 from ingest.providers.registry import ProviderRouter
 from ingest.server import start_background

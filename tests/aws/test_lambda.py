@@ -15,10 +15,10 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from common.constants import ENV_FIREHOSE_STREAM, ENV_LONGPOLL_TABLE, ENV_SPOOL_DIR, ENV_TENANT_TABLE
+from common.contracts import Team
 from ingest import lambda_handler
 from ingest.dynamo import DynamoTenantRegistry
 from ingest.lambda_handler import GatewaySettings, build_runtime, handler
-from ingest.ports import Team
 from tests.aws.conftest import BUCKET, REGION, STREAM, create_table, load_event
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"

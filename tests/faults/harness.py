@@ -25,8 +25,8 @@ import pytest
 import requests
 
 from common.constants import RAW_EVENTS
+from common.contracts import Team
 from common.lake import Lake
-from ingest.ports import Team
 from ingest.tenants import LocalTenantRegistry
 
 MODELMETER = [sys.executable, "-c", "import sys; from modelmeter.cli import main; sys.exit(main(sys.argv[1:]))"]

@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from common.constants import RAW_EVENTS
+from common.contracts import Limits, Team
 from common.lake import Lake
 from ingest.app import create_app
 from ingest.emit import Emitter, local_emitter
 from ingest.longpoll import MemoryLongPollStore
-from ingest.ports import Limits, Team
 from ingest.providers.registry import ProviderRouter, build_router
 from ingest.server import ServerHandle, start_background
 from ingest.tenants import LocalTenantRegistry

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from common.contracts import parse_event, value_problems
+from common.contracts import Limits, Team, parse_event, value_problems
 from common.errors import NotFound, Throttled
 from ingest.limits import LimitTracker
 from ingest.longpoll import MemoryLongPollStore
-from ingest.ports import Limits, Team, hash_key
+from ingest.ports import hash_key
 from ingest.providers.base import ModelRequest, Usage
 from ingest.providers.registry import ProviderRouter, build_router
 from ingest.providers.simulator import SimulatorProvider

@@ -210,19 +210,16 @@ def test_raw_glue_columns_are_the_event_schema(bare: Assembly) -> None:
 
 @pytest.mark.parametrize("table", [c.TABLE_USAGE_COST, c.TABLE_TEAM_MODEL_DAILY])
 def test_curated_glue_columns_are_the_transform_schemas(bare: Assembly, table: str) -> None:
-    from transforms.tables import arrow_schema
-
     columns = _columns(_glue_table(bare, table))
     assert [(col["Name"], col["Type"]) for col in columns] == \
-        [(col["name"], col["type"]) for col in arrow_columns(arrow_schema(table))]
+        [(col["name"], col["type"]) for col in arrow_columns(event_schema.curated_arrow_schema(table))]
     money = [col for col in columns if col["Name"].endswith("_cost")]
     assert money and all(col["Type"] == f"decimal({c.MONEY_PRECISION},{c.MONEY_SCALE})" for col in money)
 
 
 def test_quarantine_and_teams_tables_follow_their_schemas(bare: Assembly) -> None:
-    from sql.reference import teams_schema
-
-    for name, schema in ((c.TABLE_QUARANTINE, event_schema.quarantine_arrow_schema()), (c.TABLE_TEAMS, teams_schema())):
+    for name, schema in ((c.TABLE_QUARANTINE, event_schema.quarantine_arrow_schema()),
+                         (c.TABLE_TEAMS, event_schema.teams_schema())):
         got = [(col["Name"], col["Type"]) for col in _columns(_glue_table(bare, name))]
         assert got == [(col["name"], col["type"]) for col in arrow_columns(schema)]
         assert isinstance(schema, pa.Schema)

@@ -71,8 +71,8 @@ def _tenant_table() -> str:
     """A DynamoDB tenant table (moto) holding one team, as the gateway's registry writes it."""
     import boto3
 
+    from common.contracts import Team
     from ingest.dynamo import DynamoTenantRegistry
-    from ingest.ports import Team
 
     client = boto3.client("dynamodb", region_name="eu-west-1")
     client.create_table(TableName="tenants", BillingMode="PAY_PER_REQUEST",

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from common.contracts import COST_OF
 from common.lake import Lake
 from dashboards.focus import KNOWN_VALIDATOR_DEFECTS, export_focus, run_validator
 from modelmeter.cli import main
 from tests.fixture_lake import FixtureFacts
-from transforms.tables import COST_OF
 
 FOCUS_VENV = Path(__file__).resolve().parents[2] / ".venv-focus"
 

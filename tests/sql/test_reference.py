@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from common.constants import REFERENCE_TEAMS
+from common.contracts import Team, teams_schema
 from common.lake import Lake
-from ingest.ports import Team
 from sql.config import ReportingConfig
-from sql.reference import TEAMS_FILE, teams_schema, write_teams
+from sql.reference import TEAMS_FILE, write_teams
 from sql.render import connect
 
 

@@ -9,13 +9,12 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 import duckdb
 import pytest
 
-from common.contracts import COUNT_FIELDS
+from common.contracts import COST_COLUMNS, COUNT_FIELDS
 from common.lake import Lake
 from sql.config import ReportingConfig
 from sql.render import connect, views
 from tests.fixture_lake import IMAGE_MODEL, UNPRICED_MODEL, WEST_TEAM, WEST_TIMEZONE, FixtureFacts
 from tests.sql.conftest import FISCAL_CONFIG, rows
-from transforms.tables import COST_COLUMNS
 
 Q12 = Decimal("1e-12")
 ZERO = Decimal(0)

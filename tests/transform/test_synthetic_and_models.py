@@ -10,7 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from common.constants import RAW_EVENTS
+from common.contracts import CURATED_TABLES as TABLES
 from common.contracts import FIELDS, arrow_schema
+from common.contracts import curated_arrow_schema as curated_schema
 from modelmeter.synthetic import INVALID_KINDS, generate
 from pricing_catalog import PriceInterval
 from sql import models
@@ -18,8 +20,6 @@ from tests.transform.conftest import DAY, NOW
 from transforms.prices import unit_pico
 from transforms.rules import rules
 from transforms.run import connect, transform_day
-from transforms.tables import TABLES
-from transforms.tables import arrow_schema as curated_schema
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,92 @@
+"""``modelmeter tenants add|list`` and ``modelmeter keys create``: the local tenant registry from the command line."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from common.contracts import Team
+from common.errors import UserError
+from common.lake import Lake
+from ingest.tenants import LocalTenantRegistry, registry_path
+from sql.reference import write_teams
+
+
+def _budget(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        budget = Decimal(value)
+    except InvalidOperation:
+        raise UserError(f"--monthly-budget {value!r} is not a number of USD (write e.g. 2500 or 2500.50)") from None
+    if not budget.is_finite() or budget < 0:
+        raise UserError(f"--monthly-budget {value!r} must be a non-negative amount of USD")
+    return budget
+
+def _merged(team: Team, args: Any) -> Team:
+    """The team with the options given on the command line; an option left out keeps the team's current value."""
+    given = {name: getattr(args, name, None) for name in ("cost_center", "monthly_budget", "allow", "rps",
+                                                          "daily_tokens")}
+    limits = replace(team.limits, **{k: v for k, v in (("requests_per_second", given["rps"]),
+                                                       ("daily_tokens", given["daily_tokens"])) if v is not None})
+    changes: dict[str, Any] = {"limits": limits}
+    if given["cost_center"] is not None:
+        changes["cost_center"] = given["cost_center"]
+    if given["monthly_budget"] is not None:
+        changes["monthly_budget_usd"] = _budget(given["monthly_budget"])
+    if given["allow"]:
+        changes["allowed_models"] = tuple(given["allow"])
+    return replace(team, **changes)
+
+def run_add(args: Any) -> int:
+    """``modelmeter tenants add TEAM``: registers (or updates) a team; the budgets then reach the views."""
+    team_id = (args.team or "").strip()
+    if not team_id:
+        raise UserError("the team name is empty")
+    if getattr(args, "rps", None) is not None and args.rps <= 0:
+        raise UserError("--rps must be positive")
+    if getattr(args, "daily_tokens", None) is not None and args.daily_tokens <= 0:
+        raise UserError("--daily-tokens must be positive")
+    registry = _open_registry(args)
+    existing = registry.get_team(team_id)
+    team = _merged(existing or Team(team_id=team_id), args)
+    registry.put_team(team)
+    write_teams(lake=Lake.open(getattr(args, "lake", None)), teams=registry.list_teams())  # for the views
+    print(f"team {team_id} {'updated' if existing else 'registered'} in {registry.path}: cost centre "
+          f"{team.cost_center or '-'}, budget {team.monthly_budget_usd if team.monthly_budget_usd is not None else '-'}"
+          f" USD/month, models {','.join(team.allowed_models)}, rps {team.limits.requests_per_second or '-'}, "
+          f"daily tokens {team.limits.daily_tokens or '-'}", file=sys.stderr)
+    return 0
+
+def run_list(args: Any) -> int:
+    """``modelmeter tenants list``: one line per team (no secrets: there are none to show)."""
+    registry = _open_registry(args)
+    teams = registry.list_teams()
+    if not teams:
+        print(f"no teams in {registry.path}", file=sys.stderr)
+        return 0
+    print("team_id\tcost_center\tmonthly_budget_usd\tallowed_models\trps\tdaily_tokens\tkeys")
+    for t in teams:
+        keys = [k.api_key_id for k in registry.list_keys(t.team_id) if not k.revoked]
+        print("\t".join(str(v) if v is not None else "-" for v in (
+            t.team_id, t.cost_center, t.monthly_budget_usd, ",".join(t.allowed_models),
+            t.limits.requests_per_second, t.limits.daily_tokens, ",".join(keys) or None)))
+    return 0
+
+def run_keys_create(args: Any) -> int:
+    """``modelmeter keys create TEAM``: prints the secret once, alone on stdout; only its hash is stored."""
+    registry = _open_registry(args)
+    try:
+        record, secret = registry.create_key(args.team)
+    except KeyError:
+        raise UserError(f"no team {args.team!r} in {registry.path}; add it first with "
+                        f"`modelmeter tenants add {args.team}`") from None
+    print(secret)
+    print(f"created key {record.api_key_id} for team {record.team_id}; the secret above is shown only once",
+          file=sys.stderr)
+    return 0
+
+def _open_registry(args: Any) -> LocalTenantRegistry:
+    return LocalTenantRegistry(registry_path(tenants=getattr(args, "tenants", None), lake=getattr(args, "lake", None)))

@@ -1,0 +1,61 @@
+"""``modelmeter transform --from D --to D [--price-version V]``: validate, price and write the curated tables."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from common.constants import RUN_MANIFESTS
+from common.errors import UserError
+from common.lake import Lake
+from pricing_catalog.model import CatalogError
+from transforms.run import DEFAULT_LOCK_TIMEOUT, Manifest, days_between, transform_range
+
+
+def run(args: Any) -> int:
+    lake = Lake.open(args.lake)
+    days = days_between(args.date_from, args.date_to)
+    args.lock_timeout = getattr(args, "lock_timeout", None) or DEFAULT_LOCK_TIMEOUT
+    try:
+        if len(days) > 1 and sys.stdout.isatty():
+            manifests = _with_progress_bar(lake, args, len(days))
+        else:
+            manifests = transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
+                                        price_version=args.price_version, lock_timeout=args.lock_timeout)
+    except CatalogError as exc:
+        raise UserError(str(exc)) from None
+    for m in manifests:
+        print(_summary(m))
+        if m.unpriced_models:
+            listed = ", ".join(f"{u['model_id']} ({u['events']})" for u in m.unpriced_models[:10])
+            print(f"  unpriced models (kept, priced=false): {listed}")
+    if manifests:
+        print(f"price version {manifests[0].price_version}; manifests under {lake.url(RUN_MANIFESTS)}")
+    return 0
+
+
+def _summary(m: Manifest) -> str:
+    c = m.counts
+    line = (f"{m.day}: read {c['read']} / valid {c['valid']} / quarantined {c['quarantined']} / duplicates "
+            f"{c['duplicates']} / written {c['written']} / unpriced {c['unpriced']}")
+    if c["unreadable_files"]:
+        line += f" / unreadable files {c['unreadable_files']}"
+    if c["duplicate_conflicts"]:
+        line += f" / conflicting duplicates {c['duplicate_conflicts']}"
+    return line
+
+
+def _with_progress_bar(lake: Lake, args: Any, total: int) -> list[Manifest]:
+    columns = (TextColumn("transform"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.description}"))
+    with Progress(*columns) as bar:
+        task = bar.add_task("", total=total)
+
+        def advance(day: date, manifest: Manifest) -> None:
+            bar.update(task, advance=1, description=f"{day} ({manifest.counts['written']} events)")
+
+        return transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
+                               price_version=args.price_version, progress=advance, lock_timeout=args.lock_timeout)

@@ -19,6 +19,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 from infra.config import DEFAULT_CONFIG, ConfigError, load_config  # noqa: E402
 from infra.nag import new_app  # noqa: E402
 from infra.stacks.unit import build_units  # noqa: E402
+from modelmeter.deploy import CONTENT  # noqa: E402
 
 ENV_UNITS_CONFIG = "MODELMETER_UNITS_CONFIG"
 
@@ -31,7 +32,7 @@ def main() -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    build_units(app, config)
+    build_units(app, config, content=CONTENT)
     try:
         app.synth()
     except RuntimeError as exc:  # cdk-nag findings or CloudFormation validation: the report names each one

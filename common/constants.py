@@ -35,6 +35,9 @@ MONEY_SCALE = 12
 
 # Metrics namespace (Powertools, CloudWatch)
 METRICS_NAMESPACE = "modelmeter"
+#: POWERTOOLS_SERVICE_NAME of the two Lambdas (the handlers and infra use the same; the alarms select on them).
+SERVICE_GATEWAY = "modelmeter-gateway"
+SERVICE_TRANSFORM = "modelmeter-transform"
 
 # Reference data written beside the curated tables (team cost centres and budgets, from the tenant registry).
 REFERENCE_TEAMS = "reference/teams"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -523,6 +524,23 @@ def curated_sql_columns(table: str) -> list[tuple[str, str]]:
 
 
 # --- The organisation: teams (the tenant registry's records, ``reference/teams`` in the lake) ------------------
+
+#: The one team-id rule (CLI, registries, QuickSight row-level security, the deployment config): 1-64 letters,
+#: digits, ``.``, ``_`` or ``-``, starting with a letter or digit.
+TEAM_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Ids no team may have: ``unallocated`` is the chargeback's line for what no allocation rule claims (DESIGN.md).
+RESERVED_TEAM_IDS: tuple[str, ...] = ("unallocated",)
+
+
+def team_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a team id, or ``None``."""
+    if not isinstance(value, str) or not TEAM_ID_PATTERN.fullmatch(value):
+        return (f"{value!r} is not a team id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or "
+                f"digit")
+    if value in RESERVED_TEAM_IDS:
+        return f"{value!r} is reserved (the chargeback's line for costs no rule allocates); choose another team id"
+    return None
+
 
 @dataclass(frozen=True)
 class Limits:

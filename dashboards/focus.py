@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.constants import MONEY_PRECISION, MONEY_SCALE
-from common.contracts import COST_OF
+from common.contracts import COST_OF, UNITS
 from common.lake import Lake
 from sql.render import connect
 
@@ -41,14 +41,8 @@ UNIT_PRICE = pa.decimal128(MONEY_PRECISION, UNIT_PRICE_SCALE)
 QUANTITY = pa.decimal128(MONEY_PRECISION, 0)
 UTC_TS = pa.timestamp("ms", tz="UTC")
 
-#: dimension (count column) → (SKU meter, unit)
-DIMENSIONS: dict[str, tuple[str, str]] = {
-    "input_tokens": ("Input Tokens", "Tokens"),
-    "output_tokens": ("Output Tokens", "Tokens"),
-    "cache_read_input_tokens": ("Cache Read Input Tokens", "Tokens"),
-    "cache_write_input_tokens": ("Cache Write Input Tokens", "Tokens"),
-    "image_count": ("Images", "Images"),
-}
+#: dimension (count column) → (SKU meter, unit), from the billable units
+DIMENSIONS: dict[str, tuple[str, str]] = {u.count_field: (u.focus_meter, u.focus_unit) for u in UNITS}
 _PROVIDER = {"bedrock": "AWS", "sagemaker": "AWS", "openai_compatible": "Self-hosted", "simulator": "modelmeter"}
 _SERVICE = {"bedrock": "Amazon Bedrock", "sagemaker": "Amazon SageMaker AI",
             "openai_compatible": "OpenAI-compatible endpoint", "simulator": "modelmeter simulator"}

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from common.contracts import COST_COLUMNS, UNITS, team_id_problem
+
 DATA_SOURCE_ID = "modelmeter-athena"
 DASHBOARD_ID = "modelmeter-chargeback"
 RLS_DATA_SET_ID = "modelmeter-rls-team"
@@ -32,6 +34,10 @@ TAGS = [{"Key": "app", "Value": "modelmeter"}]
 ColumnType = Literal["STRING", "INTEGER", "DECIMAL", "FLOAT", "DATETIME", "BOOLEAN"]
 VisualKind = Literal["kpi", "bar", "line", "table"]
 
+# The billable units' count and cost columns, as every view that carries them lists them (common.contracts.UNITS).
+_COUNTS: tuple[tuple[str, ColumnType], ...] = tuple((u.count_field, "INTEGER") for u in UNITS)
+_COSTS: tuple[tuple[str, ColumnType], ...] = tuple((c, "DECIMAL") for c in COST_COLUMNS)
+
 # One dataset per view: its columns as QuickSight types. tests/dashboards/test_quicksight.py proves these agree
 # with the views (names and types, run on DuckDB over the fixture lake) and prints the right spec when they don't.
 VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
@@ -39,27 +45,17 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
         ("event_id", "STRING"), ("team_id", "STRING"), ("cost_center", "STRING"), ("business_unit", "STRING"),
         ("provider", "STRING"), ("region", "STRING"), ("model_id", "STRING"), ("operation", "STRING"),
         ("status", "STRING"), ("service_tier", "STRING"), ("event_time", "DATETIME"), ("usage_date", "DATETIME"),
-        ("local_date", "DATETIME"), ("fiscal_month_start", "DATETIME"), ("input_tokens", "INTEGER"),
-        ("output_tokens", "INTEGER"), ("cache_read_input_tokens", "INTEGER"), ("cache_write_input_tokens", "INTEGER"),
-        ("image_count", "INTEGER"), ("priced", "BOOLEAN"), ("price_version", "STRING"), ("input_cost", "DECIMAL"),
-        ("output_cost", "DECIMAL"), ("cache_read_cost", "DECIMAL"), ("cache_write_cost", "DECIMAL"),
-        ("image_cost", "DECIMAL"), ("total_cost", "DECIMAL"),
+        ("local_date", "DATETIME"), ("fiscal_month_start", "DATETIME"), *_COUNTS, ("priced", "BOOLEAN"),
+        ("price_version", "STRING"), *_COSTS,
     ),
     "team_model_daily_local": (
         ("local_date", "DATETIME"), ("fiscal_month_start", "DATETIME"), ("team_id", "STRING"),
-        ("cost_center", "STRING"), ("model_id", "STRING"), ("invocations", "INTEGER"), ("input_tokens", "INTEGER"),
-        ("output_tokens", "INTEGER"), ("cache_read_input_tokens", "INTEGER"), ("cache_write_input_tokens", "INTEGER"),
-        ("image_count", "INTEGER"), ("unpriced_invocations", "INTEGER"), ("input_cost", "DECIMAL"),
-        ("output_cost", "DECIMAL"), ("cache_read_cost", "DECIMAL"), ("cache_write_cost", "DECIMAL"),
-        ("image_cost", "DECIMAL"), ("total_cost", "DECIMAL"), ("price_version", "STRING"),
+        ("cost_center", "STRING"), ("model_id", "STRING"), ("invocations", "INTEGER"), *_COUNTS,
+        ("unpriced_invocations", "INTEGER"), *_COSTS, ("price_version", "STRING"),
     ),
     "chargeback_monthly": (
         ("fiscal_month_start", "DATETIME"), ("fiscal_month_end", "DATETIME"), ("cost_center", "STRING"),
-        ("team_id", "STRING"), ("invocations", "INTEGER"), ("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"),
-        ("cache_read_input_tokens", "INTEGER"), ("cache_write_input_tokens", "INTEGER"), ("image_count", "INTEGER"),
-        ("unpriced_invocations", "INTEGER"), ("input_cost", "DECIMAL"), ("output_cost", "DECIMAL"),
-        ("cache_read_cost", "DECIMAL"), ("cache_write_cost", "DECIMAL"), ("image_cost", "DECIMAL"),
-        ("total_cost", "DECIMAL"),
+        ("team_id", "STRING"), ("invocations", "INTEGER"), *_COUNTS, ("unpriced_invocations", "INTEGER"), *_COSTS,
     ),
     "unit_cost_by_model": (
         ("fiscal_month_start", "DATETIME"), ("model_id", "STRING"), ("invocations", "INTEGER"),
@@ -86,8 +82,7 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
     "unpriced_usage": (
         ("local_date", "DATETIME"), ("team_id", "STRING"), ("provider", "STRING"), ("region", "STRING"),
         ("model_id", "STRING"), ("operation", "STRING"), ("service_tier", "STRING"), ("invocations", "INTEGER"),
-        ("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"), ("cache_read_input_tokens", "INTEGER"),
-        ("cache_write_input_tokens", "INTEGER"), ("image_count", "INTEGER"),
+        *_COUNTS,
     ),
     "quarantine_summary": (
         ("local_date", "DATETIME"), ("stage", "STRING"), ("reason", "STRING"), ("rejected_rows", "INTEGER"),
@@ -118,7 +113,6 @@ _OWNER_ACTIONS = {
 _READER_ACTIONS = ["quicksight:DescribeDashboard", "quicksight:ListDashboardVersions", "quicksight:QueryDashboard"]
 
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:quicksight:[a-z0-9-]+:\d{12}:(user|group)/[\w+=,.@/-]+$")
-_TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -263,7 +257,7 @@ def _check_principals(principals: Sequence[str], rls_principals: dict[str, list[
                              "(arn:aws:quicksight:REGION:ACCOUNT:user/NAMESPACE/NAME or …:group/NAMESPACE/NAME)")
     for arn, teams in rls_principals.items():
         for team in teams:
-            if not _TEAM_ID.match(team):
+            if team_id_problem(team):
                 raise ValueError(f"team id {team!r} for {arn} is not a valid team id")
 
 

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.contracts import team_id_problem
+
 DEFAULT_CONFIG = Path(__file__).parent / "config" / "units.yaml"
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
@@ -32,8 +34,19 @@ def _check_name(value: str) -> str:
     return value
 
 
-#: Unit, team and key names: they become parts of stack, usage-plan and key names.
+#: Unit and key names: they become parts of stack, usage-plan and key names.
 Name = Annotated[str, AfterValidator(_check_name)]
+
+
+def _check_team_id(value: str) -> str:
+    problem = team_id_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: Team ids follow the one rule of the contract (common.contracts.team_id_problem).
+TeamId = Annotated[str, AfterValidator(_check_team_id)]
 
 
 class ConfigError(ValueError):
@@ -61,7 +74,7 @@ class Quota(_Strict):
 class Team(_Strict):
     """A tenant of the gateway: its API keys, usage plan and allowed models."""
 
-    team_id: Name = Field(description="Team id, as it appears in usage events.")
+    team_id: TeamId = Field(description="Team id, as it appears in usage events.")
     cost_center: str | None = Field(default=None, description="Cost centre that receives the team's charges.")
     monthly_budget_usd: Decimal | None = Field(default=None, ge=0, description="Monthly budget, USD (budget views).")
     keys: list[Name] = Field(

@@ -30,11 +30,16 @@ from common.constants import (
     ENV_SPOOL_DIR,
     ENV_TENANT_TABLE,
     METRICS_NAMESPACE,
+    SERVICE_GATEWAY,
 )
+from ingest.app import create_app
+from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
 from ingest.emit import Emitter
+from ingest.firehose import firehose_emitter
+from ingest.providers.registry import build_router
 
 DEFAULT_SPOOL_DIR = "/tmp/spool"  # noqa: S108 - Lambda's only writable place; private to the container
-SERVICE = "modelmeter-gateway"
+SERVICE = SERVICE_GATEWAY
 
 # Powertools reads POWERTOOLS_LOGGER_LOG_EVENT; the event holds x-api-key and prompts, so it is never logged here.
 logger = Logger(service=SERVICE)
@@ -95,10 +100,6 @@ class Runtime:
 def build_runtime(*, settings: GatewaySettings | None = None, dynamodb: Any = None, firehose: Any = None,
                   bedrock_client: Any = None, sagemaker_client: Any = None) -> Runtime:
     """The app with its AWS seams. Clients default to new boto3 clients; tests pass stubbed ones."""
-    from ingest.app import create_app
-    from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
-    from ingest.firehose import firehose_emitter
-    from ingest.providers.registry import build_router
 
     settings = settings or GatewaySettings.from_env()
     router = build_router(upstream="bedrock", region=settings.region, bedrock_client=bedrock_client,

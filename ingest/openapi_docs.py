@@ -121,37 +121,3 @@ V1_EMBEDDINGS: dict[str, Any] = {
     "responses": {"200": {"description": "the embeddings", "content": {"application/json": {
         "schema": {"type": "object"}}}}, **_errors(_ERROR_V1, 400, 401, 403, 404, 413, 429, 502, 504)},
 }
-
-
-def document() -> dict[str, Any]:
-    """The gateway's OpenAPI document, as ``/openapi.json`` serves it (built without any tenant or provider)."""
-    from ingest.app import create_app
-    from ingest.longpoll import MemoryLongPollStore
-    from ingest.providers.registry import ProviderRouter
-    from ingest.tenants import LocalTenantRegistry
-
-    class _NoEvents:
-        def admit(self) -> None: ...
-
-        def open_call(self, placeholder: dict[str, Any]) -> None: ...
-
-        def emit(self, event: dict[str, Any]) -> None: ...
-
-        def status(self) -> dict[str, Any]:
-            return {"spool": "ok"}
-
-        def flush(self, *, timeout: float = 30.0) -> bool:
-            return True
-
-        def close(self, *, timeout: float = 30.0) -> bool:
-            return True
-
-    app = create_app(registry=LocalTenantRegistry("/nonexistent/tenants.json"), providers=ProviderRouter(),
-                     emitter=_NoEvents(), longpoll=MemoryLongPollStore())
-    return app.openapi()
-
-
-if __name__ == "__main__":  # python -m ingest.openapi_docs > docs/openapi.json
-    import json
-
-    print(json.dumps(document(), indent=2, ensure_ascii=False))

@@ -13,8 +13,9 @@ from fastapi import Request
 from starlette.responses import Response
 
 from common.errors import BadRequest, ServiceError
-from ingest.app import LONGPOLL_TTL_SECONDS, REQUEST_ID_HEADER, Call, Gateway, GatewayApp, json_response, read_json
-from ingest.auth import check_model_allowed, check_team_header
+from ingest.auth import authenticate, check_model_allowed, check_team_header
+from ingest.gateway import LONGPOLL_TTL_SECONDS, REQUEST_ID_HEADER, Call, Gateway, json_response, read_json
+from ingest.http import GatewayApp
 from ingest.openapi_docs import SEED_INVOKE, SEED_LIST
 from ingest.providers.base import ModelRequest, ModelResult, Provider
 
@@ -170,8 +171,6 @@ async def invoke_model(request: Request) -> Response:
 async def list_foundation_models(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     # Listing models calls no model, so it has no usage event; it still needs a valid key.
-    from ingest.auth import authenticate
-
     authenticate(gw.registry, request.headers.get("x-api-key"))
     models = await gw.providers.list_models()
     summaries = [{

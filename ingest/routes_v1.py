@@ -19,8 +19,9 @@ from starlette.responses import Response, StreamingResponse
 
 from common.errors import BadRequest, ServiceError
 from ingest import fastjson
-from ingest.app import REQUEST_ID_HEADER, Call, Gateway, GatewayApp, json_response, read_json
 from ingest.auth import authenticate, bearer_secret, check_model_allowed, check_team_header
+from ingest.gateway import REQUEST_ID_HEADER, Call, Gateway, json_response, read_json
+from ingest.http import GatewayApp
 from ingest.openapi_docs import V1_CHAT, V1_EMBEDDINGS, V1_MODELS
 from ingest.providers.base import ModelRequest, ModelResult, Provider, StreamChunk, Usage
 from ingest.usage import estimate_tokens

@@ -18,6 +18,11 @@ from typing import Any
 import uvicorn
 
 from common.constants import ENV_BUSINESS_UNIT, ENV_SAGEMAKER_ENDPOINTS
+from ingest.app import create_app
+from ingest.emit import local_emitter
+from ingest.longpoll import MemoryLongPollStore
+from ingest.providers.registry import build_router
+from ingest.tenants import LocalTenantRegistry, registry_path
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +76,6 @@ def start_background(*, app: Any, host: str = "127.0.0.1", port: int = 0, **conf
 
 def build_local_app(*, upstream: str, lake: Any, tenants: str | None, emitter: Any = None, **app_kwargs: Any) -> Any:
     """The app ``modelmeter serve`` runs: local tenant file, in-memory long-poll store, lake emitter."""
-    from ingest.app import create_app
-    from ingest.emit import local_emitter
-    from ingest.longpoll import MemoryLongPollStore
-    from ingest.providers.registry import build_router
-    from ingest.tenants import LocalTenantRegistry, registry_path
 
     registry = LocalTenantRegistry(registry_path(tenants=tenants, lake=lake.uri))
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")

@@ -22,8 +22,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from common.constants import ENV_TENANTS
+from common.constants import DEFAULT_LAKE, ENV_LAKE, ENV_TENANTS
 from common.contracts import Limits, Team
+from common.errors import UserError
 from ingest.ports import KeyRecord, hash_key
 
 KEY_PREFIX = "mk_live_"
@@ -161,8 +162,6 @@ class LocalTenantRegistry:
 
 def registry_path(*, tenants: str | None, lake: str | None) -> Path:
     """``--tenants``, else ``$MODELMETER_TENANTS``, else ``tenants.json`` beside a local lake's folder."""
-    from common.constants import DEFAULT_LAKE, ENV_LAKE
-    from common.errors import UserError
 
     explicit = tenants or os.environ.get(ENV_TENANTS)
     if explicit:

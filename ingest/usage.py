@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from common.contracts import SCHEMA_VERSION
+from common.contracts import COUNT_FIELDS, SCHEMA_VERSION
 from ingest.providers.base import ModelRequest, Usage
 
 
@@ -81,11 +81,7 @@ def build_event(*, request_id: str, event_time: datetime, team_id: str, api_key_
         "operation": operation,
         "status": status,
         "http_status": http_status,
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "cache_read_input_tokens": u.cache_read_input_tokens,
-        "cache_write_input_tokens": u.cache_write_input_tokens,
-        "image_count": u.image_count,
+        **{name: getattr(u, name) for name in COUNT_FIELDS},  # the billable units (common.contracts)
         "image_width": u.image_width,
         "image_height": u.image_height,
         "image_quality": u.image_quality,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -19,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from common.constants import ENV_LAKE
+from common.contracts import team_id_problem
 from common.errors import UserError
 
 
@@ -29,13 +29,10 @@ def _date(value: str) -> date:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date: write YYYY-MM-DD") from None
 
 
-_TEAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
 def _team(value: str) -> str:
-    if not _TEAM_ID.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a team id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    problem = team_id_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

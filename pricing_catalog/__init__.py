@@ -10,8 +10,9 @@ from __future__ import annotations
 # The CLI module is named `publish` (cli.py maps "pricing import" to pricing_catalog.publish); importing it first
 # means the submodule import cannot later replace the `publish` function bound below.
 import pricing_catalog.publish as _cli  # noqa: F401  (isort: split)
+from common.contracts import DIMENSIONS
 from pricing_catalog.catalog import Catalog, interval_at
-from pricing_catalog.model import DIMENSIONS, CatalogError, PriceInterval, PriceRow
+from pricing_catalog.model import CatalogError, PriceInterval, PriceRow
 from pricing_catalog.store import VersionInfo, list_versions, load_catalog, publish
 
 __all__ = ["DIMENSIONS", "Catalog", "CatalogError", "PriceInterval", "PriceRow", "VersionInfo", "interval_at",

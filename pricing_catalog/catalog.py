@@ -6,14 +6,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
+from common.contracts import SERVICE_TIERS, TOKEN_DIMENSIONS
 from pricing_catalog.intervals import check_no_overlaps, overlay
 from pricing_catalog.matching import ModelIndex
 from pricing_catalog.model import (
     DEFAULT_IMAGE_QUALITY,
     DEFAULT_TIER,
     IMAGE_DIMENSION,
-    SERVICE_TIERS,
-    TOKEN_DIMENSIONS,
     CatalogError,
     PriceInterval,
     PriceRow,

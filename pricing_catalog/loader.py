@@ -14,15 +14,13 @@ from typing import Any
 
 import yaml
 
+from common.contracts import IMAGE_QUALITIES, SERVICE_TIERS, TOKEN_DIMENSIONS
 from pricing_catalog.catalog import Catalog
 from pricing_catalog.intervals import check_no_overlaps
 from pricing_catalog.model import (
     ALLOWED_PER,
     DEFAULT_TIER,
     IMAGE_DIMENSION,
-    IMAGE_QUALITIES,
-    SERVICE_TIERS,
-    TOKEN_DIMENSIONS,
     CatalogError,
     PriceRow,
     check_region,

@@ -11,23 +11,19 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
 from common.constants import MONEY_PRECISION, MONEY_SCALE
+from common.contracts import UNIT_OF_COUNT, UNIT_OF_DIMENSION
 
-#: The event fields a price counts (DESIGN.md "Pricing catalog", column ``dimension``).
-TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_write_input_tokens")
-IMAGE_DIMENSION = "images"
-DIMENSIONS = (*TOKEN_DIMENSIONS, IMAGE_DIMENSION)
+#: The event fields a price counts (DESIGN.md "Pricing catalog", column ``dimension``): the billable units'.
+IMAGE_DIMENSION = UNIT_OF_COUNT["image_count"].dimension
 
 #: How many units one price is for.
 ALLOWED_PER = (1, 1000, 1000000)
 
-#: Service tiers of the usage event (DESIGN.md); prices exist per tier.
-SERVICE_TIERS = ("on_demand", "batch", "flex", "priority", "provisioned")
 DEFAULT_TIER = "on_demand"
 
 #: AWS region names (us-east-1, eu-central-2, us-gov-west-1, …); a typo would silently never match an event.
 _REGION_RE = re.compile(r"^[a-z]{2,3}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 
-IMAGE_QUALITIES = ("standard", "premium")
 DEFAULT_IMAGE_QUALITY = "standard"
 
 
@@ -141,7 +137,7 @@ def parse_price(value: object, *, what: str) -> Decimal:
 #: per dimension) every cost of one event, and their sum, fits. No real price comes near these ($75 per million
 #: tokens and $0.14 per image are the highest in the catalog), so a price above them is a typo, most often a
 #: ``per`` of 1 where 1000000 was meant.
-MAX_UNIT_PRICE_USD = {**{d: Decimal("0.001") for d in TOKEN_DIMENSIONS}, IMAGE_DIMENSION: Decimal(100)}
+MAX_UNIT_PRICE_USD = {u.dimension: u.max_unit_price_usd for u in UNIT_OF_DIMENSION.values()}
 
 
 def check_unit_price(*, dimension: str, price: Decimal, per: int, what: str = "price_usd") -> None:

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common.contracts import DIMENSIONS, SERVICE_TIERS
 from pricing_catalog.catalog import Catalog
 from pricing_catalog.intervals import cut
 from pricing_catalog.model import (
     ALLOWED_PER,
     DEFAULT_TIER,
-    DIMENSIONS,
-    SERVICE_TIERS,
     CatalogError,
     PriceRow,
     check_region,

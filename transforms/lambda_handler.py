@@ -30,11 +30,14 @@ from common.constants import (
     METRIC_CURATED_EVENTS,
     METRIC_QUARANTINED_EVENTS,
     METRICS_NAMESPACE,
+    SERVICE_TRANSFORM,
 )
 from common.lake import Lake
+from ingest.dynamo import DynamoTenantRegistry
+from sql.reference import write_teams
+from transforms.run import transform_range
 
-#: POWERTOOLS_SERVICE_NAME of the transform Lambda (infra sets the same; the alarms select on it).
-SERVICE = "modelmeter-transform"
+SERVICE = SERVICE_TRANSFORM
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
@@ -90,8 +93,6 @@ def _refresh_teams(lake: Lake, table_name: str | None) -> int | None:
     """Rewrite ``reference/teams`` from the DynamoDB tenant table; the number of teams, or None without a table."""
     if not table_name:
         return None
-    from ingest.dynamo import DynamoTenantRegistry
-    from sql.reference import write_teams
 
     teams = DynamoTenantRegistry(table_name=table_name).list_teams()
     write_teams(lake=lake, teams=teams)
@@ -111,7 +112,6 @@ def run(event: Mapping[str, Any] | None, *, environ: Mapping[str, str], now: dat
     date_from, date_to = days_for(event, now=now or datetime.now(UTC))
     price_version = (event or {}).get("price_version") if isinstance(event, Mapping) else None
 
-    from transforms.run import transform_range  # DuckDB and GX load here, after the event was checked
 
     lake = Lake.open(lake_uri)
     teams = _refresh_teams(lake, environ.get(ENV_TENANT_TABLE))

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from common.contracts import DIMENSION_OF
 from pricing_catalog.model import PriceInterval
 
 #: Unit prices (price_usd / per) are held in whole pico-dollars (1e-12 USD) as BIGINT: exact for every real price
@@ -22,14 +23,6 @@ from pricing_catalog.model import PriceInterval
 UNIT_SCALE = 12
 UNIT_PRICE = pa.int64()
 
-#: event count column → catalog dimension
-DIMENSION_OF: dict[str, str] = {
-    "input_tokens": "input_tokens",
-    "output_tokens": "output_tokens",
-    "cache_read_input_tokens": "cache_read_input_tokens",
-    "cache_write_input_tokens": "cache_write_input_tokens",
-    "image_count": "images",
-}
 LOOKUP_KEYS = ("model_id", "region", "service_tier", "image_width", "image_height", "image_quality")
 
 PRICE_SCHEMA = pa.schema([

@@ -16,15 +16,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.constants import CURATED_TEAM_MODEL_DAILY
+from common.contracts import COST_COLUMNS, UNITS
 from common.lake import Lake
 
-#: Report columns, in order: DESIGN.md's first eight, then the rest of the rollup.
+_FIRST, _OTHER_TOKENS = UNITS[:2], [u for u in UNITS[2:] if u.is_tokens]
+#: Report columns, in order: DESIGN.md's first eight (team, model, invocations, input and output tokens and cost,
+#: total), then the other billable units' counts and costs (tokens first), then the unpriced invocations.
 COLUMNS: tuple[str, ...] = (
-    "team_id", "model_id", "invocations", "input_tokens", "output_tokens", "input_cost", "output_cost", "total_cost",
-    "cache_read_input_tokens", "cache_write_input_tokens", "cache_read_cost", "cache_write_cost", "image_count",
-    "image_cost", "unpriced_invocations",
+    "team_id", "model_id", "invocations", *(u.count_field for u in _FIRST), *(u.cost_column for u in _FIRST),
+    "total_cost", *(u.count_field for u in _OTHER_TOKENS), *(u.cost_column for u in _OTHER_TOKENS),
+    *(c for u in UNITS[2:] if not u.is_tokens for c in (u.count_field, u.cost_column)), "unpriced_invocations",
 )
-MONEY = ("input_cost", "output_cost", "total_cost", "cache_read_cost", "cache_write_cost", "image_cost")
+MONEY = COST_COLUMNS
 _SUMMED = [c for c in COLUMNS if c not in ("team_id", "model_id")]
 _DT = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
 

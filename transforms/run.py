@@ -43,6 +43,7 @@ from common.errors import UserError
 from common.lake import Lake
 from common.locks import DEFAULT_TIMEOUT_SECONDS as DEFAULT_LOCK_TIMEOUT
 from common.locks import LakeLock, lake_lock
+from pricing_catalog import load_catalog
 from sql import models
 from transforms import validate
 from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
@@ -454,7 +455,6 @@ def transform_range(*, lake: Lake, date_from: date, date_to: date, price_version
         threads, memory_limit: DuckDB settings (default: every core, DuckDB's own memory limit).
         lock_timeout: seconds to wait for a day another transform is working on (one day's lock at a time).
     """
-    from pricing_catalog import load_catalog
 
     days = days_between(date_from, date_to)
     validate.prefetch_import()  # overlaps the ~4 s GX import with the first day's file checks

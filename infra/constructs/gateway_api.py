@@ -135,7 +135,7 @@ class GatewayApi(Construct):
             **(environment or {}),
         }
         self.function = python_function(
-            self, "Function", handler="ingest.lambda_handler.handler", service="modelmeter-gateway",
+            self, "Function", handler="ingest.lambda_handler.handler", service=c.SERVICE_GATEWAY,
             description=f"modelmeter gateway of unit {unit_name}", memory_mb=1024, timeout=Duration.seconds(60),
             environment=env, vpc=vpc, subnets=subnets, security_group=security_group, layers=layers,
             package=package)

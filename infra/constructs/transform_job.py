@@ -24,10 +24,9 @@ from constructs import Construct
 from common import constants as c
 from infra.constructs.functions import python_function, role_of
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
-from transforms.lambda_handler import SERVICE as TRANSFORM_SERVICE
 
 # The handler's Powertools service name: the `service` dimension the quarantine-rate alarm selects on.
-SERVICE = TRANSFORM_SERVICE
+SERVICE = c.SERVICE_TRANSFORM
 # Prefixes the transform rewrites (a day's partitions are replaced atomically, so it also deletes).
 WRITE_PREFIXES = (c.CURATED_USAGE_COST, c.CURATED_TEAM_MODEL_DAILY, c.QUARANTINE_EVENTS, c.RUN_MANIFESTS,
                   c.REFERENCE_TEAMS)

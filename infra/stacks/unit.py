@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from aws_cdk import CfnOutput, Environment, Stack, Tags
 from aws_cdk import aws_iam as iam
@@ -18,7 +18,6 @@ from infra.constructs.gateway_api import GatewayApi, TeamRecords, TeamUsagePlans
 from infra.constructs.lake_catalog import LakeCatalog
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
-from infra.constructs.transform_job import SERVICE as TRANSFORM_SERVICE
 from infra.constructs.transform_job import TransformJob
 from infra.constructs.usage_stream import UsageStream
 from infra.nag import acknowledge_custom_resource_provider
@@ -32,27 +31,27 @@ def _env(account: str | None, region: str | None) -> Environment | None:
     return Environment(account=account, region=region) if account or region else None
 
 
-def athena_views(unit: FullUnit) -> dict[str, str]:
-    """The views of ``sql/`` rendered for Athena with the unit's reporting time zone and fiscal month."""
-    from sql.config import ReportingConfig
-    from sql.render import render_views
+class UnitContent(Protocol):
+    """What a unit deploys that the domain packages define: the Athena views and the QuickSight assets.
 
-    config = ReportingConfig(timezone=unit.reporting_timezone, fiscal_month_start_day=unit.fiscal_month_start_day)
-    return render_views(dialect="athena", config=config)
+    Infra imports only the ground floor; the CDK app (``app.py``) passes ``modelmeter.deploy.CONTENT``, which renders
+    them from ``sql/`` and ``dashboards/``.
+    """
 
+    def athena_views(self, *, timezone: str, fiscal_month_start_day: int) -> dict[str, str]:
+        """View name → Athena ``CREATE OR REPLACE VIEW`` statement."""
+        ...
 
-def quicksight_definitions(stack: Stack, unit: FullUnit, *, workgroup: str, database: str) -> dict[str, Any]:
-    from dashboards.quicksight import build_definitions
-
-    return build_definitions(aws_account_id=stack.account, region=stack.region, athena_workgroup=workgroup,
-                             glue_database=database, principals=list(unit.quicksight.principals),
-                             rls_principals={k: list(v) for k, v in unit.quicksight.rls_principals.items()})
+    def quicksight_definitions(self, *, aws_account_id: str, region: str, athena_workgroup: str, glue_database: str,
+                               principals: list[str], rls_principals: dict[str, list[str]]) -> dict[str, Any]:
+        """API-shaped QuickSight definitions (see ``infra.constructs.dashboards.Dashboards``)."""
+        ...
 
 
 class FullUnitStack(Stack):
     """Network, gateway API, usage stream, lake and catalog, transform, Athena, QuickSight and observability."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, unit: FullUnit) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, unit: FullUnit, content: UnitContent) -> None:
         self.unit_env = _env(unit.account, unit.region)
         super().__init__(scope, construct_id, env=self.unit_env,
                          description=f"modelmeter business unit {unit.name} (full)")
@@ -70,7 +69,8 @@ class FullUnitStack(Stack):
         self.analytics = Analytics(self, "Analytics", unit_name=unit.name, database_name=self.lake.database_name,
                                    results_bucket=self.lake.results_bucket, key=self.lake.key,
                                    bytes_scanned_cutoff_mb=unit.lake.athena_bytes_scanned_cutoff_mb,
-                                   views=athena_views(unit))
+                                   views=content.athena_views(timezone=unit.reporting_timezone,
+                                                              fiscal_month_start_day=unit.fiscal_month_start_day))
         self.gateway = GatewayApi(
             self, "Gateway", unit_name=unit.name, key=self.lake.key, endpoint=unit.api.endpoint,
             throttle=unit.api.throttle, teams=unit.teams, sagemaker_endpoints=unit.sagemaker_endpoints,
@@ -90,13 +90,15 @@ class FullUnitStack(Stack):
             environment={c.ENV_FISCAL_MONTH_START: str(unit.fiscal_month_start_day)}, vpc=self.network.vpc,
             subnets=self.network.lambda_subnets, security_group=self.network.lambda_security_group)
         if unit.quicksight.enabled:
-            self.dashboards = Dashboards(self, "QuickSight", definitions=quicksight_definitions(
-                self, unit, workgroup=self.analytics.workgroup_name, database=self.lake.database_name))
+            self.dashboards = Dashboards(self, "QuickSight", definitions=content.quicksight_definitions(
+                aws_account_id=self.account, region=self.region, athena_workgroup=self.analytics.workgroup_name,
+                glue_database=self.lake.database_name, principals=list(unit.quicksight.principals),
+                rls_principals={k: list(v) for k, v in unit.quicksight.rls_principals.items()}))
             self.dashboards.node.add_dependency(self.analytics.workgroup)
         self.observability = Observability(
             self, "Observability", unit_name=unit.name, key=self.lake.key, api=self.gateway.api,
             gateway_function=self.gateway.function, stream_name=self.usage_stream.stream_name,
-            transform_function=self.transform.function, transform_service=TRANSFORM_SERVICE,
+            transform_function=self.transform.function, transform_service=c.SERVICE_TRANSFORM,
             transform_alarm=self.transform.failure_alarm)
         for name, value, what in (
             ("ApiUrl", self.gateway.api.url, "Gateway base URL (seed-compatible API)"),
@@ -127,12 +129,12 @@ class ApiKeysOnlyStack(Stack):
         self.node.add_dependency(parent)
 
 
-def build_units(scope: Construct, config: DeploymentConfig) -> dict[str, Stack]:
+def build_units(scope: Construct, config: DeploymentConfig, *, content: UnitContent) -> dict[str, Stack]:
     """One stack per unit, parents first; an ``api_keys_only`` unit attaches to its parent's API."""
     stacks: dict[str, Stack] = {}
     for unit in config.units:
         if isinstance(unit, FullUnit):
-            stacks[unit.name] = FullUnitStack(scope, stack_name(unit.name), unit=unit)
+            stacks[unit.name] = FullUnitStack(scope, stack_name(unit.name), unit=unit, content=content)
     for unit in config.units:
         if isinstance(unit, ApiKeysOnlyUnit):
             parent = stacks[unit.parent]

@@ -8,6 +8,10 @@ from typing import Any
 
 from common.errors import NotFound
 from ingest.providers.base import Provider
+from ingest.providers.bedrock import BedrockProvider
+from ingest.providers.openai_compat import OpenAICompatProvider
+from ingest.providers.sagemaker import SageMakerProvider
+from ingest.providers.simulator import SimulatorProvider
 
 
 class ProviderRouter:
@@ -79,21 +83,17 @@ def build_router(*, upstream: str, region: str | None = None, sagemaker_endpoint
     exact: dict[str, Provider] = {}
     patterns: list[tuple[str, Provider]] = []
     if sagemaker_endpoints:
-        from ingest.providers.sagemaker import SageMakerProvider  # written alongside; imported only when used
 
         sagemaker = SageMakerProvider(endpoints=sagemaker_endpoints, region=region, client=sagemaker_client)
         exact.update({model_id: sagemaker for model_id in sagemaker_endpoints})
         patterns.append(("arn:aws:sagemaker:*", sagemaker))
     if upstream == "simulator":
-        from ingest.providers.simulator import SimulatorProvider
 
         default: Provider = SimulatorProvider(latency=simulator_latency, region=region)
     elif upstream == "bedrock":
-        from ingest.providers.bedrock import BedrockProvider
 
         default = BedrockProvider(region=region, client=bedrock_client)
     elif upstream.startswith(("http://", "https://")):
-        from ingest.providers.openai_compat import OpenAICompatProvider
 
         default = OpenAICompatProvider(base_url=upstream, timeout=timeout)
     else:

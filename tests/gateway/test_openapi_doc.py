@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from ingest.openapi_docs import document
+from ingest.app import openapi_document as document
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
@@ -15,7 +15,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 def test_exported_document_is_current(gateway):
     served = requests.get(f"{gateway.url}/openapi.json", timeout=10).json()
     assert served == document()
-    assert json.loads(DOC.read_text()) == served, "regenerate: python -m ingest.openapi_docs > docs/openapi.json"
+    assert json.loads(DOC.read_text()) == served, "regenerate: python -m ingest.app > docs/openapi.json"
     paths = served["paths"]
     assert {"/invoke_model", "/list_foundation_models", "/v1/chat/completions", "/v1/embeddings",
             "/v1/models"} <= set(paths)

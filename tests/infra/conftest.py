@@ -25,6 +25,7 @@ from aws_cdk.assertions import Template  # noqa: E402
 
 from infra.config import DEFAULT_CONFIG, DeploymentConfig, parse_config  # noqa: E402
 from infra.nag import FEATURE_FLAGS  # noqa: E402
+from modelmeter.deploy import CONTENT  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -80,7 +81,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     config = parse_config(data, source="test config")
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = new_app(outdir=str(outdir), cloudformation_validation=False)  # cfn-lint checks the same templates
-    build_units(app, config)
+    build_units(app, config, content=CONTENT)
     app.synth()  # raises if cdk-nag reports an unacknowledged finding
     return Assembly(outdir=outdir, config=config, templates=_read_templates(outdir))
 

@@ -44,7 +44,7 @@ def _broken(edit: Any) -> dict[str, Any]:
     (lambda d: d["units"][0]["quicksight"].update(enabled=True),
      "units[0].quicksight: enabled QuickSight needs at least one principal"),
     (lambda d: d["units"][0]["teams"][0].update(team_id="Data Science"),
-     "units[0].teams[0].team_id: 'Data Science' is not a valid name"),
+     "units[0].teams[0].team_id: 'Data Science' is not a team id"),
     (lambda d: d["units"][0].update(lambda_package="image", dependency_layer_arns=[
         "arn:aws:lambda:eu-west-1:123456789012:layer:deps:1"]),
      "units[0]: dependency_layer_arns apply to zip functions only"),

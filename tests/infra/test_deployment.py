@@ -12,6 +12,7 @@ from aws_cdk.assertions import Match
 
 from common import constants as c
 from infra.runtime_code import RUNTIME_PACKAGES
+from modelmeter.deploy import CONTENT
 from tests.infra.conftest import REGION, Assembly
 
 FULL, KEYS_ONLY, OTHER = "modelmeter-research", "modelmeter-marketing", "modelmeter-finance"
@@ -65,7 +66,7 @@ def test_every_acknowledgment_excuses_a_finding_cdk_nag_really_reports(tmp_path:
     app = App(outdir=str(tmp_path), context={**FEATURE_FLAGS, RECORD_ONLY_CONTEXT: True},
               builtin_cloud_formation_validation=False)
     add_checks(app)
-    build_units(app, parse_config(data))
+    build_units(app, parse_config(data), content=CONTENT)
     # WHEN cdk-nag runs THEN it fails, and its findings are exactly what the acknowledgments name
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()

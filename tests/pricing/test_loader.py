@@ -10,9 +10,10 @@ import jsonschema
 import pytest
 import yaml
 
+from common.contracts import DIMENSIONS
 from pricing_catalog.catalog import Catalog
 from pricing_catalog.loader import DATA_DIR, load_builtin
-from pricing_catalog.model import DIMENSIONS, CatalogError
+from pricing_catalog.model import CatalogError
 
 GOOD = """
     provider: test

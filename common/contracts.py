@@ -383,24 +383,101 @@ def parse_event(obj: Any) -> dict[str, Any]:
     return row
 
 
+# --- Value rules: one list, rendered three ways -----------------------------------------------------------------
+# The Python checks below (ingest and the gateway's sink), the transform's SQL quarantine and its Great Expectations
+# suite (``transforms.rules``) all come from :func:`value_rules`; tests prove the renderings agree.
+
+#: What a rule checks: the kinds :func:`transforms.rules` knows how to render as SQL and as an expectation.
+RULE_CHECKS = ("known_version", "present", "not_empty", "allowed", "minimum", "maximum", "not_future",
+               "in_partition")
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """One rule every stored event must keep.
+
+    Attributes:
+        name: ``<column>_<check>``: the key of its count in the transform's manifest.
+        column: the checked field.
+        check: one of :data:`RULE_CHECKS`.
+        values: the accepted values (``allowed``) or the one known version (``known_version``).
+        bound: the limit of ``minimum`` / ``maximum``.
+    """
+
+    name: str
+    column: str
+    check: str
+    values: tuple[Any, ...] = ()
+    bound: int | None = None
+
+    def problem(self, row: Mapping[str, Any], *, now: datetime, day: Any = None) -> str | None:
+        """Why ``row`` breaks the rule (the sentence a quarantine row states), or ``None``.
+
+        ``day`` (a date) is only needed by ``in_partition``; ``now`` by ``not_future``.
+        """
+        value = row.get(self.column)
+        c = self.column
+        if self.check == "present":
+            return f"{c} is missing" if value is None else None
+        if value is None:
+            return None
+        if self.check == "known_version":
+            return None if value in self.values else f"unknown schema_version {value} (this reader knows " \
+                                                     f"{self.values[0]})"
+        if self.check == "not_empty":
+            return f"{c} is empty" if value == "" else None
+        if self.check == "allowed":
+            return None if value in self.values else f"{c} {value!r} is not one of {', '.join(self.values)}"
+        if self.check == "minimum":
+            return f"{c} {value} is negative" if value < (self.bound or 0) else None
+        if self.check == "maximum":
+            assert self.bound is not None
+            return f"{c} {value} is more than {self.bound} (no single request has that many)" \
+                if value > self.bound else None
+        if self.check == "not_future":
+            return f"{c} {format_time(value)} is more than a day in the future" \
+                if isinstance(value, datetime) and value > now + MAX_FUTURE_SKEW else None
+        if self.check == "in_partition":
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return None if start <= value < start + timedelta(days=1) else \
+                f"{c} {format_time(value)} is not in partition dt={day.isoformat()}"
+        raise ValueError(f"unknown rule check {self.check!r}")
+
+
+def value_rules() -> list[ValueRule]:
+    """Every value rule of schema v1, derived from :data:`FIELDS`, in the order their reasons are listed."""
+    out = [ValueRule("schema_version_known", "schema_version", "known_version", values=(SCHEMA_VERSION,))]
+    for f in FIELDS:
+        c = f.name
+        if f.required:
+            out.append(ValueRule(f"{c}_present", c, "present"))
+            if f.kind == "string":
+                out.append(ValueRule(f"{c}_not_empty", c, "not_empty"))
+        if f.allowed:
+            out.append(ValueRule(f"{c}_allowed", c, "allowed", values=f.allowed))
+        if f.minimum is not None:
+            out.append(ValueRule(f"{c}_not_negative", c, "minimum", bound=f.minimum))
+        if f.maximum is not None:
+            out.append(ValueRule(f"{c}_not_too_large", c, "maximum", bound=f.maximum))
+    out.append(ValueRule("event_time_not_future", "event_time", "not_future"))
+    out.append(ValueRule("event_time_in_partition", "event_time", "in_partition"))
+    return out
+
+
+#: The rules on values (not on structure, which :func:`parse_event` checks) that hold for an event whatever its
+#: partition: what ``value_problems`` checks.
+_VALUE_CHECKS = ("allowed", "minimum", "maximum", "not_future")
+
+
 def value_problems(row: Mapping[str, Any], *, now: datetime | None = None) -> list[str]:
     """Value rules of schema v1 for a structurally valid row; an empty list means valid.
 
-    The transform expresses the same rules in SQL (Great Expectations on DuckDB); tests prove both agree.
+    The transform renders the same rules (:func:`value_rules`) in SQL and as Great Expectations; tests prove all
+    three agree.
     """
-    problems: list[str] = []
-    for f in FIELDS:
-        value = row.get(f.name)
-        if value is None:
-            continue
-        if f.allowed and value not in f.allowed:
-            problems.append(f"{f.name} {value!r} is not one of {', '.join(f.allowed)}")
-        if f.minimum is not None and value < f.minimum:
-            problems.append(f"{f.name} {value} is negative")
-        if f.maximum is not None and value > f.maximum:
-            problems.append(f"{f.name} {value} is more than {f.maximum} (no single request has that many)")
-    problem = future_problem(row, now=now)
-    return problems + ([problem] if problem else [])
+    now = now or datetime.now(UTC)
+    problems = [r.problem(row, now=now) for r in _VALUE_RULES if r.check in _VALUE_CHECKS]
+    return [p for p in problems if p]
 
 
 def future_problem(row: Mapping[str, Any], *, now: datetime | None = None) -> str | None:
@@ -408,11 +485,7 @@ def future_problem(row: Mapping[str, Any], *, now: datetime | None = None) -> st
 
     Ingest applies this rule itself (the others are the transform's): such an event would land in a ``dt=``
     partition no scheduled transform reaches yet, so it would wait there unseen instead of being set aside."""
-    ts = row.get("event_time")
-    now = now or datetime.now(UTC)
-    if isinstance(ts, datetime) and ts > now + MAX_FUTURE_SKEW:
-        return f"event_time {format_time(ts)} is more than a day in the future"
-    return None
+    return _FUTURE_RULE.problem(row, now=now or datetime.now(UTC))
 
 
 def to_json(row: Mapping[str, Any]) -> str:
@@ -571,6 +644,10 @@ def teams_schema() -> pa.Schema:
                  metadata={"description": "Monthly (fiscal-month) budget, USD; NULL when none."}),
         pa.field("business_unit", pa.string(), metadata={"description": "Deployment or business unit."}),
     ])
+
+
+_VALUE_RULES = value_rules()
+_FUTURE_RULE = next(r for r in _VALUE_RULES if r.check == "not_future")
 
 
 if __name__ == "__main__":  # python -m common.contracts > docs/usage_event.schema.json

@@ -1,4 +1,4 @@
-"""The value rules of schema v1 as SQL, derived from ``common.contracts.FIELDS``: one list, two uses.
+"""The value rules of schema v1 (``common.contracts.value_rules``, one list) as SQL and as Great Expectations.
 
 Each :class:`Rule` carries the SQL condition of a *problem* (true = the row breaks the rule), the SQL message put in
 the quarantine row (worded like :func:`common.contracts.value_problems`), and the Great Expectations expectation that
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from common.contracts import FIELDS, MAX_FUTURE_SKEW, SCHEMA_VERSION
+from common.contracts import MAX_FUTURE_SKEW, ValueRule, value_rules
 
 #: Staging column holding, per row, every value its file stored that does not cast exactly to the contract type
 #: (``input_tokens: '12k' is not a valid integer``; ``; ``-joined), NULL when there is none (transforms/inputs.py).
@@ -60,49 +60,57 @@ def cast_message_sql(column: str, kind: str, value_sql: str) -> str:
 
 
 def rules(*, day: date, now: datetime) -> list[Rule]:
-    """Every rule for the events of partition ``dt=day``, checked at ``now`` (an aware UTC datetime)."""
+    """Every rule for the events of partition ``dt=day``, checked at ``now`` (an aware UTC datetime): the
+    transform's own cast rule, then :func:`common.contracts.value_rules` rendered as SQL and expectations."""
     # first, so its reason leads: a value that did not cast is NULL (or the default) in every later rule
     out = [Rule("values_cast_exactly", CAST_PROBLEMS, f"{CAST_PROBLEMS} is not null", CAST_PROBLEMS,
-                "ExpectColumnValuesToBeNull"),
-           Rule("schema_version_known", "schema_version", f"schema_version <> {SCHEMA_VERSION}",
-                f"'unknown schema_version ' || schema_version || ' (this reader knows {SCHEMA_VERSION})'",
-                "ExpectColumnValuesToBeInSet", {"value_set": [SCHEMA_VERSION]})]
-    for f in FIELDS:
-        c = f.name
-        if f.required:
-            out.append(Rule(f"{c}_present", c, f"{c} is null", _quote(f"{c} is missing"),
-                            "ExpectColumnValuesToNotBeNull"))
-            if f.kind == "string":  # ingest also refuses whitespace-only values; trim() per row costs ~1 s per 10 M
-                # "not in {''}" rather than a length rule: GX bundles set rules into the same single aggregate
-                # scan as the null and range rules, while length rules cost it a second scan (measured)
-                out.append(Rule(f"{c}_not_empty", c, f"{c} = ''", _quote(f"{c} is empty"),
-                                "ExpectColumnValuesToNotBeInSet", {"value_set": [""]}))
-        if f.allowed:
-            values = ", ".join(_quote(v) for v in f.allowed)
-            out.append(Rule(f"{c}_allowed", c, f"{c} not in ({values})",
-                            f"'{c} ''' || {c} || ''' is not one of {', '.join(f.allowed)}'",
-                            "ExpectColumnValuesToBeInSet", {"value_set": list(f.allowed)}))
-        if f.minimum is not None:
-            out.append(Rule(f"{c}_not_negative", c, f"{c} < {f.minimum}", f"'{c} ' || {c} || ' is negative'",
-                            "ExpectColumnValuesToBeBetween", {"min_value": f.minimum}))
-        if f.maximum is not None:
-            out.append(Rule(f"{c}_not_too_large", c, f"{c} > {f.maximum}",
-                            f"'{c} ' || {c} || ' is more than {f.maximum} (no single request has that many)'",
-                            "ExpectColumnValuesToBeBetween", {"max_value": f.maximum}))
-    day_start = datetime(day.year, day.month, day.day, tzinfo=now.tzinfo)
-    latest = now + MAX_FUTURE_SKEW
-    time_text = "strftime(event_time, '%Y-%m-%dT%H:%M:%S.%gZ')"
-    out.append(Rule("event_time_not_future", "event_time", f"event_time > {_ts(latest)}",
-                    f"'event_time ' || {time_text} || ' is more than a day in the future'",
-                    "ExpectColumnValuesToBeBetween", {"max_value": latest}))
-    # Firehose partitions by event_time, so a row outside its dt= folder was misfiled; pricing it under another
-    # day would make the day's totals lie, so it is set aside, named.
-    out.append(Rule("event_time_in_partition", "event_time",
-                    f"(event_time < {_ts(day_start)} or event_time >= {_ts(day_start + timedelta(days=1))})",
-                    f"'event_time ' || {time_text} || ' is not in partition dt={day.isoformat()}'",
-                    "ExpectColumnValuesToBeBetween",
-                    {"min_value": day_start, "max_value": day_start + timedelta(days=1), "strict_max": True}))
-    return out
+                "ExpectColumnValuesToBeNull")]
+    return out + [_render(rule, day=day, now=now) for rule in value_rules()]
+
+
+def _render(rule: ValueRule, *, day: date, now: datetime) -> Rule:
+    """One contract rule as SQL (problem and message, worded like ``ValueRule.problem``) and as an expectation."""
+    c, check = rule.column, rule.check
+    if check == "known_version":
+        known = rule.values[0]
+        return Rule(rule.name, c, f"{c} <> {known}",
+                    f"'unknown schema_version ' || {c} || ' (this reader knows {known})'",
+                    "ExpectColumnValuesToBeInSet", {"value_set": list(rule.values)})
+    if check == "present":
+        return Rule(rule.name, c, f"{c} is null", _quote(f"{c} is missing"), "ExpectColumnValuesToNotBeNull")
+    if check == "not_empty":
+        # ingest also refuses whitespace-only values; trim() per row costs ~1 s per 10 M. "not in {''}" rather than
+        # a length rule: GX bundles set rules into the same single aggregate scan as the null and range rules,
+        # while length rules cost it a second scan (measured)
+        return Rule(rule.name, c, f"{c} = ''", _quote(f"{c} is empty"), "ExpectColumnValuesToNotBeInSet",
+                    {"value_set": [""]})
+    if check == "allowed":
+        values = ", ".join(_quote(v) for v in rule.values)
+        message = "'" + c + " ''' || " + c + " || ''' is not one of " + ", ".join(rule.values) + "'"
+        return Rule(rule.name, c, f"{c} not in ({values})", message, "ExpectColumnValuesToBeInSet",
+                    {"value_set": list(rule.values)})
+    if check == "minimum":
+        return Rule(rule.name, c, f"{c} < {rule.bound}", f"'{c} ' || {c} || ' is negative'",
+                    "ExpectColumnValuesToBeBetween", {"min_value": rule.bound})
+    if check == "maximum":
+        return Rule(rule.name, c, f"{c} > {rule.bound}",
+                    f"'{c} ' || {c} || ' is more than {rule.bound} (no single request has that many)'",
+                    "ExpectColumnValuesToBeBetween", {"max_value": rule.bound})
+    time_text = f"strftime({c}, '%Y-%m-%dT%H:%M:%S.%gZ')"
+    if check == "not_future":
+        latest = now + MAX_FUTURE_SKEW
+        return Rule(rule.name, c, f"{c} > {_ts(latest)}",
+                    f"'{c} ' || {time_text} || ' is more than a day in the future'",
+                    "ExpectColumnValuesToBeBetween", {"max_value": latest})
+    if check == "in_partition":
+        # Firehose partitions by event_time, so a row outside its dt= folder was misfiled; pricing it under another
+        # day would make the day's totals lie, so it is set aside, named.
+        start = datetime(day.year, day.month, day.day, tzinfo=now.tzinfo)
+        end = start + timedelta(days=1)
+        return Rule(rule.name, c, f"({c} < {_ts(start)} or {c} >= {_ts(end)})",
+                    f"'{c} ' || {time_text} || ' is not in partition dt={day.isoformat()}'",
+                    "ExpectColumnValuesToBeBetween", {"min_value": start, "max_value": end, "strict_max": True})
+    raise ValueError(f"no SQL rendering of rule check {check!r}")
 
 
 def invalid_sql(rule_list: list[Rule]) -> str:

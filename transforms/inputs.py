@@ -11,12 +11,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from common.constants import RAW_EVENTS
-from common.contracts import BY_NAME, FIELDS, REQUIRED, arrow_schema
+from common.contracts import BY_NAME, FIELDS, KIND_ARROW, REQUIRED, arrow_schema, sql_type
 from common.lake import Lake
 from transforms.rules import CAST_PROBLEMS, cast_message_sql
 
-_SQL_TYPES = {"string": "varchar", "int": "integer", "bigint": "bigint", "bool": "boolean",
-              "timestamp": "timestamptz"}
+#: Contract kind → DuckDB type, from the contract's one kind map.
+_SQL_TYPES = {kind: sql_type(KIND_ARROW[kind]) for kind in ("string", "int", "bigint", "bool", "timestamp")}
 
 
 @dataclass

@@ -17,9 +17,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.constants import QUARANTINE_EVENTS, RAW_EVENTS
+from common.constants import RAW_EVENTS
 from common.contracts import arrow_schema, quarantine_arrow_schema
 from common.lake import Lake
+from common.quarantine import write_quarantine_file
 
 STREAM_NAME = "modelmeter-usage"
 
@@ -116,6 +117,7 @@ def write_quarantine(lake: Lake, rejected: Iterable[Rejected], *, name: str | No
     written = []
     for day, rows in sorted(by_day.items()):
         file_name = name or f"ingest-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
-        written.append(lake.write_parquet(pa.Table.from_pylist(rows, schema=schema),
-                                          QUARANTINE_EVENTS, f"dt={day}", file_name))
+        path = write_quarantine_file(lake, pa.Table.from_pylist(rows, schema=schema), day=day, file_name=file_name)
+        if path:
+            written.append(path)
     return written

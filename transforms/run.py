@@ -43,6 +43,7 @@ from common.errors import UserError
 from common.lake import Lake
 from common.locks import DEFAULT_TIMEOUT_SECONDS as DEFAULT_LOCK_TIMEOUT
 from common.locks import LakeLock, lake_lock
+from common.quarantine import write_quarantine_file
 from pricing_catalog import load_catalog
 from sql import models
 from transforms import validate
@@ -228,12 +229,8 @@ def _replace_partition(lake: Lake, local: Path, prefix: str, day: date) -> str:
 
 
 def _write_quarantine(lake: Lake, table: pa.Table, day: date) -> str | None:
-    parts = (QUARANTINE_EVENTS, f"dt={day.isoformat()}", QUARANTINE_FILE)
-    if table.num_rows:
-        return lake.write_parquet(table, *parts)
-    if lake.exists(*parts):  # a re-run after the bad rows were fixed: the old reasons no longer hold
-        lake.delete(lake.path(*parts))
-    return None
+    # a re-run after the bad rows were fixed removes the file: the old reasons no longer hold
+    return write_quarantine_file(lake, table, day=day.isoformat(), file_name=QUARANTINE_FILE)
 
 
 def _prices(con: duckdb.DuckDBPyConnection, catalog: PriceSource, day: date) -> int:

@@ -1,1 +1,1 @@
-"""SQL models (staging → marts) and views, written once for DuckDB and rendered for Athena."""
+"""SQL models: the transform (staging → marts) and the views, rendered for DuckDB or Athena by sqlglot (models)."""

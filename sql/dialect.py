@@ -1,15 +1,19 @@
-"""Named helpers for the few things Athena (Trino) and DuckDB spell differently.
+"""Named helpers for the few things Athena (Trino) and DuckDB spell differently: the one helper table of ``sql/``.
 
-The views in ``sql/views/*.sql`` are written once, in Athena's SQL, and call these helpers as pseudo-functions
-(``mm_local_date(u.event_time)``). :func:`expand_helpers` replaces each call by the target engine's spelling before
-sqlglot generates the SQL; everything else (CTEs, joins, window functions, ``count_if`` …) is left to sqlglot.
-``tests/sql/test_dialect.py`` pins every helper's rendering in both engines and runs the DuckDB side.
+Every model (``sql/staging``, ``sql/marts``, ``sql/views``) calls these as pseudo-functions
+(``mm_local_date(u.event_time)``); :func:`expand_helpers` replaces each call by the target engine's spelling before
+sqlglot generates the SQL (:func:`sql.models.render`); everything else (CTEs, joins, window functions,
+``count_if`` …) is left to sqlglot. A name means one thing in every layer. ``tests/sql/test_dialect.py`` pins every
+helper's rendering in both engines and runs the DuckDB side.
 
 Why helpers rather than trusting sqlglot for these:
 - DuckDB's ``date_trunc`` and ``date + INTERVAL`` return TIMESTAMP, Trino's return DATE; the views need DATEs.
 - DuckDB divides DECIMALs as DOUBLE (``1.5::DECIMAL(38,12) / 3`` is a DOUBLE); Trino keeps DECIMAL and rounds half
   up. Money must stay exact, so DuckDB's division is done on 128-bit integers of 10⁻¹² USD, rounded half up.
 - Athena's ``timestamp`` columns carry no zone (they are UTC); DuckDB's are ``TIMESTAMP WITH TIME ZONE``.
+- Pico-dollars to USD: an 18-digit decimal product, which DuckDB computes ~60x faster than DECIMAL(38,x)
+  arithmetic (measured); spelled out so both engines compute the same exact value.
+- A 64-bit hash has a different name (and function) in each engine.
 """
 
 from __future__ import annotations
@@ -33,12 +37,16 @@ _UNITS = 10**MONEY_SCALE  # 10⁻¹² USD per unit of a DECIMAL(38,12)
 
 @dataclass(frozen=True)
 class Helper:
-    """One helper: its arity and its rendering ``render(args, dialect, config) -> SQL`` in the target dialect."""
+    """One helper: its arity and its rendering ``render(args, dialect, config) -> SQL`` in the target dialect.
+
+    ``needs_config``: the rendering depends on the reporting configuration (time zone, fiscal month start), which
+    must then be given; the others render the same whatever it is."""
 
     name: str
     arity: int
     render: Callable[[list[str], Dialect, ReportingConfig], str]
     doc: str
+    needs_config: bool = False
 
 
 def _local_date(a: list[str], d: Dialect, c: ReportingConfig) -> str:
@@ -81,8 +89,26 @@ def _fiscal_month_end(a: list[str], d: Dialect, c: ReportingConfig) -> str:
     return _add_days([next_start, "-1"], d, c)
 
 
+def _utc_date(a: list[str], d: Dialect, c: ReportingConfig) -> str:
+    # Athena: zone-less timestamps are UTC; DuckDB: TIMESTAMPTZ cast in the session's zone, which every connection
+    # of ours sets to UTC (transforms.run.connect, sql.render.connect)
+    return f"CAST({a[0]} AS DATE)"
+
+
+def _hash64(a: list[str], d: Dialect, c: ReportingConfig) -> str:
+    if d == "athena":  # Trino hashes bytes: the value as JSON text
+        return f"FROM_BIG_ENDIAN_64(XXHASH64(TO_UTF8(JSON_FORMAT(CAST({a[0]} AS JSON)))))"
+    return f"HASH({a[0]})"
+
+
 def _money(a: list[str], d: Dialect, c: ReportingConfig) -> str:
     return f"CAST({a[0]} AS {MONEY_TYPE})"
+
+
+def _pico_to_money(a: list[str], d: Dialect, c: ReportingConfig) -> str:
+    # exact: every BIGINT of pico-dollars below 10^18 fits DECIMAL(18,0), and the product has 12 decimals
+    return (f"CAST(CAST({a[0]} AS DECIMAL(18, 0)) * CAST({1 / _UNITS:.{MONEY_SCALE}f} AS DECIMAL(18, {MONEY_SCALE}))"
+            f" AS {MONEY_TYPE})")
 
 
 def _money_div(a: list[str], d: Dialect, c: ReportingConfig) -> str:
@@ -100,14 +126,22 @@ def _ratio(a: list[str], d: Dialect, c: ReportingConfig) -> str:
 
 
 HELPERS: dict[str, Helper] = {h.name: h for h in (
-    Helper("mm_local_date", 1, _local_date, "DATE of a UTC timestamp in the reporting time zone."),
+    Helper("mm_utc_date", 1, _utc_date, "UTC calendar DATE of a timestamp (the curated usage_date)."),
+    Helper("mm_local_date", 1, _local_date, "DATE of a UTC timestamp in the reporting time zone.",
+           needs_config=True),
     Helper("mm_month_start", 1, _month_start, "First day of the calendar month of a DATE, as a DATE."),
     Helper("mm_add_days", 2, _add_days, "DATE plus an integer number of days, as a DATE."),
     Helper("mm_add_months", 2, _add_months, "DATE plus an integer number of months, as a DATE."),
     Helper("mm_days_between", 2, _days_between, "Whole days from the first DATE to the second."),
-    Helper("mm_fiscal_month_start", 1, _fiscal_month_start, "First day of the fiscal month holding a DATE."),
-    Helper("mm_fiscal_month_end", 1, _fiscal_month_end, "Last day of the fiscal month holding a DATE."),
+    Helper("mm_fiscal_month_start", 1, _fiscal_month_start, "First day of the fiscal month holding a DATE.",
+           needs_config=True),
+    Helper("mm_fiscal_month_end", 1, _fiscal_month_end, "Last day of the fiscal month holding a DATE.",
+           needs_config=True),
+    Helper("mm_hash64", 1, _hash64, "64-bit hash of a value, for cheap pre-grouping before an exact comparison "
+           "(the value differs between engines)."),
     Helper("mm_money", 1, _money, "Cast to DECIMAL(38,12) USD."),
+    Helper("mm_pico_to_money", 1, _pico_to_money,
+           "Whole pico-dollars (BIGINT, 10⁻¹² USD) as DECIMAL(38,12) USD, exactly."),
     Helper("mm_money_div", 3, _money_div,
            "Exact money division num × per ÷ den (den a positive integer), DECIMAL(38,12) rounded half up; "
            "NULL when den is not positive."),
@@ -134,21 +168,25 @@ def _argument_sql(arg: exp.Expr, dialect: Dialect) -> str:
     return sql if isinstance(arg, _ATOMS) else f"({sql})"
 
 
-def render_helper(name: str, args: list[str], *, dialect: Dialect, config: ReportingConfig) -> str:
+def render_helper(name: str, args: list[str], *, dialect: Dialect, config: ReportingConfig | None) -> str:
     """The SQL of one helper call with already-rendered argument SQL (used by the tests and by the expander).
 
     Raises:
-        ValueError: unknown helper or wrong number of arguments.
+        ValueError: unknown helper, wrong number of arguments, or no ``config`` for a helper that needs it.
     """
     helper = HELPERS.get(name.lower())
     if helper is None:
         raise ValueError(f"unknown SQL helper {name}(): known helpers are {', '.join(HELPERS)}")
     if len(args) != helper.arity:
         raise ValueError(f"{helper.name}() takes {helper.arity} argument(s), got {len(args)}")
+    if config is None:
+        if helper.needs_config:
+            raise ValueError(f"{helper.name}() depends on the reporting configuration, and none was given")
+        config = ReportingConfig()  # not read by this helper
     return helper.render(args, dialect, config)
 
 
-def expand_helpers(tree: exp.Expr, *, dialect: Dialect, config: ReportingConfig) -> exp.Expr:
+def expand_helpers(tree: exp.Expr, *, dialect: Dialect, config: ReportingConfig | None) -> exp.Expr:
     """Replace every ``mm_…(…)`` call in ``tree`` (a copy is changed) by the target dialect's expression."""
     tree = tree.copy()
     while (call := _innermost_call(tree)) is not None:

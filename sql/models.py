@@ -1,9 +1,17 @@
-"""The SQL models the transform executes: ``staging/*.sql`` → ``marts/*.sql``, one model per file.
+"""Every SQL model of modelmeter, and the one way they are rendered for an engine.
 
-A model is a ``select`` (CTEs ending in ``select * from final``) over relations named like other models; the
-transform creates each as a DuckDB view (or table) under its file name. ``{{ name }}`` placeholders are filled
-from Python: fragments derived from the event schema (columns, validation rules) and run parameters (quoted
-literals). Engine-specific functions live in ``staging/_macros.sql`` as small ``mm_*`` helpers.
+Three layers, one model per file: ``staging/*.sql`` → ``marts/*.sql`` are the transform (DuckDB runs them in that
+order, each created as a view or table under its file name); ``views/*.sql`` are what people read (Athena and DuckDB
+alike, ordered in :mod:`sql.render`). Each model is a ``select`` (CTEs ending in ``select * from final``) over
+relations named like other models. Rendering is the same for all three (:func:`render`):
+
+1. ``{{ name }}`` placeholders are filled with SQL text: the fragments that depend on the billable units
+   (:data:`sql.fragments.FRAGMENTS`: ``{{ count_sums }}`` …, so a new unit needs no SQL edit), then run parameters
+   (quoted literals, the transform's rule conditions);
+2. sqlglot parses the result in the layer's source dialect (:data:`SOURCE_DIALECTS`);
+3. every ``mm_*`` helper call is replaced by the target engine's spelling (:data:`sql.dialect.HELPERS`, one table
+   for every layer);
+4. sqlglot writes the target engine's SQL.
 """
 
 from __future__ import annotations
@@ -12,35 +20,90 @@ import re
 from functools import cache
 from pathlib import Path
 
+import sqlglot
+from sqlglot import exp
+
+from sql.config import ReportingConfig
+from sql.dialect import Dialect, expand_helpers
+from sql.fragments import FRAGMENTS
+
 SQL_DIR = Path(__file__).resolve().parent
-MACROS = "staging/_macros"
+#: The dialect each layer is written in. Marts and views are Athena (Trino) SQL: they define what finance reads and
+#: render for both engines. Staging is DuckDB SQL: it reads the engine's own file rows, hashes and serialises whole
+#: rows (``struct_pack``, ``to_json``) with the rule conditions of ``transforms/rules.py``, and only the DuckDB
+#: transform runs it.
+SOURCE_DIALECTS: dict[str, Dialect] = {"staging": "duckdb", "marts": "athena", "views": "athena"}
+#: The transform's engine: the default target of :func:`render`.
+ENGINE: Dialect = "duckdb"
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
 @cache
 def source(name: str) -> str:
-    """The text of model ``name`` (``"staging/stg_usage_events"``, ``"marts/usage_cost"`` …)."""
+    """The text of model ``name`` (``"staging/stg_usage_events"``, ``"marts/usage_cost"``, ``"views/daily_trend"``)."""
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 
+def source_dialect(name: str) -> Dialect:
+    """The dialect model ``name`` is written in (its layer's)."""
+    layer = name.split("/", 1)[0]
+    if layer not in SOURCE_DIALECTS:
+        raise ValueError(f"unknown model {name!r}: models are named <layer>/<file>, the layers are "
+                         f"{', '.join(SOURCE_DIALECTS)}")
+    return SOURCE_DIALECTS[layer]
+
+
 def placeholders(name: str) -> set[str]:
-    """The ``{{ … }}`` names model ``name`` expects."""
-    return set(_PLACEHOLDER.findall(source(name)))
+    """The ``{{ … }}`` names model ``name`` expects as parameters (the fragments are filled in by themselves)."""
+    return set(_PLACEHOLDER.findall(source(name))) - set(FRAGMENTS)
 
 
-def render(name: str, **params: str) -> str:
-    """Model ``name`` with every placeholder filled.
+def fill(name: str, **params: str) -> str:
+    """Model ``name``'s text with every placeholder filled (a parameter wins over a fragment of the same name).
 
     Raises:
         KeyError: a placeholder has no value (a typo in a model or a missing parameter), naming both.
     """
-    def fill(match: re.Match[str]) -> str:
-        key = match.group(1)
-        if key not in params:
-            raise KeyError(f"sql/{name}.sql needs {{{{ {key} }}}}, which was not given")
-        return params[key]
+    values = {**FRAGMENTS, **params}
 
-    return _PLACEHOLDER.sub(fill, source(name))
+    def one(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise KeyError(f"sql/{name}.sql needs {{{{ {key} }}}}, which was not given")
+        return values[key]
+
+    return _PLACEHOLDER.sub(one, source(name))
+
+
+def parse(name: str, **params: str) -> exp.Expr:
+    """Model ``name`` filled and parsed in its source dialect; its ``mm_*`` helpers not yet expanded."""
+    return sqlglot.parse_one(fill(name, **params), read=source_dialect(name))
+
+
+def to_sql(tree: exp.Expr, *, dialect: Dialect, config: ReportingConfig | None = None, pretty: bool = False) -> str:
+    """A parsed model (or any tree using the helpers) as ``dialect``'s SQL, helpers expanded.
+
+    ``config`` is needed only by helpers that depend on the reporting calendar (the views'); the transform's models
+    use none."""
+    return expand_helpers(tree, dialect=dialect, config=config).sql(dialect=dialect, pretty=pretty)
+
+
+def render(name: str, *, dialect: Dialect = ENGINE, config: ReportingConfig | None = None, pretty: bool = False,
+           **params: str) -> str:
+    """Model ``name`` rendered for ``dialect`` (default: the transform's DuckDB), placeholders filled from
+    ``params`` and the fragments.
+
+    Raises:
+        KeyError: a placeholder has no value.
+    """
+    return to_sql(parse(name, **params), dialect=dialect, config=config, pretty=pretty)
+
+
+def render_sql(sql: str, *, read: Dialect = ENGINE, dialect: Dialect = ENGINE,
+               config: ReportingConfig | None = None) -> str:
+    """Any SQL text using the fragments and helpers (a query of a test, say), rendered like a model."""
+    text = _PLACEHOLDER.sub(lambda m: FRAGMENTS[m.group(1)], sql)
+    return to_sql(sqlglot.parse_one(text, read=read), dialect=dialect, config=config)
 
 
 def literal(value: str | None) -> str:
@@ -49,6 +112,7 @@ def literal(value: str | None) -> str:
 
 
 def model_names() -> list[str]:
-    """Every model, staging first (the order the transform runs them)."""
+    """Every model of the transform, staging first (the order the transform runs them)."""
     names = [p.relative_to(SQL_DIR).with_suffix("").as_posix() for p in sorted(SQL_DIR.glob("*/*.sql"))]
-    return [n for n in names if n.startswith(("staging/", "marts/")) and not n.rsplit("/", 1)[1].startswith("_")]
+    return [n for n in names if n.startswith(("staging/", "marts/"))]
+

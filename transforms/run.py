@@ -128,11 +128,7 @@ def connect(*, threads: int | None = None, memory_limit: str | None = None, temp
     if temp_dir:
         config["temp_directory"] = str(temp_dir)
     con = duckdb.connect(":memory:", config=config)
-    con.execute("set TimeZone = 'UTC'")
-    code = "\n".join(line for line in models.source(models.MACROS).splitlines() if not line.lstrip().startswith("--"))
-    for statement in code.split(";"):
-        if statement.strip():
-            con.execute(statement)
+    con.execute("set TimeZone = 'UTC'")  # the models' UTC days (mm_utc_date) and timestamp literals rely on it
     return con
 
 

@@ -1,9 +1,11 @@
 -- mart (intermediate): one row per valid, deduped event of the day, priced by the price in force at its event_time,
--- with its costs still in whole pico-dollars (BIGINT). marts/usage_cost turns them into DECIMAL(38,12) USD; the
--- transform's Parquet writer (transforms/writer.py) does the same conversion on the bit level, much faster.
+-- with its costs still in whole pico-dollars (BIGINT). marts/usage_cost turns them into DECIMAL(38,12) USD. The
+-- transform runs this model and streams it into transforms/writer.py, which does usage_cost's conversion (and the
+-- team_model_daily rollup) on the bit level, much faster; a test proves the files equal the two marts.
 -- inputs: stg_valid_events, stg_duplicates (rows to drop), prices (the catalog's unit prices for the day's lookups:
 -- one row per lookup and price period, in whole pico-dollars (1e-12 USD) per unit, NULL when a dimension has no
--- price). Costs are computed in BIGINT pico-dollars (exact).
+-- price). Costs are computed in BIGINT pico-dollars (exact). The per-unit column lists are the fragments of
+-- sql/fragments.py (one entry per billable unit; the first unit's expansion is shown beside each).
 with events as (
 
     select * from stg_valid_events
@@ -26,11 +28,8 @@ joined as (
     select
         e.*,
         p.model_id is not null as has_prices,
-        p.unit_input_tokens,
-        p.unit_output_tokens,
-        p.unit_cache_read_input_tokens,
-        p.unit_cache_write_input_tokens,
-        p.unit_image_count
+        -- p.unit_input_tokens, …
+        {{ unit_prices }}
     from deduped as e
     left join prices as p
         on e.model_id = p.model_id
@@ -48,13 +47,10 @@ priced as (
 
     select
         *,
-        -- priced: a price exists for every dimension the event actually used
+        -- priced: a price exists for every dimension the event actually used:
+        -- (input_tokens = 0 or unit_input_tokens is not null) and …
         has_prices
-        and (input_tokens = 0 or unit_input_tokens is not null)
-        and (output_tokens = 0 or unit_output_tokens is not null)
-        and (cache_read_input_tokens = 0 or unit_cache_read_input_tokens is not null)
-        and (cache_write_input_tokens = 0 or unit_cache_write_input_tokens is not null)
-        and (image_count = 0 or unit_image_count is not null) as is_priced
+        and {{ used_units_priced }} as is_priced
     from joined
 
 ),
@@ -63,13 +59,8 @@ costed as (
 
     select
         *,
-        case when is_priced then coalesce(input_tokens * unit_input_tokens, 0) end as input_pico,
-        case when is_priced then coalesce(output_tokens * unit_output_tokens, 0) end as output_pico,
-        case when is_priced
-            then coalesce(cache_read_input_tokens * unit_cache_read_input_tokens, 0) end as cache_read_pico,
-        case when is_priced
-            then coalesce(cache_write_input_tokens * unit_cache_write_input_tokens, 0) end as cache_write_pico,
-        case when is_priced then coalesce(image_count * unit_image_count, 0) end as image_pico
+        -- case when is_priced then coalesce(input_tokens * unit_input_tokens, 0) end as input_pico, …
+        {{ pico_costs }}
     from priced
 
 ),
@@ -93,19 +84,11 @@ final as (
         status,
         service_tier,
         -- counts
-        input_tokens,
-        output_tokens,
-        cache_read_input_tokens,
-        cache_write_input_tokens,
-        image_count,
+        {{ count_columns }},
         -- money, in whole pico-dollars (1e-12 USD); NULL when unpriced
         {{ price_version }} as price_version,
-        input_pico,
-        output_pico,
-        cache_read_pico,
-        cache_write_pico,
-        image_pico,
-        input_pico + output_pico + cache_read_pico + cache_write_pico + image_pico as total_pico,
+        {{ pico_columns }},
+        {{ pico_total }} as total_pico,
         is_priced as priced
     from costed
 

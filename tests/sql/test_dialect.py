@@ -30,6 +30,9 @@ select timestamptz '2026-11-16 03:00:00+00' as ts, date '2026-11-16' as d, date 
 
 # (call in the views' source SQL, config, Athena rendering, DuckDB rendering, DuckDB value)
 CASES: list[tuple[str, ReportingConfig, str, str, Any]] = [
+    ("mm_utc_date(ts)", WEST,  # the UTC day whatever the reporting zone (mm_local_date gives the 15th there)
+     "CAST(ts AS DATE)",
+     "CAST(ts AS DATE)", date(2026, 11, 16)),
     ("mm_local_date(ts)", WEST,
      "CAST(AT_TIMEZONE(WITH_TIMEZONE(ts, 'UTC'), 'America/Los_Angeles') AS DATE)",
      "CAST(TIMEZONE('America/Los_Angeles', ts) AS DATE)", date(2026, 11, 15)),
@@ -66,9 +69,17 @@ CASES: list[tuple[str, ReportingConfig, str, str, Any]] = [
      "DATE_ADD('DAY', -1, DATE_ADD('MONTH', 1, DATE_TRUNC('MONTH', d)))",
      "CAST(CAST(CAST(DATE_TRUNC('MONTH', d) AS DATE) + INTERVAL (1) MONTH AS DATE) + INTERVAL (-1) DAY AS DATE)",
      date(2026, 11, 30)),
+    ("mm_hash64(n) = mm_hash64(3)", UTC,  # the value differs between engines; equal inputs hash equal
+     "FROM_BIG_ENDIAN_64(XXHASH64(TO_UTF8(JSON_FORMAT(CAST(n AS JSON))))) = "
+     "FROM_BIG_ENDIAN_64(XXHASH64(TO_UTF8(JSON_FORMAT(CAST(3 AS JSON)))))",
+     "HASH(n) = HASH(3)", True),
     ("mm_money(n)", UTC,
      "CAST(n AS DECIMAL(38, 12))",
      "CAST(n AS DECIMAL(38, 12))", Decimal("3.000000000000")),
+    ("mm_pico_to_money(n)", UTC,  # whole pico-dollars to USD: 3 pico-dollars
+     "CAST(CAST(n AS DECIMAL(18, 0)) * CAST(0.000000000001 AS DECIMAL(18, 12)) AS DECIMAL(38, 12))",
+     "CAST(CAST(n AS DECIMAL(18, 0)) * CAST(0.000000000001 AS DECIMAL(18, 12)) AS DECIMAL(38, 12))",
+     Decimal("0.000000000003")),
     ("mm_money_div(c, two, 1)", UTC,
      "CASE WHEN two > 0 THEN CAST(CAST(c AS DECIMAL(38, 12)) * 1 / two AS DECIMAL(38, 12)) END",
      "CASE WHEN two > 0 THEN CAST(SIGN(CAST(c AS DECIMAL(38, 12))) * ((ABS(CAST(CAST(c AS DECIMAL(38, 12)) "

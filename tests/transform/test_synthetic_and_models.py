@@ -93,7 +93,8 @@ def test_duckdb_money_matches_python_decimal(count, price, per):
     con = connect(threads=1)
     interval = PriceInterval(dimension="input_tokens", price_usd=Decimal(price), per=per,
                              effective_from=datetime(2025, 1, 1, tzinfo=UTC), effective_to=None, source="test")
-    [(got,)] = con.execute(f"select mm_money({count}::bigint * {unit_pico(interval)}::bigint)").fetchall()
+    sql = models.render_sql(f"select mm_pico_to_money({count}::bigint * {unit_pico(interval)}::bigint)")
+    [(got,)] = con.execute(sql).fetchall()
     assert got == (Decimal(count) * Decimal(price) / per).quantize(Decimal("1e-12"))
     assert con.execute("select current_setting('TimeZone')").fetchone()[0] == "UTC"
 

@@ -54,7 +54,7 @@ def test_written_tables_equal_the_sql_models_row_for_row(lake, tmp_path):
     con = run.connect(threads=2)
     res = run._run_models(con, lake=lake, day=DAY, catalog=catalog, now=NOW, workdir=tmp_path,
                           t=run._Timer({}, {}))
-    # WHEN the SQL models compute the same tables (mm_money over the pico-dollars; the rollup over the file)
+    # WHEN the SQL models compute the same tables (mm_pico_to_money over the pico-dollars; the rollup over the file)
     sql_usage_cost = models.render("marts/usage_cost")
     written = f"select * from read_parquet('{res.usage_cost}')"
     con.execute(f"create or replace temp view usage_cost_day as {written}")

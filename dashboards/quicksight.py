@@ -48,10 +48,10 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
         ("local_date", "DATETIME"), ("fiscal_month_start", "DATETIME"), *_COUNTS, ("priced", "BOOLEAN"),
         ("price_version", "STRING"), *_COSTS,
     ),
-    "team_model_daily_local": (
+    "team_model_daily_local": (  # curated team_model_daily's columns, by local day (one definition: its mart)
         ("local_date", "DATETIME"), ("fiscal_month_start", "DATETIME"), ("team_id", "STRING"),
-        ("cost_center", "STRING"), ("model_id", "STRING"), ("invocations", "INTEGER"), *_COUNTS,
-        ("unpriced_invocations", "INTEGER"), *_COSTS, ("price_version", "STRING"),
+        ("cost_center", "STRING"), ("model_id", "STRING"), ("invocations", "INTEGER"), *_COUNTS, *_COSTS,
+        ("unpriced_invocations", "INTEGER"), ("price_version", "STRING"),
     ),
     "chargeback_monthly": (
         ("fiscal_month_start", "DATETIME"), ("fiscal_month_end", "DATETIME"), ("cost_center", "STRING"),

@@ -12,11 +12,16 @@ relations named like other models. Rendering is the same for all three (:func:`r
 3. every ``mm_*`` helper call is replaced by the target engine's spelling (:data:`sql.dialect.HELPERS`, one table
    for every layer);
 4. sqlglot writes the target engine's SQL.
+
+A model may also be another model read from other relations and grouped by other keys (:class:`Regrouped`): the
+view ``team_model_daily_local`` is the mart ``team_model_daily``, so the rollup is defined once.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -116,3 +121,43 @@ def model_names() -> list[str]:
     names = [p.relative_to(SQL_DIR).with_suffix("").as_posix() for p in sorted(SQL_DIR.glob("*/*.sql"))]
     return [n for n in names if n.startswith(("staging/", "marts/"))]
 
+
+# --- one model, other inputs and keys ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Regrouped:
+    """Model ``model`` read from other relations (``inputs``: its relation → another) and grouped by ``keys``
+    instead of its own.
+
+    The model's ``final`` CTE must be a ``group by`` whose select list starts with its group keys (the models'
+    ``-- keys`` block): those are replaced by ``keys``, in both places; every measure is kept as written.
+    """
+
+    model: str
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    keys: tuple[str, ...] = ()
+
+    def tree(self, **params: str) -> exp.Expr:
+        """The regrouped model, parsed (helpers not yet expanded)."""
+        tree = exp.replace_tables(parse(self.model, **params), dict(self.inputs))
+        final = _final_select(tree, self.model)
+        group = final.args.get("group")
+        if group is None:
+            raise ValueError(f"sql/{self.model}.sql: its final select has no group by to regroup")
+        old = [key.sql(comments=False) for key in group.expressions]
+        leading = [column.sql(comments=False) for column in final.expressions[:len(old)]]
+        if leading != old:
+            raise ValueError(f"sql/{self.model}.sql: the final select must start with its group keys {old}, "
+                             f"it starts with {leading}")
+        keys = [exp.column(k) for k in self.keys]
+        keys[0].add_comments(final.expressions[0].comments)  # the "-- keys" heading
+        final.set("expressions", keys + final.expressions[len(old):])
+        final.set("group", exp.Group(expressions=[exp.column(k) for k in self.keys]))
+        return tree
+
+
+def _final_select(tree: exp.Expr, name: str) -> exp.Select:
+    for cte in tree.find_all(exp.CTE):
+        if cte.alias == "final" and isinstance(cte.this, exp.Select):
+            return cte.this
+    raise ValueError(f"sql/{name}.sql has no final CTE")

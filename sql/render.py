@@ -1,19 +1,16 @@
 """Render the views for an engine, and open the lake in DuckDB with every view created.
 
-``sql/views/<name>.sql`` are written once in Athena's SQL with the helpers of :mod:`sql.dialect`; sqlglot renders
-them for Athena (Trino) and DuckDB. ``VIEWS`` lists them in dependency order (a view only reads tables and views
-listed before it).
+``sql/views/<name>.sql`` are written once in Athena's SQL with the fragments and helpers every model uses
+(:mod:`sql.models`); sqlglot renders them for Athena (Trino) and DuckDB. ``VIEWS`` lists them in dependency order (a
+view only reads tables and views listed before it). A view may also be a mart regrouped (:data:`REGROUPED`), so a
+rollup is defined once.
 """
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
-
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
-import sqlglot
 from sqlglot import exp
 
 from common.constants import (
@@ -29,8 +26,9 @@ from common.constants import (
 from common.contracts import curated_arrow_schema as curated_schema
 from common.contracts import quarantine_arrow_schema, teams_schema
 from common.lake import Lake
+from sql import models
 from sql.config import ReportingConfig
-from sql.dialect import Dialect, expand_helpers
+from sql.dialect import Dialect
 
 #: Views in dependency order.
 VIEWS: tuple[str, ...] = (
@@ -46,7 +44,17 @@ VIEWS: tuple[str, ...] = (
     "budget_burn",
 )
 
-SOURCE_DIALECT = "athena"
+#: Views that are a mart read from another relation and grouped by other keys: the rollup is defined once, in
+#: ``sql/marts/team_model_daily.sql``. team_model_daily_local is curated team_model_daily counted by the day in the
+#: reporting time zone; its fiscal month and the team's cost centre are keys too (each follows from the day or the
+#: team, so the groups are the same).
+REGROUPED: dict[str, models.Regrouped] = {
+    "team_model_daily_local": models.Regrouped(
+        model="marts/team_model_daily", inputs={"usage_cost_day": "usage_local"},
+        keys=("local_date", "fiscal_month_start", "team_id", "cost_center", "model_id")),
+}
+
+SOURCE_DIALECT: Dialect = models.SOURCE_DIALECTS["views"]
 
 
 def views() -> list[str]:
@@ -54,14 +62,11 @@ def views() -> list[str]:
     return list(VIEWS)
 
 
-@cache
-def _source(name: str) -> str:
-    return resources.files("sql").joinpath("views", f"{name}.sql").read_text(encoding="utf-8")
-
-
 def source_tree(name: str) -> exp.Expr:
-    """The parsed source (Athena SQL, helpers not yet expanded) of one view."""
-    return sqlglot.parse_one(_source(name), read=SOURCE_DIALECT)
+    """The parsed source (Athena SQL, fragments filled, helpers not yet expanded) of one view."""
+    if name in REGROUPED:
+        return REGROUPED[name].tree()
+    return models.parse(f"views/{name}")
 
 
 def render_view(name: str, *, dialect: Dialect, config: ReportingConfig | None = None, pretty: bool = True) -> str:
@@ -69,9 +74,8 @@ def render_view(name: str, *, dialect: Dialect, config: ReportingConfig | None =
     if name not in VIEWS:
         raise ValueError(f"unknown view {name!r}: the views are {', '.join(VIEWS)}")
     config = config or ReportingConfig.from_env()
-    query = expand_helpers(source_tree(name), dialect=dialect, config=config)
-    create = exp.Create(this=exp.to_table(name), kind="VIEW", replace=True, expression=query)
-    return create.sql(dialect=dialect, pretty=pretty)
+    create = exp.Create(this=exp.to_table(name), kind="VIEW", replace=True, expression=source_tree(name))
+    return models.to_sql(create, dialect=dialect, config=config, pretty=pretty)
 
 
 def render_views(*, dialect: Dialect, config: ReportingConfig | None = None) -> dict[str, str]:

@@ -1,6 +1,10 @@
--- mart: per usage_date × team × model rollup, summed from the day's written usage_cost rows (so both agree exactly).
+-- mart: per usage_date × team × model rollup of usage rows: the one definition of the rollup. As written here it
+-- is curated team_model_daily, summed from the day's written usage_cost rows (so both agree exactly); the transform
+-- writes it with transforms/writer.py from the same batches it writes usage_cost from (a test proves both equal).
+-- The view team_model_daily_local is this model read from usage_local and grouped by the reporting day (local_date,
+-- fiscal_month_start), team (team_id, cost_center) and model instead (sql/render.py: a Regrouped model).
 -- input: usage_cost_day.
-with events as (
+with usage_rows as (
 
     select * from usage_cost_day
 
@@ -13,26 +17,18 @@ final as (
         usage_date,
         team_id,
         model_id,
-        -- counts
+        -- counts: cast(sum(input_tokens) as bigint) as input_tokens, …
         count(*) as invocations,
-        cast(sum(input_tokens) as bigint) as input_tokens,
-        cast(sum(output_tokens) as bigint) as output_tokens,
-        cast(sum(cache_read_input_tokens) as bigint) as cache_read_input_tokens,
-        cast(sum(cache_write_input_tokens) as bigint) as cache_write_input_tokens,
-        cast(sum(image_count) as bigint) as image_count,
-        -- money (priced events only; unpriced ones are counted apart)
-        coalesce(sum(input_cost), 0) as input_cost,
-        coalesce(sum(output_cost), 0) as output_cost,
-        coalesce(sum(cache_read_cost), 0) as cache_read_cost,
-        coalesce(sum(cache_write_cost), 0) as cache_write_cost,
-        coalesce(sum(image_cost), 0) as image_cost,
-        coalesce(sum(total_cost), 0) as total_cost,
-        count(*) filter (where not priced) as unpriced_invocations,
-        {{ price_version }} as price_version
-    from events
+        {{ count_sums }},
+        -- money (priced events only; unpriced ones are counted apart): input_cost, …, total_cost, each summed,
+        -- 0 when a group has no priced event
+        {{ cost_sums_or_zero }},
+        cast(count_if(not priced) as bigint) as unpriced_invocations,
+        -- one catalog version per transform run of a UTC day (a day in another time zone may span two)
+        max(price_version) as price_version
+    from usage_rows
     group by usage_date, team_id, model_id
 
 )
 
 select * from final
-order by team_id, model_id

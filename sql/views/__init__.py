@@ -1,1 +1,1 @@
-"""The views, one per file, in Athena SQL with the helpers of sql.dialect (rendered by sql.render)."""
+"""The views, one per file, in Athena SQL with the fragments and helpers of every model (rendered by sql.render)."""

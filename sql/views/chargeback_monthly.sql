@@ -10,21 +10,12 @@ final as (
         mm_fiscal_month_end(fiscal_month_start) as fiscal_month_end,
         cost_center,
         team_id,
-        -- counts
+        -- counts: cast(sum(input_tokens) as bigint) as input_tokens, …
         cast(sum(invocations) as bigint) as invocations,
-        cast(sum(input_tokens) as bigint) as input_tokens,
-        cast(sum(output_tokens) as bigint) as output_tokens,
-        cast(sum(cache_read_input_tokens) as bigint) as cache_read_input_tokens,
-        cast(sum(cache_write_input_tokens) as bigint) as cache_write_input_tokens,
-        cast(sum(image_count) as bigint) as image_count,
+        {{ count_sums }},
         cast(sum(unpriced_invocations) as bigint) as unpriced_invocations,
-        -- money
-        sum(input_cost) as input_cost,
-        sum(output_cost) as output_cost,
-        sum(cache_read_cost) as cache_read_cost,
-        sum(cache_write_cost) as cache_write_cost,
-        sum(image_cost) as image_cost,
-        sum(total_cost) as total_cost
+        -- money: sum(input_cost) as input_cost, …, sum(total_cost) as total_cost
+        {{ cost_sums }}
     from daily
     group by fiscal_month_start, cost_center, team_id
 )

@@ -4,9 +4,8 @@ with daily as (
         local_date,
         fiscal_month_start,
         cast(sum(invocations) as bigint) as invocations,
-        cast(
-            sum(input_tokens + output_tokens + cache_read_input_tokens + cache_write_input_tokens) as bigint
-        ) as total_tokens,
+        -- every token count: input_tokens + output_tokens + … (images are not tokens)
+        cast(sum({{ token_count_total }}) as bigint) as total_tokens,
         cast(sum(image_count) as bigint) as image_count,
         cast(sum(unpriced_invocations) as bigint) as unpriced_invocations,
         sum(total_cost) as total_cost

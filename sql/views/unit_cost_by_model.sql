@@ -13,13 +13,13 @@ totals as (
         cast(sum(output_tokens) as bigint) as output_tokens,
         cast(sum(cache_read_input_tokens) as bigint) as cache_read_input_tokens,
         cast(sum(cache_write_input_tokens) as bigint) as cache_write_input_tokens,
-        cast(
-            sum(input_tokens + output_tokens + cache_read_input_tokens + cache_write_input_tokens) as bigint
-        ) as total_tokens,
+        -- every token count: input_tokens + output_tokens + … (images are not tokens)
+        cast(sum({{ token_count_total }}) as bigint) as total_tokens,
         cast(sum(image_count) as bigint) as image_count,
         sum(input_cost) as input_cost,
         sum(output_cost) as output_cost,
-        sum(input_cost + output_cost + cache_read_cost + cache_write_cost) as token_cost,
+        -- the cost of every token: input_cost + output_cost + …
+        sum({{ token_cost_total }}) as token_cost,
         sum(image_cost) as image_cost,
         sum(total_cost) as total_cost
     from priced_rows

@@ -13,13 +13,9 @@ final as (
         model_id,
         operation,
         service_tier,
-        -- counts
+        -- counts: cast(sum(input_tokens) as bigint) as input_tokens, …
         count(*) as invocations,
-        cast(sum(input_tokens) as bigint) as input_tokens,
-        cast(sum(output_tokens) as bigint) as output_tokens,
-        cast(sum(cache_read_input_tokens) as bigint) as cache_read_input_tokens,
-        cast(sum(cache_write_input_tokens) as bigint) as cache_write_input_tokens,
-        cast(sum(image_count) as bigint) as image_count
+        {{ count_sums }}
     from unpriced
     group by local_date, team_id, provider, region, model_id, operation, service_tier
 )

@@ -26,21 +26,12 @@ final as (
         u.usage_date,
         mm_local_date(u.event_time) as local_date,
         mm_fiscal_month_start(mm_local_date(u.event_time)) as fiscal_month_start,
-        -- tokens and images
-        u.input_tokens,
-        u.output_tokens,
-        u.cache_read_input_tokens,
-        u.cache_write_input_tokens,
-        u.image_count,
-        -- money (NULL when unpriced)
+        -- tokens and images: input_tokens, … (only usage_cost has them, so they need no alias)
+        {{ count_columns }},
+        -- money (NULL when unpriced): input_cost, …, total_cost
         u.priced,
         u.price_version,
-        u.input_cost,
-        u.output_cost,
-        u.cache_read_cost,
-        u.cache_write_cost,
-        u.image_cost,
-        u.total_cost
+        {{ cost_columns }}
     from usage_rows as u
     left join team_ref as t on t.team_id = u.team_id
 )

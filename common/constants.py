@@ -22,12 +22,19 @@ PRICING_CATALOG = "pricing/catalog"
 CURATED_USAGE_COST = "curated/usage_cost"
 CURATED_TEAM_MODEL_DAILY = "curated/team_model_daily"
 RUN_MANIFESTS = "runs/transform"
+# The month-end close (DESIGN.md "Finance"): imported AWS bills, and what the close makes of them.
+BILLING_CUR = "billing/cur"
+CURATED_RECONCILIATION = "curated/reconciliation"
+CURATED_CHARGEBACK = "curated/chargeback"
 
 # Table names (Glue, DuckDB views)
 TABLE_RAW = "raw_usage_events"
 TABLE_QUARANTINE = "quarantine_usage_events"
 TABLE_USAGE_COST = "usage_cost"
 TABLE_TEAM_MODEL_DAILY = "team_model_daily"
+TABLE_CUR_LINES = "cur_lines"
+TABLE_RECONCILIATION = "reconciliation"
+TABLE_CHARGEBACK = "chargeback"
 
 # Money: DECIMAL(38,12) USD everywhere (DESIGN.md).
 MONEY_PRECISION = 38

@@ -646,6 +646,117 @@ def teams_schema() -> pa.Schema:
     ])
 
 
+
+# --- Finance: the AWS bill, and what the month-end close makes of it (DESIGN.md "Finance") --------------------
+
+#: A usage quantity of the bill (tokens, images, hours): exact, like money.
+QUANTITY = pa.decimal128(MONEY_PRECISION, MONEY_SCALE)
+
+#: CUR 2.0 columns an import needs; a file without one of them is refused, naming them.
+CUR_REQUIRED_COLUMNS: tuple[str, ...] = (
+    "bill_billing_period_start_date", "line_item_usage_account_id", "line_item_line_item_type",
+    "line_item_usage_start_date", "line_item_usage_end_date", "line_item_product_code", "line_item_usage_type",
+    "line_item_operation", "line_item_usage_amount", "line_item_unblended_cost", "line_item_currency_code",
+)
+#: CUR 2.0 columns read when the export has them (``product`` and ``resource_tags`` are maps).
+CUR_OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "bill_billing_period_end_date", "bill_invoice_id", "bill_billing_entity", "line_item_resource_id",
+    "line_item_net_unblended_cost", "line_item_iam_principal", "line_item_line_item_description", "pricing_unit",
+    "product_region_code", "product", "resource_tags",
+)
+
+
+def cur_lines_schema() -> pa.Schema:
+    """An imported CUR snapshot's rows (``billing/cur/billing_period=P/snapshot=S/lines.parquet``).
+
+    CUR 2.0's own column names for what the bill says (costs exact at 10 decimals, as AWS writes them, in
+    DECIMAL(38,12)); ``billing_period``, ``region``, ``line_cost`` and the source columns are the importer's.
+    """
+    def f(name: str, dtype: pa.DataType, description: str, nullable: bool = True) -> pa.Field:
+        return pa.field(name, dtype, nullable=nullable, metadata={"description": description})
+
+    ts = KIND_ARROW["timestamp_us"]
+    return pa.schema([
+        f("billing_period", pa.string(), "YYYY-MM of bill_billing_period_start_date (UTC).", False),
+        f("bill_billing_period_start_date", ts, "Start of the billing period (UTC).", False),
+        f("bill_invoice_id", pa.string(), "Invoice id; blank until the bill is final."),
+        f("bill_billing_entity", pa.string(), "AWS or AWS Marketplace."),
+        f("line_item_usage_account_id", pa.string(), "Linked account that used it.", False),
+        f("line_item_line_item_type", pa.string(), "Usage, Credit, Refund, Fee, Tax, …", False),
+        f("line_item_usage_start_date", ts, "Start of the line's usage (UTC, inclusive).", False),
+        f("line_item_usage_end_date", ts, "End of the line's usage (UTC, exclusive).", False),
+        f("line_item_product_code", pa.string(), "AmazonBedrock, AmazonSageMaker, …", False),
+        f("line_item_usage_type", pa.string(), "e.g. USE1-Claude3.5Sonnet-input-tokens.", False),
+        f("line_item_operation", pa.string(), "e.g. InvokeModelInference."),
+        f("line_item_resource_id", pa.string(), "ARN of the resource, when the export includes resources."),
+        f("line_item_iam_principal", pa.string(), "Caller identity (Bedrock IAM principal attribution)."),
+        f("line_item_line_item_description", pa.string(), "AWS's description of the line."),
+        f("region", pa.string(), "AWS region: product_region_code, else product['region']."),
+        f("pricing_unit", pa.string(), "Unit of line_item_usage_amount (1K tokens, 1M tokens, Hrs, …)."),
+        f("line_item_usage_amount", QUANTITY, "Usage in pricing_unit units.", False),
+        f("line_item_unblended_cost", MONEY, "Unblended cost (currency of the line).", False),
+        f("line_item_net_unblended_cost", MONEY, "Net unblended cost, when the export has it."),
+        f("line_cost", MONEY, "What the line costs in scope: net unblended where present, else unblended.", False),
+        f("line_item_currency_code", pa.string(), "Currency of the costs.", False),
+        f("resource_tags", pa.string(), "The line's resource tags, as a JSON object."),
+        f("source_file", pa.string(), "The export file the line came from.", False),
+        f("source_row", pa.int64(), "1-based row (Parquet) or line (CSV) in source_file.", False),
+    ])
+
+
+#: Where every dollar of a billing period's in-scope bill goes (DESIGN.md "Reconciliation"); a line may be split.
+RECONCILIATION_CATEGORIES: tuple[str, ...] = (
+    "matched", "price_variance", "unmetered_usage", "metered_not_billed", "non_usage", "time_based", "unmapped",
+)
+
+
+def reconciliation_schema() -> pa.Schema:
+    """``curated/reconciliation/billing_period=P/reconciliation.parquet``: one row per key and category.
+
+    ``billed_cost`` summed over every row is the period's in-scope bill, exactly; ``metered_not_billed`` rows carry
+    metered list cost and no billed cost.
+    """
+    return pa.schema([
+        pa.field("billing_period", pa.string(), nullable=False),
+        pa.field("category", pa.string(), nullable=False, metadata={"description": "one of RECONCILIATION_CATEGORIES"}),
+        pa.field("usage_date", pa.date32(), metadata={"description": "UTC day (the period's first for monthly lines)"}),
+        pa.field("region", pa.string()),
+        pa.field("model_id", pa.string(), metadata={"description": "catalog model id the line maps to"}),
+        pa.field("dimension", pa.string(), metadata={"description": "catalog dimension, or the time-based kind"}),
+        pa.field("service_tier", pa.string()),
+        pa.field("usage_type", pa.string(), metadata={"description": "the bill's usage type(s) of the key"}),
+        pa.field("line_item_type", pa.string()),
+        pa.field("billed_quantity", QUANTITY, metadata={"description": "tokens, images or hours"}),
+        pa.field("metered_quantity", QUANTITY),
+        pa.field("billed_cost", MONEY, nullable=False, metadata={"description": "the bill's dollars in this row"}),
+        pa.field("metered_list_cost", MONEY, nullable=False, metadata={"description": "list cost the gateway metered"}),
+        pa.field("currency", pa.string(), nullable=False),
+    ])
+
+
+#: ``team_id`` of the chargeback row that carries what no allocation rule claims.
+UNALLOCATED = RESERVED_TEAM_IDS[0]
+
+
+def chargeback_schema() -> pa.Schema:
+    """``curated/chargeback/billing_period=P/version=N/chargeback.parquet`` (DESIGN.md "Chargeback of record")."""
+    return pa.schema([
+        pa.field("billing_period", pa.string(), nullable=False),
+        pa.field("version", pa.int32(), nullable=False),
+        pa.field("cost_center", pa.string()),
+        pa.field("team_id", pa.string(), nullable=False),
+        pa.field("metered_list_cost", MONEY, nullable=False, metadata={"description": "metered usage at list price"}),
+        pa.field("price_adjustment", MONEY, nullable=False,
+                 metadata={"description": "the bill's price for that usage minus list (discounts, unbilled usage)"}),
+        pa.field("allocated_shared_cost", MONEY, nullable=False,
+                 metadata={"description": "shares of credits, fees, time-based and unmetered charges, by rule"}),
+        pa.field("chargeback_cost", MONEY, nullable=False,
+                 metadata={"description": "what the cost centre is charged, in cents (rows add up to the bill)"}),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("rules", pa.string(), metadata={"description": "allocation rules that gave this row a share"}),
+    ])
+
+
 _VALUE_RULES = value_rules()
 _FUTURE_RULE = next(r for r in _VALUE_RULES if r.check == "not_future")
 

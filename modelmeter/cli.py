@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -70,6 +71,17 @@ def _add_range(p: argparse.ArgumentParser, *, required: bool = True) -> None:
                    help="last day (UTC), inclusive")
 
 
+def _period(value: str) -> str:
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a billing period: write YYYY-MM (a UTC calendar month)")
+    return value
+
+
+def _add_period(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM",
+                   help="billing period: the CUR's UTC calendar month (the invoice)")
+
+
 # command name → "module:function"; the function takes the parsed args and returns an exit status.
 _HANDLERS = {
     "demo": "modelmeter.demo:run",
@@ -85,6 +97,10 @@ _HANDLERS = {
     "sql render": "modelmeter.commands.sql_render:run",
     "export focus": "modelmeter.commands.export_focus:run",
     "dashboard": "modelmeter.commands.dashboard:run",
+    "billing import": "modelmeter.commands.billing:run_import",
+    "billing usage-types": "modelmeter.commands.billing:run_usage_types",
+    "reconcile": "modelmeter.commands.billing:run_reconcile",
+    "chargeback": "modelmeter.commands.billing:run_chargeback",
 }
 
 
@@ -182,6 +198,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_range(p)
     p.add_argument("--out", required=True, metavar="FILE.parquet")
     p.set_defaults(command_key="export focus")
+
+    billing = sub.add_parser("billing", help="the AWS bill (CUR 2.0)").add_subparsers(
+        dest="billing_command", required=True, metavar="ACTION")
+    p = billing.add_parser("import", help="import a CUR 2.0 export (Parquet, CSV or CSV.gz; files, folders or "
+                                          "s3:// prefixes) as a new snapshot per billing period")
+    _add_lake(p)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(command_key="billing import")
+    p = billing.add_parser("usage-types", help="print the map from a bill line's usage type to model and dimension")
+    _add_lake(p)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(command_key="billing usage-types")
+
+    p = sub.add_parser("reconcile", help="reconcile a billing period's bill with the metered usage")
+    _add_lake(p)
+    _add_period(p)
+    p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
+    p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope (as non_usage)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(command_key="reconcile")
+
+    p = sub.add_parser("chargeback", help="the chargeback of record of a billing period (a new version each run)")
+    _add_lake(p)
+    _add_period(p)
+    p.add_argument("--rules", default=None, metavar="FILE",
+                   help="allocation rules (YAML; default: allocation.yaml beside the tenant registry, if there)")
+    p.add_argument("--tenants", default=None, help="tenant registry file (the organisation: cost centres)")
+    p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
+    p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope")
+    p.add_argument("--versions", action="store_true", help="list the stored versions and their inputs instead")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(command_key="chargeback")
 
     p = sub.add_parser("dashboard", help="render the chargeback dashboard as one self-contained HTML page")
     _add_lake(p)

@@ -21,7 +21,8 @@ from pricing_catalog import model as catalog_model
 from transforms import prices, report
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("common", "pricing_catalog", "sql", "ingest", "transforms", "dashboards", "modelmeter", "infra")
+PACKAGES = ("common", "pricing_catalog", "sql", "ingest", "transforms", "finance", "dashboards", "modelmeter",
+            "infra")
 
 #: What each package may import (besides itself): the ground floor for everyone, the domain packages in one
 #: direction, the roof (``modelmeter``) anything, infra only the ground floor.
@@ -32,8 +33,9 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": {"common", "pricing_catalog"},
     # transforms.lambda_handler refreshes reference/teams from the gateway's DynamoDB registry
     "transforms": {"common", "pricing_catalog", "sql", "ingest"},
-    "dashboards": {"common", "sql", "transforms", "pricing_catalog"},
-    "modelmeter": {"common", "pricing_catalog", "sql", "ingest", "transforms", "dashboards"},
+    "finance": {"common", "pricing_catalog", "sql"},
+    "dashboards": {"common", "sql", "transforms", "pricing_catalog", "finance"},
+    "modelmeter": {"common", "pricing_catalog", "sql", "ingest", "transforms", "finance", "dashboards"},
     "infra": {"common"},
 }
 

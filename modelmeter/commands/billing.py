@@ -1,0 +1,155 @@
+"""``modelmeter billing import|usage-types``, ``modelmeter reconcile`` and ``modelmeter chargeback``: the
+month-end close from the command line (docs/finance.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from common.constants import ENV_SAGEMAKER_ENDPOINTS
+from common.contracts import RECONCILIATION_CATEGORIES, Team
+from common.errors import UserError
+from common.lake import Lake
+from finance.allocation import load_rules
+from finance.chargeback import Chargeback, compute, next_version, store, versions
+from finance.cur import import_export
+from finance.reconcile import Reconciliation, Scope, reconcile
+from finance.reconcile import store as store_reconciliation
+from finance.usage_types import load_usage_types
+from ingest.tenants import LocalTenantRegistry, registry_path
+from pricing_catalog import load_catalog
+from transforms.report import money_text
+
+RULES_FILE = "allocation.yaml"
+CHARGEBACK_COLUMNS = ("cost_center", "team_id", "metered_list_cost", "price_adjustment", "allocated_shared_cost",
+                      "chargeback_cost", "rules")
+_MONEY = ("metered_list_cost", "price_adjustment", "allocated_shared_cost", "chargeback_cost", "billed_cost",
+          "metered_list_cost", "billed_quantity", "metered_quantity")
+
+
+def run_import(args: Any) -> int:
+    lake = Lake.open(args.lake)
+    for s in import_export(lake=lake, paths=list(args.paths)):
+        state = "final" if s.final else "not final (AWS restates it until the invoice is issued)"
+        print(f"billing period {s.billing_period}: snapshot {s.snapshot_id}, {s.rows} lines, "
+              f"{money_text(Decimal(s.line_cost_total))} {s.currency}, {state}")
+    return 0
+
+
+def run_usage_types(args: Any) -> int:
+    rows = load_usage_types().rows()
+    _print(rows, tuple(rows[0]), args.format)
+    return 0
+
+
+def _scope(args: Any) -> Scope:
+    endpoints = os.environ.get(ENV_SAGEMAKER_ENDPOINTS)
+    try:
+        names = tuple(v["endpoint_name"] for v in json.loads(endpoints).values()) if endpoints else ()
+    except (ValueError, AttributeError, KeyError, TypeError):
+        raise UserError(f"${ENV_SAGEMAKER_ENDPOINTS} is not JSON of model id → {{\"endpoint_name\": …}}") from None
+    return Scope(include_tax=args.include_tax, sagemaker_endpoints=names)
+
+
+def _reconcile(args: Any, lake: Lake) -> Reconciliation:
+    rec = reconcile(lake=lake, period=args.period, catalog=load_catalog(lake=lake), scope=_scope(args),
+                    snapshot_id=args.snapshot)
+    store_reconciliation(lake=lake, reconciliation=rec)
+    return rec
+
+
+def run_reconcile(args: Any) -> int:
+    """Prints the summary (billed, metered, variance by category) on stderr and the rows on stdout; exit 0 whatever
+    the variance (it is information)."""
+    lake = Lake.open(args.lake)
+    rec = _reconcile(args, lake)
+    _summary(rec)
+    columns = ("category", "usage_date", "region", "model_id", "dimension", "service_tier", "line_item_type",
+               "billed_quantity", "metered_quantity", "billed_cost", "metered_list_cost")
+    _print(rec.rows, columns, args.format)
+    return 0
+
+
+def _summary(rec: Reconciliation) -> None:
+    s = rec.snapshot
+    print(f"billing period {rec.billing_period} ({rec.currency}), CUR snapshot {s.snapshot_id}"
+          f"{'' if s.final else ' (not final)'}", file=sys.stderr)
+    print(f"  billed (in scope) {money_text(rec.billed_total)}   metered at list {money_text(rec.metered_total)}",
+          file=sys.stderr)
+    categories = rec.by_category()
+    for name in RECONCILIATION_CATEGORIES:
+        c = categories.get(name)
+        if c:
+            print(f"  {name:<20} billed {money_text(c['billed_cost']):>16}   metered {money_text(c['metered_list_cost'])}",
+                  file=sys.stderr)
+
+
+def _organisation(args: Any) -> tuple[list[Team], Path | None]:
+    path = registry_path(tenants=args.tenants, lake=args.lake)
+    if not path.is_file():
+        return [], path
+    return LocalTenantRegistry(path).list_teams(), path
+
+
+def run_chargeback(args: Any) -> int:
+    lake = Lake.open(args.lake)
+    if args.versions:
+        listed = versions(lake=lake, period=args.period)
+        if not listed:
+            raise UserError(f"no chargeback stored for {args.period} in {lake.uri}: run `modelmeter chargeback "
+                            f"--period {args.period}` first")
+        _print([vars(v) for v in listed], tuple(vars(listed[0])), args.format)
+        return 0
+    teams, registry = _organisation(args)
+    rules_path = Path(args.rules) if args.rules else (registry.parent / RULES_FILE if registry else None)
+    if rules_path and not args.rules and not rules_path.is_file():
+        rules_path = None
+    rules = load_rules(rules_path, teams={t.team_id for t in teams}, cost_centers={t.cost_center for t in teams
+                                                                                    if t.cost_center})
+    rec = _reconcile(args, lake)
+    chargeback = compute(rec=rec, rules=rules, teams=teams, version=next_version(lake=lake, period=args.period))
+    store(lake=lake, chargeback=chargeback)
+    _chargeback_summary(chargeback)
+    _print(chargeback.rows, CHARGEBACK_COLUMNS, args.format)
+    return 0
+
+
+def _chargeback_summary(cb: Chargeback) -> None:
+    i = cb.info
+    print(f"chargeback {i.billing_period} version {i.version}: {money_text(Decimal(i.chargeback_total))} {i.currency}"
+          f" = the in-scope bill to the cent (CUR snapshot {i.cur_snapshot}{'' if i.cur_final else ', not final'}; "
+          f"rules {i.rules_source}; unallocated {money_text(Decimal(i.unallocated))})", file=sys.stderr)
+
+
+def _cell(row: dict[str, Any], column: str) -> Any:
+    value = row.get(column)
+    if isinstance(value, Decimal):
+        return money_text(value) if column in _MONEY else format(value, "f")
+    return value
+
+
+def _print(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> None:
+    """JSON: a list of objects, money as decimal strings; CSV; or an aligned table."""
+    if fmt == "json":
+        print(json.dumps([{c: (format(r.get(c), "f") if isinstance(r.get(c), Decimal) else _json(r.get(c)))
+                           for c in columns} for r in rows], indent=2))
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([["" if _cell(r, c) is None else _cell(r, c) for c in columns] for r in rows])
+        return
+    cells = [[str("" if _cell(r, c) is None else _cell(r, c)) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _json(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value

@@ -43,6 +43,7 @@ from ingest.longpoll import MemoryLongPollStore
 from ingest.providers.registry import build_router
 from ingest.server import start_background
 from ingest.tenants import LocalTenantRegistry
+from modelmeter.demo_close import month_end_close
 from sql.reference import write_teams
 from transforms.report import format_table, report_rows
 from transforms.run import transform_range
@@ -431,6 +432,11 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"Chargeback {first_day} … {last_day}, USD, exact (every column: `modelmeter report --lake {lake.uri}`)")
     print(format_table(report_rows(lake=lake, date_from=first_day, date_to=last_day), columns=CHARGEBACK_COLUMNS))
+    print()
+    done = _step("month-end close: a SIMULATED AWS bill (CUR 2.0) of this traffic, imported and reconciled")
+    month_end_close(lake=lake, registry_dir=registry_file.parent, teams=registry.list_teams(), first_day=first_day,
+                    last_day=last_day)
+    done()
     print()
     _outputs(lake=lake, first_day=first_day, last_day=last_day, dashboard=Path(args.dashboard))
     print(f"tenant registry: {registry_file}")

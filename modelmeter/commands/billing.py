@@ -85,8 +85,8 @@ def _summary(rec: Reconciliation) -> None:
     for name in RECONCILIATION_CATEGORIES:
         c = categories.get(name)
         if c:
-            print(f"  {name:<20} billed {money_text(c['billed_cost']):>16}   metered {money_text(c['metered_list_cost'])}",
-                  file=sys.stderr)
+            billed, metered = money_text(c["billed_cost"]), money_text(c["metered_list_cost"])
+            print(f"  {name:<20} billed {billed:>16}   metered {metered}", file=sys.stderr)
 
 
 def _organisation(args: Any) -> tuple[list[Team], Path | None]:

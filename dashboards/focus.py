@@ -89,17 +89,12 @@ class ExportSummary:
     unpriced_invocations: int
 
 
-_GROUP_SQL = """
-select
-    u.usage_date, u.team_id, coalesce(t.cost_center, 'unassigned') as cost_center,
-    u.provider, u.region, u.service_tier, u.model_id, u.price_version,
-    count(*) as invocations,
-    {sums}
-from usage_cost as u
-left join teams as t on t.team_id = u.team_id
-where u.priced and u.usage_date between ? and ?
-group by all
-order by all
+#: The export's groups are the rows of the view ``priced_usage_daily`` (sql/views): priced usage per UTC day × team ×
+#: model × provider, region, service tier and price version, with the team's cost centre.
+_GROUP_KEYS = ("usage_date", "team_id", "cost_center", "provider", "region", "service_tier", "model_id",
+               "price_version")
+_GROUP_SQL = f"""
+select * from priced_usage_daily where usage_date between ? and ? order by {", ".join(_GROUP_KEYS)}
 """
 
 
@@ -166,13 +161,12 @@ def focus_rows(*, lake: Lake, date_from: date, date_to: date) -> tuple[list[dict
     """The export's rows (dicts of :data:`SCHEMA`) and the number of unpriced invocations left out."""
     if date_to < date_from:
         raise ValueError(f"--to {date_to} is before --from {date_from}")
-    sums = ",\n    ".join(f"sum(u.{count}) as {count}, sum(u.{cost}) as {cost}" for cost, count in COST_OF.items())
     con = connect(lake=lake)
     try:
-        cursor = con.execute(_GROUP_SQL.format(sums=sums), [date_from, date_to])
+        cursor = con.execute(_GROUP_SQL, [date_from, date_to])
         names = [d[0] for d in cursor.description]
         groups = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-        (unpriced,) = con.execute("select count(*) from usage_cost where not priced and usage_date between ? and ?",
+        (unpriced,) = con.execute("select count(*) from usage_local where not priced and usage_date between ? and ?",
                                   [date_from, date_to]).fetchone() or (0,)
     finally:
         con.close()

@@ -53,6 +53,11 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
         ("cost_center", "STRING"), ("model_id", "STRING"), ("invocations", "INTEGER"), *_COUNTS, *_COSTS,
         ("unpriced_invocations", "INTEGER"), ("price_version", "STRING"),
     ),
+    "priced_usage_daily": (
+        ("usage_date", "DATETIME"), ("team_id", "STRING"), ("cost_center", "STRING"), ("provider", "STRING"),
+        ("region", "STRING"), ("service_tier", "STRING"), ("model_id", "STRING"), ("price_version", "STRING"),
+        ("invocations", "INTEGER"), *_COUNTS, *_COSTS,
+    ),
     "chargeback_monthly": (
         ("fiscal_month_start", "DATETIME"), ("fiscal_month_end", "DATETIME"), ("cost_center", "STRING"),
         ("team_id", "STRING"), ("invocations", "INTEGER"), *_COUNTS, ("unpriced_invocations", "INTEGER"), *_COSTS,

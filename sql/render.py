@@ -34,6 +34,7 @@ from sql.dialect import Dialect
 VIEWS: tuple[str, ...] = (
     "usage_local",
     "team_model_daily_local",
+    "priced_usage_daily",
     "chargeback_monthly",
     "unit_cost_by_model",
     "daily_trend",

@@ -52,6 +52,7 @@ def test_every_view_returns_rows_and_keeps_money_decimal(con_fiscal: duckdb.Duck
 VIEW_KEYS: dict[str, tuple[str, ...]] = {
     "usage_local": ("event_id",),
     "team_model_daily_local": ("local_date", "team_id", "model_id"),
+    "priced_usage_daily": ("usage_date", "team_id", "provider", "region", "service_tier", "model_id", "price_version"),
     "chargeback_monthly": ("fiscal_month_start", "team_id"),
     "unit_cost_by_model": ("fiscal_month_start", "model_id"),
     "daily_trend": ("local_date",),

@@ -1,23 +1,21 @@
-"""``modelmeter report``: per team × model usage and cost over a range of days, from ``curated/team_model_daily``.
+"""``modelmeter report``: per team × model usage and cost over a range of UTC days, from ``team_model_daily``.
 
-Money stays ``Decimal`` from the Parquet file to the printed text: never a float, never rounded (trailing zeros
-beyond the cents are dropped, nothing else).
+The report reads the curated rollup ``team_model_daily`` (``sql/marts/team_model_daily.sql``: per UTC usage_date ×
+team × model) through :func:`sql.render.connect`, the same DuckDB over the lake that the dashboard and the FOCUS
+export read the views from, and adds up its days. Money stays ``Decimal`` from the Parquet file to the printed text:
+never a float, never rounded (trailing zeros beyond the cents are dropped, nothing else).
 """
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from common.constants import CURATED_TEAM_MODEL_DAILY
 from common.contracts import COST_COLUMNS, UNITS
 from common.lake import Lake
+from sql.config import ReportingConfig
+from sql.render import connect
 
 _FIRST, _OTHER_TOKENS = UNITS[:2], [u for u in UNITS[2:] if u.is_tokens]
 #: Report columns, in order: DESIGN.md's first eight (team, model, invocations, input and output tokens and cost,
@@ -29,34 +27,20 @@ COLUMNS: tuple[str, ...] = (
 )
 MONEY = COST_COLUMNS
 _SUMMED = [c for c in COLUMNS if c not in ("team_id", "model_id")]
-_DT = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
-
-
-def _daily(lake: Lake, date_from: date | None, date_to: date | None) -> pa.Table | None:
-    """The team_model_daily rows of the days in range (None when there are none)."""
-    tables = []
-    for path in lake.list_files(CURATED_TEAM_MODEL_DAILY):
-        match = _DT.search(path)
-        if not match:
-            continue
-        day = date.fromisoformat(match.group(1))
-        if (date_from and day < date_from) or (date_to and day > date_to):
-            continue
-        tables.append(pq.read_table(path, filesystem=lake.fs))
-    return pa.concat_tables(tables, promote_options="default") if tables else None
+#: The days of team_model_daily in range, added up per team × model (its columns are sums: they add up exactly).
+_REPORT_SQL = (f"select team_id, model_id, {', '.join(f'sum({c}) as {c}' for c in _SUMMED)} "
+               "from team_model_daily where usage_date >= coalesce(?, usage_date) and usage_date <= coalesce(?, "
+               "usage_date) group by team_id, model_id order by total_cost desc, team_id, model_id")
 
 
 def report_rows(*, lake: Lake, date_from: date | None = None, date_to: date | None = None) -> list[dict[str, Any]]:
-    """Per team × model totals (``COLUMNS``), most expensive first; money as ``Decimal``."""
-    daily = _daily(lake, date_from, date_to)
-    if daily is None:
-        return []
-    sums = ", ".join(f"sum({c}) as {c}" for c in _SUMMED)
-    con = duckdb.connect()
+    """Per team × model totals (``COLUMNS``) of the UTC days ``date_from``…``date_to`` (inclusive; None: open),
+    most expensive first; money as ``Decimal``."""
+    # UTC days whatever the reporting time zone: team_model_daily counts usage_date, which the configuration does
+    # not change (only the views of local days read it)
+    con = connect(lake=lake, config=ReportingConfig())
     try:
-        con.register("daily", daily)
-        rows = con.execute(f"select team_id, model_id, {sums} from daily group by team_id, model_id "
-                           "order by total_cost desc, team_id, model_id").fetchall()
+        rows = con.execute(_REPORT_SQL, [date_from, date_to]).fetchall()
     finally:
         con.close()
     return [{c: (Decimal(v) if c in MONEY else (int(v) if c in _SUMMED else v)) for c, v in zip(COLUMNS, row,

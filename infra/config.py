@@ -109,6 +109,12 @@ class Api(_Strict):
     throttle: Throttle = Field(description="Stage-wide throttle (all teams together).")
 
 
+def _check_schedule(value: str) -> str:
+    if not _SCHEDULE.match(value):
+        raise ValueError(f"{value!r} is not an EventBridge schedule: write rate(1 hour) or cron(15 * * * ? *)")
+    return value
+
+
 class Transform(_Strict):
     """The scheduled transform (validate → quarantine → dedupe → price → write)."""
 
@@ -120,9 +126,48 @@ class Transform(_Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        if not _SCHEDULE.match(value):
-            raise ValueError(f"{value!r} is not an EventBridge schedule: write rate(1 hour) or cron(15 * * * ? *)")
+        return _check_schedule(value)
+
+
+class Billing(_Strict):
+    """The scheduled import of the AWS bill: the payer account's CUR 2.0 Data Export, delivered into the lake bucket
+    under ``billing/exports/``, imported into snapshots and reconciled (docs/finance.md; the export's steps in
+    docs/deploy.md). Off by default: the export is created in the payer account."""
+
+    enabled: bool = Field(default=False, description="Deploy the export's bucket policy and the scheduled import.")
+    payer_account: str | None = Field(
+        default=None, description="AWS account that creates the Data Export (the payer, or management, account).")
+    export_name: str = Field(default="modelmeter-cur2", description="Name of the Data Export, as created.")
+    schedule: str = Field(default="rate(6 hours)", description="EventBridge schedule of the import.")
+    include_tax: bool = Field(default=False, description="Reconcile Tax lines too (as non_usage).")
+    memory_mb: int = Field(default=2048, ge=512, le=10240, description="Lambda memory of the import.")
+    timeout_minutes: int = Field(default=15, ge=1, le=15, description="Lambda timeout of the import.")
+
+    @field_validator("payer_account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{12}", value):
+            raise ValueError(f"{value!r} is not an AWS account id: write its 12 digits, in quotes")
         return value
+
+    @field_validator("export_name")
+    @classmethod
+    def _export_name(cls, value: str) -> str:
+        # Data Exports' own rule for an export's name (API Export.Name: [0-9A-Za-z\-_]+, 1 to 128 characters)
+        if not re.fullmatch(r"[0-9A-Za-z_-]{1,128}", value):
+            raise ValueError(f"{value!r} is not a Data Exports name: use 1-128 letters, digits, '-' and '_'")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        return _check_schedule(value)
+
+    @model_validator(mode="after")
+    def _payer_when_enabled(self) -> Billing:
+        if self.enabled and self.payer_account is None:
+            raise ValueError("enabled billing needs payer_account: the account whose Data Export delivers the bill")
+        return self
 
 
 class Lake(_Strict):
@@ -170,6 +215,7 @@ class FullUnit(_Strict):
     fiscal_month_start_day: int = Field(default=1, ge=1, le=28, description="Day fiscal months start (1 = calendar).")
     lake: Lake = Field(default_factory=Lake)
     quicksight: QuickSight = Field(default_factory=QuickSight)
+    billing: Billing = Field(default_factory=Billing)
     lambda_package: Literal["zip", "image"] = Field(
         default="zip", description="zip (code asset + dependency layers) or image (built by cdk deploy).")
     dependency_layer_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:")]] = Field(

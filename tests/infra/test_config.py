@@ -51,6 +51,16 @@ def _broken(edit: Any) -> dict[str, Any]:
     (lambda d: d["units"][1].update(kind="partial"), "units[1]: Input tag 'partial' found using 'kind'"),
     (lambda d: d["units"].append(copy.deepcopy(d["units"][1])), "unit names must be unique: marketing repeated"),
     (lambda d: d["units"][0]["teams"][0].update(keys=["ci", "ci"]), "units[0].teams[0].keys: key names must be unique"),
+    (lambda d: d["units"][0].update(billing={"enabled": True}),
+     "units[0].billing: enabled billing needs payer_account"),
+    (lambda d: d["units"][0].update(billing={"payer_account": "12345"}),
+     "units[0].billing.payer_account: '12345' is not an AWS account id: write its 12 digits"),
+    (lambda d: d["units"][0].update(billing={"payer_account": "210987654321", "schedule": "every 6 hours"}),
+     "units[0].billing.schedule: 'every 6 hours' is not an EventBridge schedule"),
+    (lambda d: d["units"][0].update(billing={"export_name": "cur 2.0"}),
+     "units[0].billing.export_name: 'cur 2.0' is not a Data Exports name"),
+    (lambda d: d["units"][0].update(billing={"enabled": True, "payer": "210987654321"}),
+     "units[0].billing.payer: unknown key"),
 ])
 def test_a_bad_config_is_refused_naming_the_file_and_the_key(edit: Any, expected: str) -> None:
     # GIVEN the sample config with one mistake
@@ -93,3 +103,10 @@ def test_app_refuses_a_bad_config_with_status_1_before_synthesizing(tmp_path: Pa
     err = capsys.readouterr().err
     assert f"{path}: invalid deployment config" in err and "units[1].parent: 'gone' is not a full unit" in err
     assert not list((tmp_path / "out").glob("*.template.json"))
+
+
+def test_billing_is_off_by_default_and_a_block_takes_the_documented_defaults() -> None:
+    assert load_config().unit("research").billing.enabled is False
+    data = _broken(lambda d: d["units"][0].update(billing={"enabled": True, "payer_account": "210987654321"}))
+    billing = parse_config(data).unit("research").billing
+    assert (billing.export_name, billing.schedule, billing.include_tax) == ("modelmeter-cur2", "rate(6 hours)", False)

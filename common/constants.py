@@ -67,3 +67,12 @@ ENV_GLUE_DATABASE = "MODELMETER_GLUE_DATABASE"
 # Metrics the scheduled transform emits (namespace METRICS_NAMESPACE); the quarantine-rate alarm divides them.
 METRIC_QUARANTINED_EVENTS = "QuarantinedEvents"
 METRIC_CURATED_EVENTS = "CuratedEvents"
+
+# The scheduled billing import (finance/lambda_handler.py, deployed by infra/constructs/billing_import.py): the payer
+# account's AWS Data Export (CUR 2.0) delivers under BILLING_EXPORTS/<export name>/ in the lake bucket.
+BILLING_EXPORTS = "billing/exports"
+ENV_BILLING_EXPORT_NAME = "MODELMETER_BILLING_EXPORT_NAME"
+ENV_BILLING_INCLUDE_TAX = "MODELMETER_BILLING_INCLUDE_TAX"  # "true": Tax lines are in the reconciliation's scope
+SERVICE_BILLING = "modelmeter-billing"
+#: Metric the billing import emits per run (namespace METRICS_NAMESPACE): CUR snapshots it imported.
+METRIC_CUR_SNAPSHOTS_IMPORTED = "CurSnapshotsImported"

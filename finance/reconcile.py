@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from common.constants import CURATED_RECONCILIATION
+from common.constants import CURATED_RECONCILIATION, ENV_SAGEMAKER_ENDPOINTS
 from common.contracts import COST_OF, DIMENSION_OF, reconciliation_schema
 from common.errors import UserError
 from common.lake import Lake
@@ -303,3 +303,18 @@ def store(*, lake: Lake, reconciliation: Reconciliation) -> str:
                                  schema=reconciliation_schema())
     return lake.write_parquet(table, CURATED_RECONCILIATION, f"billing_period={reconciliation.billing_period}",
                               RECONCILIATION_FILE)
+
+
+def scope_from_environment(environ: Mapping[str, str], *, include_tax: bool = False) -> Scope:
+    """The deployment's scope: the SageMaker endpoints of ``$MODELMETER_SAGEMAKER_ENDPOINTS`` (JSON of model id →
+    ``{"endpoint_name": …}``, as infra sets it on the Lambdas), and tax as asked.
+
+    Raises:
+        UserError: the variable is set but is not that JSON.
+    """
+    endpoints = environ.get(ENV_SAGEMAKER_ENDPOINTS)
+    try:
+        names = tuple(v["endpoint_name"] for v in json.loads(endpoints).values()) if endpoints else ()
+    except (ValueError, AttributeError, KeyError, TypeError):
+        raise UserError(f"${ENV_SAGEMAKER_ENDPOINTS} is not JSON of model id → {{\"endpoint_name\": …}}") from None
+    return Scope(include_tax=include_tax, sagemaker_endpoints=names)

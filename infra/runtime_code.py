@@ -15,8 +15,8 @@ from aws_cdk import aws_lambda as lambda_
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: Packages the gateway and the transform import at run time.
-RUNTIME_PACKAGES = ("common", "modelmeter", "ingest", "transforms", "pricing_catalog", "sql")
+#: Packages the gateway, the transform and the billing import import at run time.
+RUNTIME_PACKAGES = ("common", "modelmeter", "ingest", "transforms", "pricing_catalog", "sql", "finance")
 
 # Glob ignore rules (gitignore-like): drop everything, then re-admit the runtime packages, then drop their caches.
 EXCLUDE = [

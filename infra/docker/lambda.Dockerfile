@@ -1,6 +1,6 @@
-# modelmeter's Lambdas as a container image (deployment config: `lambda_package: image`). One image serves both
-# functions; each sets its handler as the image command (`ingest.lambda_handler.handler`,
-# `transforms.lambda_handler.handler`).
+# modelmeter's Lambdas as a container image (deployment config: `lambda_package: image`). One image serves every
+# function; each sets its handler as the image command (`ingest.lambda_handler.handler`,
+# `transforms.lambda_handler.handler`, `finance.lambda_handler.handler`).
 # Why an image: measured on the installed packages, the transform imports about 630 MB of third-party code (pyarrow,
 # DuckDB, Great Expectations with pandas/NumPy/SciPy), over the 250 MB a zip function and its layers may hold; an
 # image may hold 10 GB. (The gateway alone would fit a slim layer, about 185 MB; one image serves both.)
@@ -20,6 +20,7 @@ COPY ingest ${LAMBDA_TASK_ROOT}/ingest
 COPY transforms ${LAMBDA_TASK_ROOT}/transforms
 COPY pricing_catalog ${LAMBDA_TASK_ROOT}/pricing_catalog
 COPY sql ${LAMBDA_TASK_ROOT}/sql
+COPY finance ${LAMBDA_TASK_ROOT}/finance
 
 # Each function overrides this with its own handler (ImageConfig.Command).
 CMD ["ingest.lambda_handler.handler"]

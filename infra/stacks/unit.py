@@ -13,6 +13,7 @@ from common import constants as c
 from infra.catalog_schema import lake_tables
 from infra.config import ApiKeysOnlyUnit, DeploymentConfig, FullUnit
 from infra.constructs.analytics import Analytics
+from infra.constructs.billing_import import BillingImport
 from infra.constructs.dashboards import Dashboards
 from infra.constructs.gateway_api import GatewayApi, TeamRecords, TeamUsagePlans
 from infra.constructs.lake_catalog import LakeCatalog
@@ -49,7 +50,8 @@ class UnitContent(Protocol):
 
 
 class FullUnitStack(Stack):
-    """Network, gateway API, usage stream, lake and catalog, transform, Athena, QuickSight and observability."""
+    """Network, gateway API, usage stream, lake and catalog, transform, Athena, QuickSight, the billing import (when
+    enabled) and observability."""
 
     def __init__(self, scope: Construct, construct_id: str, *, unit: FullUnit, content: UnitContent) -> None:
         self.unit_env = _env(unit.account, unit.region)
@@ -95,11 +97,15 @@ class FullUnitStack(Stack):
                 glue_database=self.lake.database_name, principals=list(unit.quicksight.principals),
                 rls_principals={k: list(v) for k, v in unit.quicksight.rls_principals.items()}))
             self.dashboards.node.add_dependency(self.analytics.workgroup)
+        self.billing: BillingImport | None = None
+        if unit.billing.enabled:
+            self.billing = self._billing_import(unit, layers)
         self.observability = Observability(
             self, "Observability", unit_name=unit.name, key=self.lake.key, api=self.gateway.api,
             gateway_function=self.gateway.function, stream_name=self.usage_stream.stream_name,
             transform_function=self.transform.function, transform_service=c.SERVICE_TRANSFORM,
-            transform_alarm=self.transform.failure_alarm)
+            transform_alarm=self.transform.failure_alarm,
+            extra_alarms=[self.billing.failure_alarm] if self.billing else [])
         for name, value, what in (
             ("ApiUrl", self.gateway.api.url, "Gateway base URL (seed-compatible API)"),
             ("LakeUri", f"s3://{self.lake.bucket.bucket_name}", "The lake (MODELMETER_LAKE)"),
@@ -110,7 +116,21 @@ class FullUnitStack(Stack):
             ("AlarmTopicArn", self.observability.topic.topic_arn, "SNS topic of the alarms"),
         ):
             CfnOutput(self, name, value=value, description=what)
+        if self.billing:
+            CfnOutput(self, "BillingExportDestination", value=self.lake.location(self.billing.export_prefix),
+                      description="Where the payer account's CUR 2.0 Data Export delivers (docs/deploy.md)")
         acknowledge_custom_resource_provider(self)
+
+    def _billing_import(self, unit: FullUnit, layers: list[lambda_.ILayerVersion]) -> BillingImport:
+        billing = unit.billing
+        assert billing.payer_account is not None  # the config model refuses an enabled block without one
+        return BillingImport(
+            self, "Billing", unit_name=unit.name, payer_account=billing.payer_account,
+            export_name=billing.export_name, schedule=billing.schedule, include_tax=billing.include_tax,
+            memory_mb=billing.memory_mb, timeout_minutes=billing.timeout_minutes, bucket=self.lake.bucket,
+            key=self.lake.key, sagemaker_endpoints={m: e.endpoint_name for m, e in unit.sagemaker_endpoints.items()},
+            package=unit.lambda_package, layers=layers, vpc=self.network.vpc, subnets=self.network.lambda_subnets,
+            security_group=self.network.lambda_security_group)
 
 
 class ApiKeysOnlyStack(Stack):

@@ -14,6 +14,7 @@ from common.constants import TABLE_RAW
 from infra.catalog_schema import lake_tables
 from infra.config import FullUnit, load_config
 from infra.constructs.analytics import Analytics
+from infra.constructs.billing_import import BillingImport
 from infra.constructs.dashboards import Dashboards
 from infra.constructs.gateway_api import GatewayApi
 from infra.constructs.lake_catalog import LakeCatalog
@@ -23,7 +24,9 @@ from infra.constructs.transform_job import TransformJob
 from infra.constructs.usage_stream import UsageStream
 from tests.infra.conftest import ACCOUNT, LAYER_ARN, REGION
 
-BARE = ("network", "lake", "stream", "gateway", "transform", "analytics", "observability")
+BARE = ("network", "lake", "stream", "gateway", "transform", "billing", "analytics", "observability")
+#: The payer account of the bare billing import (another account than the unit's, as in AWS Organizations).
+PAYER_ACCOUNT = "210987654321"
 
 
 def research() -> FullUnit:
@@ -63,6 +66,12 @@ def build_bare_stacks(app: App) -> dict[str, Stack]:
                  memory_mb=2048, timeout_minutes=15, bucket=s3.Bucket(st, "B"), key=kms.Key(st, "K"),
                  database_name="modelmeter_bare", reporting_timezone="UTC", vpc=vpc, subnets=subnets,
                  security_group=sg)
+
+    st = stacks["billing"]
+    vpc, subnets, sg = _vpc(st)
+    BillingImport(st, "Billing", unit_name="bare", payer_account=PAYER_ACCOUNT, export_name="modelmeter-cur2",
+                  schedule="rate(6 hours)", bucket=s3.Bucket(st, "B"), key=kms.Key(st, "K"), vpc=vpc, subnets=subnets,
+                  security_group=sg, sagemaker_endpoints={"llama-3-8b": "llama-3-8b-instruct"})
 
     from sql.render import render_views
 

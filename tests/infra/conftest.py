@@ -31,7 +31,7 @@ ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 
 # A second full unit that takes every branch the sample does not: private API, Athena engine, QuickSight with RLS,
-# an explicit environment, NAT, the Lambdas as a container image.
+# an explicit environment, NAT, the Lambdas as a container image, the billing import.
 FINANCE_UNIT: dict[str, Any] = {
     "name": "finance", "kind": "full", "account": ACCOUNT, "region": REGION, "vpc_cidr": "10.50.0.0/16",
     "nat_gateways": 1, "api": {"endpoint": "private", "throttle": {"rate": 50, "burst": 100}},
@@ -39,6 +39,8 @@ FINANCE_UNIT: dict[str, Any] = {
                "quota": {"limit": 1000, "period": "DAY"}, "allowed_models": ["*"]}],
     "transform": {"schedule": "rate(2 hours)", "engine": "athena", "memory_mb": 2048, "timeout_minutes": 10},
     "lambda_package": "image",
+    "billing": {"enabled": True, "payer_account": "210987654321", "export_name": "finance-cur2",
+                "schedule": "cron(30 */4 * * ? *)", "include_tax": True},
     "reporting_timezone": "America/New_York", "fiscal_month_start_day": 5,
     "quicksight": {"enabled": True,
                    "principals": [f"arn:aws:quicksight:{REGION}:{ACCOUNT}:group/default/finance-admins"],

@@ -387,3 +387,103 @@ def test_alarms_cover_gateway_5xx_firehose_delivery_quarantine_rate_and_transfor
     assert len(alarms) == 4 and all(a["Properties"].get("AlarmActions") for a in alarms)
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+
+
+# --- billing import -------------------------------------------------------------------------------------------------
+
+def _bucket_arn(path: str = "") -> dict:
+    arn = {"Fn::GetAtt": [Match.any_value(), "Arn"]}
+    return {"Fn::Join": ["", [arn, path]]} if path else arn
+
+
+def test_the_payers_data_export_may_write_only_under_the_export_prefix_as_aws_documents(bare: Assembly) -> None:
+    from infra.constructs.billing_import import DATA_EXPORTS_PRINCIPALS
+    from tests.infra.bare_stacks import PAYER_ACCOUNT
+
+    # AWS's policy (https://docs.aws.amazon.com/cur/latest/userguide/dataexports-s3-bucket.html), with PutObject
+    # narrowed to the export's prefix
+    conditions = {"StringLike": {
+        "aws:SourceAccount": PAYER_ACCOUNT,
+        "aws:SourceArn": [f"arn:aws:cur:us-east-1:{PAYER_ACCOUNT}:definition/*",
+                          f"arn:aws:bcm-data-exports:us-east-1:{PAYER_ACCOUNT}:export/*"]}}
+    principal = {"Service": ["bcm-data-exports.amazonaws.com", "billingreports.amazonaws.com"]}
+    assert sorted(DATA_EXPORTS_PRINCIPALS) == principal["Service"]
+    template = bare.template("bare-billing")
+    template.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Effect": "Allow", "Principal": principal, "Action": "s3:PutObject",
+                           "Resource": _bucket_arn(f"/{c.BILLING_EXPORTS}/*"), "Condition": conditions}),
+        Match.object_like({"Effect": "Allow", "Principal": principal, "Action": "s3:GetBucketPolicy",
+                           "Resource": _bucket_arn(), "Condition": conditions}),
+    ])}})
+    # nothing else of the bucket is open to them
+    statements = [s for p in bare.resources("bare-billing", "AWS::S3::BucketPolicy")
+                  for s in p["Properties"]["PolicyDocument"]["Statement"] if s.get("Principal") == principal]
+    assert len(statements) == 2
+    # and the bucket's KMS key lets them encrypt what they deliver, under the same conditions
+    template.has_resource_properties("AWS::KMS::Key", {"KeyPolicy": {"Statement": Match.array_with([
+        Match.object_like({"Effect": "Allow", "Principal": principal, "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                           "Condition": conditions})])}})
+
+
+def test_billing_import_runs_the_finance_handler_on_its_schedule_with_retries_and_a_dead_letter_queue(
+        bare: Assembly) -> None:
+    template = bare.template("bare-billing")
+    template.has_resource_properties("AWS::Events::Rule", {
+        "ScheduleExpression": "rate(6 hours)", "State": "ENABLED",
+        "Targets": [Match.object_like({
+            "RetryPolicy": {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 7200},
+            "DeadLetterConfig": {"Arn": Match.any_value()}, "Input": '{"source":"schedule"}'})]})
+    template.has_resource_properties("AWS::Lambda::Function", {
+        "Handler": "finance.lambda_handler.handler", "Runtime": "python3.11", "Timeout": 900, "MemorySize": 2048,
+        "DeadLetterConfig": {"TargetArn": Match.any_value()},
+        "VpcConfig": Match.object_like({"SubnetIds": Match.any_value()}),
+        "Environment": {"Variables": Match.object_like({
+            c.ENV_LAKE: Match.any_value(), c.ENV_BILLING_EXPORT_NAME: "modelmeter-cur2",
+            c.ENV_BILLING_INCLUDE_TAX: "false", c.ENV_BUSINESS_UNIT: "bare",
+            c.ENV_SAGEMAKER_ENDPOINTS: '{"llama-3-8b":{"endpoint_name":"llama-3-8b-instruct"}}',
+            "POWERTOOLS_SERVICE_NAME": c.SERVICE_BILLING})}})
+    template.has_resource_properties("AWS::Lambda::EventInvokeConfig", {"MaximumRetryAttempts": 2})
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "Threshold": 1, "Metrics": Match.array_with([Match.object_like(
+            {"Expression": "FILL(errors, 0) + FILL(dead, 0)"})])})
+
+
+def test_billing_import_reads_and_writes_only_its_prefixes_and_deletes_nothing(bare: Assembly) -> None:
+    statements = [s for p in bare.resources("bare-billing", "AWS::IAM::Policy")
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+    def prefixes(action: str) -> set[str]:
+        out = set()
+        for s in statements:
+            if action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]):
+                for r in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
+                    if "Fn::Join" in r:
+                        out.add(r["Fn::Join"][1][1])
+        return out
+
+    assert prefixes("s3:GetObject*") == {f"/{p}/*" for p in (c.BILLING_EXPORTS, c.BILLING_CUR, c.CURATED_RECONCILIATION,
+                                                              c.CURATED_USAGE_COST, "pricing")}
+    # snapshots and reconciliations, and the empty folder objects pyarrow puts for their parents
+    assert prefixes("s3:PutObject") == {f"/{c.BILLING_CUR}/*", f"/{c.CURATED_RECONCILIATION}/*", "/billing/",
+                                        "/curated/"}
+    assert not [s for s in statements if any(a.startswith("s3:Delete") for a in
+                                             (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    (kms_use,) = [s for s in statements if "kms:Decrypt" in s["Action"]]
+    assert set(kms_use["Action"]) == {"kms:Decrypt", "kms:Encrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"}
+    assert "Fn::GetAtt" in kms_use["Resource"]  # the one key, not "*"
+
+
+def test_pyarrow_puts_the_folder_objects_the_billing_import_is_granted(s3_lake_uri: str) -> None:
+    # The grant of /billing/ and /curated/ exists because pyarrow's create_dir writes one empty object per parent
+    import boto3
+
+    from infra.constructs.billing_import import WRITE_PREFIXES, directory_markers
+
+    lake = Lake.open(s3_lake_uri)
+    for prefix in WRITE_PREFIXES:
+        lake.write_bytes(b"{}", prefix, "billing_period=2026-11", "x.json")
+    bucket, _, root = s3_lake_uri.removeprefix("s3://").partition("/")
+    keys = [o["Key"].removeprefix(f"{root}/") for o in boto3.client("s3").list_objects_v2(
+        Bucket=bucket, Prefix=f"{root}/")["Contents"]]
+    outside = sorted(k for k in keys if k and not any(k.startswith(f"{p}/") for p in WRITE_PREFIXES))
+    assert outside == directory_markers(WRITE_PREFIXES) == ["billing/", "curated/"]

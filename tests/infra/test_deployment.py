@@ -267,3 +267,31 @@ def test_one_lambda_image_whose_context_holds_the_dockerfile_lock_file_and_runti
     copied = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
     assert all((context / name).exists() for name in copied)
     assert "FROM public.ecr.aws/lambda/python:3.11" in dockerfile
+
+
+def test_the_billing_import_is_deployed_only_where_enabled_and_alarms_into_the_units_topic(
+        deployment: Assembly) -> None:
+    billing = deployment.config.unit("finance").billing
+    other = deployment.template(OTHER)
+    # GIVEN the finance unit's billing block THEN its export may deliver, and the import runs as the image's command
+    other.has_resource_properties("AWS::Lambda::Function", {
+        "PackageType": "Image", "ImageConfig": {"Command": ["finance.lambda_handler.handler"]},
+        "Environment": {"Variables": Match.object_like({
+            c.ENV_BILLING_EXPORT_NAME: billing.export_name, c.ENV_BILLING_INCLUDE_TAX: "true",
+            c.ENV_BUSINESS_UNIT: "finance"})}})
+    other.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": billing.schedule})
+    other.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Action": "s3:PutObject", "Condition": {"StringLike": Match.object_like(
+            {"aws:SourceAccount": billing.payer_account})}})])}})
+    (topic_id,) = [k for k, r in deployment.templates[OTHER]["Resources"].items() if r["Type"] == "AWS::SNS::Topic"]
+    other.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "AlarmDescription": "modelmeter finance: the scheduled billing import failed",
+        "AlarmActions": [{"Ref": topic_id}]})
+    outputs = deployment.templates[OTHER]["Outputs"]
+    (destination,) = [o for o in outputs.values()
+                      if o.get("Description", "").startswith("Where the payer account's CUR 2.0 Data Export delivers")]
+    assert json.dumps(destination["Value"]).endswith(f'"/{c.BILLING_EXPORTS}/"]]}}')
+    # and the sample unit, without a billing block, has none of it
+    assert not [f for f in deployment.resources(FULL, "AWS::Lambda::Function")
+                if f["Properties"].get("Handler") == "finance.lambda_handler.handler"]
+    assert "bcm-data-exports.amazonaws.com" not in json.dumps(deployment.templates[FULL])

@@ -9,9 +9,10 @@ The export itself is created in the payer account (docs/deploy.md); this constru
   narrowed to the export's prefix for ``PutObject``;
 - a **key policy** statement: the lake bucket encrypts with the unit's KMS key by default (SSE-KMS), and a writer of
   SSE-KMS objects needs ``kms:GenerateDataKey`` (and ``kms:Decrypt`` for a multipart upload) on the key. The Data
-  Exports page does not mention SSE-KMS buckets; the grant follows the pattern AWS documents for other log-delivery
-  service principals (the same source conditions as the bucket policy). Untested without a payer account: see
-  docs/deploy.md for the check after the first delivery.
+  Exports page does not mention SSE-KMS buckets; the grant follows the pattern AWS documents for the vended-log
+  delivery principal (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-infrastructure-S3.html), with
+  the bucket policy's source conditions. Untested without a payer account: docs/deploy.md says what to check after
+  the first delivery.
 
 The import runs like the transform (``transform_job.py``): EventBridge retries delivery, Lambda retries a failed async
 run twice, what still fails lands in an encrypted dead-letter queue, and an alarm fires on an error or a dead letter.

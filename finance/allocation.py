@@ -151,7 +151,8 @@ def _rule(raw: Any, *, where: str, line: int, teams: set[str], cost_centers: set
                        problems=problems)
     if len(problems) > before:
         return None
-    return Rule(name=name, source_key=key, source_value=value, method=method, targets=targets, basis=basis, line=line)
+    return Rule(name=str(name), source_key=key, source_value=value, method=str(method), targets=targets, basis=basis,
+                line=line)
 
 
 def _targets(raw: Any, method: Any, *, label: str, teams: set[str], cost_centers: set[str], problems: list[str]

@@ -157,7 +157,8 @@ def _rows(rec: Reconciliation, org: dict[str, str | None], cost: dict[str, Decim
           shared: dict[str, Decimal], applied: dict[str, set[str]], unallocated: Decimal, version: int
           ) -> list[dict[str, Any]]:
     teams = sorted(set(cost) | set(adjustment) | set(shared))
-    rows = [{"billing_period": rec.billing_period, "version": version, "cost_center": org.get(t), "team_id": t,
+    rows: list[dict[str, Any]] = [{"billing_period": rec.billing_period, "version": version,
+                                   "cost_center": org.get(t), "team_id": t,
              "metered_list_cost": cost.get(t, _ZERO), "price_adjustment": adjustment.get(t, _ZERO),
              "allocated_shared_cost": shared.get(t, _ZERO), "currency": rec.currency,
              "rules": ",".join(sorted(applied.get(t, ()))) or None} for t in teams]

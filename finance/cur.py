@@ -246,7 +246,7 @@ def _write_snapshot(lake: Lake, period: str, lines: pa.Table, now: datetime) -> 
     if len(currencies) != 1:
         raise UserError(f"billing period {period} has lines in {', '.join(currencies)}: one currency per period")
     total, unfinal = con.execute("select sum(line_cost), count(*) filter (where bill_invoice_id is null) "
-                                 "from lines").fetchone()
+                                 "from lines").fetchone() or (None, 0)
     sources = sorted({s for s in lines.column("source_file").to_pylist()})
     digest = hashlib.sha256(json.dumps([sources, lines.num_rows, str(total)]).encode()).hexdigest()[:8]
     snapshot = Snapshot(billing_period=period, snapshot_id=f"{now:%Y%m%dT%H%M%S%fZ}-{digest}",

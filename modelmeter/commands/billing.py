@@ -11,14 +11,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from common.constants import ENV_SAGEMAKER_ENDPOINTS
 from common.contracts import RECONCILIATION_CATEGORIES, Team
 from common.errors import UserError
 from common.lake import Lake
 from finance.allocation import load_rules
 from finance.chargeback import Chargeback, compute, next_version, store, versions
 from finance.cur import import_export
-from finance.reconcile import Reconciliation, Scope, reconcile
+from finance.reconcile import Reconciliation, Scope, reconcile, scope_from_environment
 from finance.reconcile import store as store_reconciliation
 from finance.usage_types import load_usage_types
 from ingest.tenants import LocalTenantRegistry, registry_path
@@ -48,12 +47,7 @@ def run_usage_types(args: Any) -> int:
 
 
 def _scope(args: Any) -> Scope:
-    endpoints = os.environ.get(ENV_SAGEMAKER_ENDPOINTS)
-    try:
-        names = tuple(v["endpoint_name"] for v in json.loads(endpoints).values()) if endpoints else ()
-    except (ValueError, AttributeError, KeyError, TypeError):
-        raise UserError(f"${ENV_SAGEMAKER_ENDPOINTS} is not JSON of model id → {{\"endpoint_name\": …}}") from None
-    return Scope(include_tax=args.include_tax, sagemaker_endpoints=names)
+    return scope_from_environment(os.environ, include_tax=args.include_tax)
 
 
 def _reconcile(args: Any, lake: Lake) -> Reconciliation:

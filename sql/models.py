@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import sqlglot
@@ -101,7 +101,14 @@ def render(name: str, *, dialect: Dialect = ENGINE, config: ReportingConfig | No
     Raises:
         KeyError: a placeholder has no value.
     """
-    return to_sql(parse(name, **params), dialect=dialect, config=config, pretty=pretty)
+    return _rendered(name, dialect, config, pretty, tuple(sorted(params.items())))
+
+
+@lru_cache(maxsize=256)
+def _rendered(name: str, dialect: Dialect, config: ReportingConfig | None, pretty: bool,
+              params: tuple[tuple[str, str], ...]) -> str:
+    # a transform of many days renders the same models with the same parameters each day: parse them once
+    return to_sql(parse(name, **dict(params)), dialect=dialect, config=config, pretty=pretty)
 
 
 def render_sql(sql: str, *, read: Dialect = ENGINE, dialect: Dialect = ENGINE,

@@ -75,6 +75,16 @@ class BillableUnit:
     def is_tokens(self) -> bool:
         return self.focus_unit == "Tokens"
 
+    @property
+    def unit_price_column(self) -> str:
+        """The day's price table's unit price of this unit, in whole pico-dollars (``unit_input_tokens``)."""
+        return f"unit_{self.count_field}"
+
+    @property
+    def pico_column(self) -> str:
+        """The cost in whole pico-dollars, as ``marts/usage_cost_pico.sql`` computes it (``input_pico``)."""
+        return self.cost_column.removesuffix("_cost") + "_pico"
+
 
 UNITS: tuple[BillableUnit, ...] = (
     BillableUnit("input_tokens", "input_tokens", "input_cost",

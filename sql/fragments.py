@@ -8,19 +8,21 @@ expansion for the first unit is shown beside each.
 
 from __future__ import annotations
 
-from common.contracts import COST_COLUMNS, COST_OF, COUNT_FIELDS, UNITS
+from common.contracts import COST_COLUMNS, COST_OF, COUNT_FIELDS, UNIT_OF_COUNT, UNITS
 
 _TOKEN_UNITS = tuple(u for u in UNITS if u.is_tokens)
 
 
 def pico_column(cost_column: str) -> str:
-    """The whole-pico-dollar column of a cost column (``input_cost`` → ``input_pico``; ``usage_cost_pico``)."""
-    return cost_column.removesuffix("_cost") + "_pico"
+    """The whole-pico-dollar column of a cost column (``input_cost`` → ``input_pico``; ``total_cost`` →
+    ``total_pico``): the unit's :attr:`~common.contracts.BillableUnit.pico_column`, and the total's."""
+    unit = next((u for u in UNITS if u.cost_column == cost_column), None)
+    return unit.pico_column if unit else cost_column.removesuffix("_cost") + "_pico"
 
 
 def unit_price_column(count_field: str) -> str:
     """The price table's unit price of a count field (``input_tokens`` → ``unit_input_tokens``, pico-dollars)."""
-    return f"unit_{count_field}"
+    return UNIT_OF_COUNT[count_field].unit_price_column
 
 
 def _list(items: list[str]) -> str:

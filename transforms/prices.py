@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from common.contracts import DIMENSION_OF
+from common.contracts import UNITS
 from pricing_catalog.model import PriceInterval
 
 #: Unit prices (price_usd / per) are held in whole pico-dollars (1e-12 USD) as BIGINT: exact for every real price
@@ -29,7 +29,7 @@ PRICE_SCHEMA = pa.schema([
     pa.field("model_id", pa.string()), pa.field("region", pa.string()), pa.field("service_tier", pa.string()),
     pa.field("image_width", pa.int32()), pa.field("image_height", pa.int32()), pa.field("image_quality", pa.string()),
     pa.field("valid_from", pa.timestamp("ms", tz="UTC")), pa.field("valid_to", pa.timestamp("ms", tz="UTC")),
-    *(pa.field(f"unit_{c}", UNIT_PRICE) for c in DIMENSION_OF),
+    *(pa.field(u.unit_price_column, UNIT_PRICE) for u in UNITS),
 ])
 
 
@@ -77,8 +77,8 @@ def price_rows(*, catalog: PriceSource, lookup: dict[str, Any], day: date) -> li
     cuts = _cuts(intervals, start, end)
     rows = []
     for lo, hi in zip(cuts, cuts[1:], strict=False):
-        units = {f"unit_{col}": (unit_pico(i) if (i := _at(intervals, dim, lo)) else None)
-                 for col, dim in DIMENSION_OF.items()}
+        units = {u.unit_price_column: (unit_pico(i) if (i := _at(intervals, u.dimension, lo)) else None)
+                 for u in UNITS}
         if any(v is not None for v in units.values()):
             rows.append({**lookup, "valid_from": lo, "valid_to": hi, **units})
     return rows

@@ -100,6 +100,16 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
         ("forecast_month_end", "DECIMAL"), ("budget_remaining", "DECIMAL"), ("budget_used_ratio", "FLOAT"),
         ("forecast_over_budget", "BOOLEAN"),
     ),
+    "reconciliation_summary": (
+        ("billing_period", "STRING"), ("category", "STRING"), ("item", "STRING"), ("team_id", "STRING"),
+        ("billed_quantity", "DECIMAL"), ("metered_quantity", "DECIMAL"), ("billed_cost", "DECIMAL"),
+        ("metered_list_cost", "DECIMAL"), ("currency", "STRING"),
+    ),
+    "chargeback_of_record": (
+        ("billing_period", "STRING"), ("version", "INTEGER"), ("cost_center", "STRING"), ("team_id", "STRING"),
+        ("metered_list_cost", "DECIMAL"), ("price_adjustment", "DECIMAL"), ("allocated_shared_cost", "DECIMAL"),
+        ("chargeback_cost", "DECIMAL"), ("currency", "STRING"), ("rules", "STRING"),
+    ),
 }
 
 _OWNER_ACTIONS = {
@@ -205,6 +215,19 @@ SHEETS: tuple[Sheet, ...] = (
                         "usd_per_1m_tokens", "usd_per_image")),
         Visual(_T, "unit-quarantine", "Rejected events (quarantine)", "quarantine_summary",
                columns=("local_date", "stage", "reason", "rejected_rows")),
+    )),
+    # the invoice's months (billing periods); reconciliation_summary is company-wide: its team_id is NULL, so RLS
+    # shows it to the owners only, and a team lead sees their own chargeback lines
+    Sheet("month-end-close", "Month-end close", (
+        Visual(_T, "close-chargeback", "Chargeback of record by billing period, cost centre and team",
+               "chargeback_of_record", columns=("billing_period", "cost_center", "team_id", "rules"),
+               measures=("metered_list_cost", "price_adjustment", "allocated_shared_cost", "chargeback_cost")),
+        Visual(_B, "close-by-cost-center", "Invoice-true chargeback by cost centre", "chargeback_of_record",
+               measures=("chargeback_cost",), category="cost_center"),
+        Visual(_B, "close-categories", "Where the bill's dollars go (reconciliation)", "reconciliation_summary",
+               measures=("billed_cost", "metered_list_cost"), category="category"),
+        Visual(_T, "close-by-model", "Billed against metered by model", "reconciliation_summary",
+               columns=("billing_period", "category", "item"), measures=("billed_cost", "metered_list_cost")),
     )),
     Sheet("budget-burn", "Budget burn", (
         Visual(_B, "burn-spend", "Spend to date by month and team", "budget_burn", measures=("spend_to_date",),

@@ -58,4 +58,12 @@ def lake_tables() -> list[TableSpec]:
                   description="Per usage_date x team x model rollup (USD)."),
         TableSpec(c.TABLE_TEAMS, c.REFERENCE_TEAMS, arrow_columns(event_schema.teams_schema()), partitions=(),
                   description="Teams: cost centres and budgets, from the tenant registry (read by the views)."),
+        TableSpec(c.TABLE_RECONCILIATION, c.CURATED_RECONCILIATION,
+                  glue_columns_of(event_schema.reconciliation_schema(), skip=("billing_period",)),
+                  partitions=("billing_period",),
+                  description="The bill (CUR 2.0) beside the metered usage: every billed dollar in one category."),
+        TableSpec(c.TABLE_CHARGEBACK, c.CURATED_CHARGEBACK,
+                  glue_columns_of(event_schema.chargeback_schema(), skip=("billing_period", "version")),
+                  partitions=("billing_period", "version"),
+                  description="Chargeback versions per billing period, in cents that add up to the invoice."),
     ]

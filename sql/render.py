@@ -14,17 +14,21 @@ import pyarrow.dataset as pads
 from sqlglot import exp
 
 from common.constants import (
+    CURATED_CHARGEBACK,
+    CURATED_RECONCILIATION,
     CURATED_TEAM_MODEL_DAILY,
     CURATED_USAGE_COST,
     QUARANTINE_EVENTS,
     REFERENCE_TEAMS,
+    TABLE_CHARGEBACK,
     TABLE_QUARANTINE,
+    TABLE_RECONCILIATION,
     TABLE_TEAM_MODEL_DAILY,
     TABLE_TEAMS,
     TABLE_USAGE_COST,
 )
+from common.contracts import chargeback_schema, quarantine_arrow_schema, reconciliation_schema, teams_schema
 from common.contracts import curated_arrow_schema as curated_schema
-from common.contracts import quarantine_arrow_schema, teams_schema
 from common.lake import Lake
 from sql import models
 from sql.config import ReportingConfig
@@ -43,6 +47,8 @@ VIEWS: tuple[str, ...] = (
     "unpriced_usage",
     "quarantine_summary",
     "budget_burn",
+    "reconciliation_summary",
+    "chargeback_of_record",
 )
 
 #: Views that are a mart read from another relation and grouped by other keys: the rollup is defined once, in
@@ -92,6 +98,8 @@ def table_sources() -> dict[str, tuple[str, pa.Schema]]:
         TABLE_TEAM_MODEL_DAILY: (CURATED_TEAM_MODEL_DAILY, curated_schema("team_model_daily")),
         TABLE_QUARANTINE: (QUARANTINE_EVENTS, quarantine_arrow_schema()),
         TABLE_TEAMS: (REFERENCE_TEAMS, teams_schema()),
+        TABLE_RECONCILIATION: (CURATED_RECONCILIATION, reconciliation_schema()),
+        TABLE_CHARGEBACK: (CURATED_CHARGEBACK, chargeback_schema()),
     }
 
 

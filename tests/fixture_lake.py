@@ -14,6 +14,7 @@ requests (zero counts, zero cost); a fourth registered team, ``team-idle``, with
 from __future__ import annotations
 
 import random
+import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
@@ -29,9 +30,18 @@ import pyarrow as pa
 from common.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, MONEY_SCALE, QUARANTINE_EVENTS
 from common.contracts import COST_COLUMNS, COST_OF, COUNT_FIELDS, Team, curated_arrow_schema, quarantine_arrow_schema
 from common.lake import Lake
+from finance.allocation import Rules
+from finance.chargeback import compute
+from finance.chargeback import store as store_chargeback
+from finance.cur import import_export
+from finance.reconcile import reconcile
+from finance.reconcile import store as store_reconciliation
+from modelmeter.simulated_bill import Deviations, simulate_period, write_cur
+from pricing_catalog import load_catalog
 from sql.reference import write_teams
 
 FIRST_DAY = date(2026, 11, 5)
+CLOSED_PERIOD = "2026-11"
 DAYS = 40
 PRICE_VERSION = "fixture-2026-11"
 WEST_TEAM = "team-west"
@@ -254,8 +264,23 @@ def _write_partitioned(lake: Lake, rows: list[dict[str, Any]], schema: pa.Schema
         lake.write_parquet(table, prefix, f"dt={day.isoformat()}", "part-00000.parquet")
 
 
-def build_fixture_lake(root: Path | str, *, seed: int = 20261105) -> FixtureFacts:
-    """Write the fixture lake under ``root`` (a folder or an ``s3://`` URI) and return what it holds."""
+def close_november(lake: Lake) -> None:
+    """The month-end close of 2026-11 on a SIMULATED bill of the lake's traffic (a discount on the Claude model,
+    bypassed Llama usage, a credit, two provisioned-throughput hours): its reconciliation and chargeback version 1."""
+    catalog = load_catalog(lake=lake)
+    deviations = Deviations(discounted_model=MODELS[0].model_id, bypass_model=MODELS[1].model_id,
+                            credit=Decimal("-1.50"), provisioned_hours=2, provisioned_rate=Decimal("0.75"))
+    lines = simulate_period(lake=lake, period=CLOSED_PERIOD, catalog=catalog, deviations=deviations)
+    with tempfile.TemporaryDirectory() as tmp:
+        import_export(lake=lake, paths=[str(write_cur(lines, Path(tmp) / "export-00001.parquet"))])
+    rec = reconcile(lake=lake, period=CLOSED_PERIOD, catalog=catalog)
+    store_reconciliation(lake=lake, reconciliation=rec)
+    store_chargeback(lake=lake, chargeback=compute(rec=rec, rules=Rules(), teams=list(TEAMS), version=1))
+
+
+def build_fixture_lake(root: Path | str, *, seed: int = 20261105, close: bool = True) -> FixtureFacts:
+    """Write the fixture lake under ``root`` (a folder or an ``s3://`` URI) and return what it holds; with
+    ``close``, also November's month-end close (:func:`close_november`)."""
     lake = Lake.open(root)
     rng = random.Random(seed)
     usage = _usage_rows(rng)
@@ -267,6 +292,8 @@ def build_fixture_lake(root: Path | str, *, seed: int = 20261105) -> FixtureFact
     _write_partitioned(lake, quarantine, quarantine_arrow_schema(), QUARANTINE_EVENTS,
                        lambda r: (r["event_time"] or r["quarantined_at"]).date())
     write_teams(lake=lake, teams=list(TEAMS))
+    if close:
+        close_november(lake)
     return FixtureFacts(root=Path(lake.base), uri=lake.uri, usage_cost=tuple(usage), team_model_daily=tuple(daily),
                         quarantine=tuple(quarantine), teams=TEAMS,
                         first_day=min(r["usage_date"] for r in usage), last_day=max(r["usage_date"] for r in usage))

@@ -90,6 +90,20 @@ class LakeCatalog(Construct):
                 "projection.hour.range": "0,23",
                 "projection.hour.digits": "2",  # Firehose writes hour=07 (from event_time[11:13])
             }
+        if "billing_period" in spec.partitions:  # the CUR's UTC calendar months: billing_period=YYYY-MM
+            partition_keys.append(glue.CfnTable.ColumnProperty(name="billing_period", type="string",
+                                                               comment="billing period YYYY-MM (UTC month)"))
+            parameters |= {
+                "projection.billing_period.type": "date",
+                "projection.billing_period.format": "yyyy-MM",
+                "projection.billing_period.range": f"{PROJECTION_START[:7]},NOW",
+                "projection.billing_period.interval": "1",
+                "projection.billing_period.interval.unit": "MONTHS",
+            }
+        if "version" in spec.partitions:  # a chargeback's versions, 1, 2, …
+            partition_keys.append(glue.CfnTable.ColumnProperty(name="version", type="int",
+                                                               comment="chargeback version"))
+            parameters |= {"projection.version.type": "integer", "projection.version.range": "1,9999"}
         table = glue.CfnTable(
             self, f"Table-{spec.name}", catalog_id=Stack.of(self).account, database_name=self.database_name,
             table_input=glue.CfnTable.TableInputProperty(

@@ -146,7 +146,8 @@ def test_every_visual_column_is_declared_and_exists_in_its_dataset(defs: dict[st
 
 def test_sheets_visuals_and_layout_are_consistent(defs: dict[str, Any]) -> None:
     sheets = defs["dashboard"]["Definition"]["Sheets"]
-    assert [s["Name"] for s in sheets] == ["Overview", "By team", "By model", "Trend", "Unit costs", "Budget burn"]
+    assert [s["Name"] for s in sheets] == ["Overview", "By team", "By model", "Trend", "Unit costs",
+                                                 "Month-end close", "Budget burn"]
     kinds = {next(iter(v)) for s in sheets for v in s["Visuals"]}
     assert kinds == {"KPIVisual", "BarChartVisual", "LineChartVisual", "TableVisual"}
     visual_ids = [next(iter(v.values()))["VisualId"] for s in sheets for v in s["Visuals"]]

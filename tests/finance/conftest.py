@@ -32,7 +32,7 @@ class FinanceLake:
 @pytest.fixture(scope="module")
 def finance_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinanceLake]:
     root = tmp_path_factory.mktemp("finance")
-    facts = build_fixture_lake(root / "lake")
+    facts = build_fixture_lake(root / "lake", close=False)  # these tests import their own bills
     lake = Lake.open(root / "lake")
     yield FinanceLake(root=root, lake=lake, facts=facts, catalog=load_catalog(lake=lake))
 

@@ -487,3 +487,17 @@ def test_pyarrow_puts_the_folder_objects_the_billing_import_is_granted(s3_lake_u
         Bucket=bucket, Prefix=f"{root}/")["Contents"]]
     outside = sorted(k for k in keys if k and not any(k.startswith(f"{p}/") for p in WRITE_PREFIXES))
     assert outside == directory_markers(WRITE_PREFIXES) == ["billing/", "curated/"]
+
+
+def test_the_month_end_close_tables_are_projected_by_billing_period(bare: Assembly) -> None:
+    # reconciliation and chargeback: billing_period=YYYY-MM (and version=N) folders, projected, not crawled
+    tables = ((c.TABLE_RECONCILIATION, ["billing_period"]), (c.TABLE_CHARGEBACK, ["billing_period", "version"]))
+    for name, keys in tables:
+        table = _glue_table(bare, name)["Properties"]["TableInput"]
+        assert [k["Name"] for k in table["PartitionKeys"]] == keys
+        params = table["Parameters"]
+        assert params["projection.billing_period.format"] == "yyyy-MM"
+        assert params["projection.billing_period.interval.unit"] == "MONTHS"
+        assert not set(keys) & {col["Name"] for col in _columns(_glue_table(bare, name))}
+    money = {col["Name"]: col["Type"] for col in _columns(_glue_table(bare, c.TABLE_CHARGEBACK))}
+    assert money["chargeback_cost"] == f"decimal({c.MONEY_PRECISION},{c.MONEY_SCALE})"

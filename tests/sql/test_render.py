@@ -23,7 +23,7 @@ def test_views_are_listed_in_dependency_order() -> None:
         read = {t.name for t in tree.find_all(exp.Table)} - ctes
         assert read <= known, f"{name} reads {read - known} before they are defined"
         known.add(name)
-    assert len(set(views())) == len(views()) == 11
+    assert len(set(views())) == len(views()) == 13
 
 
 @pytest.mark.parametrize("dialect", ["athena", "duckdb"])
@@ -79,7 +79,7 @@ def test_athena_rendering_uses_only_trino_functions_and_types() -> None:
     # HUGEINT/INT128, TIMEZONE()) would parse here yet fail in Athena.
     trino_functions = {"And", "Case", "Cast", "Coalesce", "Count", "CountIf", "DateAdd", "DateDiff", "If", "Least",
                        "Max", "Min", "Nullif", "Rank", "Sum", "TimestampTrunc", "AT_TIMEZONE", "WITH_TIMEZONE"}
-    trino_types = {"DECIMAL(38, 12)", "DATE", "DOUBLE", "BIGINT"}
+    trino_types = {"DECIMAL(38, 12)", "DATE", "DOUBLE", "BIGINT", "VARCHAR"}
     for sql in render_views(dialect="athena", config=CONFIG).values():
         tree = sqlglot.parse_one(sql, read="athena")
         used = {f.name.upper() if isinstance(f, exp.Anonymous) else type(f).__name__ for f in tree.find_all(exp.Func)}

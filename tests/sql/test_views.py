@@ -61,6 +61,8 @@ VIEW_KEYS: dict[str, tuple[str, ...]] = {
     "unpriced_usage": ("local_date", "team_id", "provider", "region", "model_id", "operation", "service_tier"),
     "quarantine_summary": ("local_date", "stage", "reason"),
     "budget_burn": ("fiscal_month_start", "team_id"),
+    "reconciliation_summary": ("billing_period", "category", "item"),
+    "chargeback_of_record": ("billing_period", "team_id"),
 }
 
 

@@ -118,10 +118,39 @@ def _tables(con: duckdb.DuckDBPyConnection, period: list[Any], burn_month: date 
               tuple(_rows(con, """select team_id, provider, model_id, operation, sum(invocations),
                     sum(input_tokens), sum(output_tokens) from unpriced_usage where local_date between ? and ?
                     group by all order by 5 desc, 1, 3""", period))),
+        *_close_tables(con, period),
         Table("quarantine", "Quarantine summary (rejected events)",
               ("stage", "reason", "rejected rows"),
               tuple(_rows(con, """select stage, reason, sum(rejected_rows) from quarantine_summary
                     where local_date between ? and ? group by all order by 3 desc, 1, 2""", period))),
+    )
+
+
+def _close_tables(con: duckdb.DuckDBPyConnection, period: list[Any]) -> tuple[Table, ...]:
+    """The month-end close of the billing periods (the invoice's UTC months) that overlap the period."""
+    periods = [f"{period[0]:%Y-%m}", f"{period[1]:%Y-%m}"]
+    return (
+        Table("close-chargeback", "Chargeback of record (invoice-true) by billing period, cost centre and team",
+              ("billing period", "version", "cost centre", "team", "metered list (USD)", "price adjustment (USD)",
+               "shared costs (USD)", "chargeback (USD)", "allocation rules"),
+              tuple(_rows(con, """select billing_period, version, cost_center, team_id, metered_list_cost,
+                    price_adjustment, allocated_shared_cost, chargeback_cost, rules from chargeback_of_record
+                    where billing_period between ? and ?
+                    order by billing_period, team_id = 'unallocated', cost_center, team_id""", periods)),
+              note="Billing periods are UTC calendar months (the AWS invoice); the rows of a period add up to its "
+                   "in-scope invoice to the cent. `modelmeter chargeback` makes a new version; the latest is shown."),
+        Table("close-reconciliation", "Reconciliation: where the bill's dollars go",
+              ("billing period", "category", "billed (USD)", "metered at list (USD)"),
+              tuple(_rows(con, """select billing_period, category, sum(billed_cost), sum(metered_list_cost)
+                    from reconciliation_summary where billing_period between ? and ?
+                    group by billing_period, category order by billing_period, category""", periods)),
+              note="matched, price variance, unmetered usage, metered but not billed, non-usage (credits, fees), "
+                   "time-based and unmapped charges; see docs/finance.md."),
+        Table("close-by-model", "Billed against metered by model",
+              ("billing period", "category", "model or charge", "billed (USD)", "metered at list (USD)"),
+              tuple(_rows(con, """select billing_period, category, item, billed_cost, metered_list_cost
+                    from reconciliation_summary where billing_period between ? and ?
+                    order by billing_period, item, category""", periods))),
     )
 
 

@@ -156,3 +156,21 @@ def test_sub_cent_amounts_are_not_shown_as_zero_in_charts() -> None:
     assert _label(Decimal("0.004")) == "<$0.01"
     assert _label(Decimal("0.005")) == "$0.01"
     assert _label(Decimal("0")) == "$0.00"
+
+
+def test_the_month_end_close_section_shows_the_chargeback_of_record_to_the_cent(page, con) -> None:
+    # GIVEN the fixture lake's November close (a simulated bill: discount, bypassed usage, credit, provisioned hours)
+    html, _ = page
+    expected = con.execute("select team_id, chargeback_cost from chargeback_of_record where billing_period = "
+                           "'2026-11' order by team_id").fetchall()
+    invoice = con.execute("select sum(billed_cost) from reconciliation_summary where billing_period = '2026-11'"
+                          ).fetchone()[0]
+    # WHEN the page shows the close
+    table = re.search(r'<table class="sortable" id="table-close-chargeback".*?</table>', html, re.S).group(0)
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)
+    cells = [re.findall(r'data-sort="([^"]*)"', row) for row in rows]
+    # THEN every team and the unallocated line are there with their chargeback, adding up to the invoice's cents
+    shown = sorted((c[3], Decimal(c[7])) for c in cells)
+    assert shown == sorted((t, Decimal(v)) for t, v in expected) and any(t == "unallocated" for t, _ in shown)
+    assert sum(v for _, v in shown) == invoice.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert 'id="table-close-reconciliation"' in html and "price_variance" in html

@@ -182,9 +182,8 @@ def test_overlapping_image_prices_name_the_size_class(write_data) -> None:
 def test_the_largest_allowed_event_at_the_highest_allowed_prices_fits_64_bit_pico_dollars() -> None:
     # The transform computes costs as BIGINT pico-dollars: the event schema's per-event maxima and the catalog's
     # unit-price limits, defined apart, must together keep an event's total cost below 2^63.
-    from common.contracts import BY_NAME, COUNT_FIELDS
+    from common.contracts import BY_NAME, COUNT_FIELDS, DIMENSION_OF
     from pricing_catalog.model import MAX_UNIT_PRICE_USD
-    from transforms.prices import DIMENSION_OF
 
     assert set(DIMENSION_OF) == set(COUNT_FIELDS) and set(DIMENSION_OF.values()) == set(MAX_UNIT_PRICE_USD)
     worst = sum(BY_NAME[f].maximum * MAX_UNIT_PRICE_USD[d] * 10**12 for f, d in DIMENSION_OF.items())

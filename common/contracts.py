@@ -437,7 +437,8 @@ class ValueRule:
         if self.check == "not_empty":
             return f"{c} is empty" if value == "" else None
         if self.check == "allowed":
-            return None if value in self.values else f"{c} {value!r} is not one of {', '.join(self.values)}"
+            # quoted as the SQL rendering quotes it (transforms/rules.py), whatever the value holds
+            return None if value in self.values else f"{c} '{value}' is not one of {', '.join(self.values)}"
         if self.check == "minimum":
             return f"{c} {value} is negative" if value < (self.bound or 0) else None
         if self.check == "maximum":

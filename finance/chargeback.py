@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from common.constants import CURATED_CHARGEBACK
 from common.contracts import UNALLOCATED, Team, chargeback_schema
+from common.errors import UserError
 from common.lake import Lake
 from finance.allocation import Rule, Rules, claimant, split
 from finance.reconcile import Reconciliation
@@ -93,23 +94,43 @@ def _target_teams(names: tuple[str, ...] | list[str], org: dict[str, str | None]
 
 def _rule_shares(rule: Rule, amount: Decimal, *, org: dict[str, str | None], cost: dict[str, Decimal],
                  tokens: dict[str, Decimal]) -> dict[str, Decimal]:
+    """``amount`` shared as ``rule`` says. ``fixed`` and ``even`` split over the targets as listed, then a cost
+    centre's part over its teams by metered list cost; ``proportional`` weighs every team the targets name.
+
+    Raises:
+        UserError: the rule names no team there is (``all`` with no team registered or metered, or a cost centre
+            without teams): its charge would go to nobody.
+    """
     metered = {t for t, v in cost.items() if v}
+    if rule.method == "proportional":
+        teams = _target_teams(tuple(rule.targets), org, metered)
+        basis = tokens if rule.basis == "tokens" else cost
+        return _checked(rule, split(amount, {t: basis.get(t, _ZERO) for t in teams}, quantum=_Q))
     if rule.method == "fixed":
         assert isinstance(rule.targets, dict)
-        shares: dict[str, Decimal] = defaultdict(Decimal)
-        parts = split(amount, dict(rule.targets), quantum=_Q)
-        for name, part in parts.items():
-            teams = _target_teams([name], org, metered)
-            for team, value in split(part, {t: cost.get(t, _ZERO) for t in teams}, quantum=_Q).items():
-                shares[team] += value
-        return dict(shares)
-    teams = _target_teams(tuple(rule.targets), org, metered)
-    if rule.method == "even":
-        weights = {t: Decimal(1) for t in teams}
+        listed = dict(rule.targets)
     else:
-        basis = tokens if rule.basis == "tokens" else cost
-        weights = {t: basis.get(t, _ZERO) for t in teams}
-    return split(amount, weights, quantum=_Q)
+        names = _target_teams(("all",), org, metered) if "all" in rule.targets else list(rule.targets)
+        listed = {name: Decimal(1) for name in names}
+    shares: dict[str, Decimal] = defaultdict(Decimal)
+    for name, part in split(amount, listed, quantum=_Q).items():
+        teams = _target_teams([name], org, metered)
+        if not teams:
+            raise _nobody(rule, name)
+        for team, value in split(part, {t: cost.get(t, _ZERO) for t in teams}, quantum=_Q).items():
+            shares[team] += value
+    return _checked(rule, dict(shares))
+
+
+def _checked(rule: Rule, shares: dict[str, Decimal]) -> dict[str, Decimal]:
+    if not shares:
+        raise _nobody(rule, "all" if "all" in rule.targets else ", ".join(rule.targets))
+    return shares
+
+
+def _nobody(rule: Rule, target: str) -> UserError:
+    return UserError(f"allocation rule {rule.name!r} (line {rule.line}): no team to charge for {target!r} (no team "
+                     f"registered or metered there): add the team to the registry or change the rule")
 
 
 def compute(*, rec: Reconciliation, rules: Rules, teams: list[Team], version: int, now: datetime | None = None

@@ -122,7 +122,7 @@ def period_days(period: str) -> tuple[date, date]:
 
 def _in_scope(lines: pa.Table, scope: Scope) -> list[dict[str, Any]]:
     products = set(load_usage_types().products) - {"AmazonSageMaker"}
-    endpoints = tuple(f"endpoint/{name}" for name in scope.sagemaker_endpoints)
+    endpoints = tuple(f"endpoint/{name.lower()}" for name in scope.sagemaker_endpoints)
     out = []
     for line in lines.to_pylist():
         if line["line_item_line_item_type"] == "Tax" and not scope.include_tax:
@@ -134,10 +134,13 @@ def _in_scope(lines: pa.Table, scope: Scope) -> list[dict[str, Any]]:
     return out
 
 
-def _monthly(lines: Iterable[dict[str, Any]]) -> bool:
-    """Whether the export is monthly (its usage lines span more than a day): keys are then the period's first day."""
+def _monthly(lines: Iterable[dict[str, Any]], kinds: dict[tuple[str, str, str | None], LineKind]) -> bool:
+    """Whether the export is monthly (its token lines span more than a day): keys are then the period's first day.
+    Only the lines compared with metered usage decide (a provisioned-throughput line may span days in any export)."""
     return any(line["line_item_usage_end_date"] - line["line_item_usage_start_date"] > timedelta(days=1)
-               for line in lines if line["line_item_line_item_type"] in USAGE_LINE_TYPES)
+               for line in lines if line["line_item_line_item_type"] in USAGE_LINE_TYPES
+               and kinds[(line["line_item_product_code"], line["line_item_usage_type"],
+                          line["pricing_unit"])].kind == "tokens")
 
 
 def _kinds(lines: list[dict[str, Any]]) -> dict[tuple[str, str, str | None], LineKind]:
@@ -211,16 +214,16 @@ def _split_key(period: str, currency: str, key: MeteredKey, billed: dict[str, An
     cb = billed["cost"] if billed else _ZERO
     usage_type = billed["usage_types"] if billed else None
     rows = []
-    q = min(qb, qm)
+    q = max(_ZERO, min(qb, qm))  # a key whose billed quantity nets to zero or less matches nothing
     if q > 0:
-        cq = (cb * q / qb).quantize(_Q) if qb else _ZERO
+        cq = (cb * q / qb).quantize(_Q)
         lq = (lm * q / qm).quantize(_Q)
         rows.append(_row(period, "matched", currency, billed=lq, metered=lq, key=key, billed_qty=q, metered_qty=q,
                          usage_type=usage_type))
         rows.append(_row(period, "price_variance", currency, billed=cq - lq, key=key, usage_type=usage_type))
     else:
         cq, lq = _ZERO, _ZERO
-    if qb > q or (billed and qm == 0):
+    if billed and (cb != cq or qb > q):  # whatever the matched part leaves of the billed cost, exactly
         rows.append(_row(period, "unmetered_usage", currency, billed=cb - cq, key=key, billed_qty=qb - q,
                          metered_qty=_ZERO, usage_type=usage_type))
     if qm > q:
@@ -254,8 +257,8 @@ def reconcile(*, lake: Lake, period: str, catalog: Catalog, scope: Scope | None 
     first, _ = period_days(period)
     snapshot = snapshot_in_force(lake=lake, period=period, snapshot_id=snapshot_id)
     lines = _in_scope(read_snapshot(lake=lake, snapshot=snapshot), scope)
-    monthly = _monthly(lines)
     kinds = _kinds(lines)
+    monthly = _monthly(lines, kinds)
     team_cost, team_qty, versions = _metered(lake=lake, period=period, catalog=catalog, scope=scope, monthly=monthly)
     currency = snapshot.currency
     rows: list[dict[str, Any]] = []
@@ -286,6 +289,10 @@ def reconcile(*, lake: Lake, period: str, catalog: Catalog, scope: Scope | None 
     for key in sorted(set(billed_keys) | set(metered_qty), key=_sort_key):
         rows += _split_key(period, currency, key, billed_keys.get(key), metered_qty.get(key, _ZERO),
                            metered_cost.get(key, _ZERO))
+    in_scope = sum((Decimal(li["line_cost"]) for li in lines), _ZERO)
+    placed = sum((r["billed_cost"] for r in rows), _ZERO)
+    if placed != in_scope:  # every billed dollar in exactly one category: anything else is a bug, never a result
+        raise AssertionError(f"reconciliation of {period} places {placed} of the in-scope {in_scope}")
     return Reconciliation(billing_period=period, snapshot=snapshot, currency=currency, rows=rows,
                           team_metered=dict(team_cost), team_quantity=dict(team_qty),
                           pieces=[r for r in rows if r["category"] not in ("matched", "metered_not_billed")],

@@ -148,6 +148,9 @@ class Emitter:
         closes it. After a crash, the placeholder becomes the call's event."""
         line = fastjson.dumps(placeholder)
         with self._lock:
+            if self._closed:
+                raise ServiceUnavailable("the gateway is shutting down; retry shortly",
+                                         retry_after=UNAVAILABLE_RETRY_AFTER)
             if not self._journal.record_open(str(placeholder["event_id"]), line):
                 self._failing("the journal of calls in flight cannot be written")
 
@@ -198,7 +201,8 @@ class Emitter:
             self._rotate()
             self._drain_backlog(direct=True)
             self._deliver_pending(ignore_backoff=True)
-            if not self._backlog and not self.pending_segments():
+            if (not self._backlog and not self.pending_segments() and self._rotate_error is None
+                    and not self._segment.abandoned):  # nothing left in memory, in a closed or in an unsealed segment
                 return True
             if time.monotonic() >= deadline:
                 log.warning("usage events still spooled in %s after %.0f s; they will be delivered on next start",
@@ -375,8 +379,12 @@ class Emitter:
                     self._backlog.popleft()
                     self._journal.record_done(event_id)
                 stuck = list(self._backlog)
-                if not stuck and self._spool_error is not None and self._probe():
-                    self._recovered()
+                probe = not stuck and self._spool_error is not None
+            if probe and self._probe():  # outside the lock: it fsyncs, and emit() runs on the event loop
+                with self._lock:
+                    if not self._backlog:
+                        self._recovered()
+            with self._lock:
                 if self._journal.compact_due() and self._spool_error is None:
                     self._journal.compact()
             if stuck and (direct or time.monotonic() >= self._direct_retry_at):
@@ -430,11 +438,12 @@ class Emitter:
         if not ignore_backoff and time.monotonic() < self._retry_at:
             return
         with self._deliver_lock:
-            for path in self.pending_segments():
-                if not self._deliver_segment(path):
-                    self._backoff = min(self.max_backoff, max(0.1, self._backoff * 2))
-                    self._retry_at = time.monotonic() + self._backoff
-                    return
+            # every segment gets its pass: one that cannot complete (a record the sink refuses) holds up no other
+            failed = [path for path in self.pending_segments() if not self._deliver_segment(path)]
+            if failed:
+                self._backoff = min(self.max_backoff, max(0.1, self._backoff * 2))
+                self._retry_at = time.monotonic() + self._backoff
+                return
             self._backoff = 0.0
             self._retry_at = 0.0
 

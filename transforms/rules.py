@@ -8,7 +8,7 @@ checks the same thing. The staging model renders the conditions; :mod:`transform
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from common.contracts import MAX_FUTURE_SKEW, ValueRule, value_rules
@@ -105,7 +105,7 @@ def _render(rule: ValueRule, *, day: date, now: datetime) -> Rule:
     if check == "in_partition":
         # Firehose partitions by event_time, so a row outside its dt= folder was misfiled; pricing it under another
         # day would make the day's totals lie, so it is set aside, named.
-        start = datetime(day.year, day.month, day.day, tzinfo=now.tzinfo)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)  # dt= partitions are UTC days (as in Python)
         end = start + timedelta(days=1)
         return Rule(rule.name, c, f"({c} < {_ts(start)} or {c} >= {_ts(end)})",
                     f"'{c} ' || {time_text} || ' is not in partition dt={day.isoformat()}'",

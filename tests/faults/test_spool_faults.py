@@ -222,3 +222,88 @@ def test_close_turns_calls_that_never_finished_into_placeholders(tmp_path):
     assert emitter.close(timeout=5)
     assert sink.received == Counter({event["event_id"]: 1})
     assert not list(tmp_path.glob(f"*{JOURNAL_SUFFIX}"))
+
+
+_JOURNAL_FAILS_THEN_CRASH = """
+import json, os, signal, sys, time
+from pathlib import Path
+from ingest.emit import Emitter
+spool, event = Path(sys.argv[1]), json.loads(sys.argv[2])
+emitter = Emitter(deliver=lambda batch: [], spool_dir=spool, start=False)
+emitter.emit({**event, "event_id": "warm-up"})  # the spool's files exist before the disk fills
+filler = spool.parent / "filler.bin"
+with open(filler, "wb", buffering=0) as out:
+    try:
+        while True:
+            out.write(b"x" * 4096)
+    except OSError:
+        pass
+emitter.open_call({**event, "status": "unknown"})  # the journal cannot take it: memory only
+filler.unlink()
+emitter._drain_backlog()  # the disk is back: the next pass writes the open call to a new journal
+os.kill(os.getpid(), signal.SIGKILL)  # and the call is still at the provider
+"""
+
+
+def test_a_call_the_journal_could_not_take_is_journaled_once_the_disk_is_back(tmp_path):
+    # GIVEN a call opened while the disk was full, then the disk back, then the process killed
+    with tiny_disk(tmp_path / "disk") as disk:
+        event = _event(7)
+        child = subprocess.run([sys.executable, "-c", _JOURNAL_FAILS_THEN_CRASH, str(disk / "spool"),
+                                json.dumps(event)], env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+                               capture_output=True, text=True)
+        assert child.returncode == -9, child.stderr
+        # WHEN a new emitter starts
+        sink = Sink()
+        recovered = Emitter(deliver=sink, spool_dir=disk / "spool", start=False)
+        assert recovered.close(timeout=5)
+    # THEN the call has its placeholder, billed once
+    assert recovered.recovered_calls == 1 and sink.received[event["event_id"]] == 1
+
+
+def test_a_cut_line_with_the_calls_id_does_not_stand_for_its_event(tmp_path):
+    # GIVEN a call open in the journal, and a segment holding only a cut copy of its event
+    event = _event(3)
+    (tmp_path / f"calls-1{JOURNAL_SUFFIX}").write_text(json.dumps({"open": {**event, "status": "unknown"}}) + "\n")
+    (tmp_path / "seg-1.jsonl").write_text(json.dumps(event)[:60])
+    sink = Sink()
+    emitter = Emitter(deliver=sink, spool_dir=tmp_path, start=False)
+    # THEN the placeholder is written (the cut line is set aside, not counted as the event)
+    assert emitter.recovered_calls == 1 and emitter.close(timeout=5)
+    assert sink.received == Counter({event["event_id"]: 1}) and list(tmp_path.glob("*.bad"))
+
+
+def test_a_segment_the_sink_keeps_refusing_holds_up_no_other(tmp_path):
+    # GIVEN a first segment with an event the sink always refuses, and a second, good segment
+    poison = _event(0)
+    sink = Sink()
+    refusing = lambda batch: [e for e in batch if e["event_id"] == poison["event_id"]] + sink(  # noqa: E731
+        [e for e in batch if e["event_id"] != poison["event_id"]])
+    emitter = Emitter(deliver=refusing, spool_dir=tmp_path, start=False)
+    emitter.emit(poison)
+    emitter._rotate()
+    good = [_event(i) for i in range(1, 6)]
+    for e in good:
+        emitter.emit(e)
+    # WHEN it flushes (it cannot finish: the poison stays)
+    assert emitter.flush(timeout=0.5) is False
+    # THEN the good events went out anyway
+    assert all(sink.received[e["event_id"]] == 1 for e in good)
+    assert emitter.pending_events() == 1
+
+
+def test_flush_does_not_say_done_while_a_segment_cannot_be_sealed(tmp_path):
+    emitter = Emitter(deliver=Sink(), spool_dir=tmp_path, start=False)
+    emitter.emit(_event(1))
+    with immutable(tmp_path):
+        assert emitter.flush(timeout=0.3) is False  # the event is in an .open segment that cannot be renamed
+    assert emitter.flush(timeout=5) is True
+    emitter.close()
+
+
+def test_no_call_is_journaled_after_close(tmp_path):
+    emitter = Emitter(deliver=Sink(), spool_dir=tmp_path, start=False)
+    assert emitter.close(timeout=5)
+    with pytest.raises(ServiceUnavailable, match="shutting down"):
+        emitter.open_call({**_event(1), "status": "unknown"})
+    assert not list(tmp_path.glob(f"*{JOURNAL_SUFFIX}"))

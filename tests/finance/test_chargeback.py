@@ -191,3 +191,26 @@ def test_the_commands_import_reconcile_and_charge_back(finance_lake, tmp_path):
     assert cli("reconcile", "--period", "2026-13").returncode == 2
     refused = cli("tenants", "add", UNALLOCATED)
     assert refused.returncode == 2 and "reserved" in refused.stderr
+
+
+def test_even_over_a_cost_centre_and_a_team_gives_each_target_half(deviating_bill, tmp_path):
+    # CC-1001 has two teams (team-alpha, team-idle): together they get half, as team-west does
+    rules = _rules(tmp_path, "rules:\n  - name: guardrails\n    source: {usage_type: \"*Guardrail*\"}\n"
+                             "    method: even\n    targets: [CC-1001, team-west]\n")
+    cb = compute(rec=deviating_bill, rules=rules, teams=list(TEAMS), version=1)
+    shared = {r["team_id"]: r["allocated_shared_cost"] for r in cb.rows}
+    guardrail = Decimal("0.525")
+    assert shared["team-west"] == guardrail / 2
+    assert shared["team-alpha"] + shared["team-idle"] == guardrail / 2
+
+
+def test_a_rule_with_no_team_to_charge_is_one_clear_error(deviating_bill, tmp_path):
+    # GIVEN a rule for a cost centre that, in the organisation the chargeback runs with, has no team
+    rules = _rules(tmp_path, "rules:\n  - name: fees\n    source: {category: time_based}\n    method: even\n"
+                             "    targets: [CC-2002]\n")
+    org = [t for t in TEAMS if t.cost_center != "CC-2002"]
+    unmetered = type(deviating_bill)(**{**vars(deviating_bill), "team_metered": {
+        k: v for k, v in deviating_bill.team_metered.items() if k[0] != "team-beta"}})
+    # THEN the charge is not silently lost: one clear error names the rule
+    with pytest.raises(UserError, match=r"allocation rule 'fees' \(line 2\): no team to charge for 'CC-2002'"):
+        compute(rec=unmetered, rules=rules, teams=org, version=1)

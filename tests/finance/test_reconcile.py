@@ -155,3 +155,25 @@ def test_hourly_lines_are_summed_to_days(finance_lake, tmp_path):
     assert datetime(2026, 11, 10, tzinfo=UTC).date() in matched_days
     # only AWS-style rounding of the hourly amounts (10 decimals of 1K tokens) is left outside matched
     assert abs(rec.by_category().get("unmetered_usage", {}).get("billed_cost", ZERO)) < Decimal("1e-6")
+
+
+def test_a_billed_key_whose_quantity_nets_to_zero_keeps_its_dollars(finance_lake, tmp_path):
+    # GIVEN a bill line for a metered key with cost but no quantity (a correction netting to zero)
+    sonnet_input = "USE1-Claude3.5Sonnet-input-tokens"
+    lines = [li for li in month_bill(finance_lake) if not (li["line_item_usage_type"] == sonnet_input
+                                                           and li["line_item_usage_start_date"].day == 10)]
+    lines.append(extra_line(usage_type=sonnet_input, amount=0, cost=5))  # the key's only billed line that day
+    rec = _reconcile(finance_lake, lines, tmp_path, "zero-quantity")
+    # THEN its 5 dollars are reconciled (unmetered_usage), and the categories still add up to the bill exactly
+    assert rec.billed_total == _in_scope_total(lines)
+    assert any(r["category"] == "unmetered_usage" and r["model_id"] == SONNET and r["billed_cost"] == 5
+               and r["usage_date"].day == 10 for r in rec.rows)
+
+
+def test_sagemaker_endpoint_names_match_whatever_their_case(finance_lake, tmp_path):
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/support-bot-endpoint"
+    lines = [extra_line(usage_type="USE1-Host:ml.g5.xlarge", amount=24, cost=33.6, product_code="AmazonSageMaker",
+                        operation="RunInstance", pricing_unit="Hrs", resource_id=arn)]
+    rec = _reconcile(finance_lake, lines, tmp_path, "sagemaker", sagemaker_endpoints=("Support-Bot-Endpoint",))
+    assert rec.by_category()["time_based"]["billed_cost"] == Decimal("33.6")
+    assert _reconcile(finance_lake, lines, tmp_path, "sagemaker-other").by_category().get("time_based") is None

@@ -43,7 +43,7 @@ test: install focus-venv browser
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy common modelmeter ingest transforms pricing_catalog sql dashboards
+	$(VENV)/bin/mypy common modelmeter ingest transforms pricing_catalog sql dashboards finance
 	$(PY) app.py >/dev/null
 	$(VENV)/bin/cfn-lint --non-zero-exit-code error cdk.out/*.template.json
 

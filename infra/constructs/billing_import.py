@@ -24,10 +24,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -36,7 +33,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from common import constants as c
-from infra.constructs.functions import python_function, role_of
+from infra.constructs.functions import python_function, role_of, scheduled
 from infra.nag import acknowledge, acknowledge_kms_grant, nag_ref
 
 SERVICE = c.SERVICE_BILLING
@@ -104,24 +101,10 @@ class BillingImport(Construct):
             subnets=subnets, security_group=security_group, layers=layers, retry_attempts=2,
             dead_letter_queue=self.dead_letter_queue, package=package)
         self._grant_lake(bucket, key)
-        self.rule = events.Rule(
-            self, "Schedule", schedule=events.Schedule.expression(schedule),
+        self.rule, self.failure_alarm = scheduled(
+            self, function=self.function, dead_letter_queue=self.dead_letter_queue, schedule=schedule,
             description=f"modelmeter billing import of unit {unit_name}: this and last billing period",
-            targets=[targets.LambdaFunction(
-                self.function, retry_attempts=4, max_event_age=Duration.hours(2),
-                dead_letter_queue=self.dead_letter_queue,
-                event=events.RuleTargetInput.from_object({"source": "schedule"}))])
-        self.failure_alarm = cloudwatch.Alarm(
-            self, "Failures", alarm_description=f"modelmeter {unit_name}: the scheduled billing import failed",
-            # FILL: a run that never started (no Errors datapoint) but left a dead letter must still alarm.
-            metric=cloudwatch.MathExpression(
-                expression="FILL(errors, 0) + FILL(dead, 0)", label="failed runs", period=Duration.hours(1),
-                using_metrics={"errors": self.function.metric_errors(statistic="Sum"),
-                               "dead": self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                                   statistic="Maximum")}),
-            threshold=1, evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+            alarm_description=f"modelmeter {unit_name}: the scheduled billing import failed")
 
     def _allow_delivery(self, bucket: s3.IBucket, key: kms.IKey, payer_account: str) -> None:
         principals = [iam.ServicePrincipal(p) for p in DATA_EXPORTS_PRINCIPALS]

@@ -6,7 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -65,3 +68,26 @@ def role_of(function: lambda_.IFunction) -> iam.IRole:
     role = function.role
     assert role is not None, f"{function.node.path} has no execution role"
     return role
+
+
+def scheduled(scope: Construct, *, function: lambda_.Function, dead_letter_queue: sqs.IQueue, schedule: str,
+              description: str, alarm_description: str) -> tuple[events.Rule, cloudwatch.Alarm]:
+    """Run ``function`` on ``schedule`` (retried, then dead-lettered) and alarm on a failed run: the ``Schedule``
+    rule and the ``Failures`` alarm of a scheduled job (the transform, the billing import), under ``scope``."""
+    rule = events.Rule(
+        scope, "Schedule", schedule=events.Schedule.expression(schedule), description=description,
+        targets=[targets.LambdaFunction(
+            function, retry_attempts=4, max_event_age=Duration.hours(2), dead_letter_queue=dead_letter_queue,
+            event=events.RuleTargetInput.from_object({"source": "schedule"}))])
+    alarm = cloudwatch.Alarm(
+        scope, "Failures", alarm_description=alarm_description,
+        # FILL: a run that never started (no Errors datapoint) but left a dead letter must still alarm.
+        metric=cloudwatch.MathExpression(
+            expression="FILL(errors, 0) + FILL(dead, 0)", label="failed runs", period=Duration.hours(1),
+            using_metrics={"errors": function.metric_errors(statistic="Sum"),
+                           "dead": dead_letter_queue.metric_approximate_number_of_messages_visible(
+                               statistic="Maximum")}),
+        threshold=1, evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+    return rule, alarm

@@ -9,11 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from aws_cdk import Annotations, Duration
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -22,7 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from common import constants as c
-from infra.constructs.functions import python_function, role_of
+from infra.constructs.functions import python_function, role_of, scheduled
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
 
 # The handler's Powertools service name: the `service` dimension the quarantine-rate alarm selects on.
@@ -83,24 +80,10 @@ class TransformJob(Construct):
                 "modelmeter:transform-engine-athena",
                 f"unit {unit_name}: transform.engine 'athena' is accepted, but this build's transform handler runs "
                 "DuckDB only and refuses it, so every scheduled run will fail and alarm; set engine: duckdb")
-        self.rule = events.Rule(
-            self, "Schedule", schedule=events.Schedule.expression(schedule),
+        self.rule, self.failure_alarm = scheduled(
+            self, function=self.function, dead_letter_queue=self.dead_letter_queue, schedule=schedule,
             description=f"modelmeter transform of unit {unit_name}: yesterday and today (UTC)",
-            targets=[targets.LambdaFunction(
-                self.function, retry_attempts=4, max_event_age=Duration.hours(2),
-                dead_letter_queue=self.dead_letter_queue,
-                event=events.RuleTargetInput.from_object({"source": "schedule"}))])
-        self.failure_alarm = cloudwatch.Alarm(
-            self, "Failures", alarm_description=f"modelmeter {unit_name}: the scheduled transform failed",
-            # FILL: a run that never started (no Errors datapoint) but left a dead letter must still alarm.
-            metric=cloudwatch.MathExpression(
-                expression="FILL(errors, 0) + FILL(dead, 0)", label="failed runs", period=Duration.hours(1),
-                using_metrics={"errors": self.function.metric_errors(statistic="Sum"),
-                               "dead": self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                                   statistic="Maximum")}),
-            threshold=1, evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+            alarm_description=f"modelmeter {unit_name}: the scheduled transform failed")
 
     def _grant_lake(self, bucket: s3.IBucket, key: kms.IKey) -> None:
         bucket.grant_read(self.function)

@@ -16,22 +16,29 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 install: $(STAMP)
 
+# Each long step says what it does, how long a first run takes, and when it is done (seconds measured).
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	@echo "install: Python packages into $(VENV) from requirements.lock (first run: about 2-3 minutes, 1.5 GB; then seconds)"
+	@start=$$SECONDS; test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . ; \
+	echo "install: done in $$((SECONDS - start)) s"
+	@touch $(STAMP)
 
 focus-venv: $(FOCUS_STAMP)
 
 $(FOCUS_STAMP): requirements-focus.lock
-	test -x $(FOCUS_VENV)/bin/python || $(PYTHON312) -m venv $(FOCUS_VENV)
-	$(FOCUS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-focus.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
-	touch $(FOCUS_STAMP)
+	@echo "install: the FOCUS validator into $(FOCUS_VENV) (Python 3.12; first run: about a minute)"
+	@start=$$SECONDS; test -x $(FOCUS_VENV)/bin/python || $(PYTHON312) -m venv $(FOCUS_VENV); \
+	$(FOCUS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-focus.lock 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+	echo "install: FOCUS validator done in $$((SECONDS - start)) s"
+	@touch $(FOCUS_STAMP)
 
 # Debian's Chromium, for the dashboard's browser test (CI runs as root on a fresh machine).
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null || { echo "install: Debian's chromium for the browser tests (first run: about a minute)"; \
+	  start=$$SECONDS; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  echo "install: chromium done in $$((SECONDS - start)) s"; }
 
 demo: install focus-venv
 	$(VENV)/bin/modelmeter demo

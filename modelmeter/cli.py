@@ -96,6 +96,7 @@ _HANDLERS = {
     "keys create": "modelmeter.commands.tenants:run_keys_create",
     "sql render": "modelmeter.commands.sql_render:run",
     "export focus": "modelmeter.commands.export_focus:run",
+    "export statements": "modelmeter.commands.statements:run",
     "dashboard": "modelmeter.commands.dashboard:run",
     "billing import": "modelmeter.commands.billing:run_import",
     "billing usage-types": "modelmeter.commands.billing:run_usage_types",
@@ -153,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="per team × model cost for a range of days")
     _add_lake(p)
+    p.add_argument("--wide", action="store_true",
+                   help="the table with every column, whatever the terminal's width (default: what fits)")
     _add_range(p, required=False)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="report")
@@ -198,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_range(p)
     p.add_argument("--out", required=True, metavar="FILE.parquet")
     p.set_defaults(command_key="export focus")
+    p = export.add_parser("statements", help="one printable chargeback statement per cost centre of a billing "
+                                             "period (HTML; PDF when chromium is installed) and an index.html")
+    _add_lake(p)
+    _add_period(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--no-pdf", action="store_true", help="write the HTML pages only")
+    p.set_defaults(command_key="export statements")
 
     billing = sub.add_parser("billing", help="the AWS bill (CUR 2.0)").add_subparsers(
         dest="billing_command", required=True, metavar="ACTION")

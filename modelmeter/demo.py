@@ -45,7 +45,7 @@ from ingest.server import start_background
 from ingest.tenants import LocalTenantRegistry
 from modelmeter.demo_close import month_end_close
 from sql.reference import write_teams
-from transforms.report import format_table, report_rows
+from transforms.report import fit_columns, format_table, report_rows
 from transforms.run import transform_range
 
 MARKER = ".modelmeter-demo"
@@ -431,7 +431,9 @@ def run(args: argparse.Namespace) -> int:
     print()
 
     print(f"Chargeback {first_day} … {last_day}, USD, exact (every column: `modelmeter report --lake {lake.uri}`)")
-    print(format_table(report_rows(lake=lake, date_from=first_day, date_to=last_day), columns=CHARGEBACK_COLUMNS))
+    rows = report_rows(lake=lake, date_from=first_day, date_to=last_day)
+    columns, id_widths = fit_columns(rows, width=shutil.get_terminal_size().columns)
+    print(format_table(rows, columns=tuple(c for c in CHARGEBACK_COLUMNS if c in columns), id_widths=id_widths))
     print()
     done = _step("month-end close: a SIMULATED AWS bill (CUR 2.0) of this traffic, imported and reconciled")
     month_end_close(lake=lake, registry_dir=registry_file.parent, teams=registry.list_teams(), first_day=first_day,

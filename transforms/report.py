@@ -70,10 +70,59 @@ def text_cell(row: dict[str, Any], column: str) -> str:
     return money_text(value) if column in MONEY else str(value)
 
 
-def format_table(rows: list[dict[str, Any]], *, columns: tuple[str, ...] = COLUMNS) -> str:
-    """Aligned text table with a totals row (``columns``: a subset of :data:`COLUMNS`, team and model first)."""
-    body = [[text_cell(r, c) for c in columns] for r in rows]
-    total = [text_cell(totals(rows), c) for c in columns]
+#: The table's columns by how much a reader needs them: what fits the terminal is shown, in COLUMNS' order.
+PRIORITY: tuple[str, ...] = ("team_id", "model_id", "total_cost", "invocations", "input_tokens", "output_tokens",
+                             "input_cost", "output_cost", "unpriced_invocations",
+                             *(c for c in COLUMNS if c not in ("team_id", "model_id", "total_cost", "invocations",
+                                                               "input_tokens", "output_tokens", "input_cost",
+                                                               "output_cost", "unpriced_invocations")))
+#: The narrowest a shortened id may get (``us.anthr…4-5-v1:0``), and how narrow it may get to make room for numbers.
+MIN_ID_WIDTH = 16
+COMFORT_ID_WIDTH = {"model_id": 30, "team_id": 18}
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut in the middle with ``…`` to ``width`` characters (model ids differ at both ends)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def fit_columns(rows: list[dict[str, Any]], *, width: int) -> tuple[tuple[str, ...], dict[str, int]]:
+    """The columns that fit a terminal ``width`` wide (by :data:`PRIORITY`; team, model and total always) and the
+    widths the id columns are shortened to, so that no line is longer than ``width``.
+
+    The ids may give up width (down to :data:`COMFORT_ID_WIDTH`) to make room for more numbers; what is left over
+    goes back to them. Numbers are never cut."""
+    cells = [*rows, totals(rows)]
+    need = {c: max(len(c), *(len(text_cell(r, c)) for r in cells)) for c in COLUMNS}
+    room = {c: min(need[c], COMFORT_ID_WIDTH.get(c, need[c])) for c in COLUMNS}
+    chosen = list(PRIORITY[:3])
+    for c in PRIORITY[3:]:
+        if sum(room[x] for x in [*chosen, c]) + 2 * len(chosen) <= width:
+            chosen.append(c)
+    spare = width - (sum(need[x] for x in chosen) + 2 * (len(chosen) - 1))
+    ids: dict[str, int] = {}
+    for c in ("model_id", "team_id"):  # the ids give up width first
+        if spare < 0:
+            ids[c] = max(MIN_ID_WIDTH, need[c] + spare)
+            spare += need[c] - ids[c]
+    return tuple(c for c in COLUMNS if c in chosen), ids
+
+
+def format_table(rows: list[dict[str, Any]], *, columns: tuple[str, ...] = COLUMNS,
+                 id_widths: dict[str, int] | None = None) -> str:
+    """Aligned text table with a totals row (``columns``: a subset of :data:`COLUMNS`, team and model first);
+    ``id_widths`` shortens those columns' text to fit (see :func:`fit_columns`)."""
+    cut = id_widths or {}
+
+    def cell(row: dict[str, Any], c: str) -> str:
+        text = text_cell(row, c)
+        return shorten(text, cut[c]) if c in cut else text
+
+    body = [[cell(r, c) for c in columns] for r in rows]
+    total = [cell(totals(rows), c) for c in columns]
     widths = [max(len(c), *(len(line[i]) for line in [*body, total])) for i, c in enumerate(columns)]
 
     def line(cells: list[str]) -> str:

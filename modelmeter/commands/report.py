@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sys
 from typing import Any
 
 from common.errors import UserError
 from common.lake import Lake
-from transforms.report import COLUMNS, MONEY, format_table, money_text, report_rows, text_cell
+from transforms.report import COLUMNS, MONEY, fit_columns, format_table, money_text, report_rows, text_cell
 
 
 def run(args: Any) -> int:
@@ -26,6 +27,15 @@ def run(args: Any) -> int:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows([text_cell(r, c) for c in COLUMNS] for r in rows)
-    else:
+    elif args.wide:
         print(format_table(rows))
+    else:
+        width = shutil.get_terminal_size().columns
+        columns, id_widths = fit_columns(rows, width=width)
+        print(format_table(rows, columns=columns, id_widths=id_widths))
+        hidden = len(COLUMNS) - len(columns)
+        if hidden or id_widths:
+            print(f"({hidden} more column{'s' if hidden != 1 else ''}{' and ids shortened' if id_widths else ''} to "
+                  f"fit {width} columns: --wide shows everything; --format csv or json for scripts)",
+                  file=sys.stderr)
     return 0

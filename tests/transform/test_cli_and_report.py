@@ -15,7 +15,7 @@ from common.lake import Lake
 from modelmeter.cli import main
 from pricing_catalog import interval_at, load_catalog
 from tests.transform.conftest import DAY, MIDNIGHT, event
-from transforms.report import COLUMNS, format_table, money_text, report_rows
+from transforms.report import COLUMNS, format_table, money_text, report_rows, shorten
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -74,7 +74,8 @@ def test_report_range_and_csv(cli_lake, capsys):
 
 def test_report_table_has_a_totals_row(cli_lake, capsys):
     lake_dir, _ = cli_lake
-    assert main(["report", "--from", str(DAY), "--to", str(DAY + timedelta(days=1)), "--lake", lake_dir]) == 0
+    assert main(["report", "--from", str(DAY), "--to", str(DAY + timedelta(days=1)), "--lake", lake_dir,
+                 "--wide"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:8] == list(COLUMNS[:8])
     rows = report_rows(lake=Lake.open(lake_dir))
@@ -111,3 +112,24 @@ def test_bad_jsonl_lines_stay_in_ingest_quarantine_after_transform(tmp_path, cap
     lake = Lake.open(lake_dir)
     names = [p.rsplit("/", 1)[1] for p in lake.list_files("quarantine/usage_events")]
     assert any(n.startswith("ingest-") for n in names)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_report_table_fits_the_terminal(cli_lake, capsys, monkeypatch, width):
+    # GIVEN a terminal of 80 or 120 columns (shutil.get_terminal_size reads COLUMNS)
+    lake_dir, _ = cli_lake
+    monkeypatch.setenv("COLUMNS", str(width))
+    # WHEN the table is printed
+    assert main(["report", "--lake", lake_dir]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    # THEN no line wraps, team, model and total are there with the totals row, and stderr says how to see the rest
+    assert max(len(line) for line in lines) <= width
+    assert lines[0].split()[:2] == ["team_id", "model_id"] and "total_cost" in lines[0]
+    assert lines[-1].split()[0] == "TOTAL"
+    assert "--wide shows everything" in captured.err
+
+
+def test_a_long_model_id_is_shortened_in_the_middle():
+    assert shorten("us.anthropic.claude-3-5-haiku-20241022-v1:0", 20) == "us.anthro…41022-v1:0"  # 9 + 1 + 10 characters
+    assert shorten("short", 20) == "short"

@@ -75,8 +75,10 @@ def _table(table: Table) -> str:
         body = f'<tr><td class="empty" colspan="{len(table.columns)}">Nothing in this period</td></tr>'
     note = f'<p class="note">{escape(table.note)}</p>' if table.note else ""
     return (f'<section id="section-{table.table_id}"><h2>{escape(table.title)}</h2>{note}'
+            # the wrapper scrolls sideways inside the card on a narrow screen; focusable so a keyboard can scroll it
+            f'<div class="scroll" role="region" aria-label="{escape(table.title)}" tabindex="0">'
             f'<table class="sortable" id="table-{table.table_id}" data-rows="{len(table.rows)}">'
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>")
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div></section>")
 
 
 def _charts(data: ReportData) -> dict[str, str]:

@@ -161,7 +161,10 @@ def gather(*, con: duckdb.DuckDBPyConnection, lake: Lake, period: str, config: R
     lines: dict[str | None, list[TeamLine]] = defaultdict(list)
     unallocated = None
     for r in record:
-        line = TeamLine(r["team_id"], *(Decimal(r[c]) for c in MONEY_COLUMNS), r["rules"])
+        line = TeamLine(team_id=r["team_id"], metered_list_cost=Decimal(r["metered_list_cost"]),
+                        price_adjustment=Decimal(r["price_adjustment"]),
+                        allocated_shared_cost=Decimal(r["allocated_shared_cost"]),
+                        chargeback_cost=Decimal(r["chargeback_cost"]), rules=r["rules"])
         if r["team_id"] == UNALLOCATED:
             unallocated = line
         else:

@@ -1,98 +1,120 @@
-"""Test helpers: drive Debian's headless Chromium, read its PNG screenshots and its DOM dumps.
+"""Test helpers: the dashboard in a real browser (Playwright driving Debian's Chromium) and a static DOM index.
 
-No PIL here, so :func:`read_png` is a minimal decoder (8-bit RGB/RGBA, the five PNG row filters) using numpy for
-the filters that vectorise. :class:`DomIndex` collects elements with the chart (``svg[data-chart]``) they sit in.
+:func:`launch` starts Debian's Chromium (``shutil.which("chromium")``) through Playwright; no browser is
+downloaded. :func:`layout_problems` lists what is wrong with a rendered page's layout (sideways scroll, charts
+wider than the viewport, text clipped by its chart, charts without an accessible name, tables without header
+cells); an empty list is a good page. :class:`DomIndex` collects the elements of static HTML with the chart
+(``svg[data-chart]``) they sit in (test_html.py reads the page without a browser).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
-import struct
-import subprocess
-import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, Playwright
 
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                  "--no-first-run", "--disable-extensions", "--hide-scrollbars")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ARTEFACTS_ENV = "MODELMETER_TEST_ARTEFACTS"  # a directory: screenshots are copied there when it is set
 
 
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@dataclass(frozen=True)
-class BrowserRun:
-    stdout: str
-    console: list[str]  # lines Chromium logged from the page's console (errors, CSP violations, …)
-
-
-def run_chromium(url: str, *args: str, profile: Path, timeout: float = 60) -> BrowserRun:
+def launch(playwright: Playwright) -> Browser:
     binary = chromium()
     assert binary, "chromium is not installed"
-    proc = subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
-                          capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {proc.stderr[-2000:]}"
-    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
-    return BrowserRun(stdout=proc.stdout, console=console)
+    return playwright.chromium.launch(executable_path=binary, args=CHROMIUM_ARGS, timeout=60_000)
 
 
-def read_png(path: Path) -> np.ndarray:
-    """The image as a ``height × width × channels`` uint8 array (8-bit RGB or RGBA, non-interlaced)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    pos, idat, header = 8, bytearray(), None
-    while pos < len(data):
-        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        chunk = data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", chunk)
-        elif kind == b"IDAT":
-            idat += chunk
-        pos += 12 + length
-    assert header, "no IHDR chunk"
-    width, height, depth, colour, _, _, interlace = header
-    assert depth == 8 and colour in (2, 6) and interlace == 0, f"unsupported PNG {header}"
-    bpp = 3 if colour == 2 else 4
-    raw = np.frombuffer(zlib.decompress(bytes(idat)), dtype=np.uint8).reshape(height, 1 + width * bpp)
-    return _unfilter(raw, width, bpp).reshape(height, width, bpp)
+@dataclass
+class Visit:
+    """A page opened in the browser, with what it logged: console errors and uncaught exceptions."""
+
+    page: Page
+    console_errors: list[str]
+    page_errors: list[str]
 
 
-def _unfilter(raw: np.ndarray, width: int, bpp: int) -> np.ndarray:
-    out = np.zeros((raw.shape[0], width * bpp), dtype=np.uint8)
-    prior = np.zeros(width * bpp, dtype=np.uint8)
-    for y, row in enumerate(raw):
-        kind, line = int(row[0]), row[1:]
-        if kind == 0:
-            cur = line.copy()
-        elif kind == 1:  # Sub: running sum per channel
-            cur = (np.cumsum(line.reshape(width, bpp).astype(np.int64), axis=0) % 256).astype(np.uint8).ravel()
-        elif kind == 2:  # Up
-            cur = line + prior
-        else:  # Average and Paeth depend on the byte just decoded: byte by byte
-            cur = _sequential(kind, line.tolist(), prior.tolist(), bpp)
-        out[y] = cur
-        prior = out[y]
-    return out
+@contextmanager
+def visit(browser: Browser, url: str, *, width: int, height: int = 900, media: Literal["screen", "print"] = "screen"
+          ) -> Iterator[Visit]:
+    """``url`` in a fresh browser context of ``width`` × ``height`` CSS pixels (``media``: screen or print)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        seen = Visit(page, [], [])
+        page.on("console", lambda m: seen.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: seen.page_errors.append(str(e)))
+        page.emulate_media(media=media)
+        page.goto(url, wait_until="load")
+        yield seen
+    finally:
+        context.close()
 
 
-def _sequential(kind: int, line: list[int], prior: list[int], bpp: int) -> np.ndarray:
-    cur = [0] * len(line)
-    for i, value in enumerate(line):
-        left = cur[i - bpp] if i >= bpp else 0
-        up = prior[i]
-        if kind == 3:
-            cur[i] = (value + (left + up) // 2) & 0xFF
-            continue
-        corner = prior[i - bpp] if i >= bpp else 0
-        p = left + up - corner
-        pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-        pred = left if pa <= pb and pa <= pc else up if pb <= pc else corner
-        cur[i] = (value + pred) & 0xFF
-    return np.array(cur, dtype=np.uint8)
+# Runs in the page: every layout rule the dashboard promises, as a list of human-readable problems.
+_LAYOUT_JS = """
+() => {
+  const problems = [], root = document.documentElement, vw = window.innerWidth, slack = 0.5;
+  if (root.scrollWidth > vw) problems.push(`page scrolls sideways: scrollWidth ${root.scrollWidth} > ${vw}`);
+  const charts = Array.from(document.querySelectorAll("svg.chart"));
+  if (!charts.length) problems.push("no chart on the page");
+  for (const svg of charts) {
+    const id = svg.getAttribute("data-chart"), box = svg.getBoundingClientRect();
+    if (box.width > vw + slack) problems.push(`chart ${id} is ${box.width}px wide in a ${vw}px viewport`);
+    if (box.left < -slack || box.right > vw + slack) problems.push(`chart ${id} sticks out of the viewport`);
+    const title = svg.querySelector(":scope > title");
+    if (svg.getAttribute("role") !== "img" || !((svg.getAttribute("aria-label") || "").trim()
+        || (title && title.textContent.trim()))) problems.push(`chart ${id} has no accessible name`);
+    for (const text of svg.querySelectorAll("text")) {
+      const t = text.getBoundingClientRect();
+      if (t.left < box.left - slack || t.right > box.right + slack || t.top < box.top - slack
+          || t.bottom > box.bottom + slack)
+        problems.push(`chart ${id}: text "${text.textContent}" is clipped (${Math.round(t.left)}..`
+                      + `${Math.round(t.right)} x ${Math.round(t.top)}..${Math.round(t.bottom)} outside `
+                      + `${Math.round(box.left)}..${Math.round(box.right)} x ${Math.round(box.top)}..`
+                      + `${Math.round(box.bottom)})`);
+    }
+  }
+  for (const table of document.querySelectorAll("table")) {
+    if (!table.querySelectorAll("thead th").length) problems.push(`table ${table.id} has no header cells`);
+    const scroller = table.closest(".scroll");
+    if (!scroller) problems.push(`table ${table.id} has no scrolling wrapper`);
+  }
+  return problems;
+}
+"""
+
+
+def layout_problems(page: Page) -> list[str]:
+    problems: Any = page.evaluate(_LAYOUT_JS)
+    return list(problems)
+
+
+def keep_artefact(path: Path) -> Path:
+    """Copy ``path`` into ``$MODELMETER_TEST_ARTEFACTS`` when that is set (it stays in the pytest tmp dir too)."""
+    target = os.environ.get(ARTEFACTS_ENV)
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, Path(target) / path.name)
+    return path
+
+
+def save_screenshot(page: Page, path: Path) -> Path:
+    """A full-page screenshot at ``path``, kept as an artefact (:func:`keep_artefact`)."""
+    page.screenshot(path=str(path), full_page=True)
+    return keep_artefact(path)
 
 
 @dataclass

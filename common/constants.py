@@ -59,6 +59,8 @@ ENV_FISCAL_MONTH_START = "MODELMETER_FISCAL_MONTH_START"
 TABLE_TEAMS = "teams"
 
 # Deployment (infra/ sets these on the Lambdas; the runtime reads them).
+#: Comma-separated event providers the AWS bill covers (default bedrock,sagemaker; the demo's lake adds simulator).
+ENV_BILLED_PROVIDERS = "MODELMETER_BILLED_PROVIDERS"
 ENV_SAGEMAKER_ENDPOINTS = "MODELMETER_SAGEMAKER_ENDPOINTS"  # JSON: model id -> {"endpoint_name", "inference_component"}
 ENV_TRANSFORM_ENGINE = "MODELMETER_TRANSFORM_ENGINE"  # duckdb | athena
 ENV_ATHENA_WORKGROUP = "MODELMETER_ATHENA_WORKGROUP"

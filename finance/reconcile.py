@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from common.constants import CURATED_RECONCILIATION, ENV_SAGEMAKER_ENDPOINTS
+from common.constants import CURATED_RECONCILIATION, ENV_BILLED_PROVIDERS, ENV_SAGEMAKER_ENDPOINTS
 from common.contracts import COST_OF, DIMENSION_OF, reconciliation_schema
 from common.errors import UserError
 from common.lake import Lake
@@ -314,7 +314,8 @@ def store(*, lake: Lake, reconciliation: Reconciliation) -> str:
 
 def scope_from_environment(environ: Mapping[str, str], *, include_tax: bool = False) -> Scope:
     """The deployment's scope: the SageMaker endpoints of ``$MODELMETER_SAGEMAKER_ENDPOINTS`` (JSON of model id →
-    ``{"endpoint_name": …}``, as infra sets it on the Lambdas), and tax as asked.
+    ``{"endpoint_name": …}``, as infra sets it on the Lambdas), the providers of ``$MODELMETER_BILLED_PROVIDERS``
+    (comma-separated; default bedrock,sagemaker), and tax as asked.
 
     Raises:
         UserError: the variable is set but is not that JSON.
@@ -324,4 +325,6 @@ def scope_from_environment(environ: Mapping[str, str], *, include_tax: bool = Fa
         names = tuple(v["endpoint_name"] for v in json.loads(endpoints).values()) if endpoints else ()
     except (ValueError, AttributeError, KeyError, TypeError):
         raise UserError(f"${ENV_SAGEMAKER_ENDPOINTS} is not JSON of model id → {{\"endpoint_name\": …}}") from None
-    return Scope(include_tax=include_tax, sagemaker_endpoints=names)
+    providers = tuple(p.strip() for p in environ.get(ENV_BILLED_PROVIDERS, "").split(",") if p.strip())
+    return Scope(include_tax=include_tax, sagemaker_endpoints=names,
+                 **({"metered_providers": providers} if providers else {}))

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from common.constants import ENV_BILLED_PROVIDERS
 from common.contracts import UNALLOCATED, Team
 from common.lake import Lake
 from finance.allocation import load_rules
@@ -64,6 +65,9 @@ def month_end_close(*, lake: Lake, registry_dir: Path, teams: list[Team], first_
     chargeback = compute(rec=rec, rules=rules, teams=teams, version=next_version(lake=lake, period=period))
     store(lake=lake, chargeback=chargeback)
     _print(period, snapshot.rows, rec, chargeback.rows, rules_file)
+    print(f"  by hand on this lake (its simulator events stand for Bedrock calls): "
+          f"{ENV_BILLED_PROVIDERS}={','.join(DEMO_SCOPE.metered_providers)} modelmeter chargeback --period {period} "
+          f"--lake {lake.uri} --tenants {registry_dir / 'tenants.json'}")
 
 
 def _print(period: str, lines: int, rec: Reconciliation, rows: list[dict[str, Any]], rules_file: Path) -> None:

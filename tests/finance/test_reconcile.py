@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from common.contracts import RECONCILIATION_CATEGORIES
+from common.errors import UserError
 from finance.cur import import_export
-from finance.reconcile import Scope, reconcile, store
+from finance.reconcile import Scope, reconcile, scope_from_environment, store
 from finance.usage_types import load_usage_types
 from modelmeter.simulated_bill import write_cur
 
@@ -177,3 +178,12 @@ def test_sagemaker_endpoint_names_match_whatever_their_case(finance_lake, tmp_pa
     rec = _reconcile(finance_lake, lines, tmp_path, "sagemaker", sagemaker_endpoints=("Support-Bot-Endpoint",))
     assert rec.by_category()["time_based"]["billed_cost"] == Decimal("33.6")
     assert _reconcile(finance_lake, lines, tmp_path, "sagemaker-other").by_category().get("time_based") is None
+
+
+def test_the_scope_comes_from_the_environment():
+    scope = scope_from_environment({"MODELMETER_BILLED_PROVIDERS": "bedrock, simulator",
+                                    "MODELMETER_SAGEMAKER_ENDPOINTS": '{"m": {"endpoint_name": "ep-1"}}'})
+    assert scope.metered_providers == ("bedrock", "simulator") and scope.sagemaker_endpoints == ("ep-1",)
+    assert scope_from_environment({}).metered_providers == ("bedrock", "sagemaker")
+    with pytest.raises(UserError, match="MODELMETER_SAGEMAKER_ENDPOINTS"):
+        scope_from_environment({"MODELMETER_SAGEMAKER_ENDPOINTS": "nope"})

@@ -228,16 +228,11 @@ _JOURNAL_FAILS_THEN_CRASH = """
 import json, os, signal, sys, time
 from pathlib import Path
 from ingest.emit import Emitter
+from tests.faults.harness import fill_disk
 spool, event = Path(sys.argv[1]), json.loads(sys.argv[2])
 emitter = Emitter(deliver=lambda batch: [], spool_dir=spool, start=False)
 emitter.emit({**event, "event_id": "warm-up"})  # the spool's files exist before the disk fills
-filler = spool.parent / "filler.bin"
-with open(filler, "wb", buffering=0) as out:
-    try:
-        while True:
-            out.write(b"x" * 4096)
-    except OSError:
-        pass
+filler = fill_disk(spool.parent)
 emitter.open_call({**event, "status": "unknown"})  # the journal cannot take it: memory only
 filler.unlink()
 emitter._drain_backlog()  # the disk is back: the next pass writes the open call to a new journal

@@ -11,8 +11,8 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -635,8 +635,21 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class CostCenterSpan:
+    """From ``effective_from`` (a UTC day; ``None``: since always) the team is charged to ``cost_center``."""
+
+    effective_from: date | None
+    cost_center: str | None
+
+
+@dataclass(frozen=True)
 class Team:
-    """A tenant. ``allowed_models`` are fnmatch patterns over the model id as invoked (``*`` = any)."""
+    """A tenant. ``allowed_models`` are fnmatch patterns over the model id as invoked (``*`` = any).
+
+    The organisation is dated: ``cost_center_history`` holds the team's cost centres with the UTC day each took
+    effect, oldest first (empty: ``cost_center`` since always). ``cost_center`` is the latest assignment; what a
+    day or a billing period is charged to is :meth:`cost_center_on` that day.
+    """
 
     team_id: str
     cost_center: str | None = None
@@ -644,16 +657,61 @@ class Team:
     allowed_models: tuple[str, ...] = ("*",)
     limits: Limits = field(default_factory=Limits)
     business_unit: str | None = None
+    cost_center_history: tuple[CostCenterSpan, ...] = ()
+
+    def spans(self) -> tuple[CostCenterSpan, ...]:
+        """The history, never empty: ``(since always, cost_center)`` for a team that never moved."""
+        return self.cost_center_history or (CostCenterSpan(None, self.cost_center),)
+
+    def cost_center_on(self, day: date) -> str | None:
+        """The cost centre in force on ``day`` (``None`` before the team's first dated assignment)."""
+        current: str | None = None
+        for span in self.spans():
+            if span.effective_from is None or span.effective_from <= day:
+                current = span.cost_center
+        return current
+
+    def moved(self, cost_center: str | None, *, effective_from: date | None) -> Team:
+        """This team charged to ``cost_center`` from ``effective_from`` on (``None``: since always, rewriting the
+        history); an assignment of the same day is replaced, earlier ones are kept."""
+        if effective_from is None:
+            spans: list[CostCenterSpan] = [CostCenterSpan(None, cost_center)]
+        else:
+            kept = [s for s in self.spans() if s.effective_from != effective_from]
+            if not self.cost_center_history and self.cost_center is None:
+                kept = []  # never assigned: nothing was in force before
+            spans = sorted([*kept, CostCenterSpan(effective_from, cost_center)],
+                           key=lambda s: s.effective_from or date.min)
+        return replace(self, cost_center=spans[-1].cost_center, cost_center_history=tuple(spans))
+
+    def history_json(self) -> list[dict[str, str | None]]:
+        """The history as JSON values (both registries store it so)."""
+        return [{"effective_from": s.effective_from.isoformat() if s.effective_from else None,
+                 "cost_center": s.cost_center} for s in self.cost_center_history]
+
+
+def history_from_json(values: list[dict[str, Any]] | None) -> tuple[CostCenterSpan, ...]:
+    """The inverse of :meth:`Team.history_json`."""
+    return tuple(CostCenterSpan(date.fromisoformat(v["effective_from"]) if v.get("effective_from") else None,
+                                v.get("cost_center")) for v in values or ())
 
 
 def teams_schema() -> pa.Schema:
-    """Parquet schema of ``reference/teams/teams.parquet``."""
+    """Parquet schema of ``reference/teams/teams.parquet``: one row per team and cost-centre assignment."""
     return pa.schema([
         pa.field("team_id", pa.string(), nullable=False, metadata={"description": "The tenant."}),
-        pa.field("cost_center", pa.string(), metadata={"description": "Cost centre charged for the team."}),
+        pa.field("cost_center", pa.string(),
+                 metadata={"description": "Cost centre charged for the team from effective_from to effective_to."}),
         pa.field("monthly_budget_usd", MONEY,
                  metadata={"description": "Monthly (fiscal-month) budget, USD; NULL when none."}),
         pa.field("business_unit", pa.string(), metadata={"description": "Deployment or business unit."}),
+        pa.field("effective_from", pa.date32(),
+                 metadata={"description": "First UTC day of this assignment; NULL: since always."}),
+        pa.field("effective_to", pa.date32(),
+                 metadata={"description": "Day the next assignment starts (exclusive); NULL: still in force."}),
+        pa.field("is_current", pa.bool_(),
+                 metadata={"description": "The team's latest assignment (one row per team; NULL in files written "
+                                          "before the organisation was dated, which hold one row per team)."}),
     ])
 
 

@@ -154,7 +154,8 @@ def gather(*, con: duckdb.DuckDBPyConnection, lake: Lake, period: str, config: R
                    [first, last]):
         models[r["team_id"]].append(ModelLine(r["team_id"], r["provider"], r["model_id"], Decimal(r["cost"] or 0),
                                               r["provider"] in providers))
-    registry = _rows(con, "select team_id, cost_center, monthly_budget_usd from teams order by team_id", [])
+    registry = _rows(con, "select team_id, cost_center, monthly_budget_usd from teams "
+                                "where coalesce(is_current, true) order by team_id", [])
     burn = {r["team_id"]: r for r in _rows(con, """select team_id, fiscal_month_start, fiscal_month_end,
                 spend_to_date from budget_burn where fiscal_month_start between ? and ?
                 order by fiscal_month_start""", [first, last])}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.constants import DEFAULT_LAKE, ENV_LAKE, ENV_TENANTS
-from common.contracts import Limits, Team
+from common.contracts import Limits, Team, history_from_json
 from common.errors import UserError
 from ingest.ports import KeyRecord, hash_key
 
@@ -41,6 +41,7 @@ def _team_to_json(team: Team) -> dict[str, Any]:
     out = asdict(team)
     out["monthly_budget_usd"] = None if team.monthly_budget_usd is None else str(team.monthly_budget_usd)
     out["allowed_models"] = list(team.allowed_models)
+    out["cost_center_history"] = team.history_json()
     return out
 
 
@@ -49,7 +50,8 @@ def _team_from_json(obj: dict[str, Any]) -> Team:
     return Team(team_id=obj["team_id"], cost_center=obj.get("cost_center"),
                 monthly_budget_usd=None if budget is None else Decimal(budget),
                 allowed_models=tuple(obj.get("allowed_models") or ("*",)),
-                limits=Limits(**(obj.get("limits") or {})), business_unit=obj.get("business_unit"))
+                limits=Limits(**(obj.get("limits") or {})), business_unit=obj.get("business_unit"),
+                cost_center_history=history_from_json(obj.get("cost_center_history")))
 
 
 class LocalTenantRegistry:

@@ -1,4 +1,4 @@
-"""Reference data beside the curated tables: ``reference/teams`` (cost centre, monthly budget, business unit).
+"""Reference data beside the curated tables: ``reference/teams`` (dated cost centre, monthly budget, business unit).
 
 The tenant registry is the source (``modelmeter tenants add`` calls :func:`write_teams` with every team); the views
 join this table for chargeback by cost centre and for budget burn. Re-written whole each time: it is small.
@@ -34,15 +34,21 @@ def _budget(team: Team) -> Decimal | None:
 
 
 def teams_table(*, teams: Sequence[Team]) -> pa.Table:
-    """The teams as a table of :func:`teams_schema`, sorted by team id; a team id may appear only once."""
+    """The teams as a table of :func:`teams_schema`, sorted by team id: one row per cost-centre assignment (the
+    dated organisation: a view joins the row in force on the usage day); a team id may appear only once."""
     seen: set[str] = set()
     rows = []
     for team in sorted(teams, key=lambda t: t.team_id):
         if team.team_id in seen:
             raise ValueError(f"team {team.team_id} is listed twice")
         seen.add(team.team_id)
-        rows.append({"team_id": team.team_id, "cost_center": team.cost_center,
-                     "monthly_budget_usd": _budget(team), "business_unit": team.business_unit})
+        spans = team.spans()
+        for i, span in enumerate(spans):
+            last = i == len(spans) - 1
+            rows.append({"team_id": team.team_id, "cost_center": span.cost_center,
+                         "monthly_budget_usd": _budget(team), "business_unit": team.business_unit,
+                         "effective_from": span.effective_from,
+                         "effective_to": None if last else spans[i + 1].effective_from, "is_current": last})
     return pa.Table.from_pylist(rows, schema=teams_schema())
 
 

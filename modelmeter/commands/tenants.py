@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -25,20 +26,35 @@ def _budget(value: str | None) -> Decimal | None:
         raise UserError(f"--monthly-budget {value!r} must be a non-negative amount of USD")
     return budget
 
-def _merged(team: Team, args: Any) -> Team:
+def _merged(team: Team, args: Any, effective_from: date | None = None) -> Team:
     """The team with the options given on the command line; an option left out keeps the team's current value."""
     given = {name: getattr(args, name, None) for name in ("cost_center", "monthly_budget", "allow", "rps",
                                                           "daily_tokens")}
     limits = replace(team.limits, **{k: v for k, v in (("requests_per_second", given["rps"]),
                                                        ("daily_tokens", given["daily_tokens"])) if v is not None})
     changes: dict[str, Any] = {"limits": limits}
-    if given["cost_center"] is not None:
-        changes["cost_center"] = given["cost_center"]
     if given["monthly_budget"] is not None:
         changes["monthly_budget_usd"] = _budget(given["monthly_budget"])
     if given["allow"]:
         changes["allowed_models"] = tuple(given["allow"])
-    return replace(team, **changes)
+    team = replace(team, **changes)
+    if given["cost_center"] is not None and (given["cost_center"] != team.cost_center or effective_from):
+        team = team.moved(given["cost_center"], effective_from=effective_from)
+    return team
+
+
+def _effective_from(args: Any, existing: Team | None) -> date | None:
+    """``--from``; without it a new team's cost centre holds since always and an existing team's move from today
+    (UTC), so the months already charged keep their cost centre."""
+    given = getattr(args, "effective_from", None)
+    if given is not None:
+        if getattr(args, "cost_center", None) is None:
+            raise UserError("--from dates a cost-centre move: give --cost-center with it")
+        return given
+    if existing is not None and getattr(args, "cost_center", None) not in (None, existing.cost_center) \
+            and (existing.cost_center is not None or existing.cost_center_history):
+        return datetime.now(UTC).date()
+    return None
 
 def run_add(args: Any) -> int:
     """``modelmeter tenants add TEAM``: registers (or updates) a team; the budgets then reach the views."""
@@ -51,14 +67,24 @@ def run_add(args: Any) -> int:
         raise UserError("--daily-tokens must be positive")
     registry = _open_registry(args)
     existing = registry.get_team(team_id)
-    team = _merged(existing or Team(team_id=team_id), args)
+    effective_from = _effective_from(args, existing)
+    team = _merged(existing or Team(team_id=team_id), args, effective_from)
     registry.put_team(team)
     write_teams(lake=Lake.open(getattr(args, "lake", None)), teams=registry.list_teams())  # for the views
     print(f"team {team_id} {'updated' if existing else 'registered'} in {registry.path}: cost centre "
           f"{team.cost_center or '-'}, budget {team.monthly_budget_usd if team.monthly_budget_usd is not None else '-'}"
           f" USD/month, models {','.join(team.allowed_models)}, rps {team.limits.requests_per_second or '-'}, "
           f"daily tokens {team.limits.daily_tokens or '-'}", file=sys.stderr)
+    if effective_from is not None:
+        print(f"cost centre {team.cost_center or '-'} from {effective_from} (UTC); earlier days stay with "
+              f"{_before(team, effective_from)}; closed billing periods do not move (see `modelmeter restate`)",
+              file=sys.stderr)
     return 0
+
+
+def _before(team: Team, day: date) -> str:
+    earlier = team.cost_center_on(day - timedelta(days=1))
+    return f"cost centre {earlier}" if earlier else "no cost centre"
 
 def run_list(args: Any) -> int:
     """``modelmeter tenants list``: one line per team (no secrets: there are none to show)."""

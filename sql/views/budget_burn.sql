@@ -11,6 +11,7 @@ months as (
 
 budgets as (
     select team_id, cost_center, monthly_budget_usd from teams where monthly_budget_usd is not null
+        and coalesce(is_current, true)
 ),
 
 spend as (

@@ -1,11 +1,13 @@
 -- usage_local: every curated usage row with its day and fiscal month in the reporting time zone, and its team's
--- cost centre. usage_date is the UTC day (the dt partition); local_date is the day people report on.
+-- cost centre in force on its UTC day (the dated organisation). usage_date is the UTC day (the dt partition);
+-- local_date is the day people report on.
 with usage_rows as (
     select * from usage_cost
 ),
 
 team_ref as (
-    select team_id, cost_center from teams
+    -- the dated organisation: one row per assignment, [effective_from, effective_to) in UTC days
+    select team_id, cost_center, effective_from, effective_to from teams
 ),
 
 final as (
@@ -33,7 +35,10 @@ final as (
         u.price_version,
         {{ cost_columns }}
     from usage_rows as u
-    left join team_ref as t on t.team_id = u.team_id
+    left join team_ref as t
+        on t.team_id = u.team_id
+        and (t.effective_from is null or u.usage_date >= t.effective_from)
+        and (t.effective_to is null or u.usage_date < t.effective_to)
 )
 
 select * from final

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import pyarrow.parquet as pq
@@ -11,7 +12,7 @@ from common.constants import REFERENCE_TEAMS
 from common.contracts import Team, teams_schema
 from common.lake import Lake
 from sql.config import ReportingConfig
-from sql.reference import TEAMS_FILE, write_teams
+from sql.reference import TEAMS_FILE, teams_table, write_teams
 from sql.render import connect
 
 
@@ -27,9 +28,10 @@ def test_write_teams_round_trips_exact_budgets(tmp_path) -> None:
     table = pq.read_table(path)
     assert table.schema.equals(teams_schema(), check_metadata=False)
     assert table.to_pylist() == [
-        {"team_id": "a", "cost_center": None, "monthly_budget_usd": None, "business_unit": "bu-1"},
+        {"team_id": "a", "cost_center": None, "monthly_budget_usd": None, "business_unit": "bu-1",
+         "effective_from": None, "effective_to": None, "is_current": True},
         {"team_id": "b", "cost_center": "CC-2", "monthly_budget_usd": Decimal("1234.567890123456"),
-         "business_unit": None},
+         "business_unit": None, "effective_from": None, "effective_to": None, "is_current": True},
     ]
     # AND the views see them (budget as DECIMAL(38,12), team without cost centre charged to 'unassigned')
     con = connect(lake=lake, config=ReportingConfig())
@@ -56,3 +58,24 @@ def test_refuses_budgets_it_cannot_store_exactly(tmp_path, team: Team, message: 
 def test_refuses_a_team_listed_twice(tmp_path) -> None:
     with pytest.raises(ValueError, match="team a is listed twice"):
         write_teams(lake=Lake.open(tmp_path), teams=[Team(team_id="a"), Team(team_id="a")])
+
+
+def test_a_dated_move_is_one_row_per_assignment() -> None:
+    # GIVEN a team in CC-1 since always, moved to CC-2 from 2026-11-15 and to CC-3 from 2026-12-01
+    team = Team(team_id="a", cost_center="CC-1", monthly_budget_usd=Decimal(10))
+    team = team.moved("CC-3", effective_from=date(2026, 12, 1)).moved("CC-2", effective_from=date(2026, 11, 15))
+    # THEN the table holds the three assignments, each ending where the next starts, the last one current
+    rows = teams_table(teams=[team]).to_pylist()
+    assert [(r["cost_center"], r["effective_from"], r["effective_to"], r["is_current"]) for r in rows] == [
+        ("CC-1", None, date(2026, 11, 15), False),
+        ("CC-2", date(2026, 11, 15), date(2026, 12, 1), False),
+        ("CC-3", date(2026, 12, 1), None, True),
+    ]
+    assert [team.cost_center_on(date(2026, 11, d)) for d in (14, 15, 30)] == ["CC-1", "CC-2", "CC-2"]
+    assert team.cost_center == "CC-3"
+
+
+def test_a_team_first_assigned_from_a_day_has_no_cost_centre_before_it() -> None:
+    team = Team(team_id="a").moved("CC-9", effective_from=date(2026, 11, 1))
+    assert team.cost_center_on(date(2026, 10, 31)) is None
+    assert team.cost_center_on(date(2026, 11, 1)) == "CC-9"

@@ -26,6 +26,9 @@ RUN_MANIFESTS = "runs/transform"
 BILLING_CUR = "billing/cur"
 CURATED_RECONCILIATION = "curated/reconciliation"
 CURATED_CHARGEBACK = "curated/chargeback"
+#: Closes and reopenings of billing periods (append-only events), and restatement lines posted into open periods.
+CURATED_PERIOD_EVENTS = "curated/period_events"
+CURATED_ADJUSTMENTS = "curated/adjustments"
 
 # Table names (Glue, DuckDB views)
 TABLE_RAW = "raw_usage_events"
@@ -35,6 +38,8 @@ TABLE_TEAM_MODEL_DAILY = "team_model_daily"
 TABLE_CUR_LINES = "cur_lines"
 TABLE_RECONCILIATION = "reconciliation"
 TABLE_CHARGEBACK = "chargeback"
+TABLE_PERIOD_EVENTS = "period_events"
+TABLE_ADJUSTMENTS = "chargeback_adjustments"
 
 # Money: DECIMAL(38,12) USD everywhere (DESIGN.md).
 MONEY_PRECISION = 38
@@ -56,6 +61,12 @@ DYNAMO_TTL_ATTRIBUTE = "expires_at"
 # Reporting (sql/config.py): the time zone days are counted in, and the day fiscal months start on.
 ENV_REPORTING_TZ = "MODELMETER_REPORTING_TZ"
 ENV_FISCAL_MONTH_START = "MODELMETER_FISCAL_MONTH_START"
+#: Calendar month (1-12) in which the fiscal year starts; a fiscal year is named by the calendar year of its last
+#: fiscal month (FY2027 starts in July 2026 when this is 7).
+ENV_FISCAL_YEAR_START = "MODELMETER_FISCAL_YEAR_START"
+#: Which fiscal month a billing period (UTC calendar month) is booked into: the one holding the period's last day
+#: (``period_end``, the default) or its first day (``period_start``).
+ENV_FISCAL_BOOKING = "MODELMETER_FISCAL_BOOKING"
 TABLE_TEAMS = "teams"
 
 # Deployment (infra/ sets these on the Lambdas; the runtime reads them).

@@ -823,6 +823,52 @@ def chargeback_schema() -> pa.Schema:
                  metadata={"description": "what the cost centre is charged, in cents (rows add up to the bill)"}),
         pa.field("currency", pa.string(), nullable=False),
         pa.field("rules", pa.string(), metadata={"description": "allocation rules that gave this row a share"}),
+        pa.field("purpose", pa.string(),
+                 metadata={"description": "chargeback (a run of `chargeback`) or restatement (a run of `restate` "
+                                          "on the closed period); NULL in files written before: chargeback"}),
+    ])
+
+
+#: What a period event does: ``close`` freezes a chargeback version as the period's record; ``reopen`` undoes it.
+PERIOD_ACTIONS: tuple[str, ...] = ("close", "reopen")
+
+
+def period_events_schema() -> pa.Schema:
+    """``curated/period_events/billing_period=P/event-NNNNNN.parquet``: one row per close or reopening, never
+    rewritten; a period's state is its latest event (none: open)."""
+    return pa.schema([
+        pa.field("billing_period", pa.string(), nullable=False),
+        pa.field("seq", pa.int32(), nullable=False, metadata={"description": "1, 2, … within the period"}),
+        pa.field("action", pa.string(), nullable=False, metadata={"description": "close | reopen"}),
+        pa.field("version", pa.int32(), metadata={"description": "the chargeback version closed (close only)"}),
+        pa.field("reason", pa.string(), metadata={"description": "why (required to reopen)"}),
+        pa.field("at", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("by", pa.string(), metadata={"description": "who ran the command (the OS user)"}),
+        pa.field("cur_snapshot", pa.string(), metadata={"description": "the closed version's CUR snapshot"}),
+        pa.field("cur_final", pa.bool_(), metadata={"description": "false: closed on a bill AWS may still restate"}),
+        pa.field("adjustments", pa.string(),
+                 metadata={"description": "restatement ids posted into this period when it was closed"}),
+    ])
+
+
+def adjustments_schema() -> pa.Schema:
+    """``curated/adjustments/billing_period=P/<restatement id>.parquet``: restatement lines of an earlier, closed
+    period posted into period P (an open one), per cost centre × team. Each money column is restated − booked
+    before; ``chargeback_cost`` (cents) is the line's amount."""
+    money = ("metered_list_cost", "price_adjustment", "allocated_shared_cost", "chargeback_cost", "closed_cost",
+             "restated_cost")
+    return pa.schema([
+        pa.field("billing_period", pa.string(), nullable=False, metadata={"description": "the period posted into"}),
+        pa.field("corrects_period", pa.string(), nullable=False, metadata={"description": "the period restated"}),
+        pa.field("restatement", pa.string(), nullable=False,
+                 metadata={"description": "<corrected period>-r<N>: one per posted restatement"}),
+        pa.field("closed_version", pa.int32(), nullable=False),
+        pa.field("restated_version", pa.int32(), nullable=False),
+        pa.field("cost_center", pa.string()),
+        pa.field("team_id", pa.string(), nullable=False),
+        *(pa.field(m, MONEY, nullable=False) for m in money),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("posted_at", pa.timestamp("ms", tz="UTC"), nullable=False),
     ])
 
 

@@ -106,7 +106,8 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
         ("metered_list_cost", "DECIMAL"), ("currency", "STRING"),
     ),
     "chargeback_of_record": (
-        ("billing_period", "STRING"), ("version", "INTEGER"), ("cost_center", "STRING"), ("team_id", "STRING"),
+        ("billing_period", "STRING"), ("version", "INTEGER"), ("period_status", "STRING"), ("line_type", "STRING"),
+        ("corrects_period", "STRING"), ("cost_center", "STRING"), ("team_id", "STRING"),
         ("metered_list_cost", "DECIMAL"), ("price_adjustment", "DECIMAL"), ("allocated_shared_cost", "DECIMAL"),
         ("chargeback_cost", "DECIMAL"), ("currency", "STRING"), ("rules", "STRING"),
     ),
@@ -220,7 +221,8 @@ SHEETS: tuple[Sheet, ...] = (
     # shows it to the owners only, and a team lead sees their own chargeback lines
     Sheet("month-end-close", "Month-end close", (
         Visual(_T, "close-chargeback", "Chargeback of record by billing period, cost centre and team",
-               "chargeback_of_record", columns=("billing_period", "cost_center", "team_id", "rules"),
+               "chargeback_of_record", columns=("billing_period", "period_status", "line_type", "corrects_period",
+                                                "cost_center", "team_id", "rules"),
                measures=("metered_list_cost", "price_adjustment", "allocated_shared_cost", "chargeback_cost")),
         Visual(_B, "close-by-cost-center", "Invoice-true chargeback by cost centre", "chargeback_of_record",
                measures=("chargeback_cost",), category="cost_center"),

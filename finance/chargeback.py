@@ -32,7 +32,7 @@ from common.contracts import UNALLOCATED, Team, chargeback_schema
 from common.errors import UserError
 from common.lake import Lake
 from finance.allocation import Rule, Rules, claimant, split
-from finance.reconcile import Reconciliation
+from finance.reconcile import Reconciliation, period_days
 
 CHARGEBACK_FILE = "chargeback.parquet"
 MANIFEST = "manifest.json"
@@ -58,6 +58,10 @@ class VersionInfo:
     in_scope_total: str
     chargeback_total: str
     unallocated: str
+    #: ``chargeback`` (a run of ``modelmeter chargeback``) or ``restatement`` (``modelmeter restate`` of a closed
+    #: period: readable, never the record while the period is closed); manifests written before say neither.
+    purpose: str = "chargeback"
+    restates_version: int | None = None
 
 
 @dataclass
@@ -133,11 +137,18 @@ def _nobody(rule: Rule, target: str) -> UserError:
                      f"registered or metered there): add the team to the registry or change the rule")
 
 
-def compute(*, rec: Reconciliation, rules: Rules, teams: list[Team], version: int, now: datetime | None = None
-            ) -> Chargeback:
-    """The chargeback rows of ``rec`` under ``rules`` for the organisation ``teams`` (not stored)."""
+def compute(*, rec: Reconciliation, rules: Rules, teams: list[Team], version: int, now: datetime | None = None,
+            purpose: str = "chargeback", restates_version: int | None = None) -> Chargeback:
+    """The chargeback rows of ``rec`` under ``rules`` for the dated organisation ``teams`` (not stored).
+
+    A team is charged to the cost centre in force on each usage day: a team that moved within the period has one
+    row per cost centre, its shares split in proportion to its metered list cost on each side of the move. Rule
+    targets that name a cost centre, and teams that metered nothing, use the organisation of the period's last day.
+    """
     now = now or datetime.now(UTC)
-    org = {t.team_id: t.cost_center for t in teams}
+    _first, last = period_days(rec.billing_period)
+    org = {t.team_id: t.cost_center_on(last) for t in teams}
+    dated = {t.team_id: t for t in teams}
     cost, tokens, by_model, qty_by_model = _team_weights(rec)
     adjustment: dict[str, Decimal] = defaultdict(Decimal)
     shared: dict[str, Decimal] = defaultdict(Decimal)
@@ -164,14 +175,56 @@ def compute(*, rec: Reconciliation, rules: Rules, teams: list[Team], version: in
         for team, value in split(amount, dict(weights), quantum=_Q).items():
             adjustment[team] += value
     rows = _rows(rec, org, cost, adjustment, shared, applied, unallocated, version)
+    rows = _by_cost_center(rows, _cost_center_weights(rec, dated))
+    for r in rows:
+        r["purpose"] = purpose
     total = _round_to_cents(rows, rec.billed_total)
     info = VersionInfo(
         billing_period=rec.billing_period, version=version, created_at=now.isoformat(),
         cur_snapshot=rec.snapshot.snapshot_id, cur_final=rec.snapshot.final, price_versions=list(rec.price_versions),
         rules_source=rules.source, rules_digest=rules.digest, organisation_as_of=now.date().isoformat(),
         currency=rec.currency, in_scope_total=_text(rec.billed_total), chargeback_total=_text(total),
-        unallocated=_text(unallocated))
+        unallocated=_text(unallocated), purpose=purpose, restates_version=restates_version)
     return Chargeback(rows=rows, info=info)
+
+
+def _cost_center_weights(rec: Reconciliation, dated: dict[str, Team]) -> dict[str, dict[str | None, Decimal]]:
+    """Per team, its metered list cost per cost centre in force on the usage day (teams of the registry only)."""
+    weights: dict[str, dict[str | None, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for (team, key), value in rec.team_metered.items():
+        if team in dated:
+            weights[team][dated[team].cost_center_on(key.usage_date)] += value
+    return weights
+
+
+def _by_cost_center(rows: list[dict[str, Any]], weights: dict[str, dict[str | None, Decimal]]
+                    ) -> list[dict[str, Any]]:
+    """A team's row split into one row per cost centre it was charged to in the period (exact: each part is a
+    largest-remainder share at 12 decimals of the same weights; the metered list cost follows the days)."""
+    out = []
+    for row in rows:
+        spread = {cc: w for cc, w in weights.get(row["team_id"], {}).items() if w}
+        if len(spread) <= 1:
+            if spread:
+                row["cost_center"] = next(iter(spread))
+            out.append(row)
+            continue
+        names = {(cc or ""): cc for cc in spread}  # split() sorts its keys: None cannot be one
+        keyed = {k: spread[cc] for k, cc in names.items()}
+        parts = {m: split(row[m], keyed, quantum=_Q) for m in _MONEY_PARTS}
+        for k, cc in names.items():
+            part = dict(row, cost_center=cc, **{m: parts[m][k] for m in _MONEY_PARTS})
+            part["metered_list_cost"] = spread[cc]
+            part["exact"] = sum((part[m] for m in _MONEY_PARTS), _ZERO)
+            out.append(part)
+        # the list cost per side is exact; what the rounding of the other parts moved is put back on the last side
+        diff = row["exact"] - sum((p["exact"] for p in out[-len(names):]), _ZERO)
+        out[-1]["price_adjustment"] += diff
+        out[-1]["exact"] += diff
+    return sorted(out, key=lambda r: (r["team_id"] == UNALLOCATED, r["cost_center"] or "", r["team_id"]))
+
+
+_MONEY_PARTS = ("metered_list_cost", "price_adjustment", "allocated_shared_cost")
 
 
 def _rows(rec: Reconciliation, org: dict[str, str | None], cost: dict[str, Decimal], adjustment: dict[str, Decimal],
@@ -234,6 +287,6 @@ def store(*, lake: Lake, chargeback: Chargeback) -> str:
     info = chargeback.info
     prefix = (CURATED_CHARGEBACK, f"billing_period={info.billing_period}", f"version={info.version}")
     names = chargeback_schema().names
-    table = pa.Table.from_pylist([{n: r[n] for n in names} for r in chargeback.rows], schema=chargeback_schema())
+    table = pa.Table.from_pylist([{n: r.get(n) for n in names} for r in chargeback.rows], schema=chargeback_schema())
     lake.write_parquet(table, *prefix, CHARGEBACK_FILE)
     return lake.write_bytes(json.dumps(asdict(info), indent=2).encode(), *prefix, MANIFEST)

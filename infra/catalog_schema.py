@@ -66,4 +66,12 @@ def lake_tables() -> list[TableSpec]:
                   glue_columns_of(event_schema.chargeback_schema(), skip=("billing_period", "version")),
                   partitions=("billing_period", "version"),
                   description="Chargeback versions per billing period, in cents that add up to the invoice."),
+        TableSpec(c.TABLE_PERIOD_EVENTS, c.CURATED_PERIOD_EVENTS,
+                  glue_columns_of(event_schema.period_events_schema(), skip=("billing_period",)),
+                  partitions=("billing_period",),
+                  description="Closes and reopenings of billing periods (append-only; the latest one holds)."),
+        TableSpec(c.TABLE_ADJUSTMENTS, c.CURATED_ADJUSTMENTS,
+                  glue_columns_of(event_schema.adjustments_schema(), skip=("billing_period",)),
+                  partitions=("billing_period",),
+                  description="Restatement lines of closed periods, posted into the next open billing period."),
     ]

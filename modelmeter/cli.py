@@ -102,6 +102,9 @@ _HANDLERS = {
     "billing usage-types": "modelmeter.commands.billing:run_usage_types",
     "reconcile": "modelmeter.commands.billing:run_reconcile",
     "chargeback": "modelmeter.commands.billing:run_chargeback",
+    "close": "modelmeter.commands.close:run_close",
+    "restate": "modelmeter.commands.close:run_restate",
+    "export journal": "modelmeter.commands.close:run_journal",
 }
 
 
@@ -156,7 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lake(p)
     p.add_argument("--wide", action="store_true",
                    help="the table with every column, whatever the terminal's width (default: what fits)")
-    _add_range(p, required=False)
+    p.add_argument("--from", dest="date_from", type=_date, default=None, metavar="YYYY-MM-DD",
+                   help="first day of the reporting calendar (MODELMETER_REPORTING_TZ or --tz), inclusive")
+    p.add_argument("--to", dest="date_to", type=_date, default=None, metavar="YYYY-MM-DD",
+                   help="last day of the reporting calendar, inclusive")
+    p.add_argument("--tz", default=None, metavar="ZONE",
+                   help="count days in this IANA time zone for this report (default: $MODELMETER_REPORTING_TZ, "
+                        "else UTC)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="report")
 
@@ -166,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lake(p)
     p.add_argument("team", type=_team)
     p.add_argument("--cost-center", default=None)
+    p.add_argument("--from", dest="effective_from", type=_date, default=None, metavar="YYYY-MM-DD",
+                   help="the UTC day the --cost-center takes effect; earlier days and billing periods keep the cost "
+                        "centre in force then (default: since always for a new team, today for a move)")
     p.add_argument("--allow", action="extend", nargs="+", default=None, metavar="MODEL_PATTERN",
                    help="allowed model patterns (globs), as in --allow 'anthropic.*' 'amazon.nova-*' or repeated; "
                         "default for a new team: every model")
@@ -198,7 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      metavar="FORMAT")
     p = export.add_parser("focus", help="FOCUS 1.2 cost and usage export (Parquet)")
     _add_lake(p)
-    _add_range(p)
+    p.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD",
+                   help="first day of the reporting calendar (MODELMETER_REPORTING_TZ or --tz), inclusive")
+    p.add_argument("--to", dest="date_to", type=_date, required=True, metavar="YYYY-MM-DD",
+                   help="last day of the reporting calendar, inclusive")
+    p.add_argument("--tz", default=None, metavar="ZONE",
+                   help="count days in this IANA time zone for this export (default: $MODELMETER_REPORTING_TZ, "
+                        "else UTC); billing periods stay UTC calendar months")
     p.add_argument("--out", required=True, metavar="FILE.parquet")
     p.set_defaults(command_key="export focus")
     p = export.add_parser("statements", help="one printable chargeback statement per cost centre of a billing "
@@ -208,6 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--no-pdf", action="store_true", help="write the HTML pages only")
     p.set_defaults(command_key="export statements")
+    p = export.add_parser("journal", help="a balanced journal of a billing period's chargeback of record (CSV)")
+    _add_lake(p)
+    _add_period(p)
+    p.add_argument("--out", required=True, metavar="FILE.csv")
+    p.add_argument("--ledger", default=None, metavar="FILE",
+                   help="GL accounts and the central account (YAML; default: ledger.yaml beside the tenant "
+                        "registry)")
+    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.set_defaults(command_key="export journal")
 
     billing = sub.add_parser("billing", help="the AWS bill (CUR 2.0)").add_subparsers(
         dest="billing_command", required=True, metavar="ACTION")
@@ -240,6 +267,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--versions", action="store_true", help="list the stored versions and their inputs instead")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="chargeback")
+
+    p = sub.add_parser("close", help="close a billing period: freeze its chargeback of record (or --reopen it)")
+    _add_lake(p)
+    _add_period(p)
+    p.add_argument("--reopen", action="store_true", help="reopen a closed period (needs --reason; recorded)")
+    p.add_argument("--reason", default=None, help="why the period is reopened (or a note on the close)")
+    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.set_defaults(command_key="close")
+
+    p = sub.add_parser("restate", help="what a closed period would be now; posts the deltas into the next open "
+                                       "period as labelled adjustment lines")
+    _add_lake(p)
+    _add_period(p)
+    p.add_argument("--price-version", default=None, help="re-price the period's usage at this catalog version")
+    p.add_argument("--rules", default=None, metavar="FILE", help="allocation rules (default as for chargeback)")
+    p.add_argument("--tenants", default=None, help="tenant registry file (the dated organisation)")
+    p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
+    p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope")
+    p.add_argument("--dry-run", action="store_true", help="print the deltas without posting them")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(command_key="restate")
 
     p = sub.add_parser("dashboard", help="render the chargeback dashboard as one self-contained HTML page")
     _add_lake(p)

@@ -14,20 +14,31 @@ import pyarrow.dataset as pads
 from sqlglot import exp
 
 from common.constants import (
+    CURATED_ADJUSTMENTS,
     CURATED_CHARGEBACK,
+    CURATED_PERIOD_EVENTS,
     CURATED_RECONCILIATION,
     CURATED_TEAM_MODEL_DAILY,
     CURATED_USAGE_COST,
     QUARANTINE_EVENTS,
     REFERENCE_TEAMS,
+    TABLE_ADJUSTMENTS,
     TABLE_CHARGEBACK,
+    TABLE_PERIOD_EVENTS,
     TABLE_QUARANTINE,
     TABLE_RECONCILIATION,
     TABLE_TEAM_MODEL_DAILY,
     TABLE_TEAMS,
     TABLE_USAGE_COST,
 )
-from common.contracts import chargeback_schema, quarantine_arrow_schema, reconciliation_schema, teams_schema
+from common.contracts import (
+    adjustments_schema,
+    chargeback_schema,
+    period_events_schema,
+    quarantine_arrow_schema,
+    reconciliation_schema,
+    teams_schema,
+)
 from common.contracts import curated_arrow_schema as curated_schema
 from common.lake import Lake
 from sql import models
@@ -100,6 +111,8 @@ def table_sources() -> dict[str, tuple[str, pa.Schema]]:
         TABLE_TEAMS: (REFERENCE_TEAMS, teams_schema()),
         TABLE_RECONCILIATION: (CURATED_RECONCILIATION, reconciliation_schema()),
         TABLE_CHARGEBACK: (CURATED_CHARGEBACK, chargeback_schema()),
+        TABLE_PERIOD_EVENTS: (CURATED_PERIOD_EVENTS, period_events_schema()),
+        TABLE_ADJUSTMENTS: (CURATED_ADJUSTMENTS, adjustments_schema()),
     }
 
 

@@ -14,8 +14,9 @@ from typing import Any
 from common.contracts import RECONCILIATION_CATEGORIES, Team
 from common.errors import UserError
 from common.lake import Lake
-from finance.allocation import load_rules
-from finance.chargeback import Chargeback, compute, next_version, store, versions
+from finance.allocation import Rules, load_rules
+from finance.chargeback import VersionInfo, compute, next_version, store, versions
+from finance.close import Record, period_lock, record, status
 from finance.cur import import_export
 from finance.reconcile import Reconciliation, Scope, reconcile, scope_from_environment
 from finance.reconcile import store as store_reconciliation
@@ -26,9 +27,10 @@ from transforms.report import money_text
 
 RULES_FILE = "allocation.yaml"
 CHARGEBACK_COLUMNS = ("cost_center", "team_id", "metered_list_cost", "price_adjustment", "allocated_shared_cost",
-                      "chargeback_cost", "rules")
+                      "chargeback_cost", "rules", "line_type", "corrects_period")
 _MONEY = ("metered_list_cost", "price_adjustment", "allocated_shared_cost", "chargeback_cost", "billed_cost",
-          "metered_list_cost", "billed_quantity", "metered_quantity")
+          "metered_list_cost", "billed_quantity", "metered_quantity", "closed_cost", "adjusted_before",
+          "restated_cost", "delta")
 
 
 def run_import(args: Any) -> int:
@@ -42,7 +44,7 @@ def run_import(args: Any) -> int:
 
 def run_usage_types(args: Any) -> int:
     rows = load_usage_types().rows()
-    _print(rows, tuple(rows[0]), args.format)
+    print_rows(rows, tuple(rows[0]), args.format)
     return 0
 
 
@@ -50,7 +52,7 @@ def _scope(args: Any) -> Scope:
     return scope_from_environment(os.environ, include_tax=args.include_tax)
 
 
-def _reconcile(args: Any, lake: Lake) -> Reconciliation:
+def reconcile_now(args: Any, lake: Lake) -> Reconciliation:
     rec = reconcile(lake=lake, period=args.period, catalog=load_catalog(lake=lake), scope=_scope(args),
                     snapshot_id=args.snapshot)
     store_reconciliation(lake=lake, reconciliation=rec)
@@ -61,11 +63,11 @@ def run_reconcile(args: Any) -> int:
     """Prints the summary (billed, metered, variance by category) on stderr and the rows on stdout; exit 0 whatever
     the variance (it is information)."""
     lake = Lake.open(args.lake)
-    rec = _reconcile(args, lake)
+    rec = reconcile_now(args, lake)
     _summary(rec)
     columns = ("category", "usage_date", "region", "model_id", "dimension", "service_tier", "line_item_type",
                "billed_quantity", "metered_quantity", "billed_cost", "metered_list_cost")
-    _print(rec.rows, columns, args.format)
+    print_rows(rec.rows, columns, args.format)
     return 0
 
 
@@ -90,34 +92,73 @@ def _organisation(args: Any) -> tuple[list[Team], Path | None]:
     return LocalTenantRegistry(path).list_teams(), path
 
 
+def registry_folder(args: Any) -> Path:
+    """Where the finance configuration files (``allocation.yaml``, ``ledger.yaml``) are: beside the registry."""
+    return registry_path(tenants=getattr(args, "tenants", None), lake=args.lake).parent
+
+
+def open_inputs(args: Any) -> tuple[list[Team], Rules]:
+    """The dated organisation and the checked allocation rules of a chargeback run."""
+    teams, registry = _organisation(args)
+    rules_path = Path(args.rules) if args.rules else (registry.parent / RULES_FILE if registry else None)
+    if rules_path and not args.rules and not rules_path.is_file():
+        rules_path = None
+    rules = load_rules(rules_path, teams={t.team_id for t in teams},
+                       cost_centers={s.cost_center for t in teams for s in t.spans() if s.cost_center})
+    return teams, rules
+
+
 def run_chargeback(args: Any) -> int:
+    """A new version of an open period's chargeback; a closed period's record as it was closed (nothing is
+    computed). Adjustment lines posted into the period (restatements of earlier ones) are listed after its rows."""
     lake = Lake.open(args.lake)
     if args.versions:
         listed = versions(lake=lake, period=args.period)
         if not listed:
             raise UserError(f"no chargeback stored for {args.period} in {lake.uri}: run `modelmeter chargeback "
                             f"--period {args.period}` first")
-        _print([vars(v) for v in listed], tuple(vars(listed[0])), args.format)
+        state = status(lake=lake, period=args.period)
+        shown = [{**vars(v), "of_record": v.version == (state.version if state.closed else _latest_run(listed))}
+                 for v in listed]
+        print_rows(shown, tuple(shown[0]), args.format)
         return 0
-    teams, registry = _organisation(args)
-    rules_path = Path(args.rules) if args.rules else (registry.parent / RULES_FILE if registry else None)
-    if rules_path and not args.rules and not rules_path.is_file():
-        rules_path = None
-    rules = load_rules(rules_path, teams={t.team_id for t in teams}, cost_centers={t.cost_center for t in teams
-                                                                                    if t.cost_center})
-    rec = _reconcile(args, lake)
-    chargeback = compute(rec=rec, rules=rules, teams=teams, version=next_version(lake=lake, period=args.period))
-    store(lake=lake, chargeback=chargeback)
-    _chargeback_summary(chargeback)
-    _print(chargeback.rows, CHARGEBACK_COLUMNS, args.format)
+    with period_lock(lake, args.period, what="chargeback"):
+        state = status(lake=lake, period=args.period)
+        if not state.closed:
+            teams, rules = open_inputs(args)
+            rec = reconcile_now(args, lake)
+            chargeback = compute(rec=rec, rules=rules, teams=teams, version=next_version(lake=lake,
+                                                                                         period=args.period))
+            store(lake=lake, chargeback=chargeback)
+    of_record = record(lake=lake, period=args.period)
+    if of_record.status.closed:
+        event = of_record.status.event or {}
+        print(f"billing period {args.period} is closed (version {of_record.info.version}, "
+              f"{event.get('at'):%Y-%m-%d} by {event.get('by')}): its chargeback of record as closed; "
+              f"`modelmeter restate --period {args.period}` shows what would change", file=sys.stderr)
+    _chargeback_summary(of_record)
+    rows = [{**r, "line_type": "charge", "corrects_period": None} for r in of_record.rows]
+    rows += [{**a, "line_type": "adjustment", "rules": a["restatement"]} for a in of_record.adjustments]
+    print_rows(rows, CHARGEBACK_COLUMNS, args.format)
     return 0
 
 
-def _chargeback_summary(cb: Chargeback) -> None:
-    i = cb.info
-    print(f"chargeback {i.billing_period} version {i.version}: {money_text(Decimal(i.chargeback_total))} {i.currency}"
-          f" = the in-scope bill to the cent (CUR snapshot {i.cur_snapshot}{'' if i.cur_final else ', not final'}; "
-          f"rules {i.rules_source}; unallocated {money_text(Decimal(i.unallocated))})", file=sys.stderr)
+def _latest_run(listed: list[VersionInfo]) -> int | None:
+    runs = [v.version for v in listed if v.purpose == "chargeback"]
+    return runs[-1] if runs else None
+
+
+def _chargeback_summary(of_record: Record) -> None:
+    i = of_record.info
+    print(f"chargeback {i.billing_period} version {i.version} ({of_record.status.label}): "
+          f"{money_text(Decimal(i.chargeback_total))} {i.currency} = the in-scope bill to the cent (CUR snapshot "
+          f"{i.cur_snapshot}{'' if i.cur_final else ', not final'}; rules {i.rules_source}; unallocated "
+          f"{money_text(Decimal(i.unallocated))})", file=sys.stderr)
+    if of_record.adjustments:
+        corrected = sorted({a["corrects_period"] for a in of_record.adjustments})
+        total = sum((a["chargeback_cost"] for a in of_record.adjustments), Decimal(0))
+        print(f"  plus {len(of_record.adjustments)} adjustment lines restating {', '.join(corrected)}: "
+              f"{money_text(total)} (not part of {i.billing_period}'s own invoice)", file=sys.stderr)
 
 
 def _cell(row: dict[str, Any], column: str) -> Any:
@@ -127,7 +168,7 @@ def _cell(row: dict[str, Any], column: str) -> Any:
     return value
 
 
-def _print(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> None:
+def print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> None:
     """JSON: a list of objects, money as decimal strings; CSV; or an aligned table."""
     if fmt == "json":
         print(json.dumps([{c: (format(r.get(c), "f") if isinstance(r.get(c), Decimal) else _json(r.get(c)))

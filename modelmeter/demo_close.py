@@ -1,16 +1,20 @@
-"""The demo's month-end close: a SIMULATED AWS bill of the demo's own traffic → import → reconcile → chargeback.
+"""The demo's month-end close: a SIMULATED AWS bill of the demo's own traffic → import → reconcile → chargeback →
+close → restate under a new price version → journal.
 
 The bill (``modelmeter.simulated_bill``) deviates as real ones do: a private-pricing discount on one model, usage on
 another that never went through the gateway, a credit, a provisioned-throughput model billed by the hour (tagged
 for data-science), tax. The allocation rules are ``docs/allocation.example.yaml``, copied beside the demo's
-registry. The printout puts the invoice-true chargeback by cost centre next to the metered list cost.
+registry. The printout puts the invoice-true chargeback by cost centre next to the metered list cost. The month is
+then closed, a new catalog version (the discounted model's list price up 10 % from the period's start, a SIMULATED
+price change) re-prices the month's usage, and the restatement prints the deltas that land in the next period; the
+journal of the closed month is written with ``docs/ledger.example.yaml``.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,15 +23,22 @@ from common.constants import ENV_BILLED_PROVIDERS
 from common.contracts import UNALLOCATED, Team
 from common.lake import Lake
 from finance.allocation import load_rules
+from finance.allocation import Rules
 from finance.chargeback import compute, next_version, store
+from finance.close import Restatement, close, record, restate
 from finance.cur import import_export
-from finance.reconcile import Reconciliation, Scope, reconcile
+from finance.journal import journal_lines, load_ledger, to_csv
+from finance.reconcile import Reconciliation, Scope, period_days, reconcile
 from finance.reconcile import store as store_reconciliation
-from modelmeter.simulated_bill import Deviations, simulate_period, write_cur
-from pricing_catalog import load_catalog
+from modelmeter.simulated_bill import Deviations, line, simulate_period, write_cur
+from pricing_catalog import Catalog, load_catalog
+from pricing_catalog.publish import import_sheet
 from transforms.report import money_text
+from transforms.run import transform_range
 
 EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "docs" / "allocation.example.yaml"
+EXAMPLE_LEDGER = Path(__file__).resolve().parents[1] / "docs" / "ledger.example.yaml"
+PRICE_RISE = Decimal("1.10")  # the SIMULATED price change the restatement shows
 DISCOUNTED = "anthropic.claude-sonnet-4-20250514-v1:0"  # data-science and sales-copilot's model: 12 % off list
 BYPASSED = "meta.llama3-1-8b-instruct-v1:0"  # 5 % more billed than the gateway metered (a script called AWS directly)
 #: The demo's events come from the labelled simulator: its bill treats them as Bedrock calls in us-east-1.
@@ -53,8 +64,9 @@ def month_end_close(*, lake: Lake, registry_dir: Path, teams: list[Team], first_
                             bypass_share=Decimal("0.05"), credit=-(spend * Decimal("0.05")).quantize(Decimal("0.01")),
                             provisioned_hours=4, provisioned_rate=(spend * Decimal("0.02")).quantize(Decimal("0.01"))
                             or Decimal("0.01"), tax_rate=Decimal("0.08"))
-    bill = write_cur(simulate_period(lake=lake, period=period, catalog=catalog, deviations=deviations),
-                     Path(lake.base) / "inbox" / "cur" / f"BILLING_PERIOD={period}" / "modelmeter-demo-00001.parquet")
+    lines = simulate_period(lake=lake, period=period, catalog=catalog, deviations=deviations)
+    bill = write_cur(lines, Path(lake.base) / "inbox" / "cur" / f"BILLING_PERIOD={period}" /
+                     "modelmeter-demo-00001.parquet")
     (snapshot,) = import_export(lake=lake, paths=[str(bill.parent)])
     rec = reconcile(lake=lake, period=period, catalog=catalog, scope=DEMO_SCOPE)
     store_reconciliation(lake=lake, reconciliation=rec)
@@ -65,9 +77,72 @@ def month_end_close(*, lake: Lake, registry_dir: Path, teams: list[Team], first_
     chargeback = compute(rec=rec, rules=rules, teams=teams, version=next_version(lake=lake, period=period))
     store(lake=lake, chargeback=chargeback)
     _print(period, snapshot.rows, rec, chargeback.rows, rules_file)
-    print(f"  by hand on this lake (its simulator events stand for Bedrock calls): "
-          f"{ENV_BILLED_PROVIDERS}={','.join(DEMO_SCOPE.metered_providers)} modelmeter chargeback --period {period} "
-          f"--lake {lake.uri} --tenants {registry_dir / 'tenants.json'}")
+    by_hand = (f"{ENV_BILLED_PROVIDERS}={','.join(DEMO_SCOPE.metered_providers)} modelmeter {{}} --period {period} "
+               f"--lake {lake.uri} --tenants {registry_dir / 'tenants.json'}")
+    print(f"  by hand on this lake (its simulator events stand for Bedrock calls): {by_hand.format('chargeback')}")
+    close(lake=lake, period=period, reason="demo: month-end close")
+    print(f"  closed {period} at version {chargeback.info.version} (`modelmeter close`): these figures no longer move")
+    late = -(spend * Decimal("0.02")).quantize(Decimal("0.01")) or Decimal("-0.01")
+    start, _end = period_days(period)
+    restated_bill = write_cur([*lines, line(period=period, usage_type="", amount=0, cost=late, line_type="Credit",
+                                            start=datetime(start.year, start.month, start.day, tzinfo=UTC),
+                                            operation="", pricing_unit="", region=None,
+                                            description="AWS service credit issued after the close (SIMULATED)")],
+                              Path(lake.base) / "inbox" / "cur-restated" / f"BILLING_PERIOD={period}" /
+                              "modelmeter-demo-00001.parquet")
+    import_export(lake=lake, paths=[str(restated_bill.parent)])
+    print(f"  then AWS restates {period} with a late credit of {money_text(late)} USD (a new CUR snapshot, "
+          f"SIMULATED), and a new price version raises {DISCOUNTED}'s list price 10 %")
+    result = _restate(lake=lake, period=period, catalog=catalog, rules=rules, teams=teams, first_day=first_day,
+                      last_day=last_day, registry_dir=registry_dir)
+    _print_restatement(result)
+    ledger_file = registry_dir / "ledger.yaml"
+    shutil.copyfile(EXAMPLE_LEDGER, ledger_file)
+    journal = journal_lines(record(lake=lake, period=period), load_ledger(ledger_file))
+    out = Path(lake.base).parent / f"journal-{period}.csv"
+    out.write_text(to_csv(journal), encoding="utf-8")
+    debits = sum((j["debit"] for j in journal), Decimal(0))
+    print(f"  journal {out} (`modelmeter export journal`, accounts from {ledger_file}): {len(journal)} lines, "
+          f"balanced (debits = credits = {money_text(debits)} USD); the cost centres' net charge "
+          f"{money_text(Decimal(chargeback.info.chargeback_total))} USD = the "
+          f"invoice in scope")
+
+
+def _restate(*, lake: Lake, period: str, catalog: Catalog, rules: Rules, teams: list[Team], first_day: date,
+             last_day: date, registry_dir: Path) -> Restatement:
+    """A new price version (SIMULATED: the discounted model's list prices up 10 % from the period's start), the
+    period's days re-priced with it, and the closed period restated."""
+    start, end = period_days(period)
+    sheet = registry_dir / "price-change.csv"
+    rows = ["model_id,dimension,price_usd,per,effective_from,effective_to,region,service_tier"]
+    key = catalog.resolve(DISCOUNTED) or DISCOUNTED
+    for row in catalog.rows_for(key):
+        if row.region is None and row.service_tier == "on_demand" and row.effective_to is None \
+                and row.dimension in ("input_tokens", "output_tokens"):
+            rows.append(f"{DISCOUNTED},{row.dimension},{row.price_usd * PRICE_RISE},{row.per},{start.isoformat()},,,")
+    sheet.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    version = import_sheet(lake=lake, sheet=sheet, note="demo: SIMULATED price change for the restatement")
+    transform_range(lake=lake, date_from=max(first_day, start), date_to=min(last_day, end), price_version=version)
+    rec = reconcile(lake=lake, period=period, catalog=load_catalog(lake=lake), scope=DEMO_SCOPE)
+    restated = compute(rec=rec, rules=rules, teams=teams, version=0, purpose="restatement")
+    return restate(lake=lake, period=period, restated=restated)
+
+
+def _print_restatement(result: Restatement) -> None:
+    versions = ", ".join(result.restated.info.price_versions)
+    print(f"  restated {result.billing_period} at price version {versions} (`modelmeter restate`): deltas posted "
+          f"into {result.posted_to or '-'} as adjustment lines labelled {result.billing_period}, USD:")
+    print(f"  {'cost_center':<12} {'team_id':<17} {'closed':>10} {'restated':>10} {'delta':>8}")
+    for r in result.rows:
+        if r["delta"]:
+            print(f"  {r['cost_center'] or '-':<12} {r['team_id']:<17} {money_text(r['closed_cost']):>10} "
+                  f"{money_text(r['restated_cost']):>10} {money_text(r['delta']):>8}")
+    total = sum((r["delta"] for r in result.rows), Decimal(0))
+    closed = sum((r["closed_cost"] for r in result.rows), Decimal(0))
+    restated = sum((r["restated_cost"] for r in result.rows), Decimal(0))
+    print(f"  {'deltas sum to':<30} {money_text(total):>30}  = restated {money_text(restated)} − closed "
+          f"{money_text(closed)}, exactly (the price change moves list cost and price adjustment within each "
+          f"team: the chargeback is invoice-true)")
 
 
 def _print(period: str, lines: int, rec: Reconciliation, rows: list[dict[str, Any]], rules_file: Path) -> None:

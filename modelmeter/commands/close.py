@@ -96,8 +96,8 @@ def run_journal(args: Any) -> int:
     info = of_record.info
     debits = sum((line["debit"] for line in lines), Decimal(0))
     print(f"wrote {len(lines)} journal lines to {out}: {args.period} chargeback version {info.version} "
-          f"({of_record.status.label}), debits = credits = {money_text(debits)} {info.currency}; the period's own "
-          f"lines = its in-scope invoice {money_text(Decimal(info.chargeback_total))}", file=sys.stderr)
+          f"({of_record.status.label}), balanced (debits = credits = {money_text(debits)} {info.currency}); the cost "
+          f"centres' net charge = the in-scope invoice {money_text(Decimal(info.chargeback_total))}", file=sys.stderr)
     if not of_record.status.closed:
         print(f"note: {args.period} is open, so this journal is a preview: close the period before booking it",
               file=sys.stderr)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from common.constants import RUN_MANIFESTS
 from common.errors import UserError
 from common.lake import Lake
+from finance.close import status
 from pricing_catalog.model import CatalogError
 from transforms.run import DEFAULT_LOCK_TIMEOUT, Manifest, days_between, transform_range
 
@@ -34,7 +35,18 @@ def run(args: Any) -> int:
             print(f"  unpriced models (kept, priced=false): {listed}")
     if manifests:
         print(f"price version {manifests[0].price_version}; manifests under {lake.url(RUN_MANIFESTS)}")
+    _closed_periods_note(lake, days)
     return 0
+
+
+def _closed_periods_note(lake: Lake, days: list[date]) -> None:
+    """The curated usage of a closed billing period may move; its chargeback of record does not: say so."""
+    for period in sorted({f"{d:%Y-%m}" for d in days}):
+        state = status(lake=lake, period=period)
+        if state.closed:
+            print(f"note: billing period {period} is closed (chargeback version {state.version}): its chargeback of "
+                  f"record stays as closed; `modelmeter restate --period {period}` shows and posts what this "
+                  f"changes", file=sys.stderr)
 
 
 def _summary(m: Manifest) -> str:

@@ -300,3 +300,11 @@ def test_the_journal_books_adjustment_lines_apart_and_names_missing_accounts(boo
     code, _, err = _journal(books, capsys, NEXT)
     assert code == 1 and "ledger.yaml:2: unknown key 'surprise'" in err and "`unallocated_cost_center` is required" \
         in err
+
+
+def test_a_transform_of_a_closed_period_says_the_record_stays(books: Books, capsys) -> None:
+    books.rows(capsys)
+    assert books.run(capsys, "close", "--period", PERIOD)[0] == 0
+    code = main(["transform", "--from", "2026-11-20", "--to", "2026-11-20", "--lake", str(books.lake)])
+    err = capsys.readouterr().err
+    assert code == 0 and f"billing period {PERIOD} is closed (chargeback version 1)" in err

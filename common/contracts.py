@@ -800,6 +800,8 @@ def reconciliation_schema() -> pa.Schema:
         pa.field("billed_cost", MONEY, nullable=False, metadata={"description": "the bill's dollars in this row"}),
         pa.field("metered_list_cost", MONEY, nullable=False, metadata={"description": "list cost the gateway metered"}),
         pa.field("currency", pa.string(), nullable=False),
+        pa.field("usage_account_id", pa.string(),
+                 metadata={"description": "the linked AWS account(s) of the row's lines (comma-separated)"}),
     ])
 
 

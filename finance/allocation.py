@@ -4,7 +4,8 @@ A rules file (YAML, DESIGN.md "Allocation rules"), in the spirit of AWS Cost Cat
 
     rules:
       - name: credits-to-product-teams        # unique
-        source: {line_item_type: Credit}      # or {category: …}, {usage_type: "…*"}, {resource_id: …}, {tag: {k: v}}
+        source: {line_item_type: Credit}      # or {category: …}, {usage_type: "…*"}, {resource_id: …},
+                                              # {account: "1111*"} (linked account), {tag: {k: v}}
         method: fixed                         # fixed | proportional | even
         targets: {teamA: 60, teamB: 40}       # fixed: percentages summing to 100; else a list of teams, or all
         basis: metered_cost                   # proportional only: metered_cost | tokens
@@ -33,7 +34,7 @@ import yaml
 from common.contracts import RECONCILIATION_CATEGORIES
 from common.errors import UserError
 
-SOURCE_KEYS = ("category", "line_item_type", "usage_type", "resource_id", "tag")
+SOURCE_KEYS = ("category", "line_item_type", "usage_type", "resource_id", "account", "tag")
 METHODS = ("fixed", "proportional", "even")
 BASES = ("metered_cost", "tokens")
 #: Categories a rule may claim (``matched`` is the metering teams' own usage; ``metered_not_billed`` is no bill).
@@ -63,6 +64,9 @@ class Rule:
             return any(fnmatch.fnmatchcase(u, value) for u in (piece["usage_type"] or "").split(","))
         if key == "resource_id":
             return fnmatch.fnmatchcase(piece.get("resource_id") or "", value)
+        if key == "account":  # a linked account (line_item_usage_account_id), e.g. a business unit's own
+            accounts = [a for a in (piece.get("usage_account_id") or "").split(",") if a]
+            return bool(accounts) and all(fnmatch.fnmatchcase(a, str(value)) for a in accounts)
         tags = piece.get("resource_tags") or {}
         return all(tags.get(k) == v for k, v in value.items())
 

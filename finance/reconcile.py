@@ -188,8 +188,8 @@ def _metered(*, lake: Lake, period: str, catalog: Catalog, scope: Scope, monthly
 
 def _row(period: str, category: str, currency: str, *, billed: Decimal = _ZERO, metered: Decimal = _ZERO,
          key: MeteredKey | None = None, billed_qty: Decimal | None = None, metered_qty: Decimal | None = None,
-         line: dict[str, Any] | None = None, dimension: str | None = None, usage_type: str | None = None
-         ) -> dict[str, Any]:
+         line: dict[str, Any] | None = None, dimension: str | None = None, usage_type: str | None = None,
+         accounts: str | None = None) -> dict[str, Any]:
     return {
         "billing_period": period, "category": category,
         "usage_date": key.usage_date if key else (line["line_item_usage_start_date"].date() if line else None),
@@ -202,6 +202,7 @@ def _row(period: str, category: str, currency: str, *, billed: Decimal = _ZERO, 
         "billed_quantity": billed_qty, "metered_quantity": metered_qty,
         "billed_cost": billed, "metered_list_cost": metered, "currency": currency,
         "resource_id": (line or {}).get("line_item_resource_id"),
+        "usage_account_id": accounts or (line or {}).get("line_item_usage_account_id"),
         "resource_tags": json.loads((line or {}).get("resource_tags") or "{}"),
     }
 
@@ -213,19 +214,21 @@ def _split_key(period: str, currency: str, key: MeteredKey, billed: dict[str, An
     qb = billed["quantity"] if billed else _ZERO
     cb = billed["cost"] if billed else _ZERO
     usage_type = billed["usage_types"] if billed else None
+    accounts = billed["accounts"] if billed else None
     rows = []
     q = max(_ZERO, min(qb, qm))  # a key whose billed quantity nets to zero or less matches nothing
     if q > 0:
         cq = (cb * q / qb).quantize(_Q)
         lq = (lm * q / qm).quantize(_Q)
         rows.append(_row(period, "matched", currency, billed=lq, metered=lq, key=key, billed_qty=q, metered_qty=q,
-                         usage_type=usage_type))
-        rows.append(_row(period, "price_variance", currency, billed=cq - lq, key=key, usage_type=usage_type))
+                         usage_type=usage_type, accounts=accounts))
+        rows.append(_row(period, "price_variance", currency, billed=cq - lq, key=key, usage_type=usage_type,
+                         accounts=accounts))
     else:
         cq, lq = _ZERO, _ZERO
     if billed and (cb != cq or qb > q):  # whatever the matched part leaves of the billed cost, exactly
         rows.append(_row(period, "unmetered_usage", currency, billed=cb - cq, key=key, billed_qty=qb - q,
-                         metered_qty=_ZERO, usage_type=usage_type))
+                         metered_qty=_ZERO, usage_type=usage_type, accounts=accounts))
     if qm > q:
         rows.append(_row(period, "metered_not_billed", currency, metered=lm - lq, key=key, billed_qty=_ZERO,
                          metered_qty=qm - q))
@@ -241,12 +244,14 @@ def _token_keys(lines: list[dict[str, Any]], kinds: dict[tuple[str, str, str | N
         day = first if monthly else li["line_item_usage_start_date"].date()
         key = MeteredKey(day, li["region"] or kind.region or scope.default_region, kind.model_id, kind.dimension,
                          kind.service_tier)
-        entry = keys.setdefault(key, {"quantity": _ZERO, "cost": _ZERO, "types": set()})
+        entry = keys.setdefault(key, {"quantity": _ZERO, "cost": _ZERO, "types": set(), "accounts": set()})
+        entry["accounts"].add(li["line_item_usage_account_id"])
         entry["quantity"] += Decimal(li["line_item_usage_amount"]) * kind.unit_scale
         entry["cost"] += Decimal(li["line_cost"])
         entry["types"].add(li["line_item_usage_type"])
     for entry in keys.values():
         entry["usage_types"] = ",".join(sorted(entry.pop("types")))
+        entry["accounts"] = ",".join(sorted(entry["accounts"]))
     return keys
 
 

@@ -308,3 +308,21 @@ def test_a_transform_of_a_closed_period_says_the_record_stays(books: Books, caps
     code = main(["transform", "--from", "2026-11-20", "--to", "2026-11-20", "--lake", str(books.lake)])
     err = capsys.readouterr().err
     assert code == 0 and f"billing period {PERIOD} is closed (chargeback version 1)" in err
+
+
+def test_a_linked_accounts_charges_go_where_its_rule_says(books: Books, capsys) -> None:
+    # GIVEN a business unit's own linked account with Bedrock usage nobody metered, and a rule for that account
+    before = books.rows(capsys)
+    other = line(period=PERIOD, start=START, usage_type="USE1-Guardrail-TextUnits", amount=3, cost=4.20,
+                 pricing_unit="Units")
+    other["line_item_usage_account_id"] = "222233334444"
+    books.bill([*books.base, other], "bill-2")
+    (books.root / "allocation.yaml").write_text("rules:\n  - name: retail-account\n    source: {account: "
+                                                "\"2222*\"}\n    method: fixed\n    targets: {CC-3003: 100}\n")
+    # THEN that account's charge is the business unit's cost centre's, and nothing of it is unallocated
+    rows = books.rows(capsys)
+    west = next(r for r in rows if r["cost_center"] == "CC-3003")
+    assert Decimal(west["allocated_shared_cost"]) == Decimal("4.20") and west["rules"] == "retail-account"
+    unallocated = [Decimal(next(r for r in run if r["team_id"] == UNALLOCATED)["allocated_shared_cost"])
+                   for run in (before, rows)]
+    assert unallocated[0] == unallocated[1]

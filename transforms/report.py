@@ -1,20 +1,25 @@
-"""``modelmeter report``: per team × model usage and cost over a range of UTC days, from ``team_model_daily``.
+"""``modelmeter report``: per team × model usage and cost over a range of days of the reporting calendar.
 
-The report reads the curated rollup ``team_model_daily`` (``sql/marts/team_model_daily.sql``: per UTC usage_date ×
-team × model) through :func:`sql.render.connect`, the same DuckDB over the lake that the dashboard and the FOCUS
-export read the views from, and adds up its days. Money stays ``Decimal`` from the Parquet file to the printed text:
-never a float, never rounded (trailing zeros beyond the cents are dropped, nothing else).
+Days are the reporting calendar's (``sql.config.ReportingConfig``: ``MODELMETER_REPORTING_TZ``, or ``--tz``), as in
+the views and the dashboards: the report reads the view ``team_model_daily_local`` (the ``team_model_daily`` mart
+regrouped by the day in the reporting time zone, from ``usage_local``) through :func:`sql.render.connect`, the same
+DuckDB over the lake that the dashboard and the FOCUS export read, and adds up its days. When the reporting zone is
+UTC the reporting day is the curated ``usage_date``, so it reads the curated rollup ``team_model_daily`` instead
+(the same rows, a test proves it, without scanning every usage row). Money stays ``Decimal`` from the Parquet file
+to the printed text: never a float, never rounded (trailing zeros beyond the cents are dropped, nothing else).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from common.contracts import COST_COLUMNS, UNITS
 from common.lake import Lake
+from sql import models
 from sql.config import ReportingConfig
+from sql.models import Regrouped
 from sql.render import connect
 
 _FIRST, _OTHER_TOKENS = UNITS[:2], [u for u in UNITS[2:] if u.is_tokens]
@@ -27,25 +32,84 @@ COLUMNS: tuple[str, ...] = (
 )
 MONEY = COST_COLUMNS
 _SUMMED = [c for c in COLUMNS if c not in ("team_id", "model_id")]
-#: The days of team_model_daily in range, added up per team × model (its columns are sums: they add up exactly).
-_REPORT_SQL = (f"select team_id, model_id, {', '.join(f'sum({c}) as {c}' for c in _SUMMED)} "
-               "from team_model_daily where usage_date >= coalesce(?, usage_date) and usage_date <= coalesce(?, "
-               "usage_date) group by team_id, model_id order by total_cost desc, team_id, model_id")
 
 
-def report_rows(*, lake: Lake, date_from: date | None = None, date_to: date | None = None) -> list[dict[str, Any]]:
-    """Per team × model totals (``COLUMNS``) of the UTC days ``date_from``…``date_to`` (inclusive; None: open),
-    most expensive first; money as ``Decimal``."""
-    # UTC days whatever the reporting time zone: team_model_daily counts usage_date, which the configuration does
-    # not change (only the views of local days read it)
-    con = connect(lake=lake, config=ReportingConfig())
+#: The per team × model rollup of usage rows: the mart that defines team_model_daily (one definition), grouped by
+#: team and model and read from the usage rows of the UTC days only partly in the reporting days asked for.
+_EDGE_ROLLUP = Regrouped(model="marts/team_model_daily", inputs={"usage_cost_day": "report_edge_rows"},
+                         keys=("team_id", "model_id"))
+_COLUMNS_SQL = ", ".join(_SUMMED)
+_REPORT_SQL = f"""
+select team_id, model_id, {", ".join(f"sum({c}) as {c}" for c in _SUMMED)}
+from (
+    select team_id, model_id, {_COLUMNS_SQL} from team_model_daily
+    where usage_date >= coalesce(?, usage_date) and usage_date <= coalesce(?, usage_date)
+    union all
+    select team_id, model_id, {_COLUMNS_SQL} from report_edges
+) as days
+group by team_id, model_id order by total_cost desc, team_id, model_id
+"""
+
+
+def utc_days(config: ReportingConfig, first: date | None, last: date | None
+             ) -> tuple[tuple[date | None, date | None], tuple[date, ...]]:
+    """How the reporting days ``first``…``last`` (None: open) fall on UTC days: the range of UTC days wholly
+    inside them (empty when its first is after its last) and the UTC days only partly inside (none when the zone is
+    UTC; otherwise the first and the last, whose usage rows are re-counted one by one)."""
+    start, end = config.utc_window(first, last)
+    partial: set[date] = set()
+    full_first = full_last = None
+    if start is not None:
+        full_first = start.date() if start.time() == time() else start.date() + timedelta(days=1)
+        if start.time() != time():
+            partial.add(start.date())
+    if end is not None:
+        full_last = end.date() - timedelta(days=1)
+        if end.time() != time():
+            partial.add(end.date())
+    return (full_first, full_last), tuple(sorted(partial))
+
+
+def report_rows(*, lake: Lake, date_from: date | None = None, date_to: date | None = None,
+                config: ReportingConfig | None = None) -> list[dict[str, Any]]:
+    """Per team × model totals (``COLUMNS``) of the reporting days ``date_from``…``date_to`` (inclusive; None:
+    open), most expensive first; money as ``Decimal``.
+
+    The UTC days wholly inside the range are read from the curated rollup ``team_model_daily``; the (at most two)
+    UTC days at its ends that another time zone cuts are re-counted from their usage rows by local day
+    (``usage_local``), so a report stays as fast as the rollup in any zone and equals ``team_model_daily_local``.
+
+    Args:
+        config: the reporting calendar (default: the environment's, ``ReportingConfig.from_env``); days are
+            counted in its time zone.
+    """
+    config = config or ReportingConfig.from_env()
+    (full_first, full_last), partial = utc_days(config, date_from, date_to)
+    con = connect(lake=lake, config=config)
     try:
-        rows = con.execute(_REPORT_SQL, [date_from, date_to]).fetchall()
+        edges = _edge_filter(partial, date_from, date_to)
+        con.execute(f"create temp view report_edge_rows as select * from usage_local where {edges}")
+        rollup = models.to_sql(_EDGE_ROLLUP.tree(), dialect="duckdb", config=config)
+        con.execute(f"create temp view report_edges as {rollup}")
+        rows = con.execute(_REPORT_SQL, [full_first, full_last]).fetchall()
     finally:
         con.close()
     return [{c: (Decimal(v) if c in MONEY else (int(v) if c in _SUMMED else v)) for c, v in zip(COLUMNS, row,
                                                                                                 strict=True)}
             for row in rows]
+
+
+def _edge_filter(partial: tuple[date, ...], first: date | None, last: date | None) -> str:
+    # date literals from date objects (never text from outside): a view cannot take parameters
+    if not partial:
+        return "false"
+    days = ", ".join(f"date '{d.isoformat()}'" for d in partial)
+    bounds = [f"usage_date in ({days})"]
+    if first is not None:
+        bounds.append(f"local_date >= date '{first.isoformat()}'")
+    if last is not None:
+        bounds.append(f"local_date <= date '{last.isoformat()}'")
+    return " and ".join(bounds)
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``modelmeter report [--from D --to D] [--format table|csv|json]``: per team × model, from the curated tables."""
+"""``modelmeter report [--from D --to D] [--tz ZONE] [--format table|csv|json]``: per team × model, from the curated
+tables, by days of the reporting calendar."""
 
 from __future__ import annotations
 
@@ -10,17 +11,44 @@ from typing import Any
 
 from common.errors import UserError
 from common.lake import Lake
+from sql.config import ReportingConfig, timezone_problem
 from transforms.report import COLUMNS, MONEY, fit_columns, format_table, money_text, report_rows, text_cell
+
+#: Exit status of a usage error (as argparse's).
+USAGE_ERROR = 2
+
+
+def reporting_config(args: Any) -> ReportingConfig | None:
+    """The reporting calendar of a command: the environment's, its zone replaced by ``--tz`` when given. None
+    (after one line on stderr naming the flag) when ``--tz`` is not a time zone: the command exits 2.
+
+    Raises:
+        UserError: the environment's reporting configuration is invalid (the message names the variable).
+    """
+    zone = getattr(args, "tz", None)
+    if zone is not None and (problem := timezone_problem(zone)):
+        print(f"modelmeter {args.command_key}: argument --tz: {problem}", file=sys.stderr)
+        return None
+    try:
+        return ReportingConfig.from_env(timezone=zone)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def run(args: Any) -> int:
+    config = reporting_config(args)
+    if config is None:
+        return USAGE_ERROR
     if args.date_from and args.date_to and args.date_to < args.date_from:
         raise UserError(f"--to {args.date_to} is before --from {args.date_from}")
     lake = Lake.open(args.lake)
-    rows = report_rows(lake=lake, date_from=args.date_from, date_to=args.date_to)
+    rows = report_rows(lake=lake, date_from=args.date_from, date_to=args.date_to, config=config)
     if not rows:
         span = f"{args.date_from or 'the beginning'} to {args.date_to or 'the end'}"
-        raise UserError(f"no curated data from {span} in {lake.uri}: run `modelmeter transform` for those days first")
+        raise UserError(f"no curated data from {span} (days in {config.timezone}) in {lake.uri}: run `modelmeter "
+                        "transform` for those days first")
+    # which calendar the figures use, on stderr so that CSV and JSON on stdout stay data only
+    print(config.describe(), file=sys.stderr)
     if args.format == "json":
         print(json.dumps([{c: (money_text(r[c]) if c in MONEY else r[c]) for c in COLUMNS} for r in rows], indent=2))
     elif args.format == "csv":

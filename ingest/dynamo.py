@@ -3,7 +3,11 @@
 Both tables have one string partition key, ``pk`` (``common.constants.DYNAMO_PARTITION_KEY``).
 
 * Tenant table (single-table): ``team#<team_id>`` items hold a team; ``key#<sha256 of the secret>`` items hold a
-  key's id, team and state. The secret itself is never stored, so a leaked table grants nothing.
+  key's id, team and state. The secret itself is never stored, so a leaked table grants nothing. A team item holds
+  its dated organisation in ``cost_center_history`` (a list of maps ``{effective_from: "YYYY-MM-DD",
+  cost_center}``, oldest first; ``effective_from`` absent: since always; the attribute absent: ``cost_center`` since
+  always, the shape the deploy seeds) and a ``revision`` token that a read-modify-write checks, so two commands
+  changing one team at the same time cannot lose each other's change.
 * Long-poll table: one item per request id, ``status`` ``pending`` → ``done`` (with the JSON ``result``), and a TTL
   attribute ``expires_at`` (epoch seconds; DynamoDB deletes expired items lazily, so reads check it too). Claiming a
   finished result is a conditional delete: of concurrent claims exactly one gets the item back.
@@ -15,6 +19,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,13 +30,18 @@ from botocore.exceptions import ClientError
 
 from common.constants import DYNAMO_PARTITION_KEY as PK
 from common.constants import DYNAMO_TTL_ATTRIBUTE as TTL
-from common.contracts import Limits, Team
-from common.errors import NotFound
+from common.contracts import CostCenterSpan, Limits, Team, history_from_json
+from common.errors import NotFound, UserError
 from ingest.ports import KeyRecord, hash_key
 from ingest.tenants import new_secret
 
 log = logging.getLogger(__name__)
 MAX_CACHED_KEYS = 10_000
+#: A team item's revision: a new random token on every write, which the next read-modify-write checks (items
+#: seeded by a deploy have none yet).
+REVISION = "revision"
+_ABSENT = object()  # get_team found no item: a later put must not overwrite one created meanwhile
+_UNREAD = object()  # put_team of a team this registry never read: unconditional
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 
@@ -44,6 +54,12 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _de.deserialize(v) for k, v in item.items()}
 
 
+def _span_values(span: CostCenterSpan) -> dict[str, Any]:
+    # A map without NULLs: an absent effective_from means since always, an absent cost_center none.
+    return {k: v for k, v in (("effective_from", span.effective_from.isoformat() if span.effective_from else None),
+                              ("cost_center", span.cost_center)) if v is not None}
+
+
 def _team_values(team: Team) -> dict[str, Any]:
     return {
         PK: f"team#{team.team_id}", "kind": "team", "team_id": team.team_id, "cost_center": team.cost_center,
@@ -53,6 +69,7 @@ def _team_values(team: Team) -> dict[str, Any]:
         "requests_per_second": (Decimal(str(team.limits.requests_per_second))
                                 if team.limits.requests_per_second is not None else None),
         "daily_tokens": team.limits.daily_tokens,
+        "cost_center_history": [_span_values(s) for s in team.cost_center_history] or None,
     }
 
 
@@ -67,6 +84,7 @@ def _team_from(values: dict[str, Any]) -> Team:
         limits=Limits(requests_per_second=float(rps) if rps is not None else None,
                       daily_tokens=int(daily) if daily is not None else None),
         business_unit=values.get("business_unit"),
+        cost_center_history=history_from_json(values.get("cost_center_history")),
     )
 
 
@@ -78,6 +96,9 @@ class DynamoTenantRegistry:
         client: a ``dynamodb`` client (default: a new one from the environment).
         cache_seconds: how long a looked-up key stays cached in this process (a revoked key keeps working at most
             this long; 0 disables the cache). Two reads per request otherwise.
+
+    ``put_team`` of a team this registry has read (``get_team``, ``list_teams``) is conditional on the item being
+    as it was read (its ``revision``, or its absence); a blind ``put_team`` writes unconditionally.
     """
 
     def __init__(self, *, table_name: str, client: Any = None, cache_seconds: float = 30.0):
@@ -86,6 +107,13 @@ class DynamoTenantRegistry:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, tuple[KeyRecord, Team]]] = {}
         self._lock = threading.Lock()
+        self._revisions: dict[str, Any] = {}  # team id → revision read (None: none yet; _ABSENT: no item)
+
+    @property
+    def location(self) -> str:
+        """Where the registry is, for messages: ``dynamodb://<table>`` and the client's region."""
+        region = getattr(getattr(self._db, "meta", None), "region_name", None)
+        return f"dynamodb://{self.table_name}" + (f" ({region})" if region else "")
 
     def lookup_key(self, secret: str) -> tuple[KeyRecord, Team] | None:
         digest = hash_key(secret)
@@ -117,15 +145,46 @@ class DynamoTenantRegistry:
 
     def get_team(self, team_id: str) -> Team | None:
         item = self._get(f"team#{team_id}")
+        with self._lock:
+            self._revisions[team_id] = _revision(item) if item else _ABSENT
         return _team_from(item) if item else None
 
     def put_team(self, team: Team) -> None:
-        self._db.put_item(TableName=self.table_name, Item=_to_item(_team_values(team)))
+        """Write the team's item whole (its history included).
+
+        Raises:
+            UserError: the team was read by this registry and has changed (or appeared) in the table since.
+        """
         with self._lock:
+            seen = self._revisions.get(team.team_id, _UNREAD)
+        values = {**_team_values(team), REVISION: uuid.uuid4().hex}
+        condition: dict[str, Any] = {}
+        if seen is _ABSENT:
+            condition = {"ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": {"#pk": PK}}
+        elif seen is None:
+            condition = {"ConditionExpression": "attribute_exists(#pk) AND attribute_not_exists(#rev)",
+                         "ExpressionAttributeNames": {"#pk": PK, "#rev": REVISION}}
+        elif seen is not _UNREAD:
+            condition = {"ConditionExpression": "#rev = :rev", "ExpressionAttributeNames": {"#rev": REVISION},
+                         "ExpressionAttributeValues": {":rev": {"S": str(seen)}}}
+        try:
+            self._db.put_item(TableName=self.table_name, Item=_to_item(values), **condition)
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            with self._lock:
+                self._revisions.pop(team.team_id, None)
+            raise UserError(f"team {team.team_id} changed in {self.location} after it was read (another command "
+                            f"at the same time?); nothing was written: run the command again") from None
+        with self._lock:
+            self._revisions[team.team_id] = values[REVISION]
             self._cache.clear()  # a changed allowlist or limit applies at once in this process
 
     def list_teams(self) -> list[Team]:
-        return sorted((_team_from(values) for values in self._scan_kind("team")), key=lambda t: t.team_id)
+        items = self._scan_kind("team")
+        with self._lock:
+            self._revisions.update({values["team_id"]: _revision(values) for values in items})
+        return sorted((_team_from(values) for values in items), key=lambda t: t.team_id)
 
     def create_key(self, team_id: str) -> tuple[KeyRecord, str]:
         """Create a key (same id/secret format as the local registry); ``KeyError`` for an unknown team."""
@@ -259,6 +318,11 @@ class DynamoLongPollStore:
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 log.warning("could not mark long-poll request %s as claimed (%s)", request_id, _code(exc))
+
+
+def _revision(values: dict[str, Any]) -> str | None:
+    revision = values.get(REVISION)
+    return None if revision is None else str(revision)
 
 
 def _code(exc: ClientError) -> str:

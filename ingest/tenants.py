@@ -66,6 +66,11 @@ class LocalTenantRegistry:
         self._teams: dict[str, Team] = {}
         self._keys: dict[str, KeyRecord] = {}   # key hash → record
 
+    @property
+    def location(self) -> str:
+        """Where the registry is, for messages: the file's path."""
+        return str(self.path)
+
     # --- reading ------------------------------------------------------------------------------------------------
 
     def _refresh(self) -> None:
@@ -163,17 +168,23 @@ class LocalTenantRegistry:
 # --- command line ----------------------------------------------------------------------------------------------
 
 def registry_path(*, tenants: str | None, lake: str | None) -> Path:
-    """``--tenants``, else ``$MODELMETER_TENANTS``, else ``tenants.json`` beside a local lake's folder."""
+    """``--tenants``, else ``$MODELMETER_TENANTS``, else ``tenants.json`` beside a local lake's folder.
+
+    The path of the local file only: ``ingest.registry.open_registry`` also opens a ``dynamodb://TABLE`` registry.
+    """
 
     explicit = tenants or os.environ.get(ENV_TENANTS)
     if explicit:
         if explicit.startswith("s3://"):
-            raise UserError(f"tenant registry {explicit!r}: the local registry is a file; in AWS it is DynamoDB")
+            raise UserError(f"tenant registry {explicit!r}: the local registry is a file; in AWS it is DynamoDB "
+                            f"(dynamodb://TABLE)")
+        if explicit.lower().startswith("dynamodb:"):
+            raise UserError(f"tenant registry {explicit!r}: this command reads the local registry file only")
         return Path(explicit).expanduser()
     lake_uri = str(lake or os.environ.get(ENV_LAKE) or DEFAULT_LAKE)
     if lake_uri.startswith("s3://"):
-        raise UserError(f"the lake {lake_uri} is on S3: give the tenant registry file with --tenants "
-                        f"(or ${ENV_TENANTS})")
+        raise UserError(f"the lake {lake_uri} is on S3: name the tenant registry with --tenants (or "
+                        f"${ENV_TENANTS}): the deployed unit's tenant table as dynamodb://TABLE, or a file")
     return Path(lake_uri).expanduser().resolve().parent / "tenants.json"
 
 

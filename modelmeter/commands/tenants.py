@@ -1,17 +1,23 @@
-"""``modelmeter tenants add|list`` and ``modelmeter keys create``: the local tenant registry from the command line."""
+"""``modelmeter tenants add|list`` and ``modelmeter keys create``: the tenant registry from the command line.
+
+The registry is the local file or, with ``--tenants dynamodb://TABLE`` (or ``$MODELMETER_TENANTS``), a deployed
+unit's DynamoDB tenant table (:func:`ingest.registry.open_registry`): the same commands, the same history.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from common.constants import ENV_LAKE
 from common.contracts import Team
 from common.errors import UserError
 from common.lake import Lake
-from ingest.tenants import LocalTenantRegistry, registry_path
+from ingest.registry import AdminRegistry, is_dynamodb, open_registry
 from sql.reference import write_teams
 
 
@@ -70,8 +76,8 @@ def run_add(args: Any) -> int:
     effective_from = _effective_from(args, existing)
     team = _merged(existing or Team(team_id=team_id), args, effective_from)
     registry.put_team(team)
-    write_teams(lake=Lake.open(getattr(args, "lake", None)), teams=registry.list_teams())  # for the views
-    print(f"team {team_id} {'updated' if existing else 'registered'} in {registry.path}: cost centre "
+    written = _write_reference_teams(registry, args)
+    print(f"team {team_id} {'updated' if existing else 'registered'} in {registry.location}: cost centre "
           f"{team.cost_center or '-'}, budget {team.monthly_budget_usd if team.monthly_budget_usd is not None else '-'}"
           f" USD/month, models {','.join(team.allowed_models)}, rps {team.limits.requests_per_second or '-'}, "
           f"daily tokens {team.limits.daily_tokens or '-'}", file=sys.stderr)
@@ -79,7 +85,28 @@ def run_add(args: Any) -> int:
         print(f"cost centre {team.cost_center or '-'} from {effective_from} (UTC); earlier days stay with "
               f"{_before(team, effective_from)}; closed billing periods do not move (see `modelmeter restate`)",
               file=sys.stderr)
+    if written is None:
+        print(f"reference/teams not rewritten: no --lake (or ${ENV_LAKE}) given; the unit's transform refreshes it "
+              f"from {registry.location} on its next run", file=sys.stderr)
     return 0
+
+
+def _write_reference_teams(registry: AdminRegistry, args: Any) -> str | None:
+    """Rewrite the lake's ``reference/teams`` from the registry, for the views; the file written.
+
+    A DynamoDB registry belongs to a deployed unit, whose lake is on S3: without a lake named (``--lake`` or
+    ``$MODELMETER_LAKE``) nothing is written (``None``) rather than a ``./lake`` nobody reads.
+    """
+    lake = getattr(args, "lake", None)
+    if is_dynamodb(registry) and not (lake or os.environ.get(ENV_LAKE)):
+        return None
+    teams = registry.list_teams()
+    try:
+        return write_teams(lake=Lake.open(lake), teams=teams)
+    except OSError as exc:
+        raise UserError(f"the registry {registry.location} is updated, but reference/teams could not be rewritten "
+                        f"({exc}); run the command again"
+                        + (" or let the unit's transform refresh it" if is_dynamodb(registry) else "")) from None
 
 
 def _before(team: Team, day: date) -> str:
@@ -91,11 +118,15 @@ def run_list(args: Any) -> int:
     registry = _open_registry(args)
     teams = registry.list_teams()
     if not teams:
-        print(f"no teams in {registry.path}", file=sys.stderr)
+        print(f"no teams in {registry.location}", file=sys.stderr)
         return 0
+    live: dict[str, list[str]] = {}
+    for key in registry.list_keys():  # once: a DynamoDB registry scans the table for it
+        if not key.revoked:
+            live.setdefault(key.team_id, []).append(key.api_key_id)
     print("team_id\tcost_center\tmonthly_budget_usd\tallowed_models\trps\tdaily_tokens\tkeys")
     for t in teams:
-        keys = [k.api_key_id for k in registry.list_keys(t.team_id) if not k.revoked]
+        keys = live.get(t.team_id, [])
         print("\t".join(str(v) if v is not None else "-" for v in (
             t.team_id, t.cost_center, t.monthly_budget_usd, ",".join(t.allowed_models),
             t.limits.requests_per_second, t.limits.daily_tokens, ",".join(keys) or None)))
@@ -107,12 +138,15 @@ def run_keys_create(args: Any) -> int:
     try:
         record, secret = registry.create_key(args.team)
     except KeyError:
-        raise UserError(f"no team {args.team!r} in {registry.path}; add it first with "
+        raise UserError(f"no team {args.team!r} in {registry.location}; add it first with "
                         f"`modelmeter tenants add {args.team}`") from None
     print(secret)
-    print(f"created key {record.api_key_id} for team {record.team_id}; the secret above is shown only once",
-          file=sys.stderr)
+    print(f"created key {record.api_key_id} for team {record.team_id} in {registry.location}; the secret above is "
+          f"shown only once", file=sys.stderr)
+    if is_dynamodb(registry):
+        print("behind API Gateway a request also carries one of the team's API Gateway keys as x-api-key: send "
+              "this secret as `Authorization: Bearer` on /v1 (docs/deploy.md)", file=sys.stderr)
     return 0
 
-def _open_registry(args: Any) -> LocalTenantRegistry:
-    return LocalTenantRegistry(registry_path(tenants=getattr(args, "tenants", None), lake=getattr(args, "lake", None)))
+def _open_registry(args: Any) -> AdminRegistry:
+    return open_registry(tenants=getattr(args, "tenants", None), lake=getattr(args, "lake", None))

@@ -69,39 +69,56 @@ class TeamUsagePlans(Construct):
 
 
 class TeamRecords(Construct):
-    """The teams' items in the tenant table (``team#<team_id>``), kept equal to the config on every deploy.
+    """Seeds the teams' items in the tenant table (``team#<team_id>``): written once, never overwritten, never deleted.
 
-    Written with DynamoDB ``PutItem`` on create and update and removed with ``DeleteItem`` on delete (an
-    ``AwsCustomResource`` per team). Key items (``key#<sha256>``) are not written here: a key's value exists only in
-    API Gateway, so its hash is registered after deploy (docs/deploy.md).
+    The tenant table is the registry and the source of truth (docs/deploy.md): ``modelmeter tenants add --tenants
+    dynamodb://TABLE`` changes a team there, dated cost-centre moves included, and a deploy must not undo that. So
+    each team's item is written with a conditional ``PutItem`` (``attribute_not_exists(pk)``) on create and on
+    update, and ``ConditionalCheckFailedException`` (the item exists) is ignored: a team new to the config is
+    seeded, an existing one is left as it is, whatever the config now says about it. The seed has the shape of a
+    team that never moved (``cost_center``, no ``cost_center_history``: that cost centre since always) and no
+    ``revision`` (what ``ingest.dynamo`` reads as "not changed by a command yet").
+
+    Removing a team from the config does not delete its item (there is no delete call): its history and keys are
+    finance records, and past periods are charged through them. Key items (``key#<sha256>``) are not written here:
+    a key's value exists only in API Gateway, so its hash is registered after deploy (docs/deploy.md).
     """
+
+    #: The seed's condition: write only when the table has no item of that team yet.
+    CONDITION = f"attribute_not_exists({c.DYNAMO_PARTITION_KEY})"
+    #: The error of a seed that found its team already there (AwsCustomResource ignores it).
+    IGNORED_ERRORS = "^ConditionalCheckFailedException$"
 
     def __init__(self, scope: Construct, construct_id: str, *, unit_name: str, table: dynamodb.ITable,
                  key: kms.IKey, teams: Sequence[Team]) -> None:
         super().__init__(scope, construct_id)
         policy = cr.AwsCustomResourcePolicy.from_statements([
-            iam.PolicyStatement(actions=["dynamodb:PutItem", "dynamodb:DeleteItem"], resources=[table.table_arn]),
+            iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[table.table_arn]),
             iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]),
         ])
         for team in teams:
             pk = f"team#{team.team_id}"
-            item = {
-                c.DYNAMO_PARTITION_KEY: {"S": pk}, "kind": {"S": "team"}, "team_id": {"S": team.team_id},
-                "business_unit": {"S": unit_name},
-                "allowed_models": {"L": [{"S": pattern} for pattern in team.allowed_models]},
-                **({"cost_center": {"S": team.cost_center}} if team.cost_center else {}),
-                # DynamoDB numbers travel as strings: the Decimal's own text keeps the budget exact.
-                **({"monthly_budget_usd": {"N": str(team.monthly_budget_usd)}}
-                   if team.monthly_budget_usd is not None else {}),
-            }
             put = cr.AwsSdkCall(service="DynamoDB", action="putItem",
-                                parameters={"TableName": table.table_name, "Item": item},
-                                physical_resource_id=cr.PhysicalResourceId.of(pk))
+                                parameters={"TableName": table.table_name, "Item": seed_item(team, unit_name),
+                                            "ConditionExpression": self.CONDITION},
+                                physical_resource_id=cr.PhysicalResourceId.of(pk),
+                                ignore_error_codes_matching=self.IGNORED_ERRORS)
             cr.AwsCustomResource(
                 self, f"Team-{team.team_id}", resource_type="Custom::ModelmeterTeam", on_create=put, on_update=put,
-                on_delete=cr.AwsSdkCall(service="DynamoDB", action="deleteItem", parameters={
-                    "TableName": table.table_name, "Key": {c.DYNAMO_PARTITION_KEY: {"S": pk}}}),
                 policy=policy, install_latest_aws_sdk=False)
+
+
+def seed_item(team: Team, unit_name: str) -> dict[str, dict[str, object]]:
+    """A config team's first item in the tenant table (DynamoDB JSON), as ``ingest.dynamo`` reads a team."""
+    return {
+        c.DYNAMO_PARTITION_KEY: {"S": f"team#{team.team_id}"}, "kind": {"S": "team"}, "team_id": {"S": team.team_id},
+        "business_unit": {"S": unit_name},
+        "allowed_models": {"L": [{"S": pattern} for pattern in team.allowed_models]},
+        **({"cost_center": {"S": team.cost_center}} if team.cost_center else {}),
+        # DynamoDB numbers travel as strings: the Decimal's own text keeps the budget exact.
+        **({"monthly_budget_usd": {"N": str(team.monthly_budget_usd)}}
+           if team.monthly_budget_usd is not None else {}),
+    }
 
 
 class GatewayApi(Construct):

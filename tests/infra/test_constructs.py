@@ -92,19 +92,33 @@ def test_tenant_and_longpoll_tables_are_on_demand_encrypted_with_ttl_and_pitr(ba
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
 
 
-def test_each_team_is_written_to_the_tenant_table_with_its_allowed_models(bare: Assembly) -> None:
+def test_each_team_is_seeded_into_the_tenant_table_once_and_never_overwritten_or_deleted(bare: Assembly) -> None:
     records = bare.resources("bare-gateway", "Custom::ModelmeterTeam")
     teams = research().teams
     assert len(records) == len(teams)
     for team in teams:
         (record,) = [r for r in records if f"team#{team.team_id}" in json.dumps(r["Properties"]["Create"])]
-        create, delete = (json.dumps(record["Properties"][k]).replace("\\", "") for k in ("Create", "Delete"))
-        assert '"action":"putItem"' in create and '"action":"deleteItem"' in delete
+        create, update = (json.dumps(record["Properties"][k]).replace("\\", "") for k in ("Create", "Update"))
+        # a conditional put on create and on update alike, whose "the item exists" failure is ignored
+        assert create == update
+        assert '"action":"putItem"' in create
+        assert f'"ConditionExpression":"attribute_not_exists({c.DYNAMO_PARTITION_KEY})"' in create
+        assert '"ignoreErrorCodesMatching":"^ConditionalCheckFailedException$"' in create
+        # and no delete: a team that leaves the config keeps its item (history and keys are finance records)
+        assert "Delete" not in record["Properties"]
         for pattern in team.allowed_models:
             assert f'{{"S":"{pattern}"}}' in create
+        # the seed is a team that never moved: its cost centre, no history (since always), no revision yet
         assert f'"cost_center":{{"S":"{team.cost_center}"}}' in create
+        assert "cost_center_history" not in create and '"revision"' not in create
         if team.monthly_budget_usd is not None:
             assert f'"monthly_budget_usd":{{"N":"{team.monthly_budget_usd}"}}' in create
+        # and its policy (the one the resource depends on) may put items, never delete them
+        resources = bare.templates["bare-gateway"]["Resources"]
+        (policy,) = [resources[d] for d in record["DependsOn"] if resources[d]["Type"] == "AWS::IAM::Policy"]
+        actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                   for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+        assert "dynamodb:PutItem" in actions and not {"dynamodb:DeleteItem", "dynamodb:UpdateItem"} & actions
 
 
 def test_sagemaker_endpoints_reach_the_gateway_in_the_shape_its_provider_reads(bare: Assembly) -> None:

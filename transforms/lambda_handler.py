@@ -5,8 +5,10 @@ that day's partitions, so the hourly overlap with yesterday is safe and catches 
 ``{"date_from": "2026-11-20", "date_to": "2026-11-24"}`` (optionally ``"price_version"``) to backfill.
 
 Before transforming, the run refreshes ``reference/teams`` (cost centres, budgets, business units: what the views
-join) from the tenant table named by ``MODELMETER_TENANT_TABLE``, when set: in AWS the registry is DynamoDB, and
-nothing else writes that file there.
+join) from the tenant table named by ``MODELMETER_TENANT_TABLE``, when set. In AWS that table is the registry and
+the source of truth (the deploy only seeds it; ``modelmeter tenants add --tenants dynamodb://TABLE`` changes it), so
+the file is rewritten from it whole, with one row per dated cost-centre assignment of each team: a move made with
+``--from DAY`` reaches the views on the next run, and days before it keep the cost centre in force then.
 
 Each run emits ``CuratedEvents`` and ``QuarantinedEvents`` (namespace ``modelmeter``, dimensions ``service`` and
 ``business_unit``) through Powertools; the quarantine-rate alarm divides them.
@@ -90,10 +92,10 @@ def _totals(manifests: list[Any]) -> dict[str, int]:
 
 
 def _refresh_teams(lake: Lake, table_name: str | None) -> int | None:
-    """Rewrite ``reference/teams`` from the DynamoDB tenant table; the number of teams, or None without a table."""
+    """Rewrite ``reference/teams`` from the DynamoDB tenant table (each team's dated cost-centre history included);
+    the number of teams, or None without a table."""
     if not table_name:
         return None
-
     teams = DynamoTenantRegistry(table_name=table_name).list_teams()
     write_teams(lake=lake, teams=teams)
     return len(teams)

@@ -68,7 +68,8 @@ def _event(i: int, when: datetime, **extra: object) -> dict:
 
 
 def _tenant_table() -> str:
-    """A DynamoDB tenant table (moto) holding one team, as the gateway's registry writes it."""
+    """A DynamoDB tenant table (moto) holding one team that moved cost centre on 2026-11-21, as the registry writes
+    it."""
     import boto3
 
     from common.contracts import Team
@@ -78,8 +79,10 @@ def _tenant_table() -> str:
     client.create_table(TableName="tenants", BillingMode="PAY_PER_REQUEST",
                         KeySchema=[{"AttributeName": c.DYNAMO_PARTITION_KEY, "KeyType": "HASH"}],
                         AttributeDefinitions=[{"AttributeName": c.DYNAMO_PARTITION_KEY, "AttributeType": "S"}])
+    team = Team(team_id="search", cost_center="CC-1002", monthly_budget_usd=Decimal("1500.00"),
+                business_unit="research")
     DynamoTenantRegistry(table_name="tenants", client=client).put_team(
-        Team(team_id="search", cost_center="CC-1002", monthly_budget_usd=Decimal("1500.00"), business_unit="research"))
+        team.moved("CC-2002", effective_from=date(2026, 11, 21)))
     return "tenants"
 
 
@@ -112,14 +115,18 @@ def _run_handler_on_a_local_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert result["days"] == ["2026-11-20", "2026-11-21"]
     assert result["counts"]["written"] == 3 and result["counts"]["quarantined"] == 1
     assert lake.list_files(c.CURATED_USAGE_COST, "dt=2026-11-21")
-    # and reference/teams was refreshed from the tenant table (what the views join for cost centres and budgets)
+    # and reference/teams was refreshed from the tenant table (what the views join for cost centres and budgets),
+    # one row per dated assignment: the move of 2026-11-21 leaves 2026-11-20 with the old cost centre
     import pyarrow.parquet as pq
 
     assert result["teams"] == 1
     (teams_file,) = lake.list_files(c.REFERENCE_TEAMS)
-    assert pq.read_table(teams_file).to_pylist() == [{"team_id": "search", "cost_center": "CC-1002",
-                                                      "monthly_budget_usd": Decimal("1500.000000000000"),
-                                                      "business_unit": "research"}]
+    same = {"team_id": "search", "monthly_budget_usd": Decimal("1500.000000000000"), "business_unit": "research"}
+    assert pq.read_table(teams_file).to_pylist() == [
+        {**same, "cost_center": "CC-1002", "effective_from": None, "effective_to": date(2026, 11, 21),
+         "is_current": False},
+        {**same, "cost_center": "CC-2002", "effective_from": date(2026, 11, 21), "effective_to": None,
+         "is_current": True}]
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     (blob,) = [b for b in emf if c.METRIC_CURATED_EVENTS in b]
     (directive,) = blob["_aws"]["CloudWatchMetrics"]

@@ -59,6 +59,10 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+_TENANTS_HELP = ("tenant registry: a file (default: tenants.json beside a local lake) or dynamodb://TABLE (the "
+                 "deployed tenant table; region from AWS_DEFAULT_REGION)")
+
+
 def _add_lake(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", default=None,
                    help=f"lake folder or s3://bucket/prefix (default: ${ENV_LAKE}, else ./lake)")
@@ -184,11 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--monthly-budget", type=_usd, default=None, help="monthly budget in USD")
     p.add_argument("--rps", type=_positive(float), default=None, help="requests-per-second limit")
     p.add_argument("--daily-tokens", type=_positive(int), default=None, help="daily token limit")
-    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
     p.set_defaults(command_key="tenants add")
     p = tenants.add_parser("list", help="list teams")
     _add_lake(p)
-    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
     p.set_defaults(command_key="tenants list")
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True,
@@ -196,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = keys.add_parser("create", help="create an API key for a team; prints the secret once")
     _add_lake(p)
     p.add_argument("team")
-    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
     p.set_defaults(command_key="keys create")
 
     sqlp = sub.add_parser("sql", help="the SQL views").add_subparsers(dest="sql_command", required=True,
@@ -233,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger", default=None, metavar="FILE",
                    help="GL accounts and the central account (YAML; default: ledger.yaml beside the tenant "
                         "registry)")
-    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
     p.set_defaults(command_key="export journal")
 
     billing = sub.add_parser("billing", help="the AWS bill (CUR 2.0)").add_subparsers(
@@ -261,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_period(p)
     p.add_argument("--rules", default=None, metavar="FILE",
                    help="allocation rules (YAML; default: allocation.yaml beside the tenant registry, if there)")
-    p.add_argument("--tenants", default=None, help="tenant registry file (the organisation: cost centres)")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
     p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
     p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope")
     p.add_argument("--versions", action="store_true", help="list the stored versions and their inputs instead")
@@ -273,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_period(p)
     p.add_argument("--reopen", action="store_true", help="reopen a closed period (needs --reason; recorded)")
     p.add_argument("--reason", default=None, help="why the period is reopened (or a note on the close)")
-    p.add_argument("--tenants", default=None, help="tenant registry file")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
     p.set_defaults(command_key="close")
 
     p = sub.add_parser("restate", help="what a closed period would be now; posts the deltas into the next open "
@@ -282,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_period(p)
     p.add_argument("--price-version", default=None, help="re-price the period's usage at this catalog version")
     p.add_argument("--rules", default=None, metavar="FILE", help="allocation rules (default as for chargeback)")
-    p.add_argument("--tenants", default=None, help="tenant registry file (the dated organisation)")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
     p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
     p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope")
     p.add_argument("--dry-run", action="store_true", help="print the deltas without posting them")

@@ -21,7 +21,8 @@ from finance.cur import import_export
 from finance.reconcile import Reconciliation, Scope, reconcile, scope_from_environment
 from finance.reconcile import store as store_reconciliation
 from finance.usage_types import load_usage_types
-from ingest.tenants import LocalTenantRegistry, registry_path
+from ingest.registry import dynamodb_table, open_registry
+from ingest.tenants import registry_path
 from pricing_catalog import load_catalog
 from transforms.report import money_text
 
@@ -85,23 +86,27 @@ def _summary(rec: Reconciliation) -> None:
             print(f"  {name:<20} billed {billed:>16}   metered {metered}", file=sys.stderr)
 
 
-def _organisation(args: Any) -> tuple[list[Team], Path | None]:
-    path = registry_path(tenants=args.tenants, lake=args.lake)
-    if not path.is_file():
-        return [], path
-    return LocalTenantRegistry(path).list_teams(), path
+def _organisation(args: Any) -> list[Team]:
+    """The dated organisation: the local registry file (none yet: no teams) or the DynamoDB tenant table."""
+    if dynamodb_table(getattr(args, "tenants", None)) is None and not registry_path(
+            tenants=getattr(args, "tenants", None), lake=args.lake).is_file():
+        return []
+    return open_registry(tenants=getattr(args, "tenants", None), lake=args.lake).list_teams()
 
 
 def registry_folder(args: Any) -> Path:
-    """Where the finance configuration files (``allocation.yaml``, ``ledger.yaml``) are: beside the registry."""
+    """Where the finance configuration files (``allocation.yaml``, ``ledger.yaml``) are by default: beside the
+    local registry file; with the DynamoDB registry, the current folder."""
+    if dynamodb_table(getattr(args, "tenants", None)) is not None:
+        return Path.cwd()
     return registry_path(tenants=getattr(args, "tenants", None), lake=args.lake).parent
 
 
 def open_inputs(args: Any) -> tuple[list[Team], Rules]:
     """The dated organisation and the checked allocation rules of a chargeback run."""
-    teams, registry = _organisation(args)
-    rules_path = Path(args.rules) if args.rules else (registry.parent / RULES_FILE if registry else None)
-    if rules_path and not args.rules and not rules_path.is_file():
+    teams = _organisation(args)
+    rules_path = Path(args.rules) if args.rules else registry_folder(args) / RULES_FILE
+    if not args.rules and not rules_path.is_file():
         rules_path = None
     rules = load_rules(rules_path, teams={t.team_id for t in teams},
                        cost_centers={s.cost_center for t in teams for s in t.spans() if s.cost_center})

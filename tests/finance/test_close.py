@@ -12,15 +12,18 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from moto import mock_aws
 
-from common.constants import CURATED_USAGE_COST
+from common.constants import CURATED_USAGE_COST, DYNAMO_PARTITION_KEY
 from common.contracts import COST_COLUMNS, UNALLOCATED, curated_arrow_schema
 from common.lake import Lake
 from finance.close import next_open_period, status
 from finance.cur import import_export
+from ingest.dynamo import DynamoTenantRegistry
 from ingest.tenants import LocalTenantRegistry
 from modelmeter.cli import main
 from modelmeter.simulated_bill import line, write_cur
@@ -326,3 +329,36 @@ def test_a_linked_accounts_charges_go_where_its_rule_says(books: Books, capsys) 
     unallocated = [Decimal(next(r for r in run if r["team_id"] == UNALLOCATED)["allocated_shared_cost"])
                    for run in (before, rows)]
     assert unallocated[0] == unallocated[1]
+
+
+def test_against_the_dynamodb_registry_a_dated_move_leaves_the_closed_month(books: Books, capsys,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the organisation in the deployed tenant table (moto), not the local file
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="eu-west-1")
+        client.create_table(TableName="tenants", BillingMode="PAY_PER_REQUEST",
+                            AttributeDefinitions=[{"AttributeName": DYNAMO_PARTITION_KEY, "AttributeType": "S"}],
+                            KeySchema=[{"AttributeName": DYNAMO_PARTITION_KEY, "KeyType": "HASH"}])
+        books.tenants = "dynamodb://tenants"  # type: ignore[assignment]
+        for team in TEAMS:
+            assert books.run(capsys, "tenants", "add", team.team_id, "--cost-center", team.cost_center)[0] == 0
+        # WHEN November is charged back and closed, then team-beta moves from December on (and, by mistake,
+        # a move is dated back into the closed November)
+        november = books.rows(capsys)
+        assert books.run(capsys, "close", "--period", PERIOD)[0] == 0
+        assert books.run(capsys, "tenants", "add", "team-beta", "--cost-center", "CC-9009", "--from",
+                         "2026-12-01")[0] == 0
+        # THEN the closed month does not move, and the registry keeps the dated history
+        assert books.rows(capsys) == november
+        beta = DynamoTenantRegistry(table_name="tenants", client=client).get_team("team-beta")
+        assert [beta.cost_center_on(date(2026, 11, 30)), beta.cost_center_on(date(2026, 12, 1))] == [
+            "CC-2002", "CC-9009"]
+        # AND a fresh run of the reopened month still charges November to the cost centre in force then
+        assert books.run(capsys, "close", "--period", PERIOD, "--reopen", "--reason", "recheck")[0] == 0
+        again = books.rows(capsys)
+        assert {r["cost_center"] for r in again if r["team_id"] == "team-beta"} == {"CC-2002"}
+        assert _sum(again) == _sum(november)

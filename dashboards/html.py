@@ -73,12 +73,15 @@ def _table(table: Table) -> str:
                        for row in table.rows)
     else:
         body = f'<tr><td class="empty" colspan="{len(table.columns)}">Nothing in this period</td></tr>'
+    foot = "".join('<tr class="total">' + "".join('<td></td>' if v is None else _cell(v, table.columns[i])
+                                                  for i, v in enumerate(row)) + "</tr>" for row in table.footer)
+    foot = f"<tfoot>{foot}</tfoot>" if foot else ""
     note = f'<p class="note">{escape(table.note)}</p>' if table.note else ""
     return (f'<section id="section-{table.table_id}"><h2>{escape(table.title)}</h2>{note}'
             # the wrapper scrolls sideways inside the card on a narrow screen; focusable so a keyboard can scroll it
             f'<div class="scroll" role="region" aria-label="{escape(table.title)}" tabindex="0">'
             f'<table class="sortable" id="table-{table.table_id}" data-rows="{len(table.rows)}">'
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div></section>")
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>{foot}</table></div></section>")
 
 
 def _charts(data: ReportData) -> dict[str, str]:
@@ -143,7 +146,7 @@ def render_dashboard(*, lake: Lake | str | Path | None, date_from: date | None =
     con = connect(lake=opened, config=config)
     try:
         _read_base_tables_once(con)
-        data = gather(con, date_from=date_from, date_to=date_to)
+        data = gather(con, date_from=date_from, date_to=date_to, lake=opened)
     finally:
         con.close()
     target = Path(out)

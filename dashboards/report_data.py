@@ -7,11 +7,14 @@ and shapes rows. Money stays ``Decimal`` (DuckDB returns DECIMAL(38,12) as ``Dec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import duckdb
+
+from common.lake import Lake
+from finance.chargeback import CENT, VersionInfo, versions
 
 ZERO = Decimal(0)
 
@@ -25,6 +28,7 @@ class Table:
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
     note: str = ""
+    footer: tuple[tuple[Any, ...], ...] = ()  # totals under the rows (not sorted with them); None: a blank cell
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ def _burn(con: duckdb.DuckDBPyConnection, date_to: date) -> tuple[date | None, t
     return month, tuple(rows)
 
 
-def _tables(con: duckdb.DuckDBPyConnection, period: list[Any], burn_month: date | None) -> tuple[Table, ...]:
+def _tables(con: duckdb.DuckDBPyConnection, period: list[Any], burn_month: date | None,
+            manifests: dict[str, list[VersionInfo]]) -> tuple[Table, ...]:
     months = [period[0], period[1]]  # fiscal months overlapping the period
     month_filter = "fiscal_month_end >= ? and fiscal_month_start <= ?"
     return (
@@ -118,7 +123,7 @@ def _tables(con: duckdb.DuckDBPyConnection, period: list[Any], burn_month: date 
               tuple(_rows(con, """select team_id, provider, model_id, operation, sum(invocations),
                     sum(input_tokens), sum(output_tokens) from unpriced_usage where local_date between ? and ?
                     group by all order by 5 desc, 1, 3""", period))),
-        *_close_tables(con, period),
+        *_close_tables(con, period, manifests),
         Table("quarantine", "Quarantine summary (rejected events)",
               ("stage", "reason", "rejected rows"),
               tuple(_rows(con, """select stage, reason, sum(rejected_rows) from quarantine_summary
@@ -126,26 +131,49 @@ def _tables(con: duckdb.DuckDBPyConnection, period: list[Any], burn_month: date 
     )
 
 
-def _close_tables(con: duckdb.DuckDBPyConnection, period: list[Any]) -> tuple[Table, ...]:
-    """The month-end close of the billing periods (the invoice's UTC months) that overlap the period."""
+def _close_tables(con: duckdb.DuckDBPyConnection, period: list[Any],
+                  manifests: dict[str, list[VersionInfo]]) -> tuple[Table, ...]:
+    """The month-end close of the billing periods (the invoice's UTC months) that overlap the period: each period's
+    state, its chargeback versions, its own lines (which add up to its invoice) and, apart, the adjustment lines
+    that restate earlier closed periods; then the reconciliation."""
     periods = [f"{period[0]:%Y-%m}", f"{period[1]:%Y-%m}"]
+    inputs = {(p, v.version): v for p, listed in manifests.items() for v in listed}
+    own = _rows(con, """select billing_period, version, cost_center, team_id, metered_list_cost, price_adjustment,
+                  allocated_shared_cost, chargeback_cost, rules from chargeback_of_record
+                  where line_type = 'charge' and billing_period between ? and ?
+                  order by billing_period, team_id = 'unallocated', cost_center, team_id""", periods)
+    adjustments = _rows(con, """select billing_period, corrects_period, rules, cost_center, team_id,
+                  metered_list_cost, price_adjustment, allocated_shared_cost, chargeback_cost from chargeback_of_record
+                  where line_type = 'adjustment'
+                    and (billing_period between ? and ? or corrects_period between ? and ?)
+                  order by billing_period, rules, team_id = 'unallocated', cost_center, team_id""", periods * 2)
     return (
-        Table("close-chargeback", "Chargeback of record (invoice-true) by billing period, cost centre and team",
+        _periods_table(con, periods, inputs),
+        _events_table(con, periods),
+        _versions_table(con, periods, inputs),
+        Table("close-chargeback", "Chargeback of record: each billing period's own lines, by cost centre and team",
               ("billing period", "version", "cost centre", "team", "metered list (USD)", "price adjustment (USD)",
                "shared costs (USD)", "chargeback (USD)", "allocation rules"),
-              tuple(_rows(con, """select billing_period, version, cost_center, team_id, metered_list_cost,
-                    price_adjustment, allocated_shared_cost, chargeback_cost, rules from chargeback_of_record
-                    where billing_period between ? and ?
-                    order by billing_period, team_id = 'unallocated', cost_center, team_id""", periods)),
-              note="Billing periods are UTC calendar months (the AWS invoice); the rows of a period add up to its "
-                   "in-scope invoice to the cent. `modelmeter chargeback` makes a new version; the latest is shown."),
+              tuple(own), footer=_own_totals(own, inputs),
+              note="Billing periods are UTC calendar months (the AWS invoice). A closed period shows the version it "
+                   "was closed at, an open one its latest `modelmeter chargeback` run. A period's own lines add up "
+                   "to its in-scope invoice to the cent; restatements of earlier periods are not among them (below)."),
+        Table("close-adjustments", "Adjustment lines: restatements of earlier closed periods",
+              ("posted into", "corrects period", "restatement", "cost centre", "team", "metered list Δ (USD)",
+               "price adjustment Δ (USD)", "shared costs Δ (USD)", "chargeback Δ (USD)"),
+              tuple(adjustments), footer=_adjustment_totals(adjustments),
+              note="`modelmeter restate` books what a closed period would be charged now (restated − booked, per "
+                   "cost centre × team) into the next open period as extra lines, labelled with the period they "
+                   "correct and the restatement id; the closed period itself never moves. They are not part of "
+                   "the invoice of the period they are posted into."),
         Table("close-reconciliation", "Reconciliation: where the bill's dollars go",
               ("billing period", "category", "billed (USD)", "metered at list (USD)"),
               tuple(_rows(con, """select billing_period, category, sum(billed_cost), sum(metered_list_cost)
                     from reconciliation_summary where billing_period between ? and ?
                     group by billing_period, category order by billing_period, category""", periods)),
               note="matched, price variance, unmetered usage, metered but not billed, non-usage (credits, fees), "
-                   "time-based and unmapped charges; see docs/finance.md."),
+                   "time-based and unmapped charges; see docs/finance.md. Of the newest CUR snapshot: a closed "
+                   "period's record may be of an earlier one (its CUR snapshot is named above)."),
         Table("close-by-model", "Billed against metered by model",
               ("billing period", "category", "model or charge", "billed (USD)", "metered at list (USD)"),
               tuple(_rows(con, """select billing_period, category, item, billed_cost, metered_list_cost
@@ -154,8 +182,144 @@ def _close_tables(con: duckdb.DuckDBPyConnection, period: list[Any]) -> tuple[Ta
     )
 
 
-def gather(con: duckdb.DuckDBPyConnection, *, date_from: date | None, date_to: date | None) -> ReportData:
-    """Everything the page shows for the period (default: every day with data), read from the views."""
+def _invoice(info: VersionInfo | None) -> Decimal | None:
+    """The in-scope invoice a version charges back, rounded to the cent (what its rows add up to)."""
+    return None if info is None else Decimal(info.in_scope_total).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _periods_table(con: duckdb.DuckDBPyConnection, periods: list[str],
+                   inputs: dict[tuple[str, int], VersionInfo]) -> Table:
+    rows = []
+    for r in _rows(con, """
+            with shown as (
+                select billing_period from chargeback_of_record where billing_period between ? and ?
+                union
+                select billing_period from period_events where billing_period between ? and ?
+            ),
+            latest as (
+                select *, row_number() over (partition by billing_period order by seq desc) as newest
+                from period_events
+            ),
+            lines as (
+                select billing_period, max(period_status) as period_status, max(version) as version,
+                       sum(case when line_type = 'charge' then chargeback_cost end) as own_cost,
+                       sum(case when line_type = 'adjustment' then chargeback_cost end) as adjustment_cost
+                from chargeback_of_record group by billing_period
+            ),
+            restated as (
+                select corrects_period as billing_period,
+                       string_agg(restatement || ' (posted into ' || billing_period || ')', ', '
+                                  order by restatement) as restatements
+                from (select distinct corrects_period, restatement, billing_period from chargeback_adjustments)
+                group by corrects_period
+            )
+            select s.billing_period, coalesce(l.period_status, 'open'), l.version, e.action, e.version, e.reason,
+                   strftime(e."at", '%Y-%m-%d %H:%M'), e."by", e.cur_snapshot, e.cur_final, l.own_cost,
+                   l.adjustment_cost, r.restatements
+            from shown as s
+            left join lines as l on l.billing_period = s.billing_period
+            left join latest as e on e.billing_period = s.billing_period and e.newest = 1
+            left join restated as r on r.billing_period = s.billing_period
+            order by s.billing_period""", periods * 2):
+        period, state, version, action, closed_version, reason, at, by, snapshot, final, own, adjusted, restated = r
+        info = inputs.get((period, version)) if version is not None else None
+        if action == "close":
+            last = f"closed at version {closed_version}"
+        elif action == "reopen":
+            last = f"reopened: {reason}"
+        else:
+            last, at, by = "never closed: its figures are a preview", None, None
+        if action != "close" and info is not None:  # open: the snapshot of the run shown
+            snapshot, final = info.cur_snapshot, info.cur_final
+        rows.append((period, state, version, last, at, by, snapshot, final, own, _invoice(info), adjusted, restated))
+    return Table("close-periods", "Billing periods: open or closed",
+                 ("billing period", "status", "version of record", "last close or reopening", "at (UTC)", "by",
+                  "CUR snapshot", "CUR final", "own lines (USD)", "in-scope invoice (USD)",
+                  "adjustment lines posted into it (USD)", "restated by"),
+                 tuple(rows),
+                 note="`modelmeter close` freezes a period at its latest chargeback version; afterwards new prices, "
+                      "a new CUR snapshot or an organisation change leave it as it is. A period closed on a CUR "
+                      "snapshot that is not final (no invoice yet) may still be restated by AWS. An open period's "
+                      "figures are a preview. Adjustment lines are restatements of earlier periods posted into it, "
+                      "outside its invoice; \"restated by\" names the restatements of the period itself and where "
+                      "they were booked.")
+
+
+def _events_table(con: duckdb.DuckDBPyConnection, periods: list[str]) -> Table:
+    return Table("close-events", "Closes and reopenings",
+                 ("billing period", "event", "action", "version", "at (UTC)", "by", "reason", "CUR snapshot",
+                  "CUR final"),
+                 tuple(_rows(con, """select billing_period, seq, action, version, strftime("at", '%Y-%m-%d %H:%M'),
+                       "by", reason, cur_snapshot, cur_final from period_events where billing_period between ? and ?
+                       order by billing_period, seq""", periods)),
+                 note="Append-only: a period's state is its latest event. Reopening needs a reason; a period whose "
+                      "restatements are already posted cannot be reopened.")
+
+
+def _versions_table(con: duckdb.DuckDBPyConnection, periods: list[str],
+                    inputs: dict[tuple[str, int], VersionInfo]) -> Table:
+    rows = []
+    for period, version, purpose, total, of_record in _rows(con, """
+            with record as (
+                select distinct billing_period, version from chargeback_of_record where line_type = 'charge'
+            )
+            select c.billing_period, c.version, coalesce(max(c.purpose), 'chargeback'), sum(c.chargeback_cost),
+                   bool_or(r.version is not null)
+            from chargeback as c
+            left join record as r on r.billing_period = c.billing_period and r.version = c.version
+            where c.billing_period between ? and ?
+            group by c.billing_period, c.version order by c.billing_period, c.version""", periods):
+        info = inputs.get((period, version))
+        created = (datetime.fromisoformat(info.created_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+                   if info else None)
+        rows.append((period, version, purpose, info.restates_version if info else None, created,
+                     info.cur_snapshot if info else None, info.cur_final if info else None,
+                     ", ".join(info.price_versions) if info and info.price_versions else None, total,
+                     bool(of_record)))
+    return Table("close-versions", "Chargeback versions",
+                 ("billing period", "version", "purpose", "restates version", "created (UTC)", "CUR snapshot",
+                  "CUR final", "price versions", "chargeback total (USD)", "of record"),
+                 tuple(rows),
+                 note="Every run is kept. `chargeback` makes a new version of an open period; `restate` stores what "
+                      "a closed period would be charged now as a restatement version, which is never its record. "
+                      "`modelmeter chargeback --period P --versions` lists the same.")
+
+
+def _own_totals(rows: list[tuple[Any, ...]], inputs: dict[tuple[str, int], VersionInfo]) -> tuple[tuple[Any, ...], ...]:
+    """Per billing period: the sums of its own lines, and under them its in-scope invoice (to the cent)."""
+    footer: list[tuple[Any, ...]] = []
+    for period in sorted({r[0] for r in rows}):
+        mine = [r for r in rows if r[0] == period]
+        sums = tuple(sum((Decimal(r[i]) for r in mine), ZERO) for i in range(4, 8))
+        footer.append((f"{period} own lines", None, None, None, *sums, None))
+        invoice = _invoice(inputs.get((period, mine[0][1])))
+        if invoice is not None:
+            footer.append((f"{period} in-scope invoice", None, None, None, None, None, None, invoice, None))
+    return tuple(footer)
+
+
+def _adjustment_totals(rows: list[tuple[Any, ...]]) -> tuple[tuple[Any, ...], ...]:
+    """Per restatement: the sums of its lines (restated − booked of the period it corrects)."""
+    keys = sorted({(r[0], r[1], r[2]) for r in rows})
+    return tuple((posted, corrects, f"{restatement} total", None, None,
+                  *(sum((Decimal(r[i]) for r in rows if (r[0], r[1], r[2]) == (posted, corrects, restatement)),
+                        ZERO) for i in range(5, 9)))
+                 for posted, corrects, restatement in keys)
+
+
+def _manifests(con: duckdb.DuckDBPyConnection, lake: Lake | None, period: list[Any]) -> dict[str, list[VersionInfo]]:
+    """The version manifests (inputs: CUR snapshot, price versions, run time …) of the billing periods shown."""
+    if lake is None:
+        return {}
+    shown = _rows(con, "select distinct billing_period from chargeback where billing_period between ? and ?",
+                  [f"{period[0]:%Y-%m}", f"{period[1]:%Y-%m}"])
+    return {p: versions(lake=lake, period=p) for (p,) in shown}
+
+
+def gather(con: duckdb.DuckDBPyConnection, *, date_from: date | None, date_to: date | None,
+           lake: Lake | None = None) -> ReportData:
+    """Everything the page shows for the period (default: every day with data), read from the views; with
+    ``lake``, the chargeback versions' inputs from their manifests too (without it, those cells are empty)."""
     first, last = data_range(con)
     date_from, date_to = date_from or first, date_to or last
     if date_from is None or date_to is None:  # an empty lake: an empty page, not an error
@@ -169,4 +333,4 @@ def gather(con: duckdb.DuckDBPyConnection, *, date_from: date | None, date_to: d
     return ReportData(date_from=date_from, date_to=date_to, total_spend=spend, invocations=calls,
                       unpriced_invocations=unpriced, spend_by_team=_spend_by(con, "team_id", period),
                       spend_by_model=_spend_by(con, "model_id", period), daily=daily, burn_month=burn_month,
-                      burn=burn, tables=_tables(con, period, burn_month))
+                      burn=burn, tables=_tables(con, period, burn_month, _manifests(con, lake, period)))

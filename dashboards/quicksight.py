@@ -144,6 +144,8 @@ class Visual:
         category: the bar's category or the line's x axis (a date column for lines).
         color: an optional series split (one line or bar colour per value).
         columns: the table's columns, in order.
+        only: rows the visual keeps: ``(column, values)`` (a filter scoped to this visual), e.g. a period's own
+            chargeback lines apart from its adjustment lines.
     """
 
     kind: VisualKind
@@ -154,9 +156,10 @@ class Visual:
     category: str | None = None
     color: str | None = None
     columns: tuple[str, ...] = ()
+    only: tuple[str, tuple[str, ...]] | None = None
 
     def referenced_columns(self) -> tuple[str, ...]:
-        named = (*self.measures, self.category, self.color, *self.columns)
+        named = (*self.measures, self.category, self.color, *self.columns, self.only[0] if self.only else None)
         return tuple(c for c in named if c)
 
 
@@ -217,15 +220,27 @@ SHEETS: tuple[Sheet, ...] = (
         Visual(_T, "unit-quarantine", "Rejected events (quarantine)", "quarantine_summary",
                columns=("local_date", "stage", "reason", "rejected_rows")),
     )),
-    # the invoice's months (billing periods); reconciliation_summary is company-wide: its team_id is NULL, so RLS
-    # shows it to the owners only, and a team lead sees their own chargeback lines
+    # the invoice's months (billing periods). chargeback_of_record has team_id, so RLS applies to all its lines: a
+    # team lead sees their own teams' charge lines and adjustment lines, never another team's nor unallocated.
+    # reconciliation_summary is company-wide: its team_id is NULL, so RLS shows it to the owners only.
     Sheet("month-end-close", "Month-end close", (
-        Visual(_T, "close-chargeback", "Chargeback of record by billing period, cost centre and team",
-               "chargeback_of_record", columns=("billing_period", "period_status", "line_type", "corrects_period",
-                                                "cost_center", "team_id", "rules"),
-               measures=("metered_list_cost", "price_adjustment", "allocated_shared_cost", "chargeback_cost")),
-        Visual(_B, "close-by-cost-center", "Invoice-true chargeback by cost centre", "chargeback_of_record",
-               measures=("chargeback_cost",), category="cost_center"),
+        Visual(_T, "close-periods", "Billing periods: open or closed, version of record, own and adjustment lines",
+               "chargeback_of_record", columns=("billing_period", "period_status", "version", "line_type",
+                                                "corrects_period"),
+               measures=("chargeback_cost",)),
+        Visual(_T, "close-chargeback", "Chargeback of record: each period's own lines (they add up to its invoice)",
+               "chargeback_of_record", columns=("billing_period", "period_status", "version", "cost_center",
+                                                "team_id", "rules"),
+               measures=("metered_list_cost", "price_adjustment", "allocated_shared_cost", "chargeback_cost"),
+               only=("line_type", ("charge",))),
+        Visual(_T, "close-adjustments", "Adjustment lines: restatements of earlier closed periods, by the period "
+               "they correct", "chargeback_of_record", columns=("billing_period", "corrects_period", "rules",
+                                                                "cost_center", "team_id"),
+               measures=("metered_list_cost", "price_adjustment", "allocated_shared_cost", "chargeback_cost"),
+               only=("line_type", ("adjustment",))),
+        Visual(_B, "close-by-cost-center", "Invoice-true chargeback by cost centre (own lines)",
+               "chargeback_of_record", measures=("chargeback_cost",), category="cost_center",
+               only=("line_type", ("charge",))),
         Visual(_B, "close-categories", "Where the bill's dollars go (reconciliation)", "reconciliation_summary",
                measures=("billed_cost", "metered_list_cost"), category="category"),
         Visual(_T, "close-by-model", "Billed against metered by model", "reconciliation_summary",
@@ -409,9 +424,12 @@ def _unaggregated(visual: Visual, name: str) -> dict[str, Any]:
 
 def _dimension(visual: Visual, name: str) -> dict[str, Any]:
     field = {"FieldId": f"{visual.visual_id}.{name}", "Column": _column(visual.view, name)}
-    if _column_type(visual.view, name) == "DATETIME":
+    kind = _column_type(visual.view, name)
+    if kind == "DATETIME":
         granularity = "MONTH" if name.startswith("fiscal_month") else "DAY"
         return {"DateDimensionField": {**field, "DateGranularity": granularity}}
+    if kind in ("INTEGER", "DECIMAL", "FLOAT"):  # e.g. a version number to group by
+        return {"NumericalDimensionField": field}
     return {"CategoricalDimensionField": field}
 
 
@@ -467,6 +485,27 @@ def _month_filter_group() -> dict[str, Any]:
                 "IncludeMinimum": True, "IncludeMaximum": True, "TimeGranularity": "MONTH"}}]}
 
 
+def _visual_filter_groups() -> list[dict[str, Any]]:
+    """One filter group per visual with ``only``: the rows it keeps, scoped to that visual alone."""
+    groups = []
+    for sheet in SHEETS:
+        for visual in sheet.visuals:
+            if visual.only is None:
+                continue
+            column, values = visual.only
+            groups.append({
+                "FilterGroupId": f"{visual.visual_id}-only", "CrossDataset": "SINGLE_DATASET", "Status": "ENABLED",
+                "ScopeConfiguration": {"SelectedSheets": {"SheetVisualScopingConfigurations": [{
+                    "SheetId": sheet.sheet_id, "Scope": "SELECTED_VISUALS", "VisualIds": [visual.visual_id]}]}},
+                "Filters": [{"CategoryFilter": {
+                    "FilterId": f"{visual.visual_id}-{column.replace('_', '-')}",
+                    "Column": _column(visual.view, column),
+                    "Configuration": {"FilterListConfiguration": {
+                        "MatchOperator": "CONTAINS", "CategoryValues": list(values),
+                        "NullOption": "NON_NULLS_ONLY"}}}}]})
+    return groups
+
+
 def _month_control() -> dict[str, Any]:
     return {"DateTimePicker": {"FilterControlId": f"{MONTH_FILTER_ID}-control", "Title": "Fiscal months",
                                "SourceFilterId": MONTH_FILTER_ID, "Type": "DATE_RANGE", "CommitMode": "AUTO"}}
@@ -506,7 +545,7 @@ def _dashboard(*, ids: dict[str, str], principals: Sequence[str], readers: Seque
         "Permissions": _permissions(principals, _OWNER_ACTIONS["dashboard"])
         + _permissions([r for r in readers if r not in principals], _READER_ACTIONS),
         "Definition": {"DataSetIdentifierDeclarations": declarations, "Sheets": [_sheet(s) for s in SHEETS],
-                       "FilterGroups": [_month_filter_group()]},
+                       "FilterGroups": [_month_filter_group(), *_visual_filter_groups()]},
         "DashboardPublishOptions": {"AdHocFilteringOption": enabled, "ExportToCSVOption": enabled,
                                     "SheetControlsOption": {"VisibilityState": "EXPANDED"}},
         "ValidationStrategy": {"Mode": "STRICT"},

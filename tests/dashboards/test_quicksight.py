@@ -246,9 +246,33 @@ def test_filter_controls_point_at_defined_filters_on_a_column_every_dataset_type
     controls = [next(iter(c.values())) for s in definition["Sheets"] for c in s.get("FilterControls", [])]
     assert controls and all(c["SourceFilterId"] in filters for c in controls)
     # a cross-dataset filter matches columns by name: they must have one type wherever they appear
-    for group in definition["FilterGroups"]:
+    for group in (g for g in definition["FilterGroups"] if "AllSheets" in g["ScopeConfiguration"]):
         assert group["CrossDataset"] == "ALL_DATASETS"
         for f in group["Filters"]:
             name = next(iter(f.values()))["Column"]["ColumnName"]
             types = {dict(cols)[name] for cols in qs.VIEW_COLUMNS.values() if name in dict(cols)}
             assert types == {"DATETIME"}, name
+
+
+def test_visual_filters_keep_only_their_visuals_rows(defs: dict[str, Any]) -> None:
+    # GIVEN the filter groups scoped to one visual (e.g. a period's own lines apart from its adjustment lines)
+    definition = defs["dashboard"]["Definition"]
+    visuals = {(s["SheetId"], next(iter(v.values()))["VisualId"]): next(iter(v.values()))
+               for s in definition["Sheets"] for v in s["Visuals"]}
+    scoped = [g for g in definition["FilterGroups"] if "SelectedSheets" in g["ScopeConfiguration"]]
+    expected = {v.visual_id: v.only for s in qs.SHEETS for v in s.visuals if v.only}
+    assert {v for v in expected} == {"close-chargeback", "close-adjustments", "close-by-cost-center"}
+    assert len(scoped) == len(expected)
+    for group in scoped:
+        # THEN each filters one column of its visual's own dataset, to the values the layout names, on that visual
+        [scope] = group["ScopeConfiguration"]["SelectedSheets"]["SheetVisualScopingConfigurations"]
+        [visual_id] = scope["VisualIds"]
+        assert scope["Scope"] == "SELECTED_VISUALS" and (scope["SheetId"], visual_id) in visuals
+        assert group["CrossDataset"] == "SINGLE_DATASET"
+        [f] = [f["CategoryFilter"] for f in group["Filters"]]
+        column, values = expected[visual_id]
+        view = next(v.view for s in qs.SHEETS for v in s.visuals if v.visual_id == visual_id)
+        assert f["Column"] == {"DataSetIdentifier": view, "ColumnName": column}
+        assert f["Configuration"]["FilterListConfiguration"]["CategoryValues"] == list(values)
+    lines = {v.only[1] for s in qs.SHEETS for v in s.visuals if v.only and v.only[0] == "line_type"}
+    assert lines == {("charge",), ("adjustment",)}  # the chargeback view's line types, and only those

@@ -1,5 +1,5 @@
-"""Chargeback statements: one printable page per cost centre for a closed billing period (docs/finance.md
-"Statements").
+"""Chargeback statements: one printable page per cost centre of a billing period (docs/finance.md "Statements"):
+the book of a closed period, or a preview of an open one, as the page says.
 
 Every figure comes from the SQL views over the lake (:func:`sql.render.connect`): the chargeback of record
 (``chargeback_of_record``), the metered list cost per team × model of the period's UTC days (``priced_usage_daily``),
@@ -7,8 +7,12 @@ the monthly budgets (``teams``, ``budget_burn``); the version's inputs come from
 (:func:`finance.chargeback.versions`). Each page is self-contained (inline CSS, a Content-Security-Policy that
 forbids every request), prints on A4, and carries the exact amounts in ``data-*`` attributes; money is formatted
 from ``Decimal``, rounded half up to the cent. ``index.html`` links every statement and shows that the statements
-plus the ``unallocated`` line add up to the period's in-scope invoice. With Chromium on the ``PATH``, each statement
-is also printed to PDF.
+plus the ``unallocated`` line add up to the period's in-scope invoice. A period's own lines are its invoice; the
+adjustment lines posted into it (restatements of earlier closed periods, ``line_type`` ``adjustment``) are listed
+apart, labelled with the period they correct and the restatement id. Which cost centre a team is charged to comes
+from the chargeback rows (the organisation in force then); the registry (current assignments) only supplies budgets
+and the registered teams that were charged nothing. With Chromium on the ``PATH``, each statement is also printed to
+PDF.
 """
 
 from __future__ import annotations
@@ -57,6 +61,31 @@ class TeamLine:
 
 
 @dataclass(frozen=True)
+class AdjustmentLine:
+    """An adjustment line posted into the period: restated − booked of an earlier closed period, for one team."""
+
+    corrects_period: str
+    restatement: str
+    team_id: str
+    metered_list_cost: Decimal
+    price_adjustment: Decimal
+    allocated_shared_cost: Decimal
+    chargeback_cost: Decimal
+
+
+@dataclass(frozen=True)
+class PeriodState:
+    """Whether the period is closed (its chargeback is the book) or open (a statement is a preview)."""
+
+    status: str  # open | closed
+    event: dict[str, Any] | None = None  # the latest close or reopening (action, version, at, by, reason, CUR …)
+
+    @property
+    def closed(self) -> bool:
+        return self.status == "closed"
+
+
+@dataclass(frozen=True)
 class ModelLine:
     """A team's metered list cost on one model over the billing period's UTC days."""
 
@@ -87,10 +116,16 @@ class Statement:
     models: tuple[ModelLine, ...]
     budgets: tuple[BudgetLine, ...]
     idle_teams: tuple[str, ...]  # registered in the cost centre, nothing charged this period
+    adjustments: tuple[AdjustmentLine, ...] = ()
 
     @property
     def total(self) -> Decimal:
+        """The cost centre's own lines: its part of the period's invoice."""
         return sum((t.chargeback_cost for t in self.teams), ZERO)
+
+    @property
+    def adjustment_total(self) -> Decimal:
+        return sum((a.chargeback_cost for a in self.adjustments), ZERO)
 
     @property
     def title(self) -> str:
@@ -109,11 +144,19 @@ class Statements:
     unallocated: TeamLine | None
     timezone: str
     fiscal_month_start_day: int
+    state: PeriodState = PeriodState("open")
+    unallocated_adjustments: tuple[AdjustmentLine, ...] = ()
 
     @property
     def total(self) -> Decimal:
+        """The period's own lines (statements and unallocated): its in-scope invoice, to the cent."""
         extra = self.unallocated.chargeback_cost if self.unallocated else ZERO
         return sum((s.total for s in self.statements), ZERO) + extra
+
+    @property
+    def adjustment_total(self) -> Decimal:
+        return (sum((s.adjustment_total for s in self.statements), ZERO)
+                + sum((a.chargeback_cost for a in self.unallocated_adjustments), ZERO))
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -132,6 +175,39 @@ def _stem(cost_center: str | None, taken: set[str]) -> str:
     return stem
 
 
+def _team_line(r: dict[str, Any]) -> TeamLine:
+    return TeamLine(team_id=r["team_id"], metered_list_cost=Decimal(r["metered_list_cost"]),
+                    price_adjustment=Decimal(r["price_adjustment"]),
+                    allocated_shared_cost=Decimal(r["allocated_shared_cost"]),
+                    chargeback_cost=Decimal(r["chargeback_cost"]), rules=r["rules"])
+
+
+def _adjustment_line(r: dict[str, Any]) -> AdjustmentLine:
+    return AdjustmentLine(corrects_period=r["corrects_period"], restatement=r["rules"], team_id=r["team_id"],
+                          metered_list_cost=Decimal(r["metered_list_cost"]),
+                          price_adjustment=Decimal(r["price_adjustment"]),
+                          allocated_shared_cost=Decimal(r["allocated_shared_cost"]),
+                          chargeback_cost=Decimal(r["chargeback_cost"]))
+
+
+def _state(con: duckdb.DuckDBPyConnection, period: str, record: list[dict[str, Any]]) -> PeriodState:
+    events = _rows(con, """select action, version, reason, "at", "by", cur_snapshot, cur_final from period_events
+                           where billing_period = ? order by seq desc limit 1""", [period])
+    return PeriodState(status=str(record[0]["period_status"]), event=events[0] if events else None)
+
+
+def _models(con: duckdb.DuckDBPyConnection, first: date, last: date, scope: Scope | None
+            ) -> dict[str, list[ModelLine]]:
+    providers = set((scope or Scope()).metered_providers)
+    models: dict[str, list[ModelLine]] = defaultdict(list)
+    for r in _rows(con, """select team_id, provider, model_id, sum(total_cost) as cost from priced_usage_daily
+                           where usage_date between ? and ? group by all order by team_id, cost desc, model_id""",
+                   [first, last]):
+        models[r["team_id"]].append(ModelLine(r["team_id"], r["provider"], r["model_id"], Decimal(r["cost"] or 0),
+                                              r["provider"] in providers))
+    return models
+
+
 def gather(*, con: duckdb.DuckDBPyConnection, lake: Lake, period: str, config: ReportingConfig,
            scope: Scope | None = None) -> Statements:
     """The statements of billing period ``period`` (``YYYY-MM``) from the views of ``con`` over ``lake``.
@@ -141,58 +217,70 @@ def gather(*, con: duckdb.DuckDBPyConnection, lake: Lake, period: str, config: R
     """
     first, last = period_days(period)
     record = _rows(con, """select * from chargeback_of_record where billing_period = ?
-                           order by team_id = 'unallocated', cost_center nulls last, team_id""", [period])
-    if not record:
+                           order by team_id = 'unallocated', cost_center nulls last, team_id, corrects_period,
+                           rules""", [period])
+    own = [r for r in record if r["line_type"] == "charge"]
+    if not own:
         raise UserError(f"no chargeback stored for {period} in {lake.uri}: run `modelmeter chargeback --period "
                         f"{period}` first")
-    version = int(record[0]["version"])
+    version = int(own[0]["version"])
     info = next((v for v in versions(lake=lake, period=period) if v.version == version), None)
-    providers = set((scope or Scope()).metered_providers)
-    models: dict[str, list[ModelLine]] = defaultdict(list)
-    for r in _rows(con, """select team_id, provider, model_id, sum(total_cost) as cost from priced_usage_daily
-                           where usage_date between ? and ? group by all order by team_id, cost desc, model_id""",
-                   [first, last]):
-        models[r["team_id"]].append(ModelLine(r["team_id"], r["provider"], r["model_id"], Decimal(r["cost"] or 0),
-                                              r["provider"] in providers))
+    lines: dict[str | None, list[TeamLine]] = defaultdict(list)
+    adjustments: dict[str | None, list[AdjustmentLine]] = defaultdict(list)
+    unallocated, unallocated_adjustments = None, []
+    for r in record:
+        if r["line_type"] == "charge" and r["team_id"] == UNALLOCATED:
+            unallocated = _team_line(r)
+        elif r["line_type"] == "charge":
+            lines[r["cost_center"]].append(_team_line(r))
+        elif r["team_id"] == UNALLOCATED:
+            unallocated_adjustments.append(_adjustment_line(r))
+        else:
+            adjustments[r["cost_center"]].append(_adjustment_line(r))
+    statements = _statements(con, lines, adjustments, models=_models(con, first, last, scope), first=first,
+                             last=last, charged={r["team_id"] for r in record})
+    return Statements(period=period, first_day=first, last_day=last, version=version, info=info,
+                      currency=str(own[0]["currency"]), statements=tuple(statements), unallocated=unallocated,
+                      timezone=config.timezone, fiscal_month_start_day=config.fiscal_month_start_day,
+                      state=_state(con, period, record), unallocated_adjustments=tuple(unallocated_adjustments))
+
+
+def _statements(con: duckdb.DuckDBPyConnection, lines: dict[str | None, list[TeamLine]],
+                adjustments: dict[str | None, list[AdjustmentLine]], *, models: dict[str, list[ModelLine]],
+                first: date, last: date, charged: set[str]) -> list[Statement]:
+    """One statement per cost centre with own lines or adjustment lines in the period.
+
+    A team's cost centre is the one of its chargeback rows (the organisation in force in the period). The registry's
+    current assignment only places the teams the period charged nothing at all (listed as idle, with their budget):
+    a team that has moved since is never shown under its new cost centre for an earlier period.
+    """
     registry = _rows(con, "select team_id, cost_center, monthly_budget_usd from teams "
-                                "where coalesce(is_current, true) order by team_id", [])
+                          "where coalesce(is_current, true) order by team_id", [])
+    budgets_of = {r["team_id"]: r["monthly_budget_usd"] for r in registry}
     burn = {r["team_id"]: r for r in _rows(con, """select team_id, fiscal_month_start, fiscal_month_end,
                 spend_to_date from budget_burn where fiscal_month_start between ? and ?
                 order by fiscal_month_start""", [first, last])}
-    lines: dict[str | None, list[TeamLine]] = defaultdict(list)
-    unallocated = None
-    for r in record:
-        line = TeamLine(team_id=r["team_id"], metered_list_cost=Decimal(r["metered_list_cost"]),
-                        price_adjustment=Decimal(r["price_adjustment"]),
-                        allocated_shared_cost=Decimal(r["allocated_shared_cost"]),
-                        chargeback_cost=Decimal(r["chargeback_cost"]), rules=r["rules"])
-        if r["team_id"] == UNALLOCATED:
-            unallocated = line
-        else:
-            lines[r["cost_center"]].append(line)
     taken: set[str] = {INDEX.removesuffix(".html")}
     statements = []
-    for cc, team_lines in sorted(lines.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
-        charged = {t.team_id: t for t in team_lines}
-        registered = [r for r in registry if r["cost_center"] == cc and cc is not None]
+    for cc in sorted(set(lines) | set(adjustments), key=lambda c: (c is None, c or "")):
+        team_lines = lines.get(cc, [])
+        own = {t.team_id: t for t in team_lines}
+        idle = [r["team_id"] for r in registry
+                if cc is not None and r["cost_center"] == cc and r["team_id"] not in charged]
         budgets = []
-        for team in sorted(set(charged) | {r["team_id"] for r in registered if r["monthly_budget_usd"] is not None}):
-            ref = next((r for r in registry if r["team_id"] == team), None)
-            b = burn.get(team)
+        for team in sorted(set(own) | {t for t in idle if budgets_of.get(t) is not None}):
+            b, budget = burn.get(team), budgets_of.get(team)
             budgets.append(BudgetLine(
-                team_id=team, monthly_budget=None if ref is None or ref["monthly_budget_usd"] is None
-                else Decimal(ref["monthly_budget_usd"]),
-                chargeback_cost=charged[team].chargeback_cost if team in charged else ZERO,
+                team_id=team, monthly_budget=None if budget is None else Decimal(budget),
+                chargeback_cost=own[team].chargeback_cost if team in own else ZERO,
                 fiscal_month_start=b["fiscal_month_start"] if b else None,
                 fiscal_month_end=b["fiscal_month_end"] if b else None,
                 fiscal_spend=Decimal(b["spend_to_date"]) if b else None))
         statements.append(Statement(
             cost_center=cc, file_stem=_stem(cc, taken), teams=tuple(team_lines),
             models=tuple(m for t in team_lines for m in models.get(t.team_id, ())), budgets=tuple(budgets),
-            idle_teams=tuple(r["team_id"] for r in registered if r["team_id"] not in charged)))
-    return Statements(period=period, first_day=first, last_day=last, version=version, info=info,
-                      currency=str(record[0]["currency"]), statements=tuple(statements), unallocated=unallocated,
-                      timezone=config.timezone, fiscal_month_start_day=config.fiscal_month_start_day)
+            idle_teams=tuple(idle), adjustments=tuple(adjustments.get(cc, ()))))
+    return statements
 
 
 # --- pages ------------------------------------------------------------------------------------------------------
@@ -214,6 +302,8 @@ th { background: #f2f2f2; font-weight: 600; }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 tfoot td { font-weight: 700; border-top: 2px solid #111; border-bottom: none; }
 .over { color: #a00; font-weight: 600; } .ok { color: #060; }
+p.status { padding: .4em .6em; border: 1px solid #999; font-weight: 600; }
+p.status.open { border-color: #a60; background: #fff6e5; } p.status.closed { border-color: #060; }
 thead { display: table-header-group; } tfoot { display: table-row-group; }
 tr, dl.facts { break-inside: avoid; page-break-inside: avoid; }
 section { break-inside: avoid-page; }
@@ -246,6 +336,7 @@ def _calendar(s: Statements) -> str:
 def _facts(s: Statements) -> str:
     i = s.info
     rows = [("Billing period", _calendar(s)),
+            ("Period status", _status_text(s)),
             ("Chargeback version", f"{s.version}" + (f", run {i.created_at}" if i else "")),
             ("CUR snapshot", (f"{i.cur_snapshot} — " + ("final (the invoice is issued)" if i.cur_final else
                               "not final: AWS may still restate this period")) if i else "—"),
@@ -257,18 +348,41 @@ def _facts(s: Statements) -> str:
     items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
     final = ("" if i is None else
              f' data-cur-final="{str(i.cur_final).lower()}" data-cur-snapshot="{escape(i.cur_snapshot)}"')
-    return f'<dl class="facts" id="version" data-version="{s.version}"{final}>{items}</dl>'
+    return (f'<dl class="facts" id="version" data-version="{s.version}" data-period-status="{s.state.status}"'
+            f"{final}>{items}</dl>")
+
+
+def _status_text(s: Statements) -> str:
+    e = s.state.event
+    if s.state.closed and e is not None:
+        final = "final" if e["cur_final"] else "not final: AWS may still restate it"
+        return (f"closed at chargeback version {e['version']} on {e['at']:%Y-%m-%d %H:%M} UTC by {e['by']}, on CUR "
+                f"snapshot {e['cur_snapshot']} ({final})")
+    reopened = (f"; reopened on {e['at']:%Y-%m-%d %H:%M} UTC by {e['by']}: {e['reason']}"
+                if e is not None and e["action"] == "reopen" else "")
+    return f"open: a preview of the latest chargeback run (version {s.version}), not yet booked{reopened}"
+
+
+def _status_banner(s: Statements) -> str:
+    """Says first whether this is the book of a closed period or a preview of an open one."""
+    if s.state.closed:
+        text = f"Closed: billing period {s.period} is booked; its chargeback of record no longer moves."
+    else:
+        text = (f"Preview: billing period {s.period} is open, so these figures may still change; close it "
+                f"(`modelmeter close --period {s.period}`) before booking them.")
+    return f'<p id="period-status" class="status {s.state.status}" data-status="{s.state.status}">{escape(text)}</p>'
 
 
 def _chargeback_table(st: Statement) -> str:
     body = "".join(
         f'<tr data-team="{escape(t.team_id)}"><td>{escape(t.team_id)}</td>'
         + "".join(_money(getattr(t, c), c.replace("_", "-")) for c in MONEY_COLUMNS)
-        + f"<td>{escape((t.rules or '—').replace(',', ', '))}</td></tr>" for t in st.teams)
+        + f"<td>{escape((t.rules or '—').replace(',', ', '))}</td></tr>" for t in st.teams) or (
+        '<tr><td colspan="6">No own lines in this billing period (adjustment lines only, below)</td></tr>')
     sums = {c: sum((getattr(t, c) for t in st.teams), ZERO) for c in MONEY_COLUMNS}
     foot = ("<tr><td>total</td>" + "".join(_money(sums[c], f"total-{c.replace('_', '-')}") for c in MONEY_COLUMNS)
             + "<td></td></tr>")
-    return ('<section id="chargeback"><h2>Chargeback (invoice-true)</h2>'
+    return ('<section id="chargeback"><h2>Chargeback (invoice-true): this period\'s own lines</h2>'
             '<table id="table-chargeback"><thead><tr><th>team</th><th class="num">metered list</th>'
             '<th class="num">price adjustment</th><th class="num">allocated shared cost</th>'
             '<th class="num">chargeback</th><th>allocation rules</th></tr></thead>'
@@ -280,7 +394,33 @@ def _chargeback_table(st: Statement) -> str:
             "left are exact amounts shown rounded to the cent.</p></section>")
 
 
-def _models_table(st: Statement) -> str:
+ADJUSTMENT_COLUMNS = ("metered list Δ", "price adjustment Δ", "allocated shared cost Δ", "chargeback Δ")
+
+
+def _adjustments_table(s: Statements, st: Statement) -> str:
+    """The adjustment lines posted into the period for this cost centre, apart from its own lines."""
+    if not st.adjustments:
+        return ""
+    body = "".join(
+        f'<tr data-team="{escape(a.team_id)}" data-corrects-period="{escape(a.corrects_period)}" '
+        f'data-restatement="{escape(a.restatement)}"><td>{escape(a.corrects_period)}</td>'
+        f"<td>{escape(a.restatement)}</td><td>{escape(a.team_id)}</td>"
+        + "".join(_money(getattr(a, c), c.replace("_", "-")) for c in MONEY_COLUMNS) + "</tr>"
+        for a in st.adjustments)
+    sums = {c: sum((getattr(a, c) for a in st.adjustments), ZERO) for c in MONEY_COLUMNS}
+    foot = ('<tr><td>total</td><td></td><td></td>'
+            + "".join(_money(sums[c], f"total-{c.replace('_', '-')}") for c in MONEY_COLUMNS) + "</tr>")
+    head = "".join(f'<th class="num">{escape(c)}</th>' for c in ADJUSTMENT_COLUMNS)
+    return ('<section id="adjustments"><h2>Adjustment lines: restatements of earlier periods</h2>'
+            '<table id="table-adjustments"><thead><tr><th>corrects period</th><th>restatement</th><th>team</th>'
+            f"{head}</tr></thead><tbody>{body}</tbody><tfoot>{foot}</tfoot></table>"
+            f'<p class="note">Posted into {s.period} by <code>modelmeter restate</code>: what each closed period '
+            "would be charged now, less what was booked for it (restated − booked, per team), so the closed period "
+            f"itself never moves. They are not part of {s.period}\'s invoice, and are booked beside it.</p>"
+            "</section>")
+
+
+def _models_table(s: Statements, st: Statement) -> str:
     if not st.models:
         body = '<tr><td colspan="4">No metered usage in this billing period</td></tr>'
     else:
@@ -293,7 +433,10 @@ def _models_table(st: Statement) -> str:
             '<table id="table-models"><thead><tr><th>team</th><th>model</th><th>provider</th>'
             f'<th class="num">metered list</th></tr></thead><tbody>{body}</tbody></table>'
             '<p class="note">Metered list cost per team × model over the billing period\'s UTC days (priced usage '
-            "only). Providers the AWS bill does not cover are listed but are not in the chargeback.</p></section>")
+            "only). Providers the AWS bill does not cover are listed but are not in the chargeback."
+            + (" Read from today's curated usage: if the period was re-priced after it was closed, these may differ "
+               "from the booked metered list cost (`modelmeter restate` shows by how much)." if s.state.closed else "")
+            + "</p></section>")
 
 
 def _budget_table(s: Statements, st: Statement) -> str:
@@ -326,41 +469,69 @@ def render_statement(s: Statements, st: Statement, *, generated: datetime | None
     generated = generated or datetime.now(UTC)
     idle = (f'<p class="note">Also in this cost centre, nothing charged this period: '
             f"{escape(', '.join(st.idle_teams))}.</p>" if st.idle_teams else "")
-    body = (f"<h1>Chargeback statement: {escape(st.title)}</h1>"
+    booked = ""
+    if st.adjustments:
+        both = st.total + st.adjustment_total
+        booked = (f' Adjustment lines of restated earlier periods: <strong id="adjustments-total" '
+                  f'data-total="{st.adjustment_total:f}">{escape(usd(st.adjustment_total))}</strong>; together '
+                  f'<strong id="booked-total" data-total="{both:f}">{escape(usd(both))}</strong>.')
+    body = (f"<h1>Chargeback statement: {escape(st.title)}</h1>{_status_banner(s)}"
             f"<p>{escape(_calendar(s))}. Total charged to {escape(st.title)}: "
             f'<strong id="statement-total" data-total="{st.total:f}">{escape(usd(st.total))}</strong> '
-            f"{escape(s.currency)} (invoice-true).</p>"
-            f"{_facts(s)}{_chargeback_table(st)}{idle}{_models_table(st)}{_budget_table(s, st)}"
+            f"{escape(s.currency)} (invoice-true: its own lines).{booked}</p>"
+            f"{_facts(s)}{_chargeback_table(st)}{_adjustments_table(s, st)}{idle}{_models_table(s, st)}"
+            f"{_budget_table(s, st)}"
             f'<p class="note">Generated {generated:%Y-%m-%d %H:%M} UTC by modelmeter from the chargeback of record '
             f'(version {s.version}). <a href="{INDEX}">All statements of {s.period}</a>.</p>')
     attrs = (f' data-cost-center="{escape(st.cost_center or "")}" data-billing-period="{s.period}" '
-             f'data-version="{s.version}"')
+             f'data-version="{s.version}" data-period-status="{s.state.status}"')
     return _page(f"Chargeback statement {st.title} {s.period}", body, attrs=attrs)
 
 
 def render_index(s: Statements, *, generated: datetime | None = None) -> str:
-    """The period's index: every statement, the unallocated line, and their sum against the in-scope invoice."""
+    """The period's index: every statement, the unallocated line, and their sum against the in-scope invoice; the
+    adjustment lines posted into the period (restatements of earlier ones) in a column of their own."""
     generated = generated or datetime.now(UTC)
+    extra = bool(s.unallocated_adjustments) or any(st.adjustments for st in s.statements)
+
+    def adjusted(lines: tuple[AdjustmentLine, ...], attr: str) -> str:
+        if not extra:
+            return ""
+        return _money(sum((a.chargeback_cost for a in lines), ZERO) if lines else None, attr)
+
     rows = "".join(
         f'<tr data-cost-center="{escape(st.cost_center or "")}"><td><a href="{st.file_stem}.html">'
-        f"{escape(st.title)}</a></td><td>{escape(', '.join(t.team_id for t in st.teams))}</td>"
-        f"{_money(st.total, 'chargeback-cost')}</tr>" for st in s.statements)
-    if s.unallocated:
+        f"{escape(st.title)}</a></td><td>{escape(', '.join(_teams(st)))}</td>"
+        f"{_money(st.total, 'chargeback-cost')}{adjusted(st.adjustments, 'adjustments')}</tr>"
+        for st in s.statements)
+    if s.unallocated or s.unallocated_adjustments:
+        own = s.unallocated.chargeback_cost if s.unallocated else ZERO
         rows += (f'<tr id="unallocated"><td>unallocated</td><td>no cost centre: charges no rule claims</td>'
-                 f"{_money(s.unallocated.chargeback_cost, 'unallocated')}</tr>")
+                 f"{_money(own, 'unallocated')}{adjusted(s.unallocated_adjustments, 'adjustments')}</tr>")
     invoice = Decimal(s.info.in_scope_total) if s.info else None
     rounded = invoice.quantize(CENT, rounding=ROUND_HALF_UP) if invoice is not None else None
     check = ("" if rounded is None else
              f'<p id="invoice" data-in-scope-total="{invoice:f}" data-in-scope-cents="{rounded:f}">'
              f"In-scope invoice of {s.period}: {escape(usd(rounded))} {escape(s.currency)} (exactly {invoice:f}). "
-             f"The statements plus unallocated {'equal' if rounded == s.total else 'DO NOT equal'} it to the cent.</p>")
-    body = (f"<h1>Chargeback statements {s.period}</h1><p>{escape(_calendar(s))}.</p>{_facts(s)}"
+             f"The statements plus unallocated {'equal' if rounded == s.total else 'DO NOT equal'} it to the cent"
+             + (" (their own lines; the adjustment lines restate earlier periods and are not part of it)"
+                if extra else "") + ".</p>")
+    head = '<th class="num">adjustment lines (earlier periods)</th>' if extra else ""
+    foot = _money(s.adjustment_total, "adjustments-total") if extra else ""
+    body = (f"<h1>Chargeback statements {s.period}</h1>{_status_banner(s)}<p>{escape(_calendar(s))}.</p>{_facts(s)}"
             '<section id="statements"><h2>Statements</h2><table id="table-statements"><thead><tr>'
-            '<th>cost centre</th><th>teams</th><th class="num">chargeback</th></tr></thead>'
-            f'<tbody>{rows}</tbody><tfoot><tr><td>total</td><td></td>{_money(s.total, "total")}</tr></tfoot>'
+            f'<th>cost centre</th><th>teams</th><th class="num">chargeback (own lines)</th>{head}</tr></thead>'
+            f'<tbody>{rows}</tbody><tfoot><tr><td>total</td><td></td>{_money(s.total, "total")}{foot}</tr></tfoot>'
             f"</table></section>{check}"
             f'<p class="note">Generated {generated:%Y-%m-%d %H:%M} UTC by modelmeter.</p>')
-    return _page(f"Chargeback statements {s.period}", body, attrs=f' data-billing-period="{s.period}"')
+    return _page(f"Chargeback statements {s.period}", body,
+                 attrs=f' data-billing-period="{s.period}" data-period-status="{s.state.status}"')
+
+
+def _teams(st: Statement) -> list[str]:
+    """The statement's teams: those with own lines, then those with adjustment lines only."""
+    own = [t.team_id for t in st.teams]
+    return own + sorted({a.team_id for a in st.adjustments} - set(own))
 
 
 # --- files ------------------------------------------------------------------------------------------------------

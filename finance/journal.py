@@ -125,9 +125,9 @@ def journal_lines(record: Record, ledger: Ledger) -> list[dict[str, Any]]:
     by_corrected: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in record.adjustments:
         by_corrected[a["corrects_period"]].append(a)
-    for corrected, rows in sorted(by_corrected.items()):
-        ids = ", ".join(sorted({r["restatement"] for r in rows}))
-        groups.append(("adjustment", corrected, rows, f"restatement {ids} of {corrected}, booked in {period}"))
+    for fixed, lines in sorted(by_corrected.items()):
+        ids = ", ".join(sorted({r["restatement"] for r in lines}))
+        groups.append(("adjustment", fixed, lines, f"restatement {ids} of {fixed}, booked in {period}"))
     missing = sorted({cc for _, _, rows, _ in groups for cc in _group(rows, ledger) if _account(ledger, cc) is None})
     if missing:
         raise UserError(f"{ledger.source}: no GL account for cost centre {', '.join(missing)}: add them under "

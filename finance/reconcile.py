@@ -332,4 +332,4 @@ def scope_from_environment(environ: Mapping[str, str], *, include_tax: bool = Fa
         raise UserError(f"${ENV_SAGEMAKER_ENDPOINTS} is not JSON of model id → {{\"endpoint_name\": …}}") from None
     providers = tuple(p.strip() for p in environ.get(ENV_BILLED_PROVIDERS, "").split(",") if p.strip())
     return Scope(include_tax=include_tax, sagemaker_endpoints=names,
-                 **({"metered_providers": providers} if providers else {}))
+                 metered_providers=providers or Scope.metered_providers)

@@ -22,8 +22,7 @@ from typing import Any
 from common.constants import ENV_BILLED_PROVIDERS
 from common.contracts import UNALLOCATED, Team
 from common.lake import Lake
-from finance.allocation import load_rules
-from finance.allocation import Rules
+from finance.allocation import Rules, load_rules
 from finance.chargeback import compute, next_version, store
 from finance.close import Restatement, close, record, restate
 from finance.cur import import_export

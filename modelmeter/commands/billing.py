@@ -105,8 +105,8 @@ def registry_folder(args: Any) -> Path:
 def open_inputs(args: Any) -> tuple[list[Team], Rules]:
     """The dated organisation and the checked allocation rules of a chargeback run."""
     teams = _organisation(args)
-    rules_path = Path(args.rules) if args.rules else registry_folder(args) / RULES_FILE
-    if not args.rules and not rules_path.is_file():
+    rules_path: Path | None = Path(args.rules) if args.rules else registry_folder(args) / RULES_FILE
+    if not args.rules and rules_path is not None and not rules_path.is_file():
         rules_path = None
     rules = load_rules(rules_path, teams={t.team_id for t in teams},
                        cost_centers={s.cost_center for t in teams for s in t.spans() if s.cost_center})

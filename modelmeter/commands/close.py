@@ -59,8 +59,9 @@ def run_restate(args: Any) -> int:
     total = {c: sum((r[c] for r in result.rows), Decimal(0)) for c in ("closed_cost", "adjusted_before",
                                                                           "restated_cost", "delta")}
     print(f"restatement {result.restatement_id} of {args.period} (closed version {result.closed_version}; "
-          f"restated with price versions {', '.join(rec.price_versions) or '-'}, CUR snapshot {rec.snapshot.snapshot_id}"
-          f"): closed {money_text(total['closed_cost'])}, restated {money_text(total['restated_cost'])}, "
+          f"restated with price versions {', '.join(rec.price_versions) or '-'}, CUR snapshot "
+          f"{rec.snapshot.snapshot_id}): closed {money_text(total['closed_cost'])}, restated "
+          f"{money_text(total['restated_cost'])}, "
           f"delta {money_text(total['delta'])} {restated.info.currency}", file=sys.stderr)
     if args.dry_run:
         print("dry run: nothing stored or posted", file=sys.stderr)

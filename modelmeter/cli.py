@@ -68,11 +68,11 @@ def _add_lake(p: argparse.ArgumentParser) -> None:
                    help=f"lake folder or s3://bucket/prefix (default: ${ENV_LAKE}, else ./lake)")
 
 
-def _add_range(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+def _add_range(p: argparse.ArgumentParser, *, required: bool = True, calendar: str = "UTC") -> None:
     p.add_argument("--from", dest="date_from", type=_date, required=required, metavar="YYYY-MM-DD",
-                   help="first day (UTC), inclusive")
+                   help=f"first day ({calendar}), inclusive")
     p.add_argument("--to", dest="date_to", type=_date, required=required, metavar="YYYY-MM-DD",
-                   help="last day (UTC), inclusive")
+                   help=f"last day ({calendar}), inclusive")
 
 
 def _period(value: str) -> str:
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="render the chargeback dashboard as one self-contained HTML page")
     _add_lake(p)
-    _add_range(p, required=False)
+    _add_range(p, required=False, calendar="reporting calendar: MODELMETER_REPORTING_TZ")
     p.add_argument("--out", default="report.html")
     p.set_defaults(command_key="dashboard")
     return parser

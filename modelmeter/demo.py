@@ -36,6 +36,7 @@ from common.errors import UserError
 from common.lake import Lake
 from dashboards.focus import KNOWN_VALIDATOR_DEFECTS, export_focus, run_validator
 from dashboards.html import render_dashboard
+from finance.reconcile import period_days
 from ingest.app import create_app
 from ingest.emit import local_emitter
 from ingest.files import ingest_files
@@ -43,9 +44,9 @@ from ingest.longpoll import MemoryLongPollStore
 from ingest.providers.registry import build_router
 from ingest.server import start_background
 from ingest.tenants import LocalTenantRegistry
-from modelmeter.demo_close import month_end_close
+from modelmeter.demo_close import billing_period_of, month_end_close
 from sql.reference import write_teams
-from transforms.report import fit_columns, format_table, report_rows
+from transforms.report import fit_columns, format_table, money_text, report_rows
 from transforms.run import transform_range
 
 MARKER = ".modelmeter-demo"
@@ -519,10 +520,14 @@ def _outputs(*, lake: Lake, first_day: date, last_day: date, dashboard: Path) ->
 
     page = render_dashboard(lake=lake, date_from=first_day, date_to=last_day, out=dashboard)
     print(f"dashboard: {Path(page).resolve()}")
-    focus_file = Path(lake.base) / "exports" / f"focus-{first_day}-{last_day}.parquet"
+    # the closed billing period's days: its BilledCost is then the chargeback of record, the invoice to the cent
+    period = billing_period_of(first_day, last_day)
+    start, end = period_days(period)
+    focus_file = Path(lake.base) / "exports" / f"focus-{period}.parquet"
     focus_file.parent.mkdir(parents=True, exist_ok=True)
-    export_focus(lake=lake, date_from=first_day, date_to=last_day, out=focus_file)
-    print(f"FOCUS 1.2 export: {focus_file.resolve()}")
+    summary = export_focus(lake=lake, date_from=start, date_to=end, out=focus_file)
+    print(f"FOCUS 1.2 export of billing period {period}: {focus_file.resolve()} (BilledCost {money_text(summary.billed_cost)} "
+          f"USD: the chargeback of record)")
     _validate_focus(focus_file)
 
 

@@ -93,6 +93,8 @@ _HANDLERS = {
     "ingest": "modelmeter.commands.ingest_files:run",
     "pricing import": "modelmeter.commands.pricing:run_import",
     "pricing list": "modelmeter.commands.pricing:run_list",
+    "pricing import-seed": "modelmeter.commands.pricing:run_import_seed",
+    "pricing update": "modelmeter.commands.pricing:run_update",
     "transform": "modelmeter.commands.transform:run",
     "report": "modelmeter.commands.report:run",
     "tenants add": "modelmeter.commands.tenants:run_add",
@@ -149,6 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = pricing.add_parser("list", help="list catalog versions")
     _add_lake(p)
     p.set_defaults(command_key="pricing list")
+    p = pricing.add_parser("import-seed", help="publish a new catalog version from the seed guidance's price file "
+                                               "(models.json); print its id, and on stderr its prices that differ")
+    _add_lake(p)
+    p.add_argument("seed", metavar="models.json")
+    p.add_argument("--effective-from", type=_date, required=True, metavar="YYYY-MM-DD",
+                   help="the day (UTC) from which the file's prices apply")
+    p.add_argument("--note", default=None, help="a note stored with the version (who, why)")
+    p.set_defaults(command_key="pricing import-seed")
+    p = pricing.add_parser("update", help="publish the shipped catalog with the lake's price sheets laid over it "
+                                          "again; print its id (nothing when nothing changed)")
+    _add_lake(p)
+    p.add_argument("--note", default=None, help="a note stored with the version (who, why)")
+    p.set_defaults(command_key="pricing update")
 
     p = sub.add_parser("transform", help="validate, dedupe, price and write the curated tables for a range of days")
     _add_lake(p)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import fields
+from datetime import date, datetime
+from decimal import Decimal
 
 from common.contracts import SERVICE_TIERS, TOKEN_DIMENSIONS
 from pricing_catalog.intervals import check_no_overlaps, overlay
@@ -45,6 +49,24 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"Catalog(version={self.version!r}, models={len(self._by_model)}, rows={len(self.rows)})"
+
+    @property
+    def content_digest(self) -> str:
+        """The sha256 of the prices and aliases, whatever the version id or the order of the rows.
+
+        Two catalogs with the same digest price every call the same way, with the same sources and check dates; a
+        published version and its read-back have the same digest (money compared by value: 0.50 is 0.5).
+        """
+        def canonical(row: PriceRow) -> tuple[str, ...]:
+            return tuple("" if v is None else format(v.normalize(), "f") if isinstance(v, Decimal) else
+                         v.isoformat() if isinstance(v, datetime | date) else str(v)
+                         for v in (getattr(row, f.name) for f in fields(PriceRow)))
+
+        digest = hashlib.sha256()
+        for item in sorted(canonical(r) for r in self.rows):
+            digest.update("\x1f".join(item).encode() + b"\n")
+        digest.update(json.dumps(self.aliases, sort_keys=True).encode())
+        return digest.hexdigest()
 
     @property
     def models(self) -> list[str]:

@@ -4,7 +4,9 @@ Override rule (documented in docs/pricing.md): a sheet row replaces the catalog'
 dimension, region and service tier during the sheet row's period ``[effective_from, effective_to)``, and only
 then. An existing interval that straddles the period is cut: the part before the period keeps its price and now
 ends where the period starts; the part after keeps its price and starts where the period ends. A sheet ``images``
-row (the sheet has no size or quality columns) prices every size and quality of that model in its period.
+row (the sheet has no size or quality columns) prices every size and quality of that model in its period; the
+rows of one sheet replace what was there before the sheet and never cut one another (a seed price file's image
+rows, :mod:`pricing_catalog.seed`, carry their size class and quality).
 """
 
 from __future__ import annotations
@@ -156,11 +158,10 @@ def apply_sheet(base: Catalog, sheet: list[SheetRow], *, version: str = "unpubli
         if inherited is not None:
             rows += [replace(r, model=model_id) for r in base.rows_for(inherited)]
         keys.add(model_id)
-    for item in sheet:
-        top = replace(item.row, model=renamed[item.row.model])
+    tops = [replace(item.row, model=renamed[item.row.model]) for item in sheet]
+    for top in tops:  # the sheet's rows cut what was there before them, never one another (e.g. image classes)
         same = (top.model, top.dimension, top.region, top.service_tier)
         rows = [part for r in rows
                 for part in ((cut(r, top.effective_from, top.effective_to))
                              if (r.model, r.dimension, r.region, r.service_tier) == same else [r])]
-        rows.append(top)
-    return Catalog(version=version, rows=rows, aliases=base.aliases, where="price sheet")
+    return Catalog(version=version, rows=[*rows, *tops], aliases=base.aliases, where="price sheet")

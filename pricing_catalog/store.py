@@ -1,7 +1,10 @@
 """Published catalog versions in the lake: ``pricing/catalog/version=<V>/prices.parquet`` + ``manifest.json``.
 
 A version is immutable: it is written once under a new id and never overwritten. ``manifest.json`` is written
-last, so a version without one (an interrupted publish) is invisible to readers.
+last, so a version without one (an interrupted publish) is invisible to readers. A version published from a price
+sheet also keeps the sheet's rows (``sheet.parquet``, same columns), so ``modelmeter pricing update`` can lay every
+sheet over a newer built-in catalog again; the manifest's ``builtin_digest`` names the built-in price data the
+version was built from (:attr:`Catalog.content_digest`; null: not from the built-in data).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +28,7 @@ from pricing_catalog.loader import load_builtin
 from pricing_catalog.model import CatalogError, PriceRow
 
 PRICES_FILE = "prices.parquet"
+SHEET_FILE = "sheet.parquet"
 MANIFEST_FILE = "manifest.json"
 _VERSION_TIME = "%Y-%m-%dT%H-%M-%SZ"
 
@@ -116,7 +121,8 @@ def _claim(lake: Lake, version: str) -> None:
 
 
 def publish(*, lake: Lake, catalog_or_rows: Catalog | Iterable[PriceRow], note: str | None = None,
-            source: str | None = None) -> str:
+            source: str | None = None, sheet: Iterable[PriceRow] | None = None, sheet_name: str | None = None,
+            builtin_digest: str | None = None) -> str:
     """Write a new immutable version and return its id.
 
     Args:
@@ -124,17 +130,40 @@ def publish(*, lake: Lake, catalog_or_rows: Catalog | Iterable[PriceRow], note: 
         catalog_or_rows: a :class:`Catalog`, or price rows (checked for overlaps before anything is written).
         note: free text stored with the version (who, why).
         source: where the prices came from (default: the catalog's own version id).
+        sheet: the price sheet's rows, as read (model ids as written), when the version lays a sheet over the one
+            before it: kept beside the prices so ``pricing update`` can lay it over a newer built-in catalog.
+        sheet_name: the sheet's file name, for messages.
+        builtin_digest: the :attr:`Catalog.content_digest` of the built-in price data the version was built from.
     """
     catalog = catalog_or_rows if isinstance(catalog_or_rows, Catalog) else Catalog(version="unpublished",
                                                                                   rows=catalog_or_rows)
     version, created = _new_version(lake)
     _claim(lake, version)
     lake.write_parquet(_to_table(catalog.rows), PRICING_CATALOG, _version_dir(version), PRICES_FILE)
+    kept = None
+    if sheet is not None:
+        sheet_rows = list(sheet)
+        lake.write_parquet(_to_table(sheet_rows), PRICING_CATALOG, _version_dir(version), SHEET_FILE)
+        kept = {"file": SHEET_FILE, "name": sheet_name, "rows": len(sheet_rows)}
     manifest = {"format": 1, "version": version, "created_at": created.isoformat(), "note": note,
-                "rows": len(catalog.rows), "source": source or catalog.version, "aliases": catalog.aliases}
+                "rows": len(catalog.rows), "source": source or catalog.version, "aliases": catalog.aliases,
+                "sheet": kept, "builtin_digest": builtin_digest}
     lake.write_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode(), PRICING_CATALOG,
                      _version_dir(version), MANIFEST_FILE)
     return version
+
+
+def read_manifest(*, lake: Lake, version: str) -> dict[str, Any]:
+    """The ``manifest.json`` of a published version, as stored."""
+    return dict(json.loads(lake.read_bytes(PRICING_CATALOG, _version_dir(version), MANIFEST_FILE)))
+
+
+def read_sheet_rows(*, lake: Lake, version: str) -> list[PriceRow]:
+    """The price-sheet rows a version kept (``sheet.parquet``); empty when it kept none."""
+    if not read_manifest(lake=lake, version=version).get("sheet"):
+        return []
+    with lake.fs.open_input_file(lake.path(PRICING_CATALOG, _version_dir(version), SHEET_FILE)) as src:
+        return _from_table(pq.read_table(src))
 
 
 def load_catalog(*, lake: Lake | None = None, version: str | None = None) -> Catalog:
@@ -161,7 +190,7 @@ def load_catalog(*, lake: Lake | None = None, version: str | None = None) -> Cat
     else:  # the version just published is the one to read: no second listing of every manifest
         builtin = load_builtin()
         wanted = publish(lake=lake, catalog_or_rows=builtin, note="built-in catalog",
-                         source=f"built-in price data ({builtin.version})")
+                         source=f"built-in price data ({builtin.version})", builtin_digest=builtin.content_digest)
     folder = (PRICING_CATALOG, _version_dir(wanted))
     manifest = json.loads(lake.read_bytes(*folder, MANIFEST_FILE))
     with lake.fs.open_input_file(lake.path(*folder, PRICES_FILE)) as src:

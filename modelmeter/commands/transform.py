@@ -13,6 +13,7 @@ from common.errors import UserError
 from common.lake import Lake
 from finance.close import status
 from pricing_catalog.model import CatalogError
+from pricing_catalog.publish import stale_version
 from transforms.run import DEFAULT_LOCK_TIMEOUT, Manifest, days_between, transform_range
 
 
@@ -36,7 +37,21 @@ def run(args: Any) -> int:
     if manifests:
         print(f"price version {manifests[0].price_version}; manifests under {lake.url(RUN_MANIFESTS)}")
     _closed_periods_note(lake, days)
+    _stale_catalog_note(lake)
     return 0
+
+
+def _stale_catalog_note(lake: Lake) -> None:
+    """The lake's newest prices were built from other built-in data than this modelmeter ships: say how to update."""
+    try:
+        newest = stale_version(lake=lake)
+    except CatalogError as exc:  # the days are written: a question about the catalog must not fail the run
+        print(f"warning: cannot tell whether the lake's prices are the shipped ones: {exc}", file=sys.stderr)
+        return
+    if newest:
+        print(f"warning: the lake's newest price version {newest} was built from older built-in prices than this "
+              f"modelmeter ships; `modelmeter pricing update` publishes them with the lake's price sheets laid "
+              f"over again", file=sys.stderr)
 
 
 def _closed_periods_note(lake: Lake, days: list[date]) -> None:

@@ -828,6 +828,12 @@ def chargeback_schema() -> pa.Schema:
         pa.field("purpose", pa.string(),
                  metadata={"description": "chargeback (a run of `chargeback`) or restatement (a run of `restate` "
                                           "on the closed period); NULL in files written before: chargeback"}),
+        # the version's inputs, as its manifest.json has them (NULL in files written before they were copied here)
+        pa.field("restates_version", pa.int32(), metadata={"description": "the closed version a restatement restates"}),
+        pa.field("created_at", pa.string(), metadata={"description": "when the version was computed (ISO, UTC)"}),
+        pa.field("cur_snapshot", pa.string(), metadata={"description": "the CUR snapshot it reconciles"}),
+        pa.field("cur_final", pa.bool_(), metadata={"description": "whether that snapshot was final (invoiced)"}),
+        pa.field("price_versions", pa.string(), metadata={"description": "catalog versions of the metered usage"}),
     ])
 
 

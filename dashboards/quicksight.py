@@ -111,6 +111,17 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
         ("metered_list_cost", "DECIMAL"), ("price_adjustment", "DECIMAL"), ("allocated_shared_cost", "DECIMAL"),
         ("chargeback_cost", "DECIMAL"), ("currency", "STRING"), ("rules", "STRING"),
     ),
+    "period_status": (
+        ("billing_period", "STRING"), ("period_status", "STRING"), ("closed_version", "INTEGER"),
+        ("last_action", "STRING"), ("last_reason", "STRING"), ("last_event_at", "DATETIME"),
+        ("last_event_by", "STRING"), ("cur_snapshot", "STRING"), ("cur_final", "BOOLEAN"),
+    ),
+    "chargeback_versions": (
+        ("billing_period", "STRING"), ("version", "INTEGER"), ("purpose", "STRING"), ("restates_version", "INTEGER"),
+        ("of_record", "BOOLEAN"), ("cost_center", "STRING"), ("team_id", "STRING"), ("created_at", "STRING"),
+        ("cur_snapshot", "STRING"), ("cur_final", "BOOLEAN"), ("price_versions", "STRING"),
+        ("chargeback_cost", "DECIMAL"), ("currency", "STRING"),
+    ),
 }
 
 _OWNER_ACTIONS = {
@@ -241,6 +252,12 @@ SHEETS: tuple[Sheet, ...] = (
         Visual(_B, "close-by-cost-center", "Invoice-true chargeback by cost centre (own lines)",
                "chargeback_of_record", measures=("chargeback_cost",), category="cost_center",
                only=("line_type", ("charge",))),
+        Visual(_T, "close-period-status", "Billing periods: closed or open, who closed or reopened them, why",
+               "period_status", columns=("billing_period", "period_status", "closed_version", "last_action",
+                                         "last_reason", "last_event_at", "last_event_by", "cur_final")),
+        Visual(_T, "close-versions", "Chargeback versions and their inputs (of record marked)", "chargeback_versions",
+               columns=("billing_period", "version", "purpose", "restates_version", "of_record", "created_at",
+                        "cur_snapshot", "cur_final", "price_versions"), measures=("chargeback_cost",)),
         Visual(_B, "close-categories", "Where the bill's dollars go (reconciliation)", "reconciliation_summary",
                measures=("billed_cost", "metered_list_cost"), category="category"),
         Visual(_T, "close-by-model", "Billed against metered by model", "reconciliation_summary",
@@ -262,6 +279,8 @@ UNSCOPED_COLUMNS: dict[str, frozenset[str]] = {
     "unit_cost_by_model": frozenset({"fiscal_month_start", "model_id", "usd_per_1m_input_tokens",
                                      "usd_per_1m_output_tokens", "usd_per_1m_tokens", "usd_per_image"}),
     "quarantine_summary": frozenset({"local_date", "stage", "reason", "rejected_rows"}),
+    "period_status": frozenset({"billing_period", "period_status", "closed_version", "last_action", "last_reason",
+                                "last_event_at", "last_event_by", "cur_snapshot", "cur_final"}),
 }
 
 

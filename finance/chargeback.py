@@ -287,6 +287,10 @@ def store(*, lake: Lake, chargeback: Chargeback) -> str:
     info = chargeback.info
     prefix = (CURATED_CHARGEBACK, f"billing_period={info.billing_period}", f"version={info.version}")
     names = chargeback_schema().names
-    table = pa.Table.from_pylist([{n: r.get(n) for n in names} for r in chargeback.rows], schema=chargeback_schema())
+    inputs = {"restates_version": info.restates_version, "created_at": info.created_at,
+              "cur_snapshot": info.cur_snapshot, "cur_final": info.cur_final,
+              "price_versions": ",".join(info.price_versions)}
+    table = pa.Table.from_pylist([{n: {**r, **inputs}.get(n) for n in names} for r in chargeback.rows],
+                                 schema=chargeback_schema())
     lake.write_parquet(table, *prefix, CHARGEBACK_FILE)
     return lake.write_bytes(json.dumps(asdict(info), indent=2).encode(), *prefix, MANIFEST)

@@ -60,6 +60,8 @@ VIEWS: tuple[str, ...] = (
     "budget_burn",
     "reconciliation_summary",
     "chargeback_of_record",
+    "period_status",
+    "chargeback_versions",
 )
 
 #: Views that are a mart read from another relation and grouped by other keys: the rollup is defined once, in

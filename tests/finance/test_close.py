@@ -362,3 +362,22 @@ def test_against_the_dynamodb_registry_a_dated_move_leaves_the_closed_month(book
         again = books.rows(capsys)
         assert {r["cost_center"] for r in again if r["team_id"] == "team-beta"} == {"CC-2002"}
         assert _sum(again) == _sum(november)
+
+
+def test_the_views_list_period_states_and_every_version_with_its_inputs(books: Books, capsys) -> None:
+    books.rows(capsys)
+    assert books.run(capsys, "close", "--period", PERIOD)[0] == 0
+    _reprice_usage(books.lake, 2, "fixture-v2")
+    assert books.run(capsys, "restate", "--period", PERIOD)[0] == 0
+    con = connect(lake=Lake.open(books.lake), config=ReportingConfig())
+    state = con.execute("select period_status, closed_version, last_action, last_event_by from period_status "
+                        "where billing_period = ?", [PERIOD]).fetchall()
+    assert state == [("closed", 1, "close", status(lake=Lake.open(books.lake), period=PERIOD).event["by"])]
+    listed = con.execute("""select version, purpose, restates_version, bool_and(of_record), min(price_versions),
+                                   bool_or(cur_final), count(distinct cur_snapshot), sum(chargeback_cost)
+                            from chargeback_versions where billing_period = ? group by all order by version""",
+                         [PERIOD]).fetchall()
+    assert [row[:5] for row in listed] == [(1, "chargeback", None, True, "fixture-2026-11"),
+                                           (2, "restatement", 1, False, "fixture-v2")]
+    assert all(row[5] is False and row[6] == 1 for row in listed)  # the simulated bill is not final
+    assert listed[0][7] == listed[1][7]  # the bill did not change: both versions add up to it

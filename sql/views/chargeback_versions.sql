@@ -1,0 +1,58 @@
+-- chargeback_versions: every stored chargeback version of every billing period, per cost centre × team, with its
+-- inputs and whether it is the one of record (the closed version of a closed period, else its latest run). Kept per
+-- team so that row-level security applies: a team lead sees their own lines of each version only.
+with events as (
+
+    select
+        billing_period,
+        action,
+        version,
+        row_number() over (partition by billing_period order by seq desc) as newest
+    from period_events
+
+),
+
+runs as (
+
+    select billing_period, max(version) as version
+    from chargeback
+    where coalesce(purpose, 'chargeback') = 'chargeback'
+    group by billing_period
+
+),
+
+of_record as (
+
+    select r.billing_period, coalesce(e.version, r.version) as version
+    from runs as r
+    left join events as e
+        on e.billing_period = r.billing_period and e.newest = 1 and e.action = 'close'
+
+),
+
+final as (
+
+    select
+        -- keys
+        c.billing_period,
+        c.version,
+        coalesce(c.purpose, 'chargeback') as purpose,
+        c.restates_version,
+        o.version is not null as of_record,
+        c.cost_center,
+        c.team_id,
+        -- inputs
+        c.created_at,
+        c.cur_snapshot,
+        c.cur_final,
+        c.price_versions,
+        -- money (cents; each version's rows add up to the invoice of its CUR snapshot)
+        c.chargeback_cost,
+        c.currency
+    from chargeback as c
+    left join of_record as o
+        on o.billing_period = c.billing_period and o.version = c.version
+
+)
+
+select * from final

@@ -96,10 +96,19 @@ UNITS: tuple[BillableUnit, ...] = (
                  "Input tokens read from cache.", "Cost of cache_read_input_tokens, USD.", MAX_TOKENS_PER_EVENT,
                  Decimal("0.001"), "Cache Read Input Tokens", "Tokens"),
     BillableUnit("cache_write_input_tokens", "cache_write_input_tokens", "cache_write_cost",
-                 "Input tokens written to cache.", "Cost of cache_write_input_tokens, USD.", MAX_TOKENS_PER_EVENT,
+                 "Input tokens written to cache (with the default, 5-minute TTL; 1-hour writes are "
+                 "cache_write_1h_input_tokens).", "Cost of cache_write_input_tokens, USD.", MAX_TOKENS_PER_EVENT,
                  Decimal("0.001"), "Cache Write Input Tokens", "Tokens"),
     BillableUnit("image_count", "images", "image_cost", "Images generated.", "Cost of generated images, USD.",
                  MAX_IMAGES_PER_EVENT, Decimal(100), "Images", "Images"),
+    BillableUnit("input_image_count", "input_images", "input_image_cost",
+                 "Images sent as input and billed per image (e.g. Titan Multimodal Embeddings); images a model "
+                 "bills as input tokens are counted there instead.", "Cost of input_image_count, USD.",
+                 MAX_IMAGES_PER_EVENT, Decimal(100), "Input Images", "Images"),
+    BillableUnit("cache_write_1h_input_tokens", "cache_write_1h_input_tokens", "cache_write_1h_cost",
+                 "Input tokens written to cache with a 1-hour TTL (disjoint from cache_write_input_tokens, the "
+                 "5-minute writes).", "Cost of cache_write_1h_input_tokens, USD.", MAX_TOKENS_PER_EVENT,
+                 Decimal("0.001"), "Cache Write 1h Input Tokens", "Tokens"),
 )
 UNIT_OF_COUNT: dict[str, BillableUnit] = {u.count_field: u for u in UNITS}
 UNIT_OF_DIMENSION: dict[str, BillableUnit] = {u.dimension: u for u in UNITS}
@@ -108,6 +117,8 @@ COUNT_FIELDS: tuple[str, ...] = tuple(u.count_field for u in UNITS)
 #: The catalog's dimensions, in order; those that count tokens.
 DIMENSIONS: tuple[str, ...] = tuple(u.dimension for u in UNITS)
 TOKEN_DIMENSIONS: tuple[str, ...] = tuple(u.dimension for u in UNITS if u.is_tokens)
+#: Dimensions priced by one unit price (every one but generated images, which are priced by size and quality class).
+SCALAR_DIMENSIONS: tuple[str, ...] = tuple(u.dimension for u in UNITS if u.count_field != "image_count")
 #: event count field → catalog dimension; curated cost column → event count field.
 DIMENSION_OF: dict[str, str] = {u.count_field: u.dimension for u in UNITS}
 COST_OF: dict[str, str] = {u.cost_column: u.count_field for u in UNITS}

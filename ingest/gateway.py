@@ -114,7 +114,8 @@ class Call:
                             latency_ms=int((time.perf_counter() - self.started) * 1000))
         if usage is not None:
             self.gw.limits.record_tokens(self.team.team_id, usage.input_tokens + usage.output_tokens
-                                         + usage.cache_read_input_tokens + usage.cache_write_input_tokens)
+                                         + usage.cache_read_input_tokens + usage.cache_write_input_tokens
+                                         + usage.cache_write_1h_input_tokens)
         self.gw.emitter.emit(event)
 
     def fail(self, exc: BaseException) -> None:

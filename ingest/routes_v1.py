@@ -109,7 +109,8 @@ def chat_request(body: Any) -> tuple[ModelRequest, bool, bool]:
 
 
 def _usage_json(usage: Usage) -> dict[str, Any]:
-    prompt = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_write_input_tokens
+    prompt = (usage.input_tokens + usage.cache_read_input_tokens + usage.cache_write_input_tokens
+              + usage.cache_write_1h_input_tokens)
     out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": usage.output_tokens,
                            "total_tokens": prompt + usage.output_tokens}
     if usage.cache_read_input_tokens:

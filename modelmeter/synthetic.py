@@ -159,6 +159,9 @@ def _columns(rng: np.random.Generator, n: int, day: date, teams: int, models: in
         "input_tokens": pa.array(inputs), "output_tokens": pa.array(outputs),
         "cache_read_input_tokens": pa.array(cache_read), "cache_write_input_tokens": pa.array(cache_write),
         "image_count": pa.array(images),
+        # no synthetic model bills input images or 1-hour cache writes (zeros keep the random stream unchanged)
+        "input_image_count": pa.array(np.zeros(n, np.int64)),
+        "cache_write_1h_input_tokens": pa.array(np.zeros(n, np.int64)),
         "image_width": pa.array(size.astype(np.int32), mask=~is_image),
         "image_height": pa.array(size.astype(np.int32), mask=~is_image),
         "image_quality": _pick(("standard", "premium"), (rng.random(n) < 0.2).astype(np.int32), mask=~is_image),

@@ -10,7 +10,7 @@ from dataclasses import fields
 from datetime import date, datetime
 from decimal import Decimal
 
-from common.contracts import SERVICE_TIERS, TOKEN_DIMENSIONS
+from common.contracts import SERVICE_TIERS, SCALAR_DIMENSIONS
 from pricing_catalog.intervals import check_no_overlaps, overlay
 from pricing_catalog.matching import ModelIndex
 from pricing_catalog.model import (
@@ -103,7 +103,7 @@ class Catalog:
         rows = [r for r in self._by_model[key]
                 if r.service_tier == service_tier and (r.region is None or r.region == region)]
         result: list[PriceInterval] = []
-        for dimension in TOKEN_DIMENSIONS:
+        for dimension in SCALAR_DIMENSIONS:
             layers = [[r for r in rows if r.dimension == dimension and r.region is None],
                       [r for r in rows if r.dimension == dimension and r.region is not None]]
             result += _flatten(layers)

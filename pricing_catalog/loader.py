@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from common.contracts import IMAGE_QUALITIES, SERVICE_TIERS, TOKEN_DIMENSIONS
+from common.contracts import IMAGE_QUALITIES, SERVICE_TIERS, SCALAR_DIMENSIONS
 from pricing_catalog.catalog import Catalog
 from pricing_catalog.intervals import check_no_overlaps
 from pricing_catalog.model import (
@@ -34,7 +34,7 @@ DATA_DIR = Path(__file__).parent / "data"
 _FILE_KEYS = {"provider", "models"}
 _MODEL_KEYS = {"name", "aliases", "prices"}
 _ENTRY_KEYS = {"effective_from", "effective_to", "region", "service_tier", "per", "batch", "images", "source",
-               "checked", *TOKEN_DIMENSIONS}
+               "checked", *SCALAR_DIMENSIONS}
 _IMAGE_KEYS = {"quality", "max_width", "max_height", "price"}
 #: Bedrock batch inference bills input and output tokens only (no prompt caching in batch jobs).
 _BATCH_DIMENSIONS = ("input_tokens", "output_tokens")
@@ -128,7 +128,7 @@ def _entry_rows(model: str, entry: Any, *, where: str) -> list[PriceRow]:
     base = dict(model=model, per=per, effective_from=start, effective_to=end, source=source,
                 region=region, service_tier=tier, checked=checked)
     rows = []
-    for dimension in TOKEN_DIMENSIONS:
+    for dimension in SCALAR_DIMENSIONS:
         if dimension in entry:
             try:
                 price = parse_price(entry[dimension], what=dimension)
@@ -139,7 +139,7 @@ def _entry_rows(model: str, entry: Any, *, where: str) -> list[PriceRow]:
     if "images" in entry:
         rows += _images(entry, base=base, where=where)
     if not rows:
-        raise CatalogError(f"{where}: no price: give at least one of {', '.join(TOKEN_DIMENSIONS)} or images")
+        raise CatalogError(f"{where}: no price: give at least one of {', '.join(SCALAR_DIMENSIONS)} or images")
     return rows + _batch_rows(entry, rows, where=where)
 
 

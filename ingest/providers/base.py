@@ -19,8 +19,10 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
-    cache_write_input_tokens: int = 0
-    image_count: int = 0
+    cache_write_input_tokens: int = 0  # written with the default 5-minute TTL
+    cache_write_1h_input_tokens: int = 0  # written with a 1-hour TTL (disjoint from the 5-minute count)
+    image_count: int = 0  # images generated
+    input_image_count: int = 0  # images sent and billed per image (Titan Multimodal Embeddings)
     image_width: int | None = None
     image_height: int | None = None
     image_quality: str | None = None

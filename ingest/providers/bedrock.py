@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import boto3
@@ -161,6 +162,8 @@ class BedrockProvider:
         if usage is None:
             usage = (Usage(input_tokens=int(body_tokens)) if body_tokens is not None else
                      Usage(input_tokens=0 if image else estimate_tokens(request.prompt), token_source="estimated"))
+        if image:  # Titan Multimodal Embeddings bills the image per image (and any text per token)
+            usage = replace(usage, input_image_count=1)
         return ModelResult(embedding=vector, usage=usage, raw=payload)
 
     async def _image(self, request: ModelRequest) -> ModelResult:

@@ -97,13 +97,22 @@ def _image_url_block(image_url: Any, where: str) -> dict[str, Any]:
 
 
 def converse_usage(usage: Mapping[str, Any] | None) -> Usage:
-    """Converse ``usage`` → :class:`Usage`. Bedrock's ``inputTokens`` already excludes cache reads and writes."""
+    """Converse ``usage`` → :class:`Usage`. Bedrock's ``inputTokens`` already excludes cache reads and writes.
+
+    ``cacheWriteInputTokens`` is every cache write; ``cacheDetails`` (``[{"ttl": "1h" | "5m", "inputTokens"}]``,
+    when the model reports it) breaks it down by TTL, which Anthropic models price differently: the 1-hour part is
+    ``cache_write_1h_input_tokens``, the rest ``cache_write_input_tokens`` (the two are disjoint)."""
     usage = usage or {}
+    writes = int(usage.get("cacheWriteInputTokens") or 0)
+    one_hour = sum(int(d.get("inputTokens") or 0) for d in usage.get("cacheDetails") or ()
+                   if isinstance(d, Mapping) and d.get("ttl") == "1h")
+    one_hour = min(one_hour, writes) if writes else one_hour
     return Usage(
         input_tokens=int(usage.get("inputTokens") or 0),
         output_tokens=int(usage.get("outputTokens") or 0),
         cache_read_input_tokens=int(usage.get("cacheReadInputTokens") or 0),
-        cache_write_input_tokens=int(usage.get("cacheWriteInputTokens") or 0),
+        cache_write_input_tokens=max(0, writes - one_hour),
+        cache_write_1h_input_tokens=one_hour,
     )
 
 

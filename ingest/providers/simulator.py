@@ -117,7 +117,8 @@ class SimulatorProvider:
         digest = hashlib.sha256(f"{self.seed}|{text}".encode()).digest() * ((self.embedding_dim * 4) // 32 + 1)
         values = struct.unpack(f">{self.embedding_dim}i", digest[:self.embedding_dim * 4])
         return ModelResult(embedding=[round(v / 2**31, 6) for v in values],
-                           usage=Usage(input_tokens=_tokens(text) if request.operation == "embeddings" else 0))
+                           usage=Usage(input_tokens=_tokens(text) if request.operation == "embeddings" else 0,
+                                       input_image_count=1 if request.operation == "image_embeddings" else 0))
 
     def _images(self, request: ModelRequest, text: str) -> ModelResult:
         body = request.body or {}

@@ -72,7 +72,9 @@ def test_embeddings_and_image_embeddings(gateway):
     image = base64.b64encode(b"\x89PNG fake image bytes").decode()
     r = _invoke(gateway, "amazon.titan-embed-image-v1", {"inputs": image}, type="embeddings-image")
     assert r.status_code == 200 and r.json()[0]["embedding"]
-    assert _only_event(gateway, r.headers["x-request-id"])["operation"] == "image_embeddings"
+    event = _only_event(gateway, r.headers["x-request-id"])
+    # Titan Multimodal Embeddings bills the image per image: the event counts it (it was priced $0 before)
+    assert (event["operation"], event["input_image_count"], event["image_count"]) == ("image_embeddings", 1, 0)
 
 
 def test_titan_image_records_count_size_and_quality(gateway):

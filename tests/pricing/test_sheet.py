@@ -135,7 +135,7 @@ def test_every_bad_row_is_named_and_nothing_else_is_accepted(write_sheet) -> Non
     assert lines == [
         "SHEET.csv:3: price_usd '-1' is negative: prices are ≥ 0",
         "SHEET.csv:4: unknown dimension 'reasoning_tokens': use one of input_tokens, output_tokens, "
-        "cache_read_input_tokens, cache_write_input_tokens, images",
+        "cache_read_input_tokens, cache_write_input_tokens, images, input_images, cache_write_1h_input_tokens",
         "SHEET.csv:5: price_usd '1.2.3' is not a number: write a decimal such as 0.25",
         "SHEET.csv:6: per '100' must be one of 1, 1000, 1000000",
         "SHEET.csv:7: effective_from '01/02/2026' is not a date: write YYYY-MM-DD or 2025-01-31T12:00:00Z",

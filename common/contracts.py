@@ -182,6 +182,12 @@ FIELDS: tuple[Field, ...] = (
     Field("streaming", "bool", default=False, description="Whether the response was streamed."),
     Field("service_tier", "string", default="on_demand", allowed=SERVICE_TIERS, description="Service tier billed."),
     Field("latency_ms", "bigint", minimum=0, description="End-to-end latency in milliseconds."),
+    Field("cost_usd", "string",
+          description="The call's cost at the gateway, USD, as a decimal string (null when unpriced), from the same "
+                      "unit prices as the transform, whose figure is the one of record."),
+    Field("refusal_reason", "string",
+          description="Why the gateway refused the call: budget, rate_limit, token_quota, allowlist, team_mismatch; "
+                      "null when it did not refuse it."),
 )
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)

@@ -23,10 +23,18 @@ class ServiceError(Exception):
     #: the usage event's ``status`` for a request that ended with this error
     event_status = "upstream_error"
 
-    def __init__(self, message: str, *, retry_after: float | None = None):
+    #: the usage event's ``refusal_reason`` when the gateway itself refused the call (None: not a refusal)
+    refusal_reason: str | None = None
+
+    def __init__(self, message: str, *, retry_after: float | None = None, refusal_reason: str | None = None,
+                 details: dict[str, object] | None = None):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        if refusal_reason is not None:
+            self.refusal_reason = refusal_reason
+        #: extra JSON fields of the error body (e.g. a budget refusal's budget, spend and reset time)
+        self.details = details or {}
 
 
 class BadRequest(ServiceError):

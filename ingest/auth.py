@@ -34,7 +34,7 @@ def check_team_header(team: Team, claimed: str | None, *, required: bool) -> Non
             raise BadRequest("missing team_id header")
         return
     if claimed != team.team_id:
-        raise Forbidden("team_id does not match the API key's team")
+        raise Forbidden("team_id does not match the API key's team", refusal_reason="team_mismatch")
 
 
 def check_model_allowed(team: Team, *model_ids: str | None) -> None:
@@ -44,4 +44,4 @@ def check_model_allowed(team: Team, *model_ids: str | None) -> None:
         return
     for model_id in model_ids:
         if model_id and not any(fnmatch.fnmatchcase(model_id, p) for p in patterns):
-            raise Forbidden(f"model {model_id!r} is not allowed for team {team.team_id!r}")
+            raise Forbidden(f"model {model_id!r} is not allowed for team {team.team_id!r}", refusal_reason="allowlist")

@@ -106,12 +106,14 @@ class Call:
             request), latency_ms=None))
         return self.provider
 
-    def finish(self, *, status: str, http_status: int | None, usage: Usage | None = None) -> None:
+    def finish(self, *, status: str, http_status: int | None, usage: Usage | None = None,
+               refusal_reason: str | None = None) -> None:
         if self.finished:
             return
         self.finished = True
         event = self._event(status=status, http_status=http_status, usage=usage,
-                            latency_ms=int((time.perf_counter() - self.started) * 1000))
+                            latency_ms=int((time.perf_counter() - self.started) * 1000),
+                            refusal_reason=refusal_reason)
         if usage is not None:
             self.gw.limits.record_tokens(self.team.team_id, usage.input_tokens + usage.output_tokens
                                          + usage.cache_read_input_tokens + usage.cache_write_input_tokens
@@ -123,14 +125,14 @@ class Call:
         if isinstance(exc, Exception):
             exc.request_id = self.request_id  # type: ignore[attr-defined]  # → the x-request-id header
         if isinstance(exc, ServiceError):
-            self.finish(status=exc.event_status, http_status=exc.status_code)
+            self.finish(status=exc.event_status, http_status=exc.status_code, refusal_reason=exc.refusal_reason)
         elif isinstance(exc, asyncio.CancelledError):
             self.finish(status="client_error", http_status=None)  # the client went away mid-call
         else:
             self.finish(status="upstream_error", http_status=500)
 
-    def _event(self, *, status: str, http_status: int | None, usage: Usage | None, latency_ms: int | None
-               ) -> dict[str, Any]:
+    def _event(self, *, status: str, http_status: int | None, usage: Usage | None, latency_ms: int | None,
+               refusal_reason: str | None = None) -> dict[str, Any]:
         provider = self.provider or self._best_effort_provider()
         return build_event(
             request_id=self.request_id, event_time=self.gw.clock(), team_id=self.team.team_id,
@@ -138,7 +140,7 @@ class Call:
             provider=provider.name if provider else "simulator", region=provider.region if provider else None,
             model_id=self.model_arn or self.model_id, operation=self.operation, status=status,
             http_status=http_status, usage=usage, streaming=self.streaming, latency_ms=latency_ms,
-            event_id=self.event_id)
+            event_id=self.event_id, refusal_reason=refusal_reason)
 
     def _best_effort_provider(self) -> Provider | None:
         try:

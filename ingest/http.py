@@ -33,10 +33,10 @@ def error_response(request: Request, exc: ServiceError) -> Response:
     if _is_v1(request):
         status = 401 if isinstance(exc, Unauthorized) else exc.status_code  # what the openai SDK expects
         body: dict[str, Any] = {"error": {"type": exc.error_type, "message": exc.message, "code": exc.error_type,
-                                          "param": None}}
+                                          "param": None, **exc.details}}
         return json_response(body, status, headers)
     message = "Forbidden" if isinstance(exc, Unauthorized) else exc.message  # the seed's exact 403 body
-    return json_response({"message": message, "type": exc.error_type}, exc.status_code, headers)
+    return json_response({"message": message, "type": exc.error_type, **exc.details}, exc.status_code, headers)
 
 
 def unexpected_response(request: Request, exc: Exception) -> Response:

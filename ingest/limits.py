@@ -39,7 +39,8 @@ class LimitTracker:
             if day == now.date().isoformat() and used >= limits.daily_tokens:
                 midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), now.tzinfo)
                 raise Throttled(f"daily token limit of {limits.daily_tokens} reached for team {team_id!r}",
-                                retry_after=max(1, math.ceil((midnight - now).total_seconds())))
+                                retry_after=max(1, math.ceil((midnight - now).total_seconds())),
+                                refusal_reason="token_quota")
         rps = limits.requests_per_second
         if rps is None:
             return
@@ -50,7 +51,7 @@ class LimitTracker:
             if tokens < 1.0:
                 self._buckets[team_id] = (tokens, t)
                 raise Throttled(f"request rate limit of {rps:g}/s exceeded for team {team_id!r}",
-                                retry_after=max(1, math.ceil((1.0 - tokens) / rps)))
+                                retry_after=max(1, math.ceil((1.0 - tokens) / rps)), refusal_reason="rate_limit")
             self._buckets[team_id] = (tokens - 1.0, t)
 
     def record_tokens(self, team_id: str, tokens: int) -> None:

@@ -60,8 +60,8 @@ def billed_tier(*, model_id: str, usage: Usage | None) -> str:
 def build_event(*, request_id: str, event_time: datetime, team_id: str, api_key_id: str | None,
                 business_unit: str | None, provider: str, region: str | None, model_id: str, operation: str,
                 status: str, http_status: int | None, usage: Usage | None, streaming: bool,
-                latency_ms: int | None, service_tier: str | None = None, event_id: str | None = None
-                ) -> dict[str, Any]:
+                latency_ms: int | None, service_tier: str | None = None, event_id: str | None = None,
+                cost_usd: str | None = None, refusal_reason: str | None = None) -> dict[str, Any]:
     """One event as a JSON-ready dict; ``usage=None`` (the call never reached a model) counts zero tokens.
 
     ``service_tier`` defaults to :func:`billed_tier`; ``event_id`` to a new UUID (a call that wrote a placeholder
@@ -89,4 +89,6 @@ def build_event(*, request_id: str, event_time: datetime, team_id: str, api_key_
         "streaming": streaming,
         "service_tier": service_tier or billed_tier(model_id=model_id, usage=usage),
         "latency_ms": latency_ms,
+        "cost_usd": cost_usd,
+        "refusal_reason": refusal_reason,
     }

@@ -72,6 +72,7 @@ def test_spoofed_team_id_is_403_and_billed_to_the_keys_team(gw):
     assert r.status_code == 403 and "team_id" in r.json()["message"]
     event = _event(gw, r)
     assert (event["team_id"], event["status"], event["http_status"]) == ("alpha", "client_error", 403)
+    assert event["refusal_reason"] == "team_mismatch"
 
 
 def test_spoofed_team_id_on_v1_is_403_and_its_event_names_the_model(gw):
@@ -93,7 +94,8 @@ def test_missing_team_id_is_400(gw):
 def test_model_outside_allowlist_is_403(gw):
     r = _seed(gw, "anthropic.claude-3-haiku-20240307-v1:0", team="beta")
     assert r.status_code == 403 and "not allowed" in r.json()["message"]
-    assert _event(gw, r)["model_id"] == "anthropic.claude-3-haiku-20240307-v1:0"
+    event = _event(gw, r)
+    assert (event["model_id"], event["refusal_reason"]) == ("anthropic.claude-3-haiku-20240307-v1:0", "allowlist")
     assert _seed(gw, NOVA, team="beta").status_code == 200
 
 
@@ -104,6 +106,7 @@ def test_rate_limit_is_429_with_retry_after_and_a_throttled_event(gw):
     assert int(limited[0].headers["Retry-After"]) >= 1
     event = _event(gw, limited[0])
     assert (event["status"], event["http_status"], event["input_tokens"]) == ("throttled", 429, 0)
+    assert event["refusal_reason"] == "rate_limit"
 
 
 def test_daily_token_limit_is_429_once_spent(gw):
@@ -112,6 +115,7 @@ def test_daily_token_limit_is_429_once_spent(gw):
     second = _seed(gw, team="thrifty")
     assert second.status_code == 429 and "daily token limit" in second.json()["message"]
     assert int(second.headers["Retry-After"]) > 0
+    assert _event(gw, second)["refusal_reason"] == "token_quota"
 
 
 @pytest.mark.parametrize(("body", "headers", "fragment"), [
@@ -163,6 +167,7 @@ def test_upstream_failures_map_to_statuses(gw, model, status, event_status):
     assert set(r.json()["error"]) >= {"type", "message"}
     event = _event(gw, r)
     assert (event["status"], event["http_status"], event["provider"]) == (event_status, status, "openai_compatible")
+    assert event["refusal_reason"] is None  # the provider's refusal, not the gateway's
     if status == 429:
         assert r.headers["Retry-After"] == "2"
 

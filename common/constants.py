@@ -12,6 +12,8 @@ ENV_LONGPOLL_TABLE = "MODELMETER_LONGPOLL_TABLE"
 ENV_SPOOL_DIR = "MODELMETER_SPOOL_DIR"
 #: Usage events the gateway holds in memory while its spool cannot be written, before model calls get 503.
 ENV_SPOOL_MAX_BACKLOG = "MODELMETER_SPOOL_MAX_BACKLOG"
+#: URL budget alerts are also POSTed to, off the request path (ingest/alerts.py); unset: the lake's alert log only.
+ENV_ALERT_WEBHOOK = "MODELMETER_ALERT_WEBHOOK"
 
 DEFAULT_LAKE = "./lake"
 

@@ -659,6 +659,23 @@ class CostCenterSpan:
     cost_center: str | None
 
 
+#: What a team's monthly budget does (DESIGN.md "Spend controls"): ``alert`` only alerts; ``block`` also refuses
+#: calls (429) once the fiscal month's spend has reached it.
+BUDGET_MODES: tuple[str, ...] = ("alert", "block")
+#: Alert thresholds, percent of the monthly budget: the default, and the accepted range.
+DEFAULT_ALERT_AT: tuple[int, ...] = (50, 80, 100)
+ALERT_AT_RANGE: tuple[int, int] = (1, 1000)
+
+
+def alert_at_problem(thresholds: tuple[int, ...]) -> str | None:
+    """Why ``thresholds`` are not usable alert thresholds (whole percentages from 1 to 1000), or None."""
+    low, high = ALERT_AT_RANGE
+    for t in thresholds:
+        if isinstance(t, bool) or not isinstance(t, int) or not low <= t <= high:
+            return f"alert threshold {t!r} is not a whole percentage from {low} to {high}"
+    return None
+
+
 @dataclass(frozen=True)
 class Team:
     """A tenant. ``allowed_models`` are fnmatch patterns over the model id as invoked (``*`` = any).
@@ -666,6 +683,9 @@ class Team:
     The organisation is dated: ``cost_center_history`` holds the team's cost centres with the UTC day each took
     effect, oldest first (empty: ``cost_center`` since always). ``cost_center`` is the latest assignment; what a
     day or a billing period is charged to is :meth:`cost_center_on` that day.
+
+    ``budget_mode`` (:data:`BUDGET_MODES`) and ``alert_at`` (percent of ``monthly_budget_usd``, ascending) are the
+    spend controls of the gateway (``ingest/spend.py``); they do nothing without a budget.
     """
 
     team_id: str
@@ -675,6 +695,8 @@ class Team:
     limits: Limits = field(default_factory=Limits)
     business_unit: str | None = None
     cost_center_history: tuple[CostCenterSpan, ...] = ()
+    budget_mode: str = "alert"
+    alert_at: tuple[int, ...] = DEFAULT_ALERT_AT
 
     def spans(self) -> tuple[CostCenterSpan, ...]:
         """The history, never empty: ``(since always, cost_center)`` for a team that never moved."""

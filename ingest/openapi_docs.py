@@ -19,8 +19,9 @@ _ERROR_V1 = {"type": "object", "required": ["error"], "properties": {"error": {
 def _errors(schema: dict[str, Any], *codes: int) -> dict[str, Any]:
     text = {400: "malformed request", 401: "missing or invalid API key", 403: "bad key, other team or model not "
             "allowed", 404: "unknown model or request id", 413: "request body too large",
-            429: "over a team limit or throttled upstream (Retry-After)", 502: "upstream failure",
-            504: "upstream timeout"}
+            429: "over a team limit, over the team's monthly budget (block mode: the body adds budget_usd, "
+                 "spend_usd, period and resets_at) or throttled upstream (Retry-After)", 502: "upstream failure",
+            503: "usage or spend cannot be recorded or checked right now (Retry-After)", 504: "upstream timeout"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": schema}}} for c in codes}
 
 
@@ -120,4 +121,34 @@ V1_EMBEDDINGS: dict[str, Any] = {
                        "encoding_format": {"type": "string", "enum": ["float", "base64"]}}}}}},
     "responses": {"200": {"description": "the embeddings", "content": {"application/json": {
         "schema": {"type": "object"}}}}, **_errors(_ERROR_V1, 400, 401, 403, 404, 413, 429, 502, 504)},
+}
+
+_USAGE = {"type": "object", "required": ["team_id", "period", "spend_usd", "budget_mode"], "properties": {
+    "team_id": {"type": "string"},
+    "period": {"type": "string", "description": "the budget period: the fiscal month, named by its first day"},
+    "period_start": {"type": "string", "format": "date"}, "period_end": {"type": "string", "format": "date"},
+    "resets_at": {"type": "string", "format": "date-time", "description": "when the next period starts (UTC)"},
+    "calendar": {"type": "object", "description": "the reporting calendar periods and days are counted in",
+                 "properties": {"timezone": {"type": "string"}, "fiscal_month_start_day": {"type": "integer"}}},
+    "spend_usd": {"type": "string", "description": "month-to-date spend, decimal USD"},
+    "budget_usd": {"type": ["string", "null"]}, "remaining_usd": {"type": ["string", "null"]},
+    "budget_mode": {"type": "string", "enum": ["alert", "block"]},
+    "alert_at": {"type": "array", "items": {"type": "integer"}},
+    "thresholds_crossed": {"type": "array", "items": {"type": "integer"}},
+    "alerts_raised": {"type": "array", "items": {"type": "integer"}},
+    "requests": {"type": "integer"}, "day": {"type": "string", "format": "date"},
+    "daily_tokens_used": {"type": "integer"}, "daily_tokens_limit": {"type": ["integer", "null"]},
+    "daily_requests": {"type": "integer"}, "day_resets_at": {"type": "string", "format": "date-time"},
+    "spend_store": {"type": ["string", "null"]}}}
+
+V1_USAGE: dict[str, Any] = {
+    "parameters": [_BEARER],
+    "responses": {"200": {"description": "the calling team's budget period", "content": {
+        "application/json": {"schema": _USAGE}}}, **_errors(_ERROR_V1, 401, 403, 503)},
+}
+
+SEED_USAGE: dict[str, Any] = {
+    "parameters": [_KEY, _header("team_id", "the caller's team; when given, must be the key's team")],
+    "responses": {"200": {"description": "the calling team's budget period", "content": {
+        "application/json": {"schema": _USAGE}}}, **_errors(_ERROR_SEED, 403, 503)},
 }

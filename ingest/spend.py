@@ -137,11 +137,7 @@ class SqliteSpendStore:
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
-        self._mutex = threading.Lock()
-        with self._errors("open"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = self._con()
-            con.executescript(_SCHEMA)
+        self._mutex = threading.Lock()  # the file is opened on first use: a store that cannot be opened fails calls
 
     @property
     def location(self) -> str:
@@ -150,12 +146,14 @@ class SqliteSpendStore:
     def _con(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: autocommit, transactions are the explicit BEGIN IMMEDIATE … COMMIT below.
             con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                   check_same_thread=False)
             con.execute(f"pragma busy_timeout = {int(self.busy_timeout * 1000)}")
             con.execute("pragma journal_mode = wal")
             con.execute("pragma synchronous = normal")
+            con.executescript(_SCHEMA)  # idempotent; once per thread's connection
             self._local.con = con
             with self._mutex:
                 self._all.append(con)
@@ -232,3 +230,65 @@ class _StoreErrors:
         if isinstance(exc, (sqlite3.Error, OSError)):
             raise SpendStoreError(f"spend store {self.store.path}: cannot {self.what} ({exc})") from exc
         return False
+
+
+# --- one process's store: tests, the OpenAPI document, an app built without a shared store ---------------------
+
+class MemorySpendStore:
+    """:class:`SpendStore` in this process's memory: counts are per process (what ``create_app`` uses when no
+    shared store is given). Same semantics as the shared stores, so tests of the guard run against it too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._period: dict[tuple[str, str], list[int]] = {}
+        self._day: dict[tuple[str, str], list[int]] = {}
+        self._alerts: dict[tuple[str, str], set[int]] = {}
+
+    @property
+    def location(self) -> str:
+        return "memory (this process only)"
+
+    def read(self, team_id: str, *, period: str, day: str) -> SpendTotals:
+        with self._lock:
+            p = self._period.get((team_id, period), [0, 0])
+            d = self._day.get((team_id, day), [0, 0])
+            return SpendTotals(p[0], p[1], d[0], d[1])
+
+    def add(self, team_id: str, *, period: str, day: str, spend_pico: int, tokens: int,
+            requests: int = 1) -> SpendTotals:
+        with self._lock:
+            p = self._period.setdefault((team_id, period), [0, 0])
+            d = self._day.setdefault((team_id, day), [0, 0])
+            p[0] += spend_pico
+            p[1] += requests
+            d[0] += tokens
+            d[1] += requests
+            return SpendTotals(p[0], p[1], d[0], d[1])
+
+    def set_spend(self, team_id: str, *, period: str, spend_pico: int) -> None:
+        with self._lock:
+            self._period.setdefault((team_id, period), [0, 0])[0] = spend_pico
+
+    def first_alert(self, team_id: str, *, period: str, threshold: int) -> bool:
+        with self._lock:
+            raised = self._alerts.setdefault((team_id, period), set())
+            if threshold in raised:
+                return False
+            raised.add(threshold)
+            return True
+
+    def alerts(self, team_id: str, *, period: str) -> tuple[int, ...]:
+        with self._lock:
+            return tuple(sorted(self._alerts.get((team_id, period), ())))
+
+    def teams(self, *, period: str) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(sorted(t for t, p in self._period if p == period))
+
+    def close(self) -> None: ...
+
+
+def store_path(registry_path: str | os.PathLike[str]) -> Path:
+    """The local spend store of a tenant registry file: beside it, ``tenants.json`` → ``tenants.spend.sqlite``."""
+    path = Path(registry_path)
+    return path.with_name(f"{path.stem}.spend.sqlite")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.constants import DEFAULT_LAKE, ENV_LAKE, ENV_TENANTS
-from common.contracts import Limits, Team, history_from_json
+from common.contracts import DEFAULT_ALERT_AT, Limits, Team, history_from_json
 from common.errors import UserError
 from ingest.ports import KeyRecord, hash_key
 
@@ -51,7 +51,9 @@ def _team_from_json(obj: dict[str, Any]) -> Team:
                 monthly_budget_usd=None if budget is None else Decimal(budget),
                 allowed_models=tuple(obj.get("allowed_models") or ("*",)),
                 limits=Limits(**(obj.get("limits") or {})), business_unit=obj.get("business_unit"),
-                cost_center_history=history_from_json(obj.get("cost_center_history")))
+                cost_center_history=history_from_json(obj.get("cost_center_history")),
+                budget_mode=obj.get("budget_mode") or "alert",
+                alert_at=tuple(obj["alert_at"]) if obj.get("alert_at") is not None else DEFAULT_ALERT_AT)
 
 
 class LocalTenantRegistry:

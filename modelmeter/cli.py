@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from common.constants import ENV_LAKE
-from common.contracts import team_id_problem
+from common.contracts import ALERT_AT_RANGE, BUDGET_MODES, alert_at_problem, team_id_problem
 from common.errors import UserError
 
 
@@ -45,6 +45,19 @@ def _usd(value: str) -> str:
     if not amount.is_finite() or amount < 0:
         raise argparse.ArgumentTypeError(f"{value!r} must be a non-negative amount of USD")
     return value  # the handler keeps the exact text as a Decimal
+
+
+def _percentages(value: str) -> tuple[int, ...]:
+    """``50,80,100`` → ``(50, 80, 100)``: whole percentages of the budget, each from 1 to 1000, ascending."""
+    try:
+        thresholds = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a list of whole percentages like 50,80,100") from None
+    problem = alert_at_problem(thresholds) if thresholds else "no threshold given"
+    if problem:
+        low, high = ALERT_AT_RANGE
+        raise argparse.ArgumentTypeError(f"{value!r}: {problem} (write e.g. 50,80,100; each {low}-{high})")
+    return thresholds
 
 
 def _positive(kind: type) -> Callable[[str], Any]:
@@ -100,6 +113,7 @@ _HANDLERS = {
     "tenants add": "modelmeter.commands.tenants:run_add",
     "tenants list": "modelmeter.commands.tenants:run_list",
     "keys create": "modelmeter.commands.tenants:run_keys_create",
+    "budget show": "modelmeter.commands.budget:run_show",
     "sql render": "modelmeter.commands.sql_render:run",
     "export focus": "modelmeter.commands.export_focus:run",
     "export statements": "modelmeter.commands.statements:run",
@@ -200,7 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", action="extend", nargs="+", default=None, metavar="MODEL_PATTERN",
                    help="allowed model patterns (globs), as in --allow 'anthropic.*' 'amazon.nova-*' or repeated; "
                         "default for a new team: every model")
-    p.add_argument("--monthly-budget", type=_usd, default=None, help="monthly budget in USD")
+    p.add_argument("--monthly-budget", type=_usd, default=None,
+                   help="monthly budget in USD, per fiscal month of the reporting calendar")
+    p.add_argument("--budget-mode", choices=BUDGET_MODES, default=None,
+                   help="alert: alert at the thresholds only (default for a new team); block: also refuse calls "
+                        "(429) once the fiscal month's spend has reached the budget")
+    p.add_argument("--alert-at", type=_percentages, default=None, metavar="PCT,PCT,…",
+                   help="alert thresholds in percent of the budget, each 1-1000 (default for a new team: 50,80,100)")
     p.add_argument("--rps", type=_positive(float), default=None, help="requests-per-second limit")
     p.add_argument("--daily-tokens", type=_positive(int), default=None, help="daily token limit")
     p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
@@ -217,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("team")
     p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
     p.set_defaults(command_key="keys create")
+
+    budget = sub.add_parser("budget", help="team budgets and the gateway's spend counters").add_subparsers(
+        dest="budget_command", required=True, metavar="ACTION")
+    p = budget.add_parser("show", help="a team's (or every team's) fiscal month: spend, budget, remaining, mode, "
+                                       "thresholds crossed, daily tokens, from the gateway's spend store")
+    _add_lake(p)
+    p.add_argument("team", nargs="?", type=_team, default=None, help="one team (default: every team)")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(command_key="budget show")
 
     sqlp = sub.add_parser("sql", help="the SQL views").add_subparsers(dest="sql_command", required=True,
                                                                       metavar="ACTION")

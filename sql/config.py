@@ -20,9 +20,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from common.calendar import Calendar, local_midnight
+from common.calendar import fiscal_month_start as _fiscal_month_start
 from common.constants import ENV_FISCAL_BOOKING, ENV_FISCAL_MONTH_START, ENV_FISCAL_YEAR_START, ENV_REPORTING_TZ
 
 # Time-zone names end up inside SQL string literals: accept only IANA-style names, never quotes or spaces.
@@ -104,18 +106,18 @@ class ReportingConfig:
         """The instants ``[start, end)`` (aware, UTC) of the reporting days ``first``…``last`` (inclusive; None:
         open at that end): from local midnight of ``first`` to local midnight after ``last``."""
         zone = ZoneInfo(self.timezone)
+        return (None if first is None else local_midnight(first, zone),
+                None if last is None else local_midnight(last + timedelta(1), zone))
 
-        def midnight(day: date) -> datetime:
-            return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
-
-        return (None if first is None else midnight(first), None if last is None else midnight(last + timedelta(1)))
+    @property
+    def calendar(self) -> Calendar:
+        """The days and fiscal months of this configuration (``common.calendar``: what the gateway counts budgets
+        and daily tokens in)."""
+        return Calendar(timezone=self.timezone, fiscal_month_start_day=self.fiscal_month_start_day)
 
     def fiscal_month_start(self, day: date) -> date:
         """First day of the fiscal month holding ``day`` (as the views' ``mm_fiscal_month_start``)."""
-        if day.day >= self.fiscal_month_start_day:
-            return day.replace(day=self.fiscal_month_start_day)
-        previous = day.replace(day=1) - timedelta(days=1)
-        return previous.replace(day=self.fiscal_month_start_day)
+        return _fiscal_month_start(day, self.fiscal_month_start_day)
 
     def fiscal_year(self, day: date) -> int:
         """The fiscal year holding ``day``, named by the calendar year of its last fiscal month (with fiscal years

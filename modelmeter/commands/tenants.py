@@ -43,6 +43,9 @@ def _merged(team: Team, args: Any, effective_from: date | None = None) -> Team:
         changes["monthly_budget_usd"] = _budget(given["monthly_budget"])
     if given["allow"]:
         changes["allowed_models"] = tuple(given["allow"])
+    for name in ("budget_mode", "alert_at"):  # validated by the parser (exit 2 naming the flag)
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
     team = replace(team, **changes)
     if given["cost_center"] is not None and (given["cost_center"] != team.cost_center or effective_from):
         team = team.moved(given["cost_center"], effective_from=effective_from)
@@ -80,7 +83,8 @@ def run_add(args: Any) -> int:
     print(f"team {team_id} {'updated' if existing else 'registered'} in {registry.location}: cost centre "
           f"{team.cost_center or '-'}, budget {team.monthly_budget_usd if team.monthly_budget_usd is not None else '-'}"
           f" USD/month, models {','.join(team.allowed_models)}, rps {team.limits.requests_per_second or '-'}, "
-          f"daily tokens {team.limits.daily_tokens or '-'}", file=sys.stderr)
+          f"daily tokens {team.limits.daily_tokens or '-'}, budget mode {team.budget_mode}, alerts at "
+          f"{','.join(map(str, team.alert_at))} %", file=sys.stderr)
     if effective_from is not None:
         print(f"cost centre {team.cost_center or '-'} from {effective_from} (UTC); earlier days stay with "
               f"{_before(team, effective_from)}; closed billing periods do not move (see `modelmeter restate`)",

@@ -12,6 +12,7 @@ from common.constants import RUN_MANIFESTS
 from common.errors import UserError
 from common.lake import Lake
 from finance.close import status
+from modelmeter.commands.budget import correct_after_transform
 from pricing_catalog.model import CatalogError
 from pricing_catalog.publish import stale_version
 from transforms.run import DEFAULT_LOCK_TIMEOUT, Manifest, days_between, transform_range
@@ -37,6 +38,8 @@ def run(args: Any) -> int:
     if manifests:
         print(f"price version {manifests[0].price_version}; manifests under {lake.url(RUN_MANIFESTS)}")
     _closed_periods_note(lake, days)
+    for line in correct_after_transform(lake=lake, days=days):  # the gateway's budget counters (ingest/budget.py)
+        print(line, file=sys.stderr)
     _stale_catalog_note(lake)
     return 0
 

@@ -60,6 +60,19 @@ REFERENCE_TEAMS = "reference/teams"
 DYNAMO_PARTITION_KEY = "pk"
 DYNAMO_TTL_ATTRIBUTE = "expires_at"
 
+# Spend controls in AWS (DESIGN.md "Spend controls"; ingest/spend_dynamo.py, ingest/alerts_aws.py): the gateway's
+# fleet-wide counters live in a DynamoDB table of their own (same key and TTL attribute as the tables above), budget
+# alerts go to an SNS topic the stack creates and, as an event, to EventBridge.
+ENV_SPEND_TABLE = "MODELMETER_SPEND_TABLE"
+ENV_ALERT_TOPIC_ARN = "MODELMETER_ALERT_TOPIC_ARN"
+#: Name or ARN of the EventBridge bus budget alerts go to (default: the account's default bus).
+ENV_ALERT_EVENT_BUS = "MODELMETER_ALERT_EVENT_BUS"
+ALERT_EVENT_SOURCE = "modelmeter"
+ALERT_EVENT_DETAIL_TYPE = "BudgetThresholdCrossed"
+#: Gateway metrics (namespace METRICS_NAMESPACE, dimensions service and business_unit) the spend alarm sums.
+METRIC_ALERT_DELIVERY_FAILURES = "BudgetAlertDeliveryFailures"
+METRIC_SPEND_STORE_ERRORS = "SpendStoreErrors"
+
 # Reporting (sql/config.py): the time zone days are counted in, and the day fiscal months start on.
 ENV_REPORTING_TZ = "MODELMETER_REPORTING_TZ"
 ENV_FISCAL_MONTH_START = "MODELMETER_FISCAL_MONTH_START"

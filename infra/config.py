@@ -197,6 +197,33 @@ class QuickSight(_Strict):
         return self
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class BudgetAlerts(_Strict):
+    """Who hears of budget alerts: subscriptions of the unit's budget-alert SNS topic (none by default; the topic and
+    its EventBridge event exist either way, so a platform can route them with its own rules)."""
+
+    email: list[str] = Field(default_factory=list, description="E-mail addresses subscribed (each confirms once).")
+    https: list[str] = Field(default_factory=list, description="HTTPS endpoints subscribed (each confirms once).")
+
+    @field_validator("email")
+    @classmethod
+    def _emails(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _EMAIL.match(value):
+                raise ValueError(f"{value!r} is not an e-mail address")
+        return values
+
+    @field_validator("https")
+    @classmethod
+    def _urls(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(r"^https://[^\s/]+", value):
+                raise ValueError(f"{value!r} is not an https:// URL (SNS confirms HTTPS subscriptions only over TLS)")
+        return values
+
+
 class FullUnit(_Strict):
     """A business unit with its own network, gateway, lake, transform, analytics and dashboards."""
 
@@ -216,6 +243,7 @@ class FullUnit(_Strict):
     lake: Lake = Field(default_factory=Lake)
     quicksight: QuickSight = Field(default_factory=QuickSight)
     billing: Billing = Field(default_factory=Billing)
+    budget_alerts: BudgetAlerts = Field(default_factory=BudgetAlerts)
     lambda_package: Literal["zip", "image"] = Field(
         default="zip", description="zip (code asset + dependency layers) or image (built by cdk deploy).")
     dependency_layer_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:")]] = Field(

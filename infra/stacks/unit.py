@@ -19,6 +19,7 @@ from infra.constructs.gateway_api import GatewayApi, TeamRecords, TeamUsagePlans
 from infra.constructs.lake_catalog import LakeCatalog
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
+from infra.constructs.spend_controls import SpendControls
 from infra.constructs.transform_job import TransformJob
 from infra.constructs.usage_stream import UsageStream
 from infra.nag import acknowledge_custom_resource_provider
@@ -82,6 +83,9 @@ class FullUnitStack(Stack):
         self.gateway.function.add_to_role_policy(iam.PolicyStatement(
             actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
             resources=[self.usage_stream.stream.attr_arn]))
+        self.spend = SpendControls(self, "Spend", unit_name=unit.name, key=self.lake.key,
+                                   email=unit.budget_alerts.email, https=unit.budget_alerts.https)
+        self.spend.attach_gateway(self.gateway.function)
         self.transform = TransformJob(
             self, "Transform", unit_name=unit.name, schedule=unit.transform.schedule, engine=unit.transform.engine,
             memory_mb=unit.transform.memory_mb, timeout_minutes=unit.transform.timeout_minutes,
@@ -91,6 +95,8 @@ class FullUnitStack(Stack):
             results_bucket=self.lake.results_bucket, layers=layers,
             environment={c.ENV_FISCAL_MONTH_START: str(unit.fiscal_month_start_day)}, vpc=self.network.vpc,
             subnets=self.network.lambda_subnets, security_group=self.network.lambda_security_group)
+        # The month-to-date correction after each run (set_spend from the curated tables) writes the counters.
+        self.spend.attach_corrections(self.transform.function)
         if unit.quicksight.enabled:
             self.dashboards = Dashboards(self, "QuickSight", definitions=content.quicksight_definitions(
                 aws_account_id=self.account, region=self.region, athena_workgroup=self.analytics.workgroup_name,
@@ -105,7 +111,7 @@ class FullUnitStack(Stack):
             gateway_function=self.gateway.function, stream_name=self.usage_stream.stream_name,
             transform_function=self.transform.function, transform_service=c.SERVICE_TRANSFORM,
             transform_alarm=self.transform.failure_alarm,
-            extra_alarms=[self.billing.failure_alarm] if self.billing else [])
+            extra_alarms=[*self.spend.alarms.values(), *([self.billing.failure_alarm] if self.billing else [])])
         for name, value, what in (
             ("ApiUrl", self.gateway.api.url, "Gateway base URL (seed-compatible API)"),
             ("LakeUri", f"s3://{self.lake.bucket.bucket_name}", "The lake (MODELMETER_LAKE)"),
@@ -114,6 +120,8 @@ class FullUnitStack(Stack):
             ("UsageStreamName", self.usage_stream.stream_name, "Firehose stream of usage events"),
             ("TenantTableName", self.gateway.tenant_table.table_name, "DynamoDB tenant registry"),
             ("AlarmTopicArn", self.observability.topic.topic_arn, "SNS topic of the alarms"),
+            ("BudgetAlertTopicArn", self.spend.topic.topic_arn, "SNS topic of the budget alerts"),
+            ("SpendTableName", self.spend.table.table_name, "DynamoDB table of the gateway's spend counters"),
         ):
             CfnOutput(self, name, value=value, description=what)
         if self.billing:

@@ -20,11 +20,12 @@ from infra.constructs.gateway_api import GatewayApi
 from infra.constructs.lake_catalog import LakeCatalog
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
+from infra.constructs.spend_controls import SpendControls
 from infra.constructs.transform_job import TransformJob
 from infra.constructs.usage_stream import UsageStream
 from tests.infra.conftest import ACCOUNT, LAYER_ARN, REGION
 
-BARE = ("network", "lake", "stream", "gateway", "transform", "billing", "analytics", "observability")
+BARE = ("network", "lake", "stream", "gateway", "transform", "billing", "analytics", "observability", "spend")
 #: The payer account of the bare billing import (another account than the unit's, as in AWS Organizations).
 PAYER_ACCOUNT = "210987654321"
 
@@ -96,4 +97,11 @@ def build_bare_stacks(app: App) -> dict[str, Stack]:
     Observability(st, "Observability", unit_name="bare", key=kms.Key(st, "K"), api=api, gateway_function=fn,
                   stream_name="modelmeter-bare-usage", transform_function=fn, transform_service="modelmeter-transform",
                   transform_alarm=alarm)
+
+    st = stacks["spend"]
+    fn = lambda_.Function(st, "Gateway", runtime=lambda_.Runtime.PYTHON_3_11, handler="index.handler",
+                          code=lambda_.Code.from_inline("def handler(e, c): return e"))
+    spend = SpendControls(st, "Spend", unit_name="bare", key=kms.Key(st, "K"), email=["finops@example.com"],
+                          https=["https://hooks.example.com/budget"])
+    spend.attach_gateway(fn)
     return stacks

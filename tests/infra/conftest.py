@@ -42,6 +42,7 @@ FINANCE_UNIT: dict[str, Any] = {
     "billing": {"enabled": True, "payer_account": "210987654321", "export_name": "finance-cur2",
                 "schedule": "cron(30 */4 * * ? *)", "include_tax": True},
     "reporting_timezone": "America/New_York", "fiscal_month_start_day": 5,
+    "budget_alerts": {"email": ["finops@example.com"], "https": ["https://hooks.example.com/modelmeter/budget"]},
     "quicksight": {"enabled": True,
                    "principals": [f"arn:aws:quicksight:{REGION}:{ACCOUNT}:group/default/finance-admins"],
                    "rls_principals": {f"arn:aws:quicksight:{REGION}:{ACCOUNT}:user/default/fpa-lead": ["fpa"]}},

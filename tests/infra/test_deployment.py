@@ -283,7 +283,8 @@ def test_the_billing_import_is_deployed_only_where_enabled_and_alarms_into_the_u
     other.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
         Match.object_like({"Action": "s3:PutObject", "Condition": {"StringLike": Match.object_like(
             {"aws:SourceAccount": billing.payer_account})}})])}})
-    (topic_id,) = [k for k, r in deployment.templates[OTHER]["Resources"].items() if r["Type"] == "AWS::SNS::Topic"]
+    (topic_id,) = [k for k, r in deployment.templates[OTHER]["Resources"].items() if r["Type"] == "AWS::SNS::Topic"
+                   and r["Properties"].get("DisplayName") == "modelmeter finance alarms"]
     other.has_resource_properties("AWS::CloudWatch::Alarm", {
         "AlarmDescription": "modelmeter finance: the scheduled billing import failed",
         "AlarmActions": [{"Ref": topic_id}]})

@@ -8,6 +8,7 @@ exactly one usage event) and ``ingest.http`` (the single place where errors beco
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -17,18 +18,23 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from ingest import routes_seed, routes_v1
+from common.calendar import Calendar
+from ingest import routes_seed, routes_usage, routes_v1
+from ingest.alerts import AlertSink
+from ingest.budget import BudgetGuard
 from ingest.gateway import DEFAULT_MAX_BODY_BYTES, Gateway, json_response, utc_now
 from ingest.http import GatewayApp, install_error_handlers
 from ingest.limits import LimitTracker
 from ingest.longpoll import MemoryLongPollStore
 from ingest.ports import EventEmitter, LongPollStore, TenantRegistry
 from ingest.providers.registry import ProviderRouter
+from ingest.spend import MemorySpendStore, SpendStore
 from ingest.tenants import LocalTenantRegistry
 
 
 def create_app(*, registry: TenantRegistry, providers: ProviderRouter, emitter: EventEmitter,
                longpoll: LongPollStore, business_unit: str | None = None, clock: Callable[[], datetime] = utc_now,
+               spend: SpendStore | None = None, calendar: Calendar | None = None, alerts: AlertSink | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     """The gateway as an ASGI app.
 
@@ -40,16 +46,25 @@ def create_app(*, registry: TenantRegistry, providers: ProviderRouter, emitter: 
         business_unit: the deployment unit written into every event (a team's own setting wins).
         clock: the UTC clock of ``event_time``; injectable so the demo can replay a week of traffic.
         max_body_bytes: larger request bodies are refused with 413.
+        spend: the fleet-wide spend counters (budgets, daily tokens; ``ingest.spend``); ``None``: this process's
+            memory only (counts per process).
+        calendar: budget periods and days (default: the reporting calendar, ``$MODELMETER_REPORTING_TZ`` and
+            ``$MODELMETER_FISCAL_MONTH_START``).
+        alerts: where budget alerts go (``ingest.alerts``); ``None``: the log only.
     """
     gw = Gateway(registry=registry, providers=providers, emitter=emitter, longpoll=longpoll,
                  business_unit=business_unit, clock=clock, max_body_bytes=max_body_bytes,
                  limits=LimitTracker(clock=clock))
+    gw.budget = BudgetGuard(store=spend or MemorySpendStore(), calendar=calendar or Calendar.from_env(), clock=clock,
+                            alerts=alerts)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await gw.drain(timeout=30)  # seed async calls still running: let them finish and bill
         await providers.aclose()
+        if alerts is not None:
+            await asyncio.to_thread(alerts.close, timeout=10)  # webhook POSTs still queued
 
     app = GatewayApp(title="modelmeter gateway", version="1.0.0", lifespan=lifespan,
                   description="Multi-tenant foundation-model gateway: seed-compatible and OpenAI-compatible routes; "
@@ -60,13 +75,15 @@ def create_app(*, registry: TenantRegistry, providers: ProviderRouter, emitter: 
 
     routes_seed.register(app, gw)
     routes_v1.register(app, gw)
+    routes_usage.register(app, gw)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
         # A platform's health check: 503 while usage cannot be spooled (calls may be refused), with the reason.
         usage = emitter.status()
         healthy = usage.get("spool") == "ok"
-        return json_response({"status": "ok" if healthy else "degraded", "usage": usage}, 200 if healthy else 503)
+        return json_response({"status": "ok" if healthy else "degraded", "usage": usage,
+                              "spend": gw.budget.status() if gw.budget else None}, 200 if healthy else 503)
 
     return app
 

@@ -548,9 +548,12 @@ def local_emitter(*, lake: Any, spool_dir: str | os.PathLike[str] | None = None,
             _deliver_checked(lake, sink, checked)
         return []
 
-    if spool_dir is None:
-        # Beside the lake's data (``_`` keeps it out of every listing), so a restart on the same lake recovers it.
-        spool_dir = Path(lake.path("_spool", "gateway")) if lake.is_local else default_spool_dir()
+    if spool_dir is None and not os.environ.get(ENV_SPOOL_DIR) and lake.is_local:
+        # Beside the lake's data (``_`` keeps it out of every listing), so a restart on the same lake recovers it;
+        # $MODELMETER_SPOOL_DIR gives each of several gateways on one lake its own.
+        spool_dir = Path(lake.path("_spool", "gateway"))
+    elif spool_dir is None:
+        spool_dir = default_spool_dir()
     for name, value in (("batch_size", 20_000), ("max_segment_events", 20_000), ("flush_interval", 5.0)):
         kwargs.setdefault(name, value)
     return Emitter(deliver=deliver, spool_dir=spool_dir, **kwargs)

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from common.errors import BadRequest, PayloadTooLarge, ServiceError
 from ingest import fastjson
 from ingest.auth import authenticate
+from ingest.budget import BudgetGuard
 from ingest.limits import LimitTracker
 from ingest.ports import EventEmitter, KeyRecord, LongPollStore, Team, TenantRegistry
 from ingest.providers.base import ModelRequest, Provider, Usage
@@ -55,6 +56,8 @@ class Gateway:
     clock: Callable[[], datetime]
     max_body_bytes: int
     limits: LimitTracker
+    #: budgets and fleet-wide daily tokens (ingest/budget.py): checked before the model is called, counted after
+    budget: BudgetGuard | None = None
     background: set[asyncio.Task] = field(default_factory=set)
 
     def begin(self, secret: str | None, *, streaming: bool = False) -> Call:
@@ -102,6 +105,8 @@ class Call:
         (billed with estimated counts if the process dies before the provider answers)."""
         self.provider = self.gw.providers.resolve(self.model_id, model_arn=self.model_arn)
         self.gw.emitter.admit()  # fail-closed: a call whose usage could not be recorded gets 503, no model call
+        if self.gw.budget is not None:  # over the budget (block mode) or the daily tokens: 429, no model call
+            self.gw.budget.check(self.team)
         self.gw.emitter.open_call(self._event(status="unknown", http_status=None, usage=placeholder_usage(
             request), latency_ms=None))
         return self.provider
@@ -114,11 +119,9 @@ class Call:
         event = self._event(status=status, http_status=http_status, usage=usage,
                             latency_ms=int((time.perf_counter() - self.started) * 1000),
                             refusal_reason=refusal_reason)
-        if usage is not None:
-            self.gw.limits.record_tokens(self.team.team_id, usage.input_tokens + usage.output_tokens
-                                         + usage.cache_read_input_tokens + usage.cache_write_input_tokens
-                                         + usage.cache_write_1h_input_tokens)
         self.gw.emitter.emit(event)
+        if self.gw.budget is not None:  # one store transaction: cost, tokens, one request; alerts it crosses
+            self.gw.budget.record(self.team, event, pricer=getattr(self.gw, "pricer", None))
 
     def fail(self, exc: BaseException) -> None:
         """Emit the event of a request that ended with ``exc`` (before the error becomes the HTTP response)."""

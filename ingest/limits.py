@@ -1,7 +1,9 @@
-"""Per-team limits, enforced in the gateway process: requests per second (token bucket), tokens per UTC day.
+"""Per-team request rate, enforced in the gateway process: requests per second (token bucket).
 
-Counters live in memory: each gateway process (or Lambda container) enforces its own share. That is a guard
-against runaway clients, not an exact quota; the lake has the exact counts.
+The bucket lives in memory, so each gateway process (or Lambda container) allows the team's rate on its own: a
+guard against runaway clients at the edge, not a quota (N processes allow up to N× the rate in a burst). The
+quotas that must hold fleet-wide, daily tokens and the monthly budget, are counted in the shared spend store
+(``ingest/budget.py``, days of the reporting calendar).
 """
 
 from __future__ import annotations
@@ -10,37 +12,29 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from common.contracts import Limits
 from common.errors import Throttled
 
 
 class LimitTracker:
-    """Checks and records usage against each team's :class:`ingest.ports.Limits`.
+    """Checks each team's :attr:`common.contracts.Limits.requests_per_second`.
 
     Args:
-        clock: the gateway's UTC clock (days are counted on it, so a simulated clock gets simulated days).
+        clock: the gateway's UTC clock (kept for callers; the rate is measured on ``monotonic``).
         monotonic: seconds for the request-rate buckets.
     """
 
-    def __init__(self, *, clock: Callable[[], datetime], monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, *, clock: Callable[[], datetime] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}   # team → (tokens, last refill)
-        self._daily: dict[str, tuple[str, int]] = {}          # team → (UTC day, tokens used)
 
     def check(self, team_id: str, limits: Limits) -> None:
         """Take one request from the team's bucket; raise :class:`Throttled` (with ``retry_after``) when over."""
-        if limits.daily_tokens is not None:
-            now = self._clock()
-            day, used = self._daily.get(team_id, ("", 0))
-            if day == now.date().isoformat() and used >= limits.daily_tokens:
-                midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), now.tzinfo)
-                raise Throttled(f"daily token limit of {limits.daily_tokens} reached for team {team_id!r}",
-                                retry_after=max(1, math.ceil((midnight - now).total_seconds())),
-                                refusal_reason="token_quota")
         rps = limits.requests_per_second
         if rps is None:
             return
@@ -53,12 +47,3 @@ class LimitTracker:
                 raise Throttled(f"request rate limit of {rps:g}/s exceeded for team {team_id!r}",
                                 retry_after=max(1, math.ceil((1.0 - tokens) / rps)), refusal_reason="rate_limit")
             self._buckets[team_id] = (tokens - 1.0, t)
-
-    def record_tokens(self, team_id: str, tokens: int) -> None:
-        """Add a finished call's tokens to the team's count for the current UTC day."""
-        if tokens <= 0:
-            return
-        today = self._clock().date().isoformat()
-        with self._lock:
-            day, used = self._daily.get(team_id, (today, 0))
-            self._daily[team_id] = (today, (used if day == today else 0) + tokens)

@@ -18,10 +18,12 @@ from typing import Any
 import uvicorn
 
 from common.constants import ENV_BUSINESS_UNIT, ENV_SAGEMAKER_ENDPOINTS
+from ingest.alerts import LocalAlerts
 from ingest.app import create_app
 from ingest.emit import local_emitter
 from ingest.longpoll import MemoryLongPollStore
 from ingest.providers.registry import build_router
+from ingest.spend import SqliteSpendStore, store_path
 from ingest.tenants import LocalTenantRegistry, registry_path
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,8 @@ def start_background(*, app: Any, host: str = "127.0.0.1", port: int = 0, **conf
 def build_local_app(*, upstream: str, lake: Any, tenants: str | None, emitter: Any = None, **app_kwargs: Any) -> Any:
     """The app ``modelmeter serve`` runs: local tenant file, in-memory long-poll store, lake emitter."""
 
-    registry = LocalTenantRegistry(registry_path(tenants=tenants, lake=lake.uri))
+    registry_file = registry_path(tenants=tenants, lake=lake.uri)
+    registry = LocalTenantRegistry(registry_file)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     endpoints = os.environ.get(ENV_SAGEMAKER_ENDPOINTS)
     try:
@@ -87,6 +90,9 @@ def build_local_app(*, upstream: str, lake: Any, tenants: str | None, emitter: A
                          ) from None
     router = build_router(upstream=upstream, region=region, sagemaker_endpoints=sagemaker)
     app_kwargs.setdefault("business_unit", os.environ.get(ENV_BUSINESS_UNIT))
+    # Fleet-wide counters beside the registry (every gateway serving this registry shares them); alerts in the lake.
+    app_kwargs.setdefault("spend", SqliteSpendStore(store_path(registry_file)))
+    app_kwargs.setdefault("alerts", LocalAlerts.from_env(lake=lake))
     return create_app(registry=registry, providers=router, emitter=emitter or local_emitter(lake=lake),
                       longpoll=MemoryLongPollStore(), **app_kwargs)
 

@@ -841,6 +841,16 @@ def reconciliation_schema() -> pa.Schema:
         pa.field("currency", pa.string(), nullable=False),
         pa.field("usage_account_id", pa.string(),
                  metadata={"description": "the linked AWS account(s) of the row's lines (comma-separated)"}),
+        # time_based rows at list (docs/finance.md section 3); NULL on every other row and in older files
+        pa.field("list_basis", pa.string(), metadata={"description": "bill (its billed hours valued) or "
+                                                                    "configuration (configured capacity without a "
+                                                                    "bill line: no billed cost)"}),
+        pa.field("capacity", pa.string(), metadata={"description": "the capacity.yaml entry the row is for"}),
+        pa.field("price_key", pa.string(), metadata={"description": "catalog model id or SageMaker instance type"}),
+        pa.field("commitment", pa.string(), metadata={"description": "no_commitment, one_month or six_months"}),
+        pa.field("list_quantity", QUANTITY, metadata={"description": "model-unit or instance hours valued"}),
+        pa.field("list_unit_price", MONEY, metadata={"description": "USD per model unit or instance per hour"}),
+        pa.field("list_value", MONEY, metadata={"description": "list_quantity × list_unit_price (NULL: unpriced)"}),
     ])
 
 

@@ -11,7 +11,10 @@ service tier — and split exactly:
   products' other charges no call meters (guardrails, knowledge bases …);
 - ``metered_not_billed``: metered quantity the bill does not show (metered list cost, no billed dollars);
 - ``non_usage``: credits, refunds, discounts, fees (and tax, when it is in scope) as line item types;
-- ``time_based``: provisioned-throughput model-unit hours, SageMaker endpoint instance hours;
+- ``time_based``: provisioned-throughput model-unit hours, SageMaker endpoint instance hours, each beside its list
+  value (billed hours × the catalog's hourly price, :mod:`finance.time_based`); and configured capacity
+  (:mod:`finance.capacity`) the bill has no line for, valued at list with no billed dollars (``list_basis``
+  ``configuration``);
 - ``unmapped``: usage lines the usage-type map does not know (kept and shown).
 
 ``billed_cost`` summed over all categories equals the in-scope bill exactly (the splits are exact decimals: each
@@ -23,8 +26,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -35,9 +38,11 @@ from common.constants import CURATED_RECONCILIATION, ENV_BILLED_PROVIDERS, ENV_S
 from common.contracts import COST_OF, DIMENSION_OF, reconciliation_schema
 from common.errors import UserError
 from common.lake import Lake
+from finance.capacity import Capacity
 from finance.cur import Snapshot, read_snapshot, snapshot_in_force
+from finance.time_based import CONFIGURATION, LIST_COLUMNS, TimeValuer
 from finance.usage_types import LineKind, load_usage_types
-from pricing_catalog import Catalog
+from pricing_catalog import Catalog, TimePrices, load_time_prices
 from sql.config import ReportingConfig
 from sql.render import connect
 
@@ -86,6 +91,8 @@ class Reconciliation:
     team_quantity: dict[tuple[str, MeteredKey], Decimal]  # (team, key) → metered quantity
     pieces: list[dict[str, Any]] = field(default_factory=list)  # billed rows outside matched: what rules share
     price_versions: tuple[str, ...] = ()  # catalog versions that priced the metered rows
+    time_prices_version: str | None = None  # the time-based prices that valued the time_based rows
+    capacity_source: str | None = None  # the capacity file (None: none)
 
     @property
     def billed_total(self) -> Decimal:
@@ -94,6 +101,24 @@ class Reconciliation:
     @property
     def metered_total(self) -> Decimal:
         return sum((r["metered_list_cost"] for r in self.rows), _ZERO)
+
+    def time_based(self) -> dict[str, Decimal]:
+        """The ``time_based`` rows at list: what the bill charged for its lines (``billed_cost``), their list value
+        where priced (``list_value``) and the billed cost of the unpriced ones (``unpriced_billed_cost``), and the
+        list value of configured capacity without a bill line (``configured_list_value``, no billed dollars)."""
+        out = dict.fromkeys(("billed_cost", "list_value", "unpriced_billed_cost", "configured_list_value"), _ZERO)
+        for r in self.rows:
+            if r["category"] != "time_based":
+                continue
+            if r.get("list_basis") == CONFIGURATION:
+                out["configured_list_value"] += r["list_value"] or _ZERO
+                continue
+            out["billed_cost"] += r["billed_cost"]
+            if r.get("list_value") is None:
+                out["unpriced_billed_cost"] += r["billed_cost"]
+            else:
+                out["list_value"] += r["list_value"]
+        return out
 
     def by_category(self) -> dict[str, dict[str, Decimal]]:
         out: dict[str, dict[str, Decimal]] = {}
@@ -119,6 +144,12 @@ def period_days(period: str) -> tuple[date, date]:
 
 
 # --- the bill's side ---------------------------------------------------------------------------------------------
+
+def _period_bounds(period: str) -> tuple[datetime, datetime]:
+    first, last = period_days(period)
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    return start, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+
 
 def _in_scope(lines: pa.Table, scope: Scope) -> list[dict[str, Any]]:
     products = set(load_usage_types().products) - {"AmazonSageMaker"}
@@ -204,6 +235,7 @@ def _row(period: str, category: str, currency: str, *, billed: Decimal = _ZERO, 
         "resource_id": (line or {}).get("line_item_resource_id"),
         "usage_account_id": accounts or (line or {}).get("line_item_usage_account_id"),
         "resource_tags": json.loads((line or {}).get("resource_tags") or "{}"),
+        **dict.fromkeys(LIST_COLUMNS),
     }
 
 
@@ -256,9 +288,21 @@ def _token_keys(lines: list[dict[str, Any]], kinds: dict[tuple[str, str, str | N
 
 
 def reconcile(*, lake: Lake, period: str, catalog: Catalog, scope: Scope | None = None,
-              snapshot_id: str | None = None) -> Reconciliation:
-    """Reconcile ``period`` (``YYYY-MM``) against the CUR snapshot in force (or the one named)."""
+              snapshot_id: str | None = None, capacity: Capacity | None = None,
+              time_prices: TimePrices | None = None) -> Reconciliation:
+    """Reconcile ``period`` (``YYYY-MM``) against the CUR snapshot in force (or the one named).
+
+    ``capacity`` (default: none) is the configured provisioned throughput and SageMaker endpoints; a configured
+    endpoint is in scope like one of ``scope.sagemaker_endpoints``. ``time_prices`` (default: the shipped ones)
+    value the ``time_based`` rows.
+    """
+    capacity = capacity or Capacity()
     scope = scope or Scope()
+    configured = tuple(e.name for e in capacity.endpoints if e.name not in scope.sagemaker_endpoints)
+    scope = replace(scope, sagemaker_endpoints=scope.sagemaker_endpoints + configured)
+    time_prices = time_prices or load_time_prices()
+    valuer = TimeValuer(capacity=capacity, prices=time_prices, usage_types=load_usage_types(),
+                        default_region=scope.default_region)
     first, _ = period_days(period)
     snapshot = snapshot_in_force(lake=lake, period=period, snapshot_id=snapshot_id)
     lines = _in_scope(read_snapshot(lake=lake, snapshot=snapshot), scope)
@@ -277,8 +321,9 @@ def reconcile(*, lake: Lake, period: str, catalog: Catalog, scope: Scope | None 
         elif kind.kind == "tokens":
             tokens.append(li)
         elif kind.kind == "time_based":
-            rows.append(_row(period, "time_based", currency, billed=cost, line=li, billed_qty=qty,
-                             dimension=kind.dimension))
+            row = _row(period, "time_based", currency, billed=cost, line=li, billed_qty=qty, dimension=kind.dimension)
+            row.update(valuer.line(li, dimension=kind.dimension, region=li["region"] or kind.region, quantity=qty))
+            rows.append(row)
         elif kind.kind == "other":
             rows.append(_row(period, "unmetered_usage", currency, billed=cost, line=li, billed_qty=qty,
                              metered_qty=_ZERO, dimension=kind.dimension))
@@ -294,14 +339,21 @@ def reconcile(*, lake: Lake, period: str, catalog: Catalog, scope: Scope | None 
     for key in sorted(set(billed_keys) | set(metered_qty), key=_sort_key):
         rows += _split_key(period, currency, key, billed_keys.get(key), metered_qty.get(key, _ZERO),
                            metered_cost.get(key, _ZERO))
+    start, end = _period_bounds(period)
+    for extra in valuer.unbilled(start=start, end=end):  # configured capacity without a bill line: no billed $
+        row = _row(period, "time_based", currency, billed_qty=_ZERO, dimension=extra["dimension"])
+        row.update(extra)
+        rows.append(row)
     in_scope = sum((Decimal(li["line_cost"]) for li in lines), _ZERO)
     placed = sum((r["billed_cost"] for r in rows), _ZERO)
     if placed != in_scope:  # every billed dollar in exactly one category: anything else is a bug, never a result
         raise AssertionError(f"reconciliation of {period} places {placed} of the in-scope {in_scope}")
     return Reconciliation(billing_period=period, snapshot=snapshot, currency=currency, rows=rows,
                           team_metered=dict(team_cost), team_quantity=dict(team_qty),
-                          pieces=[r for r in rows if r["category"] not in ("matched", "metered_not_billed")],
-                          price_versions=tuple(sorted(versions)))
+                          pieces=[r for r in rows if r["category"] not in ("matched", "metered_not_billed")
+                                  and r["list_basis"] != CONFIGURATION],  # billed pieces only: rules share dollars
+                          price_versions=tuple(sorted(versions)), time_prices_version=time_prices.version,
+                          capacity_source=capacity.source)
 
 
 def _sort_key(key: MeteredKey) -> tuple[Any, ...]:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -24,6 +25,7 @@ from common.contracts import DIMENSIONS
 from common.errors import UserError
 
 DATA_FILE = "bedrock_usage_types.yaml"
+_HOST_RE = re.compile(r"Host:(ml\.[A-Za-z0-9-]+\.[A-Za-z0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class UsageTypeMap:
     time_based: tuple[tuple[str, str], ...]  # (pattern, kind)
     other: tuple[tuple[str, str], ...]
     models: tuple[dict[str, Any], ...]
+    provisioned_commitments: dict[str, str]  # usage-type token → commitment term
 
     def classify(self, *, product_code: str, usage_type: str, pricing_unit: str | None) -> LineKind:
         code, _, rest = usage_type.partition("-")
@@ -68,6 +71,24 @@ class UsageTypeMap:
             if fnmatch.fnmatchcase(usage_type, pattern):
                 return LineKind("other", dimension=kind, region=region, unit_scale=scale)
         return LineKind("unmapped", region=region, unit_scale=scale)
+
+    def provisioned(self, usage_type: str) -> tuple[str | None, str | None]:
+        """``(catalog model id, commitment)`` a provisioned-throughput usage type names
+        (``<REGION>-<BillingName>-ProvisionedThroughput-<commitment>-…``), each None where it names none."""
+        code, _, rest = usage_type.partition("-")
+        if code not in self.region_codes:
+            rest = usage_type
+        name, found, tail = rest.partition("-ProvisionedThroughput")
+        if not found:
+            return None, None
+        model = next((m["model_id"] for m in self.models if m["billing_name"] == name), None)
+        token = tail.lstrip("-").split("-", 1)[0]
+        return model, self.provisioned_commitments.get(token)
+
+    def instance_type(self, usage_type: str) -> str | None:
+        """The SageMaker instance type a ``…Host:ml.<family>.<size>`` usage type names, or None."""
+        match = _HOST_RE.search(usage_type)
+        return match.group(1).lower() if match else None
 
     def rows(self) -> list[dict[str, str]]:
         """The map as ``billing usage-types`` prints it: one row per usage type pattern."""
@@ -125,6 +146,7 @@ def load_usage_types() -> UsageTypeMap:
         time_based=tuple((t["pattern"], t["kind"]) for t in data["time_based"]),
         other=tuple((o["pattern"], o["kind"]) for o in data["other"]),
         models=tuple(data["models"]),
+        provisioned_commitments=dict(data.get("provisioned_commitments") or {}),
     )
 
 

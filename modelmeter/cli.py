@@ -74,6 +74,8 @@ def _positive(kind: type) -> Callable[[str], Any]:
 
 _TENANTS_HELP = ("tenant registry: a file (default: tenants.json beside a local lake) or dynamodb://TABLE (the "
                  "deployed tenant table; region from AWS_DEFAULT_REGION)")
+_CAPACITY_HELP = ("provisioned throughput and SageMaker endpoints (YAML; default: capacity.yaml beside the tenant "
+                  "registry, if there): prices time-based lines and values capacity the bill has no line for")
 
 
 def _add_lake(p: argparse.ArgumentParser) -> None:
@@ -302,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_period(p)
     p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
     p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope (as non_usage)")
+    p.add_argument("--capacity", default=None, metavar="FILE", help=_CAPACITY_HELP)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="reconcile")
 
@@ -314,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
     p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope")
     p.add_argument("--versions", action="store_true", help="list the stored versions and their inputs instead")
+    p.add_argument("--capacity", default=None, metavar="FILE", help=_CAPACITY_HELP)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="chargeback")
 

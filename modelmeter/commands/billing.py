@@ -15,6 +15,7 @@ from common.contracts import RECONCILIATION_CATEGORIES, Team
 from common.errors import UserError
 from common.lake import Lake
 from finance.allocation import Rules, load_rules
+from finance.capacity import CAPACITY_FILE, Capacity, load_capacity
 from finance.chargeback import VersionInfo, compute, next_version, store, versions
 from finance.close import Record, period_lock, record, status
 from finance.cur import import_export
@@ -31,7 +32,7 @@ CHARGEBACK_COLUMNS = ("cost_center", "team_id", "metered_list_cost", "price_adju
                       "chargeback_cost", "rules", "line_type", "corrects_period")
 _MONEY = ("metered_list_cost", "price_adjustment", "allocated_shared_cost", "chargeback_cost", "billed_cost",
           "metered_list_cost", "billed_quantity", "metered_quantity", "closed_cost", "adjusted_before",
-          "restated_cost", "delta")
+          "restated_cost", "delta", "list_value", "list_unit_price", "list_quantity")
 
 
 def run_import(args: Any) -> int:
@@ -53,9 +54,16 @@ def _scope(args: Any) -> Scope:
     return scope_from_environment(os.environ, include_tax=args.include_tax)
 
 
+def open_capacity(args: Any) -> Capacity:
+    """The checked capacity file: ``--capacity FILE``, else ``capacity.yaml`` beside the tenant registry if there."""
+    given = getattr(args, "capacity", None)
+    path = Path(given) if given else registry_folder(args) / CAPACITY_FILE
+    return load_capacity(path if given or path.is_file() else None)
+
+
 def reconcile_now(args: Any, lake: Lake) -> Reconciliation:
     rec = reconcile(lake=lake, period=args.period, catalog=load_catalog(lake=lake), scope=_scope(args),
-                    snapshot_id=args.snapshot)
+                    snapshot_id=args.snapshot, capacity=open_capacity(args))
     store_reconciliation(lake=lake, reconciliation=rec)
     return rec
 
@@ -67,7 +75,8 @@ def run_reconcile(args: Any) -> int:
     rec = reconcile_now(args, lake)
     _summary(rec)
     columns = ("category", "usage_date", "region", "model_id", "dimension", "service_tier", "line_item_type",
-               "billed_quantity", "metered_quantity", "billed_cost", "metered_list_cost")
+               "billed_quantity", "metered_quantity", "billed_cost", "metered_list_cost", "list_basis", "capacity",
+               "price_key", "commitment", "list_quantity", "list_unit_price", "list_value")
     print_rows(rec.rows, columns, args.format)
     return 0
 
@@ -84,6 +93,13 @@ def _summary(rec: Reconciliation) -> None:
         if c:
             billed, metered = money_text(c["billed_cost"]), money_text(c["metered_list_cost"])
             print(f"  {name:<20} billed {billed:>16}   metered {metered}", file=sys.stderr)
+    timed = rec.time_based()
+    if any(timed.values()):
+        unpriced = timed["unpriced_billed_cost"]
+        print(f"  time_based at list: billed {money_text(timed['billed_cost'])}, list "
+              f"{money_text(timed['list_value'])}{f' (billed {money_text(unpriced)} unpriced)' if unpriced else ''}"
+              f"; configured capacity without a bill line: list {money_text(timed['configured_list_value'])} "
+              f"(not billed)", file=sys.stderr)
 
 
 def _organisation(args: Any) -> list[Team]:

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from common.calendar import Calendar
 from ingest import routes_seed, routes_usage, routes_v1
 from ingest.alerts import AlertSink
+from ingest.auth import flushing_key_uses
 from ingest.budget import BudgetGuard
 from ingest.gateway import DEFAULT_MAX_BODY_BYTES, Gateway, json_response, utc_now
 from ingest.http import GatewayApp, install_error_handlers
@@ -60,7 +61,8 @@ def create_app(*, registry: TenantRegistry, providers: ProviderRouter, emitter: 
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with flushing_key_uses(registry):  # the keys' "last used", batched (ingest/auth.py)
+            yield
         await gw.drain(timeout=30)  # seed async calls still running: let them finish and bill
         await providers.aclose()
         if alerts is not None:

@@ -3,8 +3,11 @@
 Both tables have one string partition key, ``pk`` (``common.constants.DYNAMO_PARTITION_KEY``).
 
 * Tenant table (single-table): ``team#<team_id>`` items hold a team; ``key#<sha256 of the secret>`` items hold a
-  key's id, team and state. The secret itself is never stored, so a leaked table grants nothing. A team item holds
-  its dated organisation in ``cost_center_history`` (a list of maps ``{effective_from: "YYYY-MM-DD",
+  key's id, team and state (``revoked``, and optionally ``key_expires_at``, ``replaced_by``, ``last_used_at`` as
+  ISO UTC text, and the ids of its API Gateway twin and usage plan: ``ingest.api_keys``). The secret itself is never
+  stored, so a leaked table grants nothing. A key's expiry is ``key_expires_at``, not the table's TTL attribute
+  ``expires_at``: DynamoDB's TTL sweep must never delete a key item (an expired key stays a finance record). A team
+  item holds its dated organisation in ``cost_center_history`` (a list of maps ``{effective_from: "YYYY-MM-DD",
   cost_center}``, oldest first; ``effective_from`` absent: since always; the attribute absent: ``cost_center`` since
   always, the shape the deploy seeds) and a ``revision`` token that a read-modify-write checks, so two commands
   changing one team at the same time cannot lose each other's change.
@@ -20,20 +23,23 @@ import logging
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from common.constants import DYNAMO_PARTITION_KEY as PK
 from common.constants import DYNAMO_TTL_ATTRIBUTE as TTL
 from common.contracts import CostCenterSpan, Limits, Team, history_from_json
 from common.errors import NotFound, UserError
-from ingest.ports import KeyRecord, hash_key
-from ingest.tenants import new_secret
+from ingest import api_keys
+from ingest.ports import KeyRecord, hash_key, utc_iso, utc_now
+from ingest.tenants import LAST_USED_FLUSH_SECONDS, new_secret, rotated, rotation_problem
 
 log = logging.getLogger(__name__)
 MAX_CACHED_KEYS = 10_000
@@ -95,16 +101,34 @@ class DynamoTenantRegistry:
         table_name: the tenant table.
         client: a ``dynamodb`` client (default: a new one from the environment).
         cache_seconds: how long a looked-up key stays cached in this process (a revoked key keeps working at most
-            this long; 0 disables the cache). Two reads per request otherwise.
+            this long; 0 disables the cache). Two reads per request otherwise. Expiry is checked at every lookup,
+            cached or not, against ``clock``.
+        api_gateway_unit: the deployed unit whose API Gateway usage plans (``<unit>-<team>``) get a twin of each
+            key ``create_key`` makes (``ingest.api_keys``); None: registry keys only. ``rotate_key`` gives the new
+            key a twin in the old key's plan whenever the old one has a twin, and ``revoke_key`` disables any twin.
+        apigateway: the ``apigateway`` client for the twins (default: a new one in the table's region, made on
+            first use).
+        flush_seconds: the least time between two writes of this process's key uses (``flush``).
+        clock: the wall clock (expiry, last use); monotonic: the cache's and the flush's interval clock.
 
     ``put_team`` of a team this registry has read (``get_team``, ``list_teams``) is conditional on the item being
     as it was read (its ``revision``, or its absence); a blind ``put_team`` writes unconditionally.
     """
 
-    def __init__(self, *, table_name: str, client: Any = None, cache_seconds: float = 30.0):
+    def __init__(self, *, table_name: str, client: Any = None, cache_seconds: float = 30.0,
+                 api_gateway_unit: str | None = None, apigateway: Any = None,
+                 flush_seconds: float = LAST_USED_FLUSH_SECONDS, clock: Callable[[], datetime] = utc_now,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.table_name = table_name
         self._db = client or boto3.client("dynamodb")
         self._cache_seconds = cache_seconds
+        self.api_gateway_unit = api_gateway_unit
+        self._apigw = apigateway
+        self.flush_seconds = flush_seconds
+        self._clock = clock
+        self._monotonic = monotonic
+        self._next_flush = 0.0
+        self._used: dict[str, datetime] = {}  # key hash → latest use not yet flushed
         self._cache: dict[str, tuple[float, tuple[KeyRecord, Team]]] = {}
         self._lock = threading.Lock()
         self._revisions: dict[str, Any] = {}  # team id → revision read (None: none yet; _ABSENT: no item)
@@ -117,11 +141,12 @@ class DynamoTenantRegistry:
 
     def lookup_key(self, secret: str) -> tuple[KeyRecord, Team] | None:
         digest = hash_key(secret)
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             hit = self._cache.get(digest)
         if hit is not None and now - hit[0] < self._cache_seconds:
-            return hit[1]
+            # A cached key was usable when read; its expiry (absolute) holds whether it is cached or not.
+            return hit[1] if hit[1][0].usable(self._clock()) else None
         found = self._lookup_hash(digest)
         if found is not None and self._cache_seconds > 0:
             # Only hits are cached: random keys from a scanner must not grow the cache (or hide a key created
@@ -134,14 +159,13 @@ class DynamoTenantRegistry:
 
     def _lookup_hash(self, digest: str) -> tuple[KeyRecord, Team] | None:
         item = self._get(f"key#{digest}")
-        if item is None or item.get("revoked"):
+        if item is None:
+            return None
+        record = _key_from(item)
+        if not record.usable(self._clock()):
             return None
         team = self.get_team(item["team_id"])
-        if team is None:
-            return None
-        record = KeyRecord(api_key_id=item["api_key_id"], key_hash=digest, team_id=item["team_id"],
-                           created_at=item["created_at"], revoked=bool(item.get("revoked", False)))
-        return record, team
+        return None if team is None else (record, team)
 
     def get_team(self, team_id: str) -> Team | None:
         item = self._get(f"team#{team_id}")
@@ -186,41 +210,185 @@ class DynamoTenantRegistry:
             self._revisions.update({values["team_id"]: _revision(values) for values in items})
         return sorted((_team_from(values) for values in items), key=lambda t: t.team_id)
 
-    def create_key(self, team_id: str) -> tuple[KeyRecord, str]:
-        """Create a key (same id/secret format as the local registry); ``KeyError`` for an unknown team."""
+    def create_key(self, team_id: str, *, expires_at: datetime | None = None) -> tuple[KeyRecord, str]:
+        """Create a key (same id/secret format as the local registry), optionally expiring at ``expires_at``, and
+        with ``api_gateway_unit`` its API Gateway twin in the team's usage plan.
+
+        Raises:
+            KeyError: no such team. UserError: with ``api_gateway_unit``, the team has no usage plan.
+        """
         if self.get_team(team_id) is None:
             raise KeyError(team_id)
+        twin = self._plan_of(team_id, None)
+        record, secret, values = self._new_key(team_id, expires_at, twin)
+        try:
+            self._db.put_item(TableName=self.table_name, Item=_to_item(values),
+                              ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": PK})
+        except BaseException:
+            self._undo_twin(values)
+            raise
+        return record, secret
+
+    def _plan_of(self, team_id: str, old: dict[str, Any] | None) -> tuple[str, str] | None:
+        """``(unit, usage plan id)`` a new key's twin goes into: the old key's (rotation), else the team's plan in
+        ``api_gateway_unit``, else none."""
+        if old is not None and old.get("usage_plan_id"):
+            return str(old.get("api_gateway_unit") or self.api_gateway_unit or ""), str(old["usage_plan_id"])
+        if not self.api_gateway_unit:
+            return None
+        return self.api_gateway_unit, api_keys.find_usage_plan(self._api(), unit=self.api_gateway_unit,
+                                                               team_id=team_id)
+
+    def _new_key(self, team_id: str, expires_at: datetime | None,
+                 twin: tuple[str, str] | None) -> tuple[KeyRecord, str, dict[str, Any]]:
+        """A new key's record, secret and item; with a usage plan, its twin is created in API Gateway first (so
+        the item names it, and a key is never in the table without the twin it was meant to have)."""
         key_id, secret = new_secret()
         record = KeyRecord(api_key_id=key_id, key_hash=hash_key(secret), team_id=team_id,
-                           created_at=datetime.now(UTC).isoformat(timespec="milliseconds"))
-        self._db.put_item(
-            TableName=self.table_name,
-            Item=_to_item({PK: f"key#{record.key_hash}", "kind": "key", "api_key_id": record.api_key_id,
-                           "team_id": team_id, "created_at": record.created_at, "revoked": False}),
-            ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": PK})
-        return record, secret
+                           created_at=utc_iso(self._clock()),
+                           expires_at=None if expires_at is None else utc_iso(expires_at))
+        values: dict[str, Any] = {PK: f"key#{record.key_hash}", "kind": "key", "api_key_id": key_id,
+                                  "team_id": team_id, "created_at": record.created_at, "revoked": False,
+                                  "key_expires_at": record.expires_at}
+        if twin is not None:
+            unit, plan = twin
+            values["api_gateway_key_id"] = api_keys.create_twin(self._api(), plan_id=plan, unit=unit,
+                                                                team_id=team_id, api_key_id=key_id, secret=secret)
+            values.update(usage_plan_id=plan, api_gateway_unit=unit or None)
+            record = replace(record, api_gateway_key_id=values["api_gateway_key_id"])
+        return record, secret, values
+
+    def _undo_twin(self, values: dict[str, Any]) -> None:
+        if values.get("api_gateway_key_id"):
+            api_keys.delete_twin(self._api(), values["api_gateway_key_id"])
+
+    def rotate_key(self, api_key_id: str, *, grace: timedelta,
+                   expires_at: datetime | None = None) -> tuple[KeyRecord, str, KeyRecord]:
+        """A new key for the same team (with a twin in the old key's usage plan if the old one has a twin, or
+        with ``api_gateway_unit``), and the old one set to expire after ``grace``: one transaction, conditional on
+        the old key being unrevoked and not yet rotated.
+
+        Returns:
+            The new record, its secret (shown once) and the old key's record as it now is.
+
+        Raises:
+            KeyError: no key with that id. UserError: it is revoked, expired or already rotated (also when
+            another command revoked or rotated it at the same time).
+        """
+        item = self._key_item(api_key_id)
+        if item is None:
+            raise KeyError(api_key_id)
+        old, now = _key_from(item), self._clock()
+        problem = rotation_problem(old, now)
+        if problem:
+            raise UserError(problem)
+        record, secret, values = self._new_key(old.team_id, expires_at, self._plan_of(old.team_id, item))
+        after = rotated(old, new_key_id=record.api_key_id, now=now, grace=grace)
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table_name, "Item": _to_item(values),
+                         "ConditionExpression": "attribute_not_exists(#pk)",
+                         "ExpressionAttributeNames": {"#pk": PK}}},
+                {"Update": {"TableName": self.table_name, "Key": {PK: {"S": f"key#{old.key_hash}"}},
+                            "UpdateExpression": "SET replaced_by = :new, key_expires_at = :until",
+                            "ConditionExpression": "attribute_exists(#pk) AND attribute_not_exists(replaced_by) "
+                                                   "AND (attribute_not_exists(revoked) OR revoked = :f)",
+                            "ExpressionAttributeNames": {"#pk": PK},
+                            "ExpressionAttributeValues": {":new": {"S": record.api_key_id},
+                                                          ":until": {"S": str(after.expires_at)},
+                                                          ":f": {"BOOL": False}}}},
+            ])
+        except ClientError as exc:
+            self._undo_twin(values)
+            if _code(exc) != "TransactionCanceledException":
+                raise
+            raise UserError(f"key {api_key_id} changed in {self.location} while it was being rotated (revoked or "
+                            f"rotated by another command?); nothing was created: see `modelmeter keys list`") from None
+        except BaseException:
+            self._undo_twin(values)
+            raise
+        with self._lock:
+            self._cache.pop(old.key_hash, None)
+        return record, secret, after
 
     def list_keys(self, team_id: str | None = None) -> list[KeyRecord]:
         """Key records (never secrets), optionally of one team."""
-        records = []
-        for values in self._scan_kind("key"):
-            if team_id is None or values["team_id"] == team_id:
-                records.append(KeyRecord(api_key_id=values["api_key_id"], key_hash=values[PK].split("#", 1)[1],
-                                         team_id=values["team_id"], created_at=values["created_at"],
-                                         revoked=bool(values.get("revoked", False))))
+        records = [_key_from(values) for values in self._scan_kind("key")
+                   if team_id is None or values["team_id"] == team_id]
         return sorted(records, key=lambda r: r.created_at)
 
     def revoke_key(self, api_key_id: str) -> bool:
-        """Revoke a key by its id; ``False`` if there is no such key."""
-        for record in self.list_keys():
-            if record.api_key_id == api_key_id:
-                self._db.update_item(TableName=self.table_name, Key={PK: {"S": f"key#{record.key_hash}"}},
-                                     UpdateExpression="SET revoked = :t",
-                                     ExpressionAttributeValues={":t": {"BOOL": True}})
+        """Revoke a key by its id, and disable its API Gateway twin if it has one; ``False`` if there is no such
+        key. Revoking a revoked key again is harmless (and retries disabling a twin a failed call left enabled).
+
+        Raises:
+            UserError: the key is revoked in the table but its twin could not be disabled (names the twin).
+        """
+        item = self._key_item(api_key_id)
+        if item is None:
+            return False
+        digest = str(item[PK]).split("#", 1)[1]
+        self._db.update_item(TableName=self.table_name, Key={PK: {"S": item[PK]}},
+                             UpdateExpression="SET revoked = :t", ExpressionAttributeValues={":t": {"BOOL": True}})
+        with self._lock:
+            self._cache.pop(digest, None)
+        twin = item.get("api_gateway_key_id")
+        if twin:
+            try:
+                api_keys.disable_twin(self._api(), str(twin))
+            except (ClientError, UserError) as exc:
+                raise UserError(f"key {api_key_id} is revoked in {self.location}, but its API Gateway key {twin} "
+                                f"could not be disabled ({exc}): run the command again") from None
+        return True
+
+    def _key_item(self, api_key_id: str) -> dict[str, Any] | None:
+        """The item of a key by its (public) id: a scan, as every admin operation on keys (the table is keyed by
+        the secret's hash, which only a caller holding the secret can compute)."""
+        return next((v for v in self._scan_kind("key") if v.get("api_key_id") == api_key_id), None)
+
+    def _api(self) -> Any:
+        if self._apigw is None:
+            region = getattr(getattr(self._db, "meta", None), "region_name", None)
+            self._apigw = boto3.client("apigateway", region_name=region)
+        return self._apigw
+
+    # --- last use -----------------------------------------------------------------------------------------------
+
+    def record_use(self, record: KeyRecord) -> None:
+        now = self._clock()
+        with self._lock:
+            self._used[record.key_hash] = now
+
+    def flush(self, *, force: bool = False) -> int:
+        """Write this process's key uses, one ``UpdateItem`` per key, at most once per ``flush_seconds`` unless
+        ``force``; returns how many were written. Each write is conditional on the stored ``last_used_at`` being
+        older (or absent) and on the key item existing, so another container's later use is never overwritten
+        and no item is made for a key deleted meanwhile. A failed write is kept for the next flush (logged)."""
+        now = self._monotonic()
+        with self._lock:
+            if not self._used or (not force and now < self._next_flush):
+                return 0
+            pending, self._used = self._used, {}
+            self._next_flush = now + self.flush_seconds
+        written = 0
+        for digest, moment in pending.items():
+            stamp = utc_iso(moment)
+            try:
+                self._db.update_item(
+                    TableName=self.table_name, Key={PK: {"S": f"key#{digest}"}},
+                    UpdateExpression="SET last_used_at = :t",
+                    ConditionExpression="attribute_exists(#pk) AND "
+                                        "(attribute_not_exists(last_used_at) OR last_used_at < :t)",
+                    ExpressionAttributeNames={"#pk": PK}, ExpressionAttributeValues={":t": {"S": stamp}})
+                written += 1
+            except (ClientError, BotoCoreError) as exc:
+                if isinstance(exc, ClientError) and _code(exc) == "ConditionalCheckFailedException":
+                    continue  # a later use is already stored
+                log.warning("could not write a key's last use (%s); kept for the next flush",
+                            _code(exc) if isinstance(exc, ClientError) else type(exc).__name__)
                 with self._lock:
-                    self._cache.pop(record.key_hash, None)
-                return True
-        return False
+                    self._used[digest] = max(moment, self._used.get(digest, moment))
+        return written
 
     def _scan_kind(self, kind: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -318,6 +486,15 @@ class DynamoLongPollStore:
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 log.warning("could not mark long-poll request %s as claimed (%s)", request_id, _code(exc))
+
+
+def _key_from(values: dict[str, Any]) -> KeyRecord:
+    """A key item as a record (items registered by hand may lack the optional attributes)."""
+    return KeyRecord(api_key_id=values["api_key_id"], key_hash=str(values[PK]).split("#", 1)[1],
+                     team_id=values["team_id"], created_at=values["created_at"],
+                     revoked=bool(values.get("revoked", False)), expires_at=values.get("key_expires_at"),
+                     last_used_at=values.get("last_used_at"), replaced_by=values.get("replaced_by"),
+                     api_gateway_key_id=values.get("api_gateway_key_id"))
 
 
 def _revision(values: dict[str, Any]) -> str | None:

@@ -163,6 +163,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response = runtime.adapter(event, context)
     background = _finish_background(runtime, context)
     flushed = runtime.emitter.flush(timeout=max(0.5, min(5.0, _remaining_seconds(context) - 1.0)))
+    runtime.gateway.registry.flush()  # the keys' "last used": one write per key at most once a minute (auth.py)
     status = int(response.get("statusCode", 0))
     headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
     # Only what is safe to log: method, path, status, timing, and the gateway's own request id.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from common.contracts import Team
@@ -15,13 +16,41 @@ from common.contracts import Team
 
 @dataclass(frozen=True)
 class KeyRecord:
-    """A stored API key: only its id (non-secret, goes into usage events) and the SHA-256 of the secret."""
+    """A stored API key: only its id (non-secret, goes into usage events) and the SHA-256 of the secret.
+
+    Times are ISO 8601 in UTC (:func:`utc_iso`). A key is usable while it is not revoked and, if it has an
+    ``expires_at``, until that instant (checked against the clock at every lookup, so expiry needs no write).
+    """
 
     api_key_id: str
     key_hash: str
     team_id: str
     created_at: str
     revoked: bool = False
+    #: When the key stops working (``keys create --expires-in``, or the end of a rotation's grace); None: never.
+    expires_at: str | None = None
+    #: The last use flushed to the registry (batched: see the registries' ``record_use``); None: never used.
+    last_used_at: str | None = None
+    #: The id of the key ``keys rotate`` made to replace this one (which then expires after the grace).
+    replaced_by: str | None = None
+    #: Its twin in API Gateway (same secret, in the team's usage plan), when the DynamoDB registry made one.
+    api_gateway_key_id: str | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """The key has an expiry and ``now`` (aware, any zone) is at or past it."""
+        return self.expires_at is not None and now >= datetime.fromisoformat(self.expires_at)
+
+    def usable(self, now: datetime) -> bool:
+        """Neither revoked nor expired at ``now``: what a lookup requires."""
+        return not self.revoked and not self.expired(now)
+
+    def state(self, now: datetime) -> str:
+        """``revoked``, ``expired``, ``rotated`` (replaced, still in its grace) or ``active``, for listings."""
+        if self.revoked:
+            return "revoked"
+        if self.expired(now):
+            return "expired"
+        return "rotated" if self.replaced_by else "active"
 
 
 def hash_key(secret: str) -> str:
@@ -29,11 +58,31 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def utc_now() -> datetime:
+    """The registries' wall clock (expiry, last use); injectable in both registries."""
+    return datetime.now(UTC)
+
+
+def utc_iso(moment: datetime) -> str:
+    """The one text form of a key's times: UTC, milliseconds (``2026-11-25T10:00:00.000+00:00``). Every such
+    string has the same length and offset, so they order as text as they do in time (DynamoDB compares them so)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 class TenantRegistry(Protocol):
     """Teams and their keys (local file in local mode, DynamoDB in AWS)."""
 
     def lookup_key(self, secret: str) -> tuple[KeyRecord, Team] | None:
-        """The key record and its team for a presented secret, or ``None`` if unknown or revoked."""
+        """The key record and its team for a presented secret, or ``None`` if unknown, revoked or expired."""
+        ...
+
+    def record_use(self, record: KeyRecord) -> None:
+        """Note that a key was used now, in memory only (no I/O: it is on every request's path)."""
+        ...
+
+    def flush(self, *, force: bool = False) -> int:
+        """Write the uses noted since the last flush, at most once per flush interval unless ``force``;
+        returns how many keys' ``last_used_at`` were written (never one older than the stored one)."""
         ...
 
     def get_team(self, team_id: str) -> Team | None: ...
@@ -42,7 +91,7 @@ class TenantRegistry(Protocol):
 
     def list_teams(self) -> list[Team]: ...
 
-    def create_key(self, team_id: str) -> tuple[KeyRecord, str]:
+    def create_key(self, team_id: str, *, expires_at: datetime | None = None) -> tuple[KeyRecord, str]:
         """Create a key for an existing team; returns the record and the secret (shown once, never stored)."""
         ...
 

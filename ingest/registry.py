@@ -7,9 +7,11 @@
 * anything else: the local registry file; without either, ``tenants.json`` beside a local lake's folder
   (:func:`ingest.tenants.registry_path`).
 
-Both registries hold the same things (teams with their dated cost-centre history, hashed keys) and say where they
-are in ``location``, for messages. Errors of the DynamoDB registry that the user can fix (no credentials, no
-region, no such table, access denied) reach the command as :class:`common.errors.UserError`, one line.
+Both registries hold the same things (teams with their dated cost-centre history, hashed keys with their expiry,
+rotation and last use) and say where they are in ``location``, for messages. Errors of the DynamoDB registry that
+the user can fix (no credentials, no region, no such table, access denied) reach the command as
+:class:`common.errors.UserError`, one line; so do those of API Gateway, whose keys a DynamoDB registry opened with
+``api_gateway_unit`` manages beside its own (``ingest.api_keys``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import boto3
@@ -36,6 +39,7 @@ _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _USER_FIXABLE = {
     "ResourceNotFoundException": "no such table (check the name and the region)",
     "AccessDeniedException": "access denied",
+    "UnauthorizedException": "not authorized (check the credentials and their permissions)",  # API Gateway's
     "UnrecognizedClientException": "the credentials are not valid",
     "InvalidSignatureException": "the credentials are not valid",
     "ExpiredTokenException": "the credentials have expired",
@@ -55,7 +59,10 @@ class AdminRegistry(Protocol):
 
     def list_teams(self) -> list[Team]: ...
 
-    def create_key(self, team_id: str) -> tuple[KeyRecord, str]: ...
+    def create_key(self, team_id: str, *, expires_at: datetime | None = None) -> tuple[KeyRecord, str]: ...
+
+    def rotate_key(self, api_key_id: str, *, grace: timedelta,
+                   expires_at: datetime | None = None) -> tuple[KeyRecord, str, KeyRecord]: ...
 
     def list_keys(self, team_id: str | None = None) -> list[KeyRecord]: ...
 
@@ -78,26 +85,35 @@ def dynamodb_table(tenants: str | None) -> str | None:
     return table
 
 
-def open_registry(*, tenants: str | None, lake: str | None) -> AdminRegistry:
+def open_registry(*, tenants: str | None, lake: str | None, api_gateway_unit: str | None = None) -> AdminRegistry:
     """The registry a command works against: ``dynamodb://TABLE`` → the DynamoDB tenant table, else the local file.
 
     Args:
         tenants: ``--tenants`` (``None``: ``$MODELMETER_TENANTS``, else the file beside the lake).
         lake: ``--lake`` (``None``: ``$MODELMETER_LAKE``, else ``./lake``); only locates the default local file.
+        api_gateway_unit: the deployed unit whose usage plans get an API Gateway twin of each new key (DynamoDB
+            registry only).
 
     Raises:
-        UserError: a malformed ``dynamodb:`` registry, no AWS region configured, or no registry file can be named.
+        UserError: a malformed ``dynamodb:`` registry, no AWS region configured, no registry file can be named, or
+            an API Gateway unit given for a local file.
     """
     table = dynamodb_table(tenants)
     if table is None:
+        if api_gateway_unit:
+            raise UserError("--api-gateway-unit manages API Gateway keys of a deployed unit: it needs the unit's "
+                            "tenant table as --tenants dynamodb://TABLE")
         return LocalTenantRegistry(registry_path(tenants=tenants, lake=lake))
     location = f"{DYNAMODB_SCHEME}{table}"
     try:
         client = boto3.client("dynamodb")
+        apigateway = boto3.client("apigateway")
     except NoRegionError:
         raise UserError(f"tenant registry {location}: no AWS region is configured (set "
                         f"AWS_DEFAULT_REGION, or a profile's region)") from None
-    return DynamoTenantRegistry(table_name=table, client=_UserErrors(client, location), cache_seconds=0)
+    return DynamoTenantRegistry(table_name=table, client=_UserErrors(client, f"tenant registry {location}"),
+                                cache_seconds=0, api_gateway_unit=api_gateway_unit,
+                                apigateway=_UserErrors(apigateway, "API Gateway"))
 
 
 def is_dynamodb(registry: AdminRegistry) -> bool:
@@ -106,7 +122,7 @@ def is_dynamodb(registry: AdminRegistry) -> bool:
 
 
 class _UserErrors:
-    """A ``dynamodb`` client whose failures the user can fix become one-line :class:`UserError` messages."""
+    """An AWS client whose failures the user can fix become one-line :class:`UserError` messages."""
 
     def __init__(self, client: Any, location: str):
         self._client = client
@@ -128,11 +144,10 @@ class _UserErrors:
                 if code not in _USER_FIXABLE:
                     raise
                 region = self.meta.region_name
-                raise UserError(f"tenant registry {self._location} ({region}): {_USER_FIXABLE[code]} "
-                                f"({code})") from None
+                raise UserError(f"{self._location} ({region}): {_USER_FIXABLE[code]} ({code})") from None
             except NoCredentialsError:
-                raise UserError(f"tenant registry {self._location}: no AWS credentials found (AWS_PROFILE, "
+                raise UserError(f"{self._location}: no AWS credentials found (AWS_PROFILE, "
                                 f"environment or SSO login)") from None
             except BotoCoreError as exc:  # endpoint unreachable, a proxy, a malformed config …
-                raise UserError(f"tenant registry {self._location}: {exc}") from None
+                raise UserError(f"{self._location}: {exc}") from None
         return call

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -72,6 +72,37 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+_DURATION = re.compile(r"(\d{1,6})([dhm])")
+_DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def _duration(value: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``: a whole number of days, hours or minutes."""
+    match = _DURATION.fullmatch(value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration: write e.g. 90d, 12h or 30m")
+    return timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+
+
+def _expires_in(value: str) -> timedelta | datetime:
+    """``--expires-in``: a positive duration (``90d``, ``12h``, ``30m``) or a future date or time (``YYYY-MM-DD``:
+    its start, UTC; ``YYYY-MM-DDTHH:MM[+HH:MM]``: UTC unless an offset is given)."""
+    if _DURATION.fullmatch(value.strip()):
+        duration = _duration(value)
+        if duration <= timedelta(0):
+            raise argparse.ArgumentTypeError(f"{value!r} must be longer than zero")
+        return duration
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a duration (90d, 12h, 30m) nor a date "
+                                         f"(YYYY-MM-DD, or YYYY-MM-DDTHH:MM in UTC)") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment <= datetime.now(UTC):
+        raise argparse.ArgumentTypeError(f"{value!r} is not in the future")
+    return moment
+
+
 _TENANTS_HELP = ("tenant registry: a file (default: tenants.json beside a local lake) or dynamodb://TABLE (the "
                  "deployed tenant table; region from AWS_DEFAULT_REGION)")
 _CAPACITY_HELP = ("provisioned throughput and SageMaker endpoints (YAML; default: capacity.yaml beside the tenant "
@@ -81,6 +112,17 @@ _CAPACITY_HELP = ("provisioned throughput and SageMaker endpoints (YAML; default
 def _add_lake(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", default=None,
                    help=f"lake folder or s3://bucket/prefix (default: ${ENV_LAKE}, else ./lake)")
+
+
+def _add_key_options(p: argparse.ArgumentParser, *, rotate: bool = False) -> None:
+    p.add_argument("--expires-in", type=_expires_in, default=None, metavar="DURATION|DATE",
+                   help="the key stops working after 90d, 12h, 30m, or at a date (YYYY-MM-DD, UTC) "
+                        + ("(default: the old key's lifetime, if it had one)" if rotate else "(default: never)"))
+    p.add_argument("--api-gateway-unit", default=None, metavar="UNIT",
+                   help="with a dynamodb:// registry: also make the key an API Gateway key (same secret) in the "
+                        "team's usage plan UNIT-TEAM of that deployed unit"
+                        + (" (default: the old key's plan, if it has an API Gateway key)" if rotate else ""))
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
 
 
 def _add_range(p: argparse.ArgumentParser, *, required: bool = True, calendar: str = "UTC") -> None:
@@ -114,7 +156,10 @@ _HANDLERS = {
     "report": "modelmeter.commands.report:run",
     "tenants add": "modelmeter.commands.tenants:run_add",
     "tenants list": "modelmeter.commands.tenants:run_list",
-    "keys create": "modelmeter.commands.tenants:run_keys_create",
+    "keys create": "modelmeter.commands.keys:run_create",
+    "keys list": "modelmeter.commands.keys:run_list",
+    "keys revoke": "modelmeter.commands.keys:run_revoke",
+    "keys rotate": "modelmeter.commands.keys:run_rotate",
     "budget show": "modelmeter.commands.budget:run_show",
     "sql render": "modelmeter.commands.sql_render:run",
     "export focus": "modelmeter.commands.export_focus:run",
@@ -237,8 +282,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = keys.add_parser("create", help="create an API key for a team; prints the secret once")
     _add_lake(p)
     p.add_argument("team")
-    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
+    _add_key_options(p)
     p.set_defaults(command_key="keys create")
+    p = keys.add_parser("list", help="keys (id, team, created, last used, expires, status); never a secret")
+    _add_lake(p)
+    p.add_argument("team", nargs="?", default=None, help="one team's keys (default: every key)")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
+    p.set_defaults(command_key="keys list")
+    p = keys.add_parser("revoke", help="revoke a key (and disable its API Gateway key): refused from then on")
+    _add_lake(p)
+    p.add_argument("key_id", metavar="KEY_ID")
+    p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
+    p.set_defaults(command_key="keys revoke")
+    p = keys.add_parser("rotate", help="a new key for the key's team (its secret printed once); the old key keeps "
+                                       "working for the grace, then is refused")
+    _add_lake(p)
+    p.add_argument("key_id", metavar="KEY_ID")
+    p.add_argument("--grace", type=_duration, default=timedelta(hours=24), metavar="DURATION",
+                   help="how long the old key keeps working: 90d, 12h, 30m, 0m (default: 24h)")
+    _add_key_options(p, rotate=True)
+    p.set_defaults(command_key="keys rotate")
 
     budget = sub.add_parser("budget", help="team budgets and the gateway's spend counters").add_subparsers(
         dest="budget_command", required=True, metavar="ACTION")

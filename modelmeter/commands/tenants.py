@@ -1,4 +1,4 @@
-"""``modelmeter tenants add|list`` and ``modelmeter keys create``: the tenant registry from the command line.
+"""``modelmeter tenants add|list``: the tenant registry from the command line (the keys: ``commands/keys.py``).
 
 The registry is the local file or, with ``--tenants dynamodb://TABLE`` (or ``$MODELMETER_TENANTS``), a deployed
 unit's DynamoDB tenant table (:func:`ingest.registry.open_registry`): the same commands, the same history.
@@ -125,8 +125,9 @@ def run_list(args: Any) -> int:
         print(f"no teams in {registry.location}", file=sys.stderr)
         return 0
     live: dict[str, list[str]] = {}
+    now = datetime.now(UTC)
     for key in registry.list_keys():  # once: a DynamoDB registry scans the table for it
-        if not key.revoked:
+        if key.usable(now):  # neither revoked nor expired (`modelmeter keys list` shows them all)
             live.setdefault(key.team_id, []).append(key.api_key_id)
     print("team_id\tcost_center\tmonthly_budget_usd\tallowed_models\trps\tdaily_tokens\tkeys")
     for t in teams:
@@ -134,22 +135,6 @@ def run_list(args: Any) -> int:
         print("\t".join(str(v) if v is not None else "-" for v in (
             t.team_id, t.cost_center, t.monthly_budget_usd, ",".join(t.allowed_models),
             t.limits.requests_per_second, t.limits.daily_tokens, ",".join(keys) or None)))
-    return 0
-
-def run_keys_create(args: Any) -> int:
-    """``modelmeter keys create TEAM``: prints the secret once, alone on stdout; only its hash is stored."""
-    registry = _open_registry(args)
-    try:
-        record, secret = registry.create_key(args.team)
-    except KeyError:
-        raise UserError(f"no team {args.team!r} in {registry.location}; add it first with "
-                        f"`modelmeter tenants add {args.team}`") from None
-    print(secret)
-    print(f"created key {record.api_key_id} for team {record.team_id} in {registry.location}; the secret above is "
-          f"shown only once", file=sys.stderr)
-    if is_dynamodb(registry):
-        print("behind API Gateway a request also carries one of the team's API Gateway keys as x-api-key: send "
-              "this secret as `Authorization: Bearer` on /v1 (docs/deploy.md)", file=sys.stderr)
     return 0
 
 def _open_registry(args: Any) -> AdminRegistry:

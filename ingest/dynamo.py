@@ -35,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from common.constants import DYNAMO_PARTITION_KEY as PK
 from common.constants import DYNAMO_TTL_ATTRIBUTE as TTL
-from common.contracts import CostCenterSpan, Limits, Team, history_from_json
+from common.contracts import DEFAULT_ALERT_AT, CostCenterSpan, Limits, Team, history_from_json
 from common.errors import NotFound, UserError
 from ingest import api_keys
 from ingest.ports import KeyRecord, hash_key, utc_iso, utc_now
@@ -76,6 +76,8 @@ def _team_values(team: Team) -> dict[str, Any]:
                                 if team.limits.requests_per_second is not None else None),
         "daily_tokens": team.limits.daily_tokens,
         "cost_center_history": [_span_values(s) for s in team.cost_center_history] or None,
+        # the spend controls (ingest/budget.py): an item without them (as the deploy seeds it) has the defaults
+        "budget_mode": team.budget_mode, "alert_at": [int(t) for t in team.alert_at],
     }
 
 
@@ -83,6 +85,7 @@ def _team_from(values: dict[str, Any]) -> Team:
     rps = values.get("requests_per_second")
     daily = values.get("daily_tokens")
     budget = values.get("monthly_budget_usd")
+    alert_at = values.get("alert_at")
     return Team(
         team_id=values["team_id"], cost_center=values.get("cost_center"),
         monthly_budget_usd=Decimal(budget) if budget is not None else None,
@@ -91,6 +94,8 @@ def _team_from(values: dict[str, Any]) -> Team:
                       daily_tokens=int(daily) if daily is not None else None),
         business_unit=values.get("business_unit"),
         cost_center_history=history_from_json(values.get("cost_center_history")),
+        budget_mode=values.get("budget_mode") or "alert",
+        alert_at=tuple(int(t) for t in alert_at) if alert_at is not None else DEFAULT_ALERT_AT,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from common.constants import DYNAMO_PARTITION_KEY, DYNAMO_TTL_ATTRIBUTE
-from common.contracts import Limits, Team
+from common.contracts import DEFAULT_ALERT_AT, Limits, Team
 from common.errors import NotFound
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
 from ingest.ports import hash_key
@@ -40,6 +41,21 @@ def test_team_round_trip_and_listing(db: Any) -> None:
     assert registry.get_team("search") == TEAM
     assert [t.team_id for t in registry.list_teams()] == ["ads", "search"]
     assert registry.get_team("nobody") is None
+
+
+def test_budget_mode_and_alert_thresholds_round_trip_and_a_seeded_item_has_the_defaults(db: Any) -> None:
+    registry = DynamoTenantRegistry(table_name="tenants", client=db)
+    blocking = replace(TEAM, budget_mode="block", alert_at=(25, 90, 150))
+    registry.put_team(blocking)
+    assert registry.get_team("search") == blocking
+    item = db.get_item(TableName="tenants", Key={DYNAMO_PARTITION_KEY: {"S": "team#search"}})["Item"]
+    assert item["budget_mode"] == {"S": "block"}
+    assert item["alert_at"] == {"L": [{"N": "25"}, {"N": "90"}, {"N": "150"}]}
+    # an item as the deploy seeds it (infra/constructs/gateway_api.py seed_item) has neither attribute
+    db.put_item(TableName="tenants", Item={DYNAMO_PARTITION_KEY: {"S": "team#ads"}, "kind": {"S": "team"},
+                                           "team_id": {"S": "ads"}, "monthly_budget_usd": {"N": "100"}})
+    seeded = registry.get_team("ads")
+    assert seeded is not None and (seeded.budget_mode, seeded.alert_at) == ("alert", DEFAULT_ALERT_AT)
 
 
 def test_keys_are_stored_only_as_hashes_and_resolve_to_their_team(db: Any) -> None:

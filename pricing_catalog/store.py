@@ -76,6 +76,14 @@ def list_versions(*, lake: Lake) -> list[VersionInfo]:
     return sorted(found, key=lambda v: v.version)
 
 
+def latest_version(*, lake: Lake) -> str | None:
+    """The id of the newest complete published version (``None``: none yet), from one listing of the catalog
+    prefix and no read: what a reader polling for new versions needs (``ingest/pricing.py``)."""
+    versions = [path.rsplit("/", 2)[-2].removeprefix("version=")
+                for path in lake.list_files(PRICING_CATALOG, suffix=MANIFEST_FILE)]
+    return max(versions, default=None)
+
+
 def _new_version(lake: Lake) -> tuple[str, datetime]:
     """A new id ``<UTC time>-<6 hex>``, strictly later than every existing one so ids sort in publish order."""
     now = datetime.now(UTC).replace(microsecond=0)

@@ -14,6 +14,8 @@ ENV_SPOOL_DIR = "MODELMETER_SPOOL_DIR"
 ENV_SPOOL_MAX_BACKLOG = "MODELMETER_SPOOL_MAX_BACKLOG"
 #: URL budget alerts are also POSTed to, off the request path (ingest/alerts.py); unset: the lake's alert log only.
 ENV_ALERT_WEBHOOK = "MODELMETER_ALERT_WEBHOOK"
+#: Seconds between the gateway's listings of the lake's price catalog versions (ingest/pricing.py; default 60).
+ENV_PRICING_RELOAD_SECONDS = "MODELMETER_PRICING_RELOAD_SECONDS"
 
 DEFAULT_LAKE = "./lake"
 

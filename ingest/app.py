@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from common.calendar import Calendar
+from common.lake import Lake
 from ingest import routes_seed, routes_usage, routes_v1
 from ingest.alerts import AlertSink
 from ingest.auth import flushing_key_uses
@@ -28,6 +29,7 @@ from ingest.http import GatewayApp, install_error_handlers
 from ingest.limits import LimitTracker
 from ingest.longpoll import MemoryLongPollStore
 from ingest.ports import EventEmitter, LongPollStore, TenantRegistry
+from ingest.pricing import GatewayPricer, pricer_for_lake
 from ingest.providers.registry import ProviderRouter
 from ingest.spend import MemorySpendStore, SpendStore
 from ingest.tenants import LocalTenantRegistry
@@ -36,7 +38,8 @@ from ingest.tenants import LocalTenantRegistry
 def create_app(*, registry: TenantRegistry, providers: ProviderRouter, emitter: EventEmitter,
                longpoll: LongPollStore, business_unit: str | None = None, clock: Callable[[], datetime] = utc_now,
                spend: SpendStore | None = None, calendar: Calendar | None = None, alerts: AlertSink | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, lake: Lake | str | None = None,
+               pricer: GatewayPricer | None = None) -> FastAPI:
     """The gateway as an ASGI app.
 
     Args:
@@ -52,10 +55,13 @@ def create_app(*, registry: TenantRegistry, providers: ProviderRouter, emitter: 
         calendar: budget periods and days (default: the reporting calendar, ``$MODELMETER_REPORTING_TZ`` and
             ``$MODELMETER_FISCAL_MONTH_START``).
         alerts: where budget alerts go (``ingest.alerts``); ``None``: the log only.
+        lake: the lake (or its URI) whose published price catalog prices each call's ``cost_usd``
+            (``ingest.pricing``: reloaded when a new version is published); ``None``: ``cost_usd`` stays null.
+        pricer: a ready pricer instead (tests); wins over ``lake``.
     """
     gw = Gateway(registry=registry, providers=providers, emitter=emitter, longpoll=longpoll,
                  business_unit=business_unit, clock=clock, max_body_bytes=max_body_bytes,
-                 limits=LimitTracker(clock=clock))
+                 limits=LimitTracker(clock=clock), pricer=pricer or pricer_for_lake(lake))
     gw.budget = BudgetGuard(store=spend or MemorySpendStore(), calendar=calendar or Calendar.from_env(), clock=clock,
                             alerts=alerts)
 
@@ -67,6 +73,8 @@ def create_app(*, registry: TenantRegistry, providers: ProviderRouter, emitter: 
         await providers.aclose()
         if alerts is not None:
             await asyncio.to_thread(alerts.close, timeout=10)  # webhook POSTs still queued
+        if gw.pricer is not None:
+            gw.pricer.close()
 
     app = GatewayApp(title="modelmeter gateway", version="1.0.0", lifespan=lifespan,
                   description="Multi-tenant foundation-model gateway: seed-compatible and OpenAI-compatible routes; "

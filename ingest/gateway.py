@@ -22,6 +22,7 @@ from ingest.auth import authenticate
 from ingest.budget import BudgetGuard
 from ingest.limits import LimitTracker
 from ingest.ports import EventEmitter, KeyRecord, LongPollStore, Team, TenantRegistry
+from ingest.pricing import GatewayPricer
 from ingest.providers.base import ModelRequest, Provider, Usage
 from ingest.providers.registry import ProviderRouter
 from ingest.usage import build_event, new_request_id, new_uuid, placeholder_usage
@@ -59,6 +60,8 @@ class Gateway:
     #: budgets and fleet-wide daily tokens (ingest/budget.py): checked before the model is called, counted after
     budget: BudgetGuard | None = None
     background: set[asyncio.Task] = field(default_factory=set)
+    #: prices each final event's ``cost_usd`` (``None``: no catalog configured, ``cost_usd`` null)
+    pricer: GatewayPricer | None = None
 
     def begin(self, secret: str | None, *, streaming: bool = False) -> Call:
         """Authenticate; from here on the request gets exactly one usage event (see :class:`Call`)."""
@@ -119,6 +122,8 @@ class Call:
         event = self._event(status=status, http_status=http_status, usage=usage,
                             latency_ms=int((time.perf_counter() - self.started) * 1000),
                             refusal_reason=refusal_reason)
+        if self.gw.pricer is not None:  # the final event only: the placeholder stays unpriced
+            event["cost_usd"] = self.gw.pricer.cost_usd(event)
         self.gw.emitter.emit(event)
         if self.gw.budget is not None:  # one store transaction: cost, tokens, one request; alerts it crosses
             self.gw.budget.record(self.team, event, pricer=getattr(self.gw, "pricer", None))

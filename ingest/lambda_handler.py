@@ -25,17 +25,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from common.constants import (
     ENV_BUSINESS_UNIT,
     ENV_FIREHOSE_STREAM,
+    ENV_LAKE,
     ENV_LONGPOLL_TABLE,
+    ENV_PRICING_RELOAD_SECONDS,
     ENV_SAGEMAKER_ENDPOINTS,
     ENV_SPOOL_DIR,
     ENV_TENANT_TABLE,
     METRICS_NAMESPACE,
     SERVICE_GATEWAY,
 )
+from common.lake import Lake
 from ingest.app import create_app
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
 from ingest.emit import Emitter
 from ingest.firehose import firehose_emitter
+from ingest.pricing import DEFAULT_RELOAD_SECONDS, GatewayPricer
 from ingest.providers.registry import build_router
 
 DEFAULT_SPOOL_DIR = "/tmp/spool"  # noqa: S108 - Lambda's only writable place; private to the container
@@ -59,6 +63,10 @@ class GatewaySettings(BaseModel):
     region: str | None = Field(default=None, description="Region of the Bedrock/SageMaker calls.")
     sagemaker_endpoints: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                                            description="Model id → SageMaker endpoint spec.")
+    lake: str | None = Field(default=None, min_length=1,
+                             description="The lake (s3://…) whose pricing/ prefix prices each call's cost_usd.")
+    pricing_reload_seconds: float = Field(default=DEFAULT_RELOAD_SECONDS, gt=0,
+                                          description="Seconds between listings of the lake's catalog versions.")
 
     @field_validator("sagemaker_endpoints", mode="before")
     @classmethod
@@ -74,9 +82,11 @@ class GatewaySettings(BaseModel):
             "spool_dir": env.get(ENV_SPOOL_DIR) or DEFAULT_SPOOL_DIR,
             "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
             "sagemaker_endpoints": env.get(ENV_SAGEMAKER_ENDPOINTS),
+            "lake": env.get(ENV_LAKE) or None, "pricing_reload_seconds": env.get(ENV_PRICING_RELOAD_SECONDS) or None,
         }
         names = {"tenant_table": ENV_TENANT_TABLE, "longpoll_table": ENV_LONGPOLL_TABLE,
-                 "firehose_stream": ENV_FIREHOSE_STREAM, "sagemaker_endpoints": ENV_SAGEMAKER_ENDPOINTS}
+                 "firehose_stream": ENV_FIREHOSE_STREAM, "sagemaker_endpoints": ENV_SAGEMAKER_ENDPOINTS,
+                 "lake": ENV_LAKE, "pricing_reload_seconds": ENV_PRICING_RELOAD_SECONDS}
         try:
             return cls.model_validate({k: v for k, v in raw.items() if v is not None})
         except ValidationError as exc:
@@ -108,10 +118,14 @@ def build_runtime(*, settings: GatewaySettings | None = None, dynamodb: Any = No
     # No background thread: Lambda freezes it between calls. The handler flushes at the end of each invocation.
     emitter = firehose_emitter(stream_name=settings.firehose_stream, spool_dir=settings.spool_dir, client=firehose,
                                start=False)
+    # Prices cost_usd from the lake's catalog; its poll thread runs while the container is thawed, so after a long
+    # freeze the first invocations may still price from the version before (docs/gateway.md).
+    pricer = (GatewayPricer(lake=Lake.open(settings.lake), reload_seconds=settings.pricing_reload_seconds).start()
+              if settings.lake else None)
     app = create_app(registry=DynamoTenantRegistry(table_name=settings.tenant_table, client=dynamodb),
                      providers=router, emitter=emitter,
                      longpoll=DynamoLongPollStore(table_name=settings.longpoll_table, client=dynamodb),
-                     business_unit=settings.business_unit)
+                     business_unit=settings.business_unit, pricer=pricer)
     # lifespan off: Mangum would run the app's shutdown (closing providers) after every single invocation.
     return Runtime(app=app, adapter=Mangum(app, lifespan="off"), emitter=emitter)
 

@@ -77,7 +77,8 @@ def start_background(*, app: Any, host: str = "127.0.0.1", port: int = 0, **conf
 
 
 def build_local_app(*, upstream: str, lake: Any, tenants: str | None, emitter: Any = None, **app_kwargs: Any) -> Any:
-    """The app ``modelmeter serve`` runs: local tenant file, in-memory long-poll store, lake emitter."""
+    """The app ``modelmeter serve`` runs: local tenant file, in-memory long-poll store, lake emitter, and the lake's
+    price catalog for ``cost_usd``."""
 
     registry_file = registry_path(tenants=tenants, lake=lake.uri)
     registry = LocalTenantRegistry(registry_file)
@@ -93,6 +94,7 @@ def build_local_app(*, upstream: str, lake: Any, tenants: str | None, emitter: A
     # Fleet-wide counters beside the registry (every gateway serving this registry shares them); alerts in the lake.
     app_kwargs.setdefault("spend", SqliteSpendStore(store_path(registry_file)))
     app_kwargs.setdefault("alerts", LocalAlerts.from_env(lake=lake))
+    app_kwargs.setdefault("lake", lake)  # the lake's price catalog prices each call's cost_usd
     return create_app(registry=registry, providers=router, emitter=emitter or local_emitter(lake=lake),
                       longpoll=MemoryLongPollStore(), **app_kwargs)
 

@@ -126,7 +126,7 @@ class Call:
             event["cost_usd"] = self.gw.pricer.cost_usd(event)
         self.gw.emitter.emit(event)
         if self.gw.budget is not None:  # one store transaction: cost, tokens, one request; alerts it crosses
-            self.gw.budget.record(self.team, event, pricer=getattr(self.gw, "pricer", None))
+            self.gw.budget.record(self.team, event, pricer=self.gw.pricer)
 
     def fail(self, exc: BaseException) -> None:
         """Emit the event of a request that ended with ``exc`` (before the error becomes the HTTP response)."""

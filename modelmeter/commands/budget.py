@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common.calendar import Calendar, Period
-from common.constants import RUN_MANIFESTS
+from common.constants import RAW_EVENTS, RUN_MANIFESTS
 from common.contracts import COUNT_FIELDS, Team
 from common.errors import UserError
 from common.lake import Lake
@@ -95,7 +95,8 @@ def _cell(value: Any) -> str:
 
 def correct_after_transform(*, lake: Lake, days: Iterable[date]) -> list[str]:
     """Set every team's month-to-date spend in the local spend store to the curated figure, for each fiscal month
-    the transformed ``days`` (UTC) touch whose days are all transformed up to the last one run; the lines to print.
+    the transformed ``days`` (UTC) touch whose days with events are all transformed up to the last one run; the
+    lines to print.
 
     Nothing to do (``[]``) when the lake is on S3 (the deployed unit's store is DynamoDB) or no gateway has counted
     beside this lake's tenant registry yet.
@@ -148,12 +149,14 @@ def _periods_touched(calendar: Calendar, days: list[date]) -> list[Period]:
 
 
 def _untransformed_days(lake: Lake, period: Period, *, last: date) -> list[date]:
-    """The UTC days from the period's first instant up to ``last`` (or the period's end) without a manifest."""
+    """The UTC days from the period's first instant up to ``last`` (or the period's end) that have raw events but
+    no transform run: the curated tables would undercount the period."""
     first = period.starts_at.date()
     end = min(last, (period.resets_at - timedelta(microseconds=1)).date())
     missing, day = [], first
     while day <= end:
-        if not lake.list_files(RUN_MANIFESTS, f"dt={day.isoformat()}", suffix=".json"):
+        partition = f"dt={day.isoformat()}"
+        if lake.list_files(RAW_EVENTS, partition) and not lake.list_files(RUN_MANIFESTS, partition, suffix=".json"):
             missing.append(day)
         day += timedelta(days=1)
     return missing

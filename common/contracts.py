@@ -580,6 +580,11 @@ _PRICE_VERSION = CuratedColumn("price_version", "string",
 _MONEY_DESCRIPTIONS = {**{u.cost_column: u.cost_description for u in UNITS},
                        "total_cost": "Sum of the other cost columns, USD."}
 
+#: usage_cost's money (DESIGN.md): each dimension priced on its own, the total the sum of what was priced.
+_UNPRICED_UNIT = " 0 when not used; NULL when used without a price."
+_USAGE_COST_MONEY = {"total_cost": "Sum of the priced cost columns, USD: a lower bound when priced is false; NULL "
+                                   "when nothing the event used had a price."}
+
 USAGE_COST: tuple[CuratedColumn, ...] = (
     _from_event("event_id"),
     _from_event("event_time"),
@@ -588,8 +593,14 @@ USAGE_COST: tuple[CuratedColumn, ...] = (
                                "operation", "status", "service_tier")),
     *(_from_event(n) for n in COUNT_FIELDS),
     _PRICE_VERSION,
-    *(CuratedColumn(n, "money", description=_MONEY_DESCRIPTIONS[n] + " NULL when unpriced.") for n in COST_COLUMNS),
-    CuratedColumn("priced", "bool", nullable=False, description="False when no price applied (cost columns NULL)."),
+    *(CuratedColumn(n, "money", description=_USAGE_COST_MONEY.get(n, _MONEY_DESCRIPTIONS[n] + _UNPRICED_UNIT))
+      for n in COST_COLUMNS),
+    CuratedColumn("priced", "bool", nullable=False,
+                  description="True when every dimension the event used has a price; false lists the others in "
+                              "unpriced_dimensions (their cost NULL, the priced ones kept)."),
+    CuratedColumn("unpriced_dimensions", "string",
+                  description="Catalog dimensions the event used without a price, comma-separated in billable-unit "
+                              "order; NULL when priced ('' when its model has no price and it used nothing)."),
 )
 
 TEAM_MODEL_DAILY: tuple[CuratedColumn, ...] = (
@@ -598,11 +609,16 @@ TEAM_MODEL_DAILY: tuple[CuratedColumn, ...] = (
     _from_event("model_id"),
     CuratedColumn("invocations", "bigint", nullable=False, description="Valid, deduped events (requests)."),
     *(CuratedColumn(n, "bigint", nullable=False, description=f"Sum of {n}.") for n in COUNT_FIELDS),
-    *(CuratedColumn(n, "money", nullable=False, description=_MONEY_DESCRIPTIONS[n] + " Priced events only.")
+    *(CuratedColumn(n, "money", nullable=False,
+                    description=_MONEY_DESCRIPTIONS[n] + " The priced part (usage without a price is not in it).")
       for n in COST_COLUMNS),
     CuratedColumn("unpriced_invocations", "bigint", nullable=False,
-                  description="Events with no price (not in the costs)."),
+                  description="Events with priced false: some dimension they used had no price (what they used "
+                              "without a price is not in the costs, their priced dimensions are)."),
     _PRICE_VERSION,
+    CuratedColumn("unpriced_dimensions", "string",
+                  description="Catalog dimensions some event used without a price, comma-separated in "
+                              "billable-unit order; NULL when every event was priced."),
 )
 
 CURATED_TABLES: dict[str, tuple[CuratedColumn, ...]] = {"usage_cost": USAGE_COST, "team_model_daily": TEAM_MODEL_DAILY}

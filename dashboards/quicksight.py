@@ -46,12 +46,12 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
         ("provider", "STRING"), ("region", "STRING"), ("model_id", "STRING"), ("operation", "STRING"),
         ("status", "STRING"), ("service_tier", "STRING"), ("event_time", "DATETIME"), ("usage_date", "DATETIME"),
         ("local_date", "DATETIME"), ("fiscal_month_start", "DATETIME"), *_COUNTS, ("priced", "BOOLEAN"),
-        ("price_version", "STRING"), *_COSTS,
+        ("unpriced_dimensions", "STRING"), ("price_version", "STRING"), *_COSTS,
     ),
     "team_model_daily_local": (  # curated team_model_daily's columns, by local day (one definition: its mart)
         ("local_date", "DATETIME"), ("fiscal_month_start", "DATETIME"), ("team_id", "STRING"),
         ("cost_center", "STRING"), ("model_id", "STRING"), ("invocations", "INTEGER"), *_COUNTS, *_COSTS,
-        ("unpriced_invocations", "INTEGER"), ("price_version", "STRING"),
+        ("unpriced_invocations", "INTEGER"), ("price_version", "STRING"), ("unpriced_dimensions", "STRING"),
     ),
     "priced_usage_daily": (
         ("usage_date", "DATETIME"), ("team_id", "STRING"), ("cost_center", "STRING"), ("provider", "STRING"),
@@ -86,8 +86,8 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
     ),
     "unpriced_usage": (
         ("local_date", "DATETIME"), ("team_id", "STRING"), ("provider", "STRING"), ("region", "STRING"),
-        ("model_id", "STRING"), ("operation", "STRING"), ("service_tier", "STRING"), ("invocations", "INTEGER"),
-        *_COUNTS,
+        ("model_id", "STRING"), ("operation", "STRING"), ("service_tier", "STRING"),
+        ("unpriced_dimensions", "STRING"), ("invocations", "INTEGER"), *_COUNTS,
     ),
     "quarantine_summary": (
         ("local_date", "DATETIME"), ("stage", "STRING"), ("reason", "STRING"), ("rejected_rows", "INTEGER"),
@@ -214,8 +214,8 @@ SHEETS: tuple[Sheet, ...] = (
                category="model_id"),
         Visual(_T, "model-by-team", "Team × model", "team_model_daily_local", columns=("team_id", "model_id"),
                measures=("invocations", "input_tokens", "output_tokens", "image_count", "total_cost")),
-        Visual(_T, "model-unpriced", "Unpriced usage (no price applied)", "unpriced_usage",
-               columns=("team_id", "provider", "model_id", "operation"),
+        Visual(_T, "model-unpriced", "Unpriced usage (the dimensions without a price)", "unpriced_usage",
+               columns=("team_id", "provider", "model_id", "operation", "unpriced_dimensions"),
                measures=("invocations", "input_tokens", "output_tokens")),
     )),
     Sheet("trend", "Trend", (

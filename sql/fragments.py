@@ -38,9 +38,10 @@ def _fragments() -> dict[str, str]:
         "cost_columns": _list(list(COST_COLUMNS)),
         # cast(sum(input_tokens) as bigint) as input_tokens, …  (BIGINT as in Athena: DuckDB would give HUGEINT)
         "count_sums": _list([f"cast(sum({c}) as bigint) as {c}" for c in COUNT_FIELDS]),
-        # sum(input_cost) as input_cost, …, sum(total_cost) as total_cost
+        # sum(input_cost) as input_cost, …, sum(total_cost) as total_cost (NULL costs skipped: the priced part)
         "cost_sums": _list([f"sum({c}) as {c}" for c in COST_COLUMNS]),
-        # coalesce(sum(input_cost), mm_money(0)) as input_cost, …: priced rows only, 0 when a group has none
+        # coalesce(sum(input_cost), mm_money(0)) as input_cost, …: the priced part (sum skips the NULL costs of usage
+        # without a price), 0 when a group has none
         "cost_sums_or_zero": _list([f"coalesce(sum({c}), mm_money(0)) as {c}" for c in COST_COLUMNS]),
         # input_tokens + output_tokens + …: every token count of a row (images are not tokens)
         "token_count_total": " + ".join(u.count_field for u in _TOKEN_UNITS),
@@ -51,13 +52,35 @@ def _fragments() -> dict[str, str]:
         # (input_tokens = 0 or unit_input_tokens is not null) and …: every unit the row used has a price
         "used_units_priced": "\n        and ".join(f"({c} = 0 or {unit_price_column(c)} is not null)"
                                                   for c in COUNT_FIELDS),
-        # case when is_priced then coalesce(input_tokens * unit_input_tokens, 0) end as input_pico, …
-        "pico_costs": _list([f"case when is_priced then coalesce({count} * {unit_price_column(count)}, 0) end "
+        # (input_tokens > 0 and unit_input_tokens is not null) or …: some unit the row used has a price
+        "used_units_some_priced": "\n        or ".join(f"({c} > 0 and {unit_price_column(c)} is not null)"
+                                                     for c in COUNT_FIELDS),
+        # case when input_tokens = 0 then 0 else input_tokens * unit_input_tokens end as input_pico, …: 0 when the
+        # unit is not used, NULL when it is used without a price (count × NULL), whatever the other units' prices
+        "pico_costs": _list([f"case when {count} = 0 then 0 else {count} * {unit_price_column(count)} end "
                              f"as {pico_column(cost)}" for count, cost in per_unit]),
         # input_pico, …: the units' costs in whole pico-dollars (total_pico apart)
         "pico_columns": _list([pico_column(c) for c in COST_OF]),
-        # input_pico + output_pico + …
-        "pico_total": " + ".join(pico_column(c) for c in COST_OF),
+        # coalesce(input_pico, 0) + coalesce(output_pico, 0) + …: the sum of the priced units
+        "pico_total": " + ".join(f"coalesce({pico_column(c)}, 0)" for c in COST_OF),
+        # concat_ws(',', case when input_tokens > 0 and unit_input_tokens is null then 'input_tokens' end, …): the
+        # catalog dimensions the row used without a price, in UNITS order ('' when none)
+        "unpriced_dimension_list": "concat_ws(',', " + ", ".join(
+            f"case when {u.count_field} > 0 and {u.unit_price_column} is null then '{u.dimension}' end"
+            for u in UNITS) + ")",
+        # concat_ws(',', case when count_if(input_tokens > 0 and input_cost is null) > 0 then 'input_tokens' end,
+        # …): over usage rows, the dimensions some row used without a price, in UNITS order ('' when none)
+        "unpriced_dimension_union": "concat_ws(',', " + ", ".join(
+            f"case when count_if({u.count_field} > 0 and {u.cost_column} is null) > 0 then '{u.dimension}' end"
+            for u in UNITS) + ")",
+        # cast(sum(case when input_cost is null then 0 else input_tokens end) as bigint) as input_tokens, …: the
+        # usage that was priced (a unit used without a price has a NULL cost)
+        "priced_count_sums": _list([f"cast(sum(case when {cost} is null then 0 else {count} end) as bigint) "
+                                    f"as {count}" for count, cost in per_unit]),
+        # cast(sum(case when input_cost is null then input_tokens else 0 end) as bigint) as input_tokens, …: the
+        # usage that had no price
+        "unpriced_count_sums": _list([f"cast(sum(case when {cost} is null then {count} else 0 end) as bigint) "
+                                      f"as {count}" for count, cost in per_unit]),
         # mm_pico_to_money(input_pico) as input_cost, …, mm_pico_to_money(total_pico) as total_cost
         "costs_from_pico": _list([f"mm_pico_to_money({pico_column(c)}) as {c}" for c in COST_COLUMNS]),
     }

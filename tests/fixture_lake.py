@@ -6,9 +6,10 @@ it wrote plus expected totals computed from those rows in Python ``Decimal`` (ne
 
 What is in it (deterministic, seeded): 3 teams × 4 models × 40 UTC days (2026-11-05 … 2026-12-14, across the
 November/December boundary); ``team-west`` works in the evening in UTC−8 (America/Los_Angeles, no DST change in that
-range), so its traffic lands on the next UTC day; a SageMaker endpoint that has no price (``priced`` false, costs
-NULL); an image model (``image_count``, ``image_cost``); cache reads and writes on the Claude model; throttled
-requests (zero counts, zero cost); a fourth registered team, ``team-idle``, with a budget and no traffic.
+range), so its traffic lands on the next UTC day; a SageMaker endpoint that has no price (``priced`` false, the costs
+of what it used NULL, ``unpriced_dimensions`` listing them); an image model (``image_count``, ``image_cost``); cache
+reads and writes on the Claude model; throttled requests (zero counts, zero cost); a fourth registered team,
+``team-idle``, with a budget and no traffic.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from common.constants import CURATED_TEAM_MODEL_DAILY, CURATED_USAGE_COST, MONEY_SCALE, QUARANTINE_EVENTS
-from common.contracts import COST_COLUMNS, COST_OF, COUNT_FIELDS, Team, curated_arrow_schema, quarantine_arrow_schema
+from common.contracts import (
+    COST_COLUMNS,
+    COST_OF,
+    COUNT_FIELDS,
+    UNITS,
+    Team,
+    curated_arrow_schema,
+    quarantine_arrow_schema,
+)
 from common.lake import Lake
 from finance.allocation import Rules
 from finance.chargeback import compute
@@ -186,9 +195,12 @@ def _counts(rng: random.Random, model: FixtureModel, status: str) -> dict[str, i
 
 
 def _costs(model: FixtureModel, counts: dict[str, int]) -> dict[str, Any]:
-    if not model.prices:
-        return {"price_version": None, "priced": False, **dict.fromkeys(COST_COLUMNS)}
-    costs: dict[str, Any] = {"price_version": PRICE_VERSION, "priced": True}
+    if not model.prices:  # as the transform writes a model with no price: what it used NULL, the rest 0
+        used = [u for u in UNITS if counts[u.count_field]]
+        return {"price_version": None, "priced": False,
+                **{u.cost_column: None if counts[u.count_field] else Decimal(0) for u in UNITS}, "total_cost": None,
+                "unpriced_dimensions": ",".join(u.dimension for u in used)}
+    costs: dict[str, Any] = {"price_version": PRICE_VERSION, "priced": True, "unpriced_dimensions": None}
     for cost_col, count_col in COST_OF.items():
         price = model.prices.get(count_col, Decimal(0))
         per = 1 if count_col == "image_count" else 1_000_000
@@ -232,9 +244,11 @@ def _daily_rows(usage: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({
             "usage_date": usage_date, "team_id": team_id, "model_id": model_id, "invocations": len(rows),
             **{c: sum(r[c] for r in rows) for c in COUNT_FIELDS},
-            **{c: sum((r[c] for r in priced), Decimal(0)).quantize(QUANTUM) for c in COST_COLUMNS},
+            **{c: sum((r[c] for r in rows if r[c] is not None), Decimal(0)).quantize(QUANTUM) for c in COST_COLUMNS},
             "unpriced_invocations": len(rows) - len(priced),
             "price_version": PRICE_VERSION if priced else None,
+            "unpriced_dimensions": None if len(priced) == len(rows) else ",".join(
+                u.dimension for u in UNITS if any(r[u.count_field] and r[u.cost_column] is None for r in rows)),
         })
     return out
 

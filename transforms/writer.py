@@ -29,16 +29,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from common.contracts import COST_COLUMNS, COST_OF, MONEY, curated_arrow_schema
+from common.contracts import COST_COLUMNS, COST_OF, MONEY, UNITS, curated_arrow_schema
 from sql.fragments import pico_column
 
 #: Rows per Parquet row group (and per Arrow batch fetched from DuckDB).
 ROW_GROUP_ROWS = 1_000_000
 #: usage_cost columns with few distinct values: dictionary-encoded before writing.
 DICTIONARY_COLUMNS = ("team_id", "api_key_id", "business_unit", "provider", "region", "model_id", "operation",
-                      "status", "service_tier", "price_version")
+                      "status", "service_tier", "price_version", "unpriced_dimensions")
 _GROUP_KEYS = ("usage_date", "team_id", "model_id")
 _COUNTS = tuple(COST_OF.values())
+#: Per billable unit, the rollup's count of rows that used it without a price (its cost NULL): the partial sums
+#: ``team_model_daily.unpriced_dimensions`` is made of (dropped before writing).
+_UNPRICED_USE = {u.dimension: f"_unpriced_{u.count_field}" for u in UNITS}
 
 
 def pico_to_money(pico: pa.Array) -> pa.Array:
@@ -124,6 +127,10 @@ def _rollup(table: pa.Table) -> pa.Table:
     for name, col in {**sums, **money}.items():
         data = data.append_column(name, col)
     data = data.append_column("unpriced_invocations", pc.invert(table["priced"]).cast(pa.int64()))
+    for u in UNITS:  # used without a price: a count above 0 and a NULL cost
+        used = pc.greater(table[u.count_field], 0)
+        data = data.append_column(_UNPRICED_USE[u.dimension],
+                                  pc.and_(used, pc.is_null(table[u.cost_column])).cast(pa.int64()))
     out = _sum_by_keys(data)  # grouped on the dictionary codes; the (few) keys are decoded after
     return out.cast(pa.schema([f.with_type(pa.string()) if pa.types.is_dictionary(f.type) else f
                                for f in out.schema]))
@@ -207,6 +214,19 @@ class DayWriter:
         else:
             sums = schema.empty_table().drop_columns(["price_version"])
         version = pa.array([self.price_version] * sums.num_rows, pa.string())
-        return pa.Table.from_arrays([version if n == "price_version" else sums[n].cast(schema.field(n).type)
+        derived = {"price_version": version, "unpriced_dimensions": _unpriced_dimensions(sums)}
+        return pa.Table.from_arrays([derived[n] if n in derived else sums[n].cast(schema.field(n).type)
                                      for n in schema.names], schema=schema)
+
+
+def _unpriced_dimensions(sums: pa.Table) -> pa.Array:
+    """Each group's dimensions some row used without a price, comma-separated in UNITS order; NULL when every row
+    was priced (the mart's ``case when count_if(not priced) > 0 then concat_ws(',', …) end``). A day has a few
+    hundred groups, so a loop is cheap."""
+    if not sums.num_rows:
+        return pa.array([], pa.string())
+    unpriced = sums["unpriced_invocations"].to_pylist()
+    flags = {d: sums[c].to_pylist() for d, c in _UNPRICED_USE.items()}
+    return pa.array([",".join(d for d, used in flags.items() if used[i]) if unpriced[i] else None
+                     for i in range(sums.num_rows)], pa.string())
 

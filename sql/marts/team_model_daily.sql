@@ -20,12 +20,17 @@ final as (
         -- counts: cast(sum(input_tokens) as bigint) as input_tokens, …
         count(*) as invocations,
         {{ count_sums }},
-        -- money (priced events only; unpriced ones are counted apart): input_cost, …, total_cost, each summed,
-        -- 0 when a group has no priced event
+        -- money: the priced part (a lower bound when unpriced_invocations > 0): input_cost, …, total_cost, each
+        -- summed over the rows' non-NULL costs (a dimension used without a price is NULL in usage_cost, the
+        -- event's other dimensions keep their cost), 0 when a group has none
         {{ cost_sums_or_zero }},
+        -- the gap: events with priced = false (some dimension they used had no price)
         cast(count_if(not priced) as bigint) as unpriced_invocations,
         -- one catalog version per transform run of a UTC day (a day in another time zone may span two)
-        max(price_version) as price_version
+        max(price_version) as price_version,
+        -- the dimensions some event used without a price, in UNITS order; NULL when every event was priced:
+        -- concat_ws(',', case when count_if(input_tokens > 0 and input_cost is null) > 0 then 'input_tokens' end, …)
+        case when count_if(not priced) > 0 then {{ unpriced_dimension_union }} end as unpriced_dimensions
     from usage_rows
     group by usage_date, team_id, model_id
 

@@ -1,5 +1,7 @@
 -- mart: one row per valid, deduped event of the day, priced by the price in force at its event_time; money as
--- DECIMAL(38,12) USD, turned from the exact BIGINT pico-dollars of usage_cost_pico once (mm_pico_to_money).
+-- DECIMAL(38,12) USD, turned from the exact BIGINT pico-dollars of usage_cost_pico once (mm_pico_to_money). A
+-- dimension used without a price has a NULL cost and is listed in unpriced_dimensions (priced false); the priced
+-- dimensions keep their cost, and total_cost is their sum (NULL when nothing the event used was priced).
 -- The definition of curated usage_cost. The transform writes the same table with transforms/writer.py, which does
 -- mm_pico_to_money's conversion on the bit level (a test proves both give identical rows).
 with costed as (
@@ -31,7 +33,8 @@ final as (
         -- money: mm_pico_to_money(input_pico) as input_cost, …, mm_pico_to_money(total_pico) as total_cost
         price_version,
         {{ costs_from_pico }},
-        priced
+        priced,
+        unpriced_dimensions
     from costed
 
 )

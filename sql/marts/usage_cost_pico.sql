@@ -50,7 +50,9 @@ priced as (
         -- priced: a price exists for every dimension the event actually used:
         -- (input_tokens = 0 or unit_input_tokens is not null) and …
         has_prices
-        and {{ used_units_priced }} as is_priced
+        and {{ used_units_priced }} as is_priced,
+        -- some dimension the event used has a price: (input_tokens > 0 and unit_input_tokens is not null) or …
+        {{ used_units_some_priced }} as has_priced_part
     from joined
 
 ),
@@ -59,7 +61,9 @@ costed as (
 
     select
         *,
-        -- case when is_priced then coalesce(input_tokens * unit_input_tokens, 0) end as input_pico, …
+        -- each dimension on its own: 0 when not used, count × unit price when priced, NULL when used without a
+        -- price (the other dimensions keep their cost):
+        -- case when input_tokens = 0 then 0 else input_tokens * unit_input_tokens end as input_pico, …
         {{ pico_costs }}
     from priced
 
@@ -85,11 +89,18 @@ final as (
         service_tier,
         -- counts
         {{ count_columns }},
-        -- money, in whole pico-dollars (1e-12 USD); NULL when unpriced
+        -- money, in whole pico-dollars (1e-12 USD); a dimension used without a price is NULL
         {{ price_version }} as price_version,
         {{ pico_columns }},
-        {{ pico_total }} as total_pico,
-        is_priced as priced
+        -- the sum of what was priced (a lower bound when not priced); NULL when nothing the event used was priced
+        -- (an unknown model, or only unpriced dimensions), so an unpriced event never reads $0:
+        -- coalesce(input_pico, 0) + …
+        case when is_priced or has_priced_part then {{ pico_total }} end as total_pico,
+        is_priced as priced,
+        -- the dimensions used without a price, in UNITS order; NULL when priced ('' for an event of a model with
+        -- no price at all that used nothing): concat_ws(',', case when input_tokens > 0 and
+        -- unit_input_tokens is null then 'input_tokens' end, …)
+        case when not is_priced then {{ unpriced_dimension_list }} end as unpriced_dimensions
     from costed
 
 )

@@ -1,4 +1,5 @@
--- chargeback_monthly: what each team (and its cost centre) is charged per fiscal month.
+-- chargeback_monthly: what each team (and its cost centre) is charged per fiscal month: the priced part of its
+-- usage, a lower bound when unpriced_invocations > 0 (usage without a price is not in the costs).
 with daily as (
     select * from team_model_daily_local
 ),

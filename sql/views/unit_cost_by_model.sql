@@ -1,5 +1,6 @@
 -- unit_cost_by_model: what a model effectively costs per 1 M tokens and per image, per fiscal month.
--- Priced rows only: unpriced usage has no cost and would make a model look cheaper than it is.
+-- Fully priced rows only: usage without a price (a partly priced event's too) has no cost and would make a model
+-- look cheaper than it is.
 with priced_rows as (
     select * from usage_local where priced
 ),

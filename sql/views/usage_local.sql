@@ -30,8 +30,10 @@ final as (
         mm_fiscal_month_start(mm_local_date(u.event_time)) as fiscal_month_start,
         -- tokens and images: input_tokens, … (only usage_cost has them, so they need no alias)
         {{ count_columns }},
-        -- money (NULL when unpriced): input_cost, …, total_cost
+        -- money (a dimension used without a price is NULL and listed in unpriced_dimensions; total_cost is the
+        -- priced part, NULL when nothing was priced): input_cost, …, total_cost
         u.priced,
+        u.unpriced_dimensions,
         u.price_version,
         {{ cost_columns }}
     from usage_rows as u

@@ -76,8 +76,9 @@ def test_cli_reports_a_bad_reporting_zone(capsys: pytest.CaptureFixture[str],
 
 def test_athena_rendering_uses_only_trino_functions_and_types() -> None:
     # Each of these is a documented Trino function/type; anything else (a DuckDB-only name leaking through a helper,
-    # HUGEINT/INT128, TIMEZONE()) would parse here yet fail in Athena.
-    trino_functions = {"And", "Or", "RowNumber", "Case", "Cast", "Coalesce", "Count", "CountIf", "DateAdd",
+    # HUGEINT/INT128, TIMEZONE()) would parse here yet fail in Athena. ConcatWs: Trino's concat_ws(string0, string1,
+    # …), which skips NULL arguments (team_model_daily's unpriced_dimensions).
+    trino_functions = {"And", "Or", "RowNumber", "Case", "Cast", "Coalesce", "ConcatWs", "Count", "CountIf", "DateAdd",
                        "DateDiff", "If", "Least", "Max", "Min", "Nullif", "Rank", "Sum", "TimestampTrunc",
                        "AT_TIMEZONE", "WITH_TIMEZONE"}
     trino_types = {"DECIMAL(38, 12)", "DATE", "DOUBLE", "BIGINT", "INTEGER", "VARCHAR"}

@@ -59,7 +59,15 @@ def test_one_hour_cache_writes_are_priced_at_their_own_price(lake) -> None:
 
 
 def test_one_hour_cache_writes_without_a_price_leave_the_event_unpriced(lake, catalog) -> None:
+    # GIVEN an event (before noon: input at $3, output at $15 per 1 M) that also wrote 500 tokens to the 1-hour
+    # cache, which the test catalog has no price for
     write_raw(lake, [event(cache_write_1h_input_tokens=500)])
+    # WHEN the day is transformed
     transform_day(lake=lake, day=DAY, catalog=catalog, now=NOW, threads=2)
+    # THEN it is unpriced and says why, its 1-hour writes have no cost, and the rest keeps its price
     (row,) = usage_cost(lake)
     assert row["priced"] is False and row["cache_write_1h_cost"] is None
+    assert row["unpriced_dimensions"] == "cache_write_1h_input_tokens"
+    assert (row["input_cost"], row["output_cost"]) == (Decimal("0.003"), Decimal("0.003"))  # 1000 × 3, 200 × 15
+    assert row["cache_read_cost"] == row["cache_write_cost"] == row["image_cost"] == Decimal(0)  # not used
+    assert row["total_cost"] == Decimal("0.006")  # the priced part: a lower bound

@@ -7,6 +7,12 @@ DuckDB over the lake that the dashboard and the FOCUS export read, and adds up i
 UTC the reporting day is the curated ``usage_date``, so it reads the curated rollup ``team_model_daily`` instead
 (the same rows, a test proves it, without scanning every usage row). Money stays ``Decimal`` from the Parquet file
 to the printed text: never a float, never rounded (trailing zeros beyond the cents are dropped, nothing else).
+
+An amount is the priced part of the row's usage (usage without a price has no cost; ``unpriced_invocations`` counts
+the events it touched). A cost column is **unpriced** (``None``: ``unpriced`` in the table, an empty CSV cell, JSON
+null) when the row's events used its dimension without a price and no priced usage of it adds anything; the row's
+``total_cost`` is unpriced when every event of the row is unpriced and nothing of what they used was priced. So an
+unpriced amount never reads ``0.00``, and a partly priced one shows its priced part beside the unpriced invocations.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from datetime import date, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from common.contracts import COST_COLUMNS, UNITS
+from common.contracts import COST_COLUMNS, DIMENSIONS, UNITS
 from common.lake import Lake
 from sql import models
 from sql.config import ReportingConfig
@@ -38,9 +44,10 @@ _SUMMED = [c for c in COLUMNS if c not in ("team_id", "model_id")]
 #: team and model and read from the usage rows of the UTC days only partly in the reporting days asked for.
 _EDGE_ROLLUP = Regrouped(model="marts/team_model_daily", inputs={"usage_cost_day": "report_edge_rows"},
                          keys=("team_id", "model_id"))
-_COLUMNS_SQL = ", ".join(_SUMMED)
+_COLUMNS_SQL = ", ".join([*_SUMMED, "unpriced_dimensions"])
 _REPORT_SQL = f"""
-select team_id, model_id, {", ".join(f"sum({c}) as {c}" for c in _SUMMED)}
+select team_id, model_id, {", ".join(f"sum({c}) as {c}" for c in _SUMMED)},
+    string_agg(unpriced_dimensions, ',') as unpriced_dimensions
 from (
     select team_id, model_id, {_COLUMNS_SQL} from team_model_daily
     where usage_date >= coalesce(?, usage_date) and usage_date <= coalesce(?, usage_date)
@@ -73,7 +80,8 @@ def utc_days(config: ReportingConfig, first: date | None, last: date | None
 def report_rows(*, lake: Lake, date_from: date | None = None, date_to: date | None = None,
                 config: ReportingConfig | None = None) -> list[dict[str, Any]]:
     """Per team × model totals (``COLUMNS``) of the reporting days ``date_from``…``date_to`` (inclusive; None:
-    open), most expensive first; money as ``Decimal``.
+    open), most expensive first; money as ``Decimal``, the priced part, ``None`` when unpriced (see the module's
+    docstring); ``unpriced_dimensions``: the dimensions some event used without a price (UNITS order).
 
     The UTC days wholly inside the range are read from the curated rollup ``team_model_daily``; the (at most two)
     UTC days at its ends that another time zone cuts are re-counted from their usage rows by local day
@@ -94,9 +102,30 @@ def report_rows(*, lake: Lake, date_from: date | None = None, date_to: date | No
         rows = con.execute(_REPORT_SQL, [full_first, full_last]).fetchall()
     finally:
         con.close()
-    return [{c: (Decimal(v) if c in MONEY else (int(v) if c in _SUMMED else v)) for c, v in zip(COLUMNS, row,
-                                                                                                strict=True)}
+    return [_mark_unpriced({**{c: (Decimal(v) if c in MONEY else (int(v) if c in _SUMMED else v))
+                               for c, v in zip(COLUMNS, row[:-1], strict=True)},
+                            "unpriced_dimensions": _dimensions(row[-1])})
             for row in rows]
+
+
+def _dimensions(text: str | None) -> tuple[str, ...]:
+    """The catalog dimensions named in comma-separated lists (days' ``unpriced_dimensions`` joined), in UNITS
+    order."""
+    named = set((text or "").split(","))
+    return tuple(d for d in DIMENSIONS if d in named)
+
+
+def _mark_unpriced(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its unpriced amounts ``None``: a cost column whose dimension was used without a price and whose
+    priced part is 0, and the total of a row whose events are all unpriced with a priced part of 0. (A dimension
+    priced at exactly USD 0 beside usage of it without a price reads unpriced too: its gap is unknown.)"""
+    unpriced = set(row["unpriced_dimensions"])
+    for u in UNITS:
+        if u.dimension in unpriced and not row[u.cost_column]:
+            row[u.cost_column] = None
+    if row["invocations"] and row["unpriced_invocations"] == row["invocations"] and not row["total_cost"]:
+        row["total_cost"] = None
+    return row
 
 
 def _edge_filter(partial: tuple[date, ...], first: date | None, last: date | None) -> str:
@@ -113,11 +142,14 @@ def _edge_filter(partial: tuple[date, ...], first: date | None, last: date | Non
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The totals row: every count and amount summed exactly."""
+    """The totals row: every count and priced amount summed exactly; an amount unpriced in the rows' sum as in a
+    row (an unpriced amount adds nothing)."""
     out: dict[str, Any] = {"team_id": "TOTAL", "model_id": ""}
     for c in _SUMMED:
-        out[c] = sum((r[c] for r in rows), Decimal(0) if c in MONEY else 0)
-    return out
+        out[c] = sum((r[c] or 0 for r in rows), Decimal(0) if c in MONEY else 0)
+    unpriced = {d for r in rows for d in r.get("unpriced_dimensions", ())}
+    out["unpriced_dimensions"] = tuple(d for d in DIMENSIONS if d in unpriced)
+    return _mark_unpriced(out)
 
 
 def money_text(value: Decimal) -> str:
@@ -129,9 +161,16 @@ def money_text(value: Decimal) -> str:
     return f"{whole}.{frac.ljust(2, '0')}"
 
 
-def text_cell(row: dict[str, Any], column: str) -> str:
+#: How the table shows an unpriced amount (CSV leaves the cell empty, JSON has null).
+UNPRICED = "unpriced"
+
+
+def text_cell(row: dict[str, Any], column: str, *, unpriced: str = UNPRICED) -> str:
+    """A cell's text: exact money, ``unpriced`` for an unpriced amount (``None``), counts and ids as they are."""
     value = row[column]
-    return money_text(value) if column in MONEY else str(value)
+    if column in MONEY:
+        return unpriced if value is None else money_text(value)
+    return str(value)
 
 
 #: The table's columns by how much a reader needs them: what fits the terminal is shown, in COLUMNS' order.
@@ -154,8 +193,9 @@ def shorten(text: str, width: int) -> str:
 
 
 def fit_columns(rows: list[dict[str, Any]], *, width: int) -> tuple[tuple[str, ...], dict[str, int]]:
-    """The columns that fit a terminal ``width`` wide (by :data:`PRIORITY`; team, model and total always) and the
-    widths the id columns are shortened to, so that no line is longer than ``width``.
+    """The columns that fit a terminal ``width`` wide (by :data:`PRIORITY`; team, model and total always, and
+    ``unpriced_invocations`` whenever a row has some: its amounts are then lower bounds) and the widths the id
+    columns are shortened to, so that no line is longer than ``width``.
 
     The ids may give up width (down to :data:`COMFORT_ID_WIDTH`) to make room for more numbers; what is left over
     goes back to them. Numbers are never cut."""
@@ -163,8 +203,10 @@ def fit_columns(rows: list[dict[str, Any]], *, width: int) -> tuple[tuple[str, .
     need = {c: max(len(c), *(len(text_cell(r, c)) for r in cells)) for c in COLUMNS}
     room = {c: min(need[c], COMFORT_ID_WIDTH.get(c, need[c])) for c in COLUMNS}
     chosen = list(PRIORITY[:3])
+    if any(r["unpriced_invocations"] for r in rows):
+        chosen.append("unpriced_invocations")
     for c in PRIORITY[3:]:
-        if sum(room[x] for x in [*chosen, c]) + 2 * len(chosen) <= width:
+        if c not in chosen and sum(room[x] for x in [*chosen, c]) + 2 * len(chosen) <= width:
             chosen.append(c)
     spare = width - (sum(need[x] for x in chosen) + 2 * (len(chosen) - 1))
     ids: dict[str, int] = {}

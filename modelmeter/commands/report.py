@@ -12,7 +12,7 @@ from typing import Any
 from common.errors import UserError
 from common.lake import Lake
 from sql.config import ReportingConfig, timezone_problem
-from transforms.report import COLUMNS, MONEY, fit_columns, format_table, money_text, report_rows, text_cell
+from transforms.report import COLUMNS, MONEY, UNPRICED, fit_columns, format_table, money_text, report_rows, text_cell
 
 #: Exit status of a usage error (as argparse's).
 USAGE_ERROR = 2
@@ -35,6 +35,10 @@ def reporting_config(args: Any) -> ReportingConfig | None:
         raise UserError(str(exc)) from None
 
 
+def _json_money(value: Any) -> str | None:
+    return None if value is None else money_text(value)
+
+
 def run(args: Any) -> int:
     config = reporting_config(args)
     if config is None:
@@ -49,12 +53,19 @@ def run(args: Any) -> int:
                         "transform` for those days first")
     # which calendar the figures use, on stderr so that CSV and JSON on stdout stay data only
     print(config.describe(), file=sys.stderr)
+    if gap := sum(r["unpriced_invocations"] for r in rows):
+        marked = {"json": "null", "csv": "an empty cell"}.get(args.format, f"`{UNPRICED}`")
+        print(f"{gap} invocation{'s' if gap != 1 else ''} used something without a price: amounts are the priced "
+              f"part (a lower bound where unpriced_invocations > 0); {marked} marks an amount nothing of which was "
+              "priced", file=sys.stderr)
     if args.format == "json":
-        print(json.dumps([{c: (money_text(r[c]) if c in MONEY else r[c]) for c in COLUMNS} for r in rows], indent=2))
+        # an unpriced amount is null, never 0: scripts parsing the decimal strings keep working
+        print(json.dumps([{c: (_json_money(r[c]) if c in MONEY else r[c]) for c in COLUMNS} for r in rows],
+                         indent=2))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(COLUMNS)
-        writer.writerows([text_cell(r, c) for c in COLUMNS] for r in rows)
+        writer.writerows([text_cell(r, c, unpriced="") for c in COLUMNS] for r in rows)
     elif args.wide:
         print(format_table(rows))
     else:

@@ -28,7 +28,7 @@ from modelmeter.cli import main
 from sql.config import ReportingConfig
 from sql.reference import write_teams
 from sql.render import connect
-from tests.fixture_lake import FixtureFacts
+from tests.fixture_lake import UNPRICED_MODEL, FixtureFacts
 from transforms.report import COLUMNS, report_rows, utc_days
 
 WEST = "America/Los_Angeles"
@@ -211,11 +211,16 @@ def test_report_is_the_local_day_view_in_any_zone(facts: FixtureFacts, timezone:
                 f"select team_id, model_id, {summed} from team_model_daily_local where local_date >= "
                 "coalesce(?, local_date) and local_date <= coalesce(?, local_date) group by all",
                 [first, last]).fetchall()}
-            assert got == want, (timezone, first, last)
+            # (an unpriced amount, None in the report, is 0 in the view's sums of priced parts)
+            assert {k: tuple(0 if x is None else x for x in v) for k, v in got.items()} == want, (timezone, first, last)
             days = [facts.local_day(r, timezone) for r in facts.priced_rows]
             total = sum((r["total_cost"] for r, d in zip(facts.priced_rows, days, strict=True)
                          if (first is None or d >= first) and (last is None or d <= last)), Decimal(0))
-            assert sum(v[COLUMNS[2:].index("total_cost")] for v in got.values()) == total
+            at = COLUMNS[2:].index("total_cost")
+            assert sum(v[at] or 0 for v in got.values()) == total
+            # AND the model without a price reads unpriced, never 0, and only it
+            assert {m for (_, m), v in got.items() if v[at] is None} <= {UNPRICED_MODEL}
+            assert all(v[at] is None for (_, m), v in got.items() if m == UNPRICED_MODEL)
     finally:
         con.close()
 

@@ -8,8 +8,10 @@ the CUR's **UTC calendar months** (the invoice). Each row says both: ``x_Reporti
 Usage rows: one per reporting day × billing period × team × model × priced dimension (input, output, cache-read,
 cache-write tokens, images), and × region, service tier and price version when those vary. A reporting day that
 straddles two billing periods (midnight UTC at a month's end, seen from another zone) is split at the boundary: a
-row's ChargePeriod is its day cut to its billing period. Only priced usage is exported: unpriced usage has no cost
-to bill (it is counted in :class:`ExportSummary` and listed by the ``unpriced_usage`` view).
+row's ChargePeriod is its day cut to its billing period. Only priced usage is exported, the priced dimensions of a
+partly priced event included (their quantity is the priced usage, so cost ÷ quantity is the unit price): usage
+without a price has no cost to bill (the events it touched are counted in :class:`ExportSummary`, and it is listed
+by the ``unpriced_usage`` view).
 
 Costs (``x_CostBasis`` says which):
 
@@ -177,7 +179,7 @@ class PeriodSummary:
 @dataclass(frozen=True)
 class ExportSummary:
     """What an export wrote: the file, its rows, billed and list totals, the calendars, each billing period touched
-    and the usage left out for lack of a price."""
+    and the invocations whose usage was (wholly or partly) left out for lack of a price (``priced`` false)."""
 
     out: str
     rows: int
@@ -196,22 +198,25 @@ _GROUP_KEYS = ("local_date", "billing_period", "team_id", "cost_center", "provid
                "model_id", "price_version")
 #: Priced usage per reporting day × billing period (the UTC month of usage_date) × team × model × provider, region,
 #: service tier and price version, with the team's cost centre in force (the view usage_local: the dated
-#: organisation). The usage_date bounds let DuckDB skip the days outside the window.
+#: organisation): every event with a priced part, each dimension's priced usage and its cost (a dimension used
+#: without a price has a NULL cost, so neither its count nor its cost is in the sums; invocations: the events with
+#: a priced part). The usage_date bounds let DuckDB skip the days outside the window.
 _GROUP_SQL = f"""
 select local_date, strftime(usage_date, '%Y-%m') as billing_period, team_id, cost_center, provider, region,
     service_tier, model_id, price_version,
     count(*) as invocations,
-    {FRAGMENTS["count_sums"]},
+    {FRAGMENTS["priced_count_sums"]},
     {FRAGMENTS["cost_sums"]}
 from usage_local
-where priced and usage_date between ? and ? and local_date between ? and ?
+where total_cost is not null and usage_date between ? and ? and local_date between ? and ?
 group by {", ".join(_GROUP_KEYS)}
 order by {", ".join(_GROUP_KEYS)}
 """
-#: The metered list cost of whole billing periods per team and cost centre in force (what the monthly rows add to).
+#: The metered list cost of whole billing periods per team and cost centre in force (what the monthly rows add to):
+#: the priced part of every event, as the usage rows carry it.
 _PERIOD_USAGE_SQL = """
 select strftime(usage_date, '%Y-%m') as billing_period, team_id, cost_center, sum(total_cost) as total_cost
-from usage_local where priced and usage_date between ? and ?
+from usage_local where total_cost is not null and usage_date between ? and ?
 group by billing_period, team_id, cost_center
 """
 
@@ -461,7 +466,8 @@ def _record_rows(record: _Record, usage: list[dict[str, Any]], config: Reporting
 
 @dataclass(frozen=True)
 class FocusRows:
-    """An export's rows (dicts of :data:`SCHEMA`), the unpriced invocations left out, and each billing period."""
+    """An export's rows (dicts of :data:`SCHEMA`), the unpriced invocations (what they used without a price is left
+    out, their priced part is in the rows), and each billing period."""
 
     rows: list[dict[str, Any]]
     unpriced_invocations: int

@@ -33,8 +33,8 @@ def summary_lines(summary: ExportSummary) -> list[str]:
              f"{summary.config.describe()}"]
     lines += [_period_line(p) for p in summary.periods]
     if summary.unpriced_invocations:
-        lines.append(f"left out {summary.unpriced_invocations} unpriced invocations (no price applied; "
-                     "see the unpriced_usage view)")
+        lines.append(f"{summary.unpriced_invocations} unpriced invocations: what they used without a price is left "
+                     "out, their priced dimensions are exported (see the unpriced_usage view)")
     return lines
 
 

@@ -124,7 +124,7 @@ def test_cli_exports_and_refuses_a_reversed_range(facts: FixtureFacts, tmp_path:
     printed = capsys.readouterr().out
     rows = pq.read_table(out).to_pylist()
     assert f"BilledCost {sum(r['BilledCost'] for r in rows)} USD" in printed
-    assert f"left out {facts.unpriced_invocations}" in printed
+    assert f"{facts.unpriced_invocations} unpriced invocations: what they used without a price is left out" in printed
     assert "days counted in UTC (reporting calendar" in printed
     assert "billing period 2026-11 (UTC calendar month): BilledCost from the chargeback of record" in printed
     assert "billing period 2026-12 (UTC calendar month): no chargeback of record, BilledCost = metered list cost" \

@@ -118,11 +118,14 @@ def _tables(con: duckdb.DuckDBPyConnection, period: list[Any], burn_month: date 
               ("rank", "team", "last 7 days (USD)", "prior 7 days (USD)", "growth (USD)"),
               tuple(_rows(con, """select growth_rank, team_id, last_7d_cost, prior_7d_cost, growth_cost
                     from fastest_growers order by growth_rank, team_id"""))),
-        Table("unpriced", "Unpriced usage (kept, not charged: the catalog has no price)",
-              ("team", "provider", "model", "operation", "invocations", "input tokens", "output tokens"),
-              tuple(_rows(con, """select team_id, provider, model_id, operation, sum(invocations),
-                    sum(input_tokens), sum(output_tokens) from unpriced_usage where local_date between ? and ?
-                    group by all order by 5 desc, 1, 3""", period))),
+        Table("unpriced", "Unpriced usage (kept; what had no price is not charged, the rest of the call is)",
+              ("team", "provider", "model", "operation", "without a price", "invocations", "input tokens",
+               "output tokens"),
+              tuple(_rows(con, """select team_id, provider, model_id, operation,
+                    case when unpriced_dimensions = '' then '(no price for the model)'
+                    else replace(unpriced_dimensions, ',', ', ') end, sum(invocations), sum(input_tokens),
+                    sum(output_tokens) from unpriced_usage where local_date between ? and ?
+                    group by all order by 6 desc, 1, 3""", period))),
         *_close_tables(con, period, manifests),
         Table("quarantine", "Quarantine summary (rejected events)",
               ("stage", "reason", "rejected rows"),

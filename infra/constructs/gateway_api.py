@@ -13,15 +13,18 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from common import constants as c
 from infra.config import SageMakerEndpoint, Team, Throttle
 from infra.constructs.functions import python_function, role_of
-from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, scoped_arn
+from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
 
 STAGE = "prod"
+#: The lake prefix the gateway reads (the price catalog's versions, for each call's cost_usd); nothing else.
+PRICES_PREFIX = c.PRICING_CATALOG.split("/", 1)[0]
 
 BEDROCK_MODEL_ARNS = (
     "arn:{partition}:bedrock:*::foundation-model/*",
@@ -165,6 +168,18 @@ class GatewayApi(Construct):
                                          stage=self.api.deployment_stage, teams=teams)
         self.team_records = TeamRecords(self, "TeamRecords", unit_name=unit_name, table=self.tenant_table, key=key,
                                         teams=teams)
+
+    def read_prices(self, bucket: s3.IBucket) -> None:
+        """Let the gateway price calls (``cost_usd``) from the lake's published catalog: the lake's URI in its
+        environment and read access (GetObject, ListBucket) to the ``pricing/`` prefix only."""
+        self.function.add_environment(c.ENV_LAKE, f"s3://{bucket.bucket_name}")
+        bucket.grant_read(self.function, f"{PRICES_PREFIX}/*")
+        role = role_of(self.function)
+        acknowledge(role, f"AwsSolutions-IAM5[Resource::{nag_ref(bucket)}/{PRICES_PREFIX}/*]",
+                    "The gateway reads the price catalog's versions (any version id) under the lake's pricing/ prefix.")
+        for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*"):
+            acknowledge(role, f"AwsSolutions-IAM5[Action::{action}]",
+                        "CDK's S3 read grant actions, scoped to the lake bucket's pricing/ prefix.")
 
     def _table(self, construct_id: str, key: kms.IKey, *, pitr: bool) -> dynamodb.Table:
         # Table, not TableV2: TableV2 cannot render a customer-managed key in an environment-agnostic stack.

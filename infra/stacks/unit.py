@@ -83,6 +83,7 @@ class FullUnitStack(Stack):
         self.gateway.function.add_to_role_policy(iam.PolicyStatement(
             actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
             resources=[self.usage_stream.stream.attr_arn]))
+        self.gateway.read_prices(self.lake.bucket)  # cost_usd: the lake's price catalog, pricing/ only
         self.spend = SpendControls(self, "Spend", unit_name=unit.name, key=self.lake.key,
                                    email=unit.budget_alerts.email, https=unit.budget_alerts.https)
         self.spend.attach_gateway(self.gateway.function)

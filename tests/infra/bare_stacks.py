@@ -56,10 +56,11 @@ def build_bare_stacks(app: App) -> dict[str, Stack]:
 
     st = stacks["gateway"]
     vpc, subnets, sg = _vpc(st)
-    GatewayApi(st, "Gateway", unit_name="bare", key=kms.Key(st, "K"), endpoint="regional",
-               throttle=unit.api.throttle, teams=unit.teams, sagemaker_endpoints=unit.sagemaker_endpoints,
-               vpc=vpc, subnets=subnets, security_group=sg,
-               layers=[lambda_.LayerVersion.from_layer_version_arn(st, "Deps", LAYER_ARN)])
+    gateway = GatewayApi(st, "Gateway", unit_name="bare", key=kms.Key(st, "K"), endpoint="regional",
+                         throttle=unit.api.throttle, teams=unit.teams, sagemaker_endpoints=unit.sagemaker_endpoints,
+                         vpc=vpc, subnets=subnets, security_group=sg,
+                         layers=[lambda_.LayerVersion.from_layer_version_arn(st, "Deps", LAYER_ARN)])
+    gateway.read_prices(s3.Bucket(st, "Lake"))
 
     st = stacks["transform"]
     vpc, subnets, sg = _vpc(st)

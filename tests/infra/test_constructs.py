@@ -80,6 +80,23 @@ def test_gateway_lambda_runs_the_ingest_handler_with_its_tables_and_powertools(b
     })
 
 
+def test_gateway_reads_the_lakes_pricing_prefix_only_and_is_told_where_the_lake_is(bare: Assembly) -> None:
+    # cost_usd (ingest/pricing.py): the gateway lists and reads the catalog's versions, and nothing else of the lake
+    statements = [s for p in bare.resources("bare-gateway", "AWS::IAM::Policy")
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in
+                                       (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    (read,) = s3
+    assert set(read["Action"]) == {"s3:GetObject*", "s3:GetBucket*", "s3:List*"}
+    objects = [r["Fn::Join"][1][1] for r in read["Resource"] if "Fn::Join" in r]
+    assert objects == [f"/{c.PRICING_CATALOG.split('/')[0]}/*"]
+    bare.template("bare-gateway").has_resource_properties("AWS::Lambda::Function", {
+        "Handler": "ingest.lambda_handler.handler",
+        "Environment": {"Variables": Match.object_like({
+            c.ENV_LAKE: Match.object_like({"Fn::Join": Match.any_value()})})},
+    })
+
+
 def test_tenant_and_longpoll_tables_are_on_demand_encrypted_with_ttl_and_pitr(bare: Assembly) -> None:
     tables = bare.resources("bare-gateway", "AWS::DynamoDB::Table")
     assert len(tables) == 2

@@ -184,6 +184,12 @@ def test_gateway_environment_passes_the_gateways_own_settings_validation(deploym
     assert settings.sagemaker_endpoints["llama-3-8b"]["endpoint_name"] == "llama-3-8b-instruct"
 
 
+def test_gateway_prices_from_the_lake_the_transform_publishes_prices_into(deployment: Assembly) -> None:
+    functions = {f["Properties"].get("Handler"): f["Properties"]["Environment"]["Variables"]
+                 for f in deployment.resources(FULL, "AWS::Lambda::Function") if "Environment" in f["Properties"]}
+    assert functions[GATEWAY_HANDLER][c.ENV_LAKE] == functions["transforms.lambda_handler.handler"][c.ENV_LAKE]
+
+
 def test_transform_reads_the_tenant_table_the_gateway_writes(deployment: Assembly) -> None:
     functions = {f["Properties"].get("Handler"): f["Properties"]["Environment"]["Variables"]
                  for f in deployment.resources(FULL, "AWS::Lambda::Function") if "Environment" in f["Properties"]}

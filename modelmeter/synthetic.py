@@ -169,6 +169,9 @@ def _columns(rng: np.random.Generator, n: int, day: date, teams: int, models: in
         "streaming": pa.array(rng.random(n) < 0.3),
         "service_tier": _pick(("on_demand", "batch"), (rng.random(n) < 0.05).astype(np.int32)),
         "latency_ms": pa.array(_lognormal_ints(rng, n, 900, 0.6, 120_000)),
+        # the gateway's own figure and refusal reason: not what a synthetic producer knows (null, no random draw)
+        "cost_usd": pa.nulls(n, pa.string()),
+        "refusal_reason": pa.nulls(n, pa.string()),
     }
 
 

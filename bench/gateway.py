@@ -7,6 +7,7 @@ Starts ``bench/fake_upstream.py`` and ``modelmeter serve --upstream http://127.0
 * throughput at concurrency 32;
 * streaming time to first byte;
 * the cost of usage emission (``Emitter.emit`` p50, in process);
+* the cost of pricing a call at the gateway (``GatewayPricer.cost_usd`` p50, in process, warm cache);
 * and, after a SIGTERM, that the lake holds exactly one usage event per request sent through the gateway.
 
 Targets on 2 cores shared by client, gateway and upstream: added p50 ≤ 1 ms and p99 ≤ 5 ms sequentially,
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from ingest.emit import Emitter  # noqa: E402  (after the path tweak: runnable as a plain script)
 from ingest.ports import Team  # noqa: E402
+from ingest.pricing import GatewayPricer  # noqa: E402
 from ingest.providers.base import Usage  # noqa: E402
 from ingest.tenants import LocalTenantRegistry  # noqa: E402
 from ingest.usage import build_event  # noqa: E402
@@ -214,6 +216,37 @@ def emission_cost(n: int = 20000, *, fsync_interval: float = 0.2) -> tuple[list[
     return emit_only, recorded
 
 
+def pricing_cost(n: int = 20000) -> dict[str, list[float]]:
+    """Per call, in process: ``GatewayPricer.cost_usd`` of a finished call's event (the lookup is cached after the
+    first call of a model and day, as in a running gateway), for a priced text model, a priced image model and the
+    benchmark's unpriced ``fake-chat``."""
+    from datetime import UTC, datetime
+
+    from pricing_catalog import load_catalog
+
+    pricer = GatewayPricer(catalog=load_catalog())
+    cases = {
+        "text": ("amazon.nova-lite-v1:0", Usage(input_tokens=1200, output_tokens=300, cache_read_input_tokens=50)),
+        "image": ("amazon.titan-image-generator-v2:0", Usage(image_count=2, image_width=1024, image_height=1024,
+                                                             image_quality="premium")),
+        "unpriced": (MODEL, Usage(input_tokens=12, output_tokens=7)),
+    }
+    out: dict[str, list[float]] = {}
+    for name, (model, usage) in cases.items():
+        event = build_event(request_id="r", event_time=datetime.now(UTC), team_id="bench", api_key_id=None,
+                            business_unit=None, provider="bedrock", region="us-east-1", model_id=model,
+                            operation="chat", status="ok", http_status=200, usage=usage, streaming=False,
+                            latency_ms=1)
+        pricer.cost_usd(event)  # the first call of a lookup and day computes its price periods
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            pricer.cost_usd(event)
+            times.append(time.perf_counter() - start)
+        out[name] = times
+    return out
+
+
 def count_lake_events(lake: Path) -> int:
     import pyarrow.parquet as pq
 
@@ -295,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
                            "journal_and_emit_p99_ms": _ms(_pct(recorded, 0.99)),
                            "journal_and_emit_no_fsync_p50_ms": _ms(statistics.median(unsynced)),
                            "journal_and_emit_no_fsync_p99_ms": _ms(_pct(unsynced, 0.99))}
+    priced = pricing_cost()
+    results["pricing"] = {f"{name}_{q}_us": round(_pct(times, p) * 1e6, 2) for name, times in priced.items()
+                          for q, p in (("p50", 0.5), ("p99", 0.99))}
     results["events"] = {"requests_through_gateway": sent, "events_in_lake": landed}
     results["targets"] = {
         "added_p50_le_1ms": results["sequential"]["added_p50_ms"] <= 1.0,

@@ -18,29 +18,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from common.constants import (
+    ENV_ALERT_EVENT_BUS,
+    ENV_ALERT_TOPIC_ARN,
     ENV_BUSINESS_UNIT,
     ENV_FIREHOSE_STREAM,
     ENV_LAKE,
     ENV_LONGPOLL_TABLE,
     ENV_PRICING_RELOAD_SECONDS,
     ENV_SAGEMAKER_ENDPOINTS,
+    ENV_SPEND_TABLE,
     ENV_SPOOL_DIR,
     ENV_TENANT_TABLE,
+    METRIC_ALERT_DELIVERY_FAILURES,
+    METRIC_SPEND_STORE_ERRORS,
     METRICS_NAMESPACE,
     SERVICE_GATEWAY,
 )
 from common.lake import Lake
+from ingest.alerts_aws import AwsAlerts
 from ingest.app import create_app
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
 from ingest.emit import Emitter
 from ingest.firehose import firehose_emitter
 from ingest.pricing import DEFAULT_RELOAD_SECONDS, GatewayPricer
 from ingest.providers.registry import build_router
+from ingest.spend_dynamo import DynamoSpendStore
 
 DEFAULT_SPOOL_DIR = "/tmp/spool"  # noqa: S108 - Lambda's only writable place; private to the container
 SERVICE = SERVICE_GATEWAY
@@ -63,6 +70,12 @@ class GatewaySettings(BaseModel):
     region: str | None = Field(default=None, description="Region of the Bedrock/SageMaker calls.")
     sagemaker_endpoints: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                                            description="Model id → SageMaker endpoint spec.")
+    spend_table: str | None = Field(default=None, min_length=1, description=(
+        "DynamoDB table of the fleet-wide spend counters (budgets, daily tokens); unset: counted per container."))
+    alert_topic_arn: str | None = Field(default=None, min_length=1,
+                                        description="SNS topic budget alerts are published to.")
+    alert_event_bus: str | None = Field(default=None, min_length=1,
+                                        description="EventBridge bus (name or ARN) budget alerts are put on.")
     lake: str | None = Field(default=None, min_length=1,
                              description="The lake (s3://…) whose pricing/ prefix prices each call's cost_usd.")
     pricing_reload_seconds: float = Field(default=DEFAULT_RELOAD_SECONDS, gt=0,
@@ -82,9 +95,13 @@ class GatewaySettings(BaseModel):
             "spool_dir": env.get(ENV_SPOOL_DIR) or DEFAULT_SPOOL_DIR,
             "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
             "sagemaker_endpoints": env.get(ENV_SAGEMAKER_ENDPOINTS),
+            "spend_table": env.get(ENV_SPEND_TABLE) or None, "alert_topic_arn": env.get(ENV_ALERT_TOPIC_ARN) or None,
+            "alert_event_bus": env.get(ENV_ALERT_EVENT_BUS) or None,
             "lake": env.get(ENV_LAKE) or None, "pricing_reload_seconds": env.get(ENV_PRICING_RELOAD_SECONDS) or None,
         }
-        names = {"tenant_table": ENV_TENANT_TABLE, "longpoll_table": ENV_LONGPOLL_TABLE,
+        names = {"spend_table": ENV_SPEND_TABLE, "alert_topic_arn": ENV_ALERT_TOPIC_ARN,
+                 "alert_event_bus": ENV_ALERT_EVENT_BUS,
+                 "tenant_table": ENV_TENANT_TABLE, "longpoll_table": ENV_LONGPOLL_TABLE,
                  "firehose_stream": ENV_FIREHOSE_STREAM, "sagemaker_endpoints": ENV_SAGEMAKER_ENDPOINTS,
                  "lake": ENV_LAKE, "pricing_reload_seconds": ENV_PRICING_RELOAD_SECONDS}
         try:
@@ -101,6 +118,9 @@ class Runtime:
     app: Any
     adapter: Mangum
     emitter: Emitter
+    spend: DynamoSpendStore | None = None  # the fleet-wide counters (None: MemorySpendStore, per container)
+    alerts: AwsAlerts | None = None  # budget alerts to SNS and EventBridge, flushed after each invocation
+    business_unit: str | None = None
 
     @property
     def gateway(self) -> Any:
@@ -108,7 +128,8 @@ class Runtime:
 
 
 def build_runtime(*, settings: GatewaySettings | None = None, dynamodb: Any = None, firehose: Any = None,
-                  bedrock_client: Any = None, sagemaker_client: Any = None) -> Runtime:
+                  bedrock_client: Any = None, sagemaker_client: Any = None, sns: Any = None,
+                  events: Any = None) -> Runtime:
     """The app with its AWS seams. Clients default to new boto3 clients; tests pass stubbed ones."""
 
     settings = settings or GatewaySettings.from_env()
@@ -122,12 +143,17 @@ def build_runtime(*, settings: GatewaySettings | None = None, dynamodb: Any = No
     # freeze the first invocations may still price from the version before (docs/gateway.md).
     pricer = (GatewayPricer(lake=Lake.open(settings.lake), reload_seconds=settings.pricing_reload_seconds).start()
               if settings.lake else None)
+    # Budgets hold across containers only with the shared counters; alerts are sent after the response is built.
+    spend = DynamoSpendStore(table_name=settings.spend_table, client=dynamodb) if settings.spend_table else None
+    alerts = (AwsAlerts(topic_arn=settings.alert_topic_arn, event_bus=settings.alert_event_bus, sns=sns,
+                        events=events) if settings.alert_topic_arn or settings.alert_event_bus else None)
     app = create_app(registry=DynamoTenantRegistry(table_name=settings.tenant_table, client=dynamodb),
                      providers=router, emitter=emitter,
                      longpoll=DynamoLongPollStore(table_name=settings.longpoll_table, client=dynamodb),
-                     business_unit=settings.business_unit, pricer=pricer)
+                     spend=spend, alerts=alerts, business_unit=settings.business_unit, pricer=pricer)
     # lifespan off: Mangum would run the app's shutdown (closing providers) after every single invocation.
-    return Runtime(app=app, adapter=Mangum(app, lifespan="off"), emitter=emitter)
+    return Runtime(app=app, adapter=Mangum(app, lifespan="off"), emitter=emitter, spend=spend, alerts=alerts,
+                   business_unit=settings.business_unit)
 
 
 _runtime: Runtime | None = None
@@ -162,6 +188,27 @@ def _finish_background(runtime: Runtime, context: Any) -> int:
     return len(pending)
 
 
+def _flush_alerts(runtime: Runtime, context: Any) -> int:
+    """Send the budget alerts this invocation raised (and what an earlier one could not), after the response is
+    built: the container freezes once the handler returns. Returns how many are still undelivered."""
+    if runtime.alerts is None or not runtime.alerts.pending():
+        return 0
+    return runtime.alerts.flush(timeout=max(0.5, min(3.0, _remaining_seconds(context) - 1.0)))
+
+
+def _spend_metrics(runtime: Runtime, alerts_undelivered: int) -> None:
+    """``SpendStoreErrors`` and ``BudgetAlertDeliveryFailures`` of this invocation, with the dimensions the unit's
+    alarms select on (``service``, ``business_unit``; infra/constructs/spend_controls.py)."""
+    store_errors = runtime.spend.take_errors() if runtime.spend is not None else 0
+    dimensions = {"service": SERVICE, **({"business_unit": runtime.business_unit} if runtime.business_unit else {})}
+    for name, value in ((METRIC_SPEND_STORE_ERRORS, store_errors),
+                        (METRIC_ALERT_DELIVERY_FAILURES, alerts_undelivered)):
+        if value:
+            with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=METRICS_NAMESPACE,
+                               default_dimensions=dimensions):
+                pass
+
+
 @metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -177,6 +224,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response = runtime.adapter(event, context)
     background = _finish_background(runtime, context)
     flushed = runtime.emitter.flush(timeout=max(0.5, min(5.0, _remaining_seconds(context) - 1.0)))
+    alerts_undelivered = _flush_alerts(runtime, context)
     runtime.gateway.registry.flush()  # the keys' "last used": one write per key at most once a minute (auth.py)
     status = int(response.get("statusCode", 0))
     headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
@@ -190,4 +238,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name=f"Status{status // 100}xx", unit=MetricUnit.Count, value=1)
     if not flushed:
         metrics.add_metric(name="UsageEventsSpooled", unit=MetricUnit.Count, value=runtime.emitter.pending_events())
+    _spend_metrics(runtime, alerts_undelivered)
     return response

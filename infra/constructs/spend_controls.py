@@ -35,6 +35,8 @@ from infra.nag import scoped_arn
 DEFAULT_EVENT_BUS = "default"
 #: What the gateway may do on its counters table (no Scan, no DeleteItem, no batch writes).
 GATEWAY_COUNTER_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+#: The transform's correction after each run also lists the period's teams (a Scan of this small table).
+CORRECTION_COUNTER_ACTIONS = (*GATEWAY_COUNTER_ACTIONS, "dynamodb:Scan")
 
 
 def gateway_metric(name: str, *, unit_name: str) -> cloudwatch.Metric:
@@ -94,8 +96,16 @@ class SpendControls(Construct):
 
     def attach_gateway(self, function: lambda_.Function) -> None:
         """Let the gateway Lambda count, alert and publish, and tell it where (its environment)."""
-        self.table.grant(function, *GATEWAY_COUNTER_ACTIONS)
-        # Table.grant leaves the key to the caller; the gateway already uses the unit's key for its other tables.
+        self._attach(function, GATEWAY_COUNTER_ACTIONS)
+
+    def attach_corrections(self, function: lambda_.Function) -> None:
+        """Let a job correct month-to-date spend from the curated tables (``ingest.budget.correct_spend``: it lists
+        the period's teams, so Scan too) and send the alerts a corrected figure crosses."""
+        self._attach(function, CORRECTION_COUNTER_ACTIONS)
+
+    def _attach(self, function: lambda_.Function, actions: Sequence[str]) -> None:
+        self.table.grant(function, *actions)
+        # Table.grant leaves the key to the caller (the Lambdas use the unit's key for their other data already).
         self._key.grant_encrypt_decrypt(function)
         self.topic.grant_publish(function)
         function.add_to_role_policy(iam.PolicyStatement(
@@ -104,9 +114,3 @@ class SpendControls(Construct):
         function.add_environment(c.ENV_SPEND_TABLE, self.table.table_name)
         function.add_environment(c.ENV_ALERT_TOPIC_ARN, self.topic.topic_arn)
         function.add_environment(c.ENV_ALERT_EVENT_BUS, DEFAULT_EVENT_BUS)
-
-    def attach_corrections(self, function: lambda_.Function) -> None:
-        """Let a job correct month-to-date spend from the curated tables (``set_spend``): read and update only."""
-        self.table.grant(function, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
-        self._key.grant_encrypt_decrypt(function)
-        function.add_environment(c.ENV_SPEND_TABLE, self.table.table_name)

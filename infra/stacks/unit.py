@@ -87,6 +87,9 @@ class FullUnitStack(Stack):
         self.spend = SpendControls(self, "Spend", unit_name=unit.name, key=self.lake.key,
                                    email=unit.budget_alerts.email, https=unit.budget_alerts.https)
         self.spend.attach_gateway(self.gateway.function)
+        # Budget periods and daily-token days are the reporting calendar's, as the budget views count them.
+        self.gateway.function.add_environment(c.ENV_REPORTING_TZ, unit.reporting_timezone)
+        self.gateway.function.add_environment(c.ENV_FISCAL_MONTH_START, str(unit.fiscal_month_start_day))
         self.transform = TransformJob(
             self, "Transform", unit_name=unit.name, schedule=unit.transform.schedule, engine=unit.transform.engine,
             memory_mb=unit.transform.memory_mb, timeout_minutes=unit.transform.timeout_minutes,

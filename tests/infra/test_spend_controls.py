@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match
 
 from common import constants as c
 from infra.config import ConfigError, parse_config
-from infra.constructs.spend_controls import DEFAULT_EVENT_BUS, GATEWAY_COUNTER_ACTIONS
+from infra.constructs.spend_controls import CORRECTION_COUNTER_ACTIONS, DEFAULT_EVENT_BUS, GATEWAY_COUNTER_ACTIONS
 from tests.infra.conftest import Assembly, sample_data
 
 FULL, OTHER = "modelmeter-research", "modelmeter-finance"
@@ -75,6 +75,17 @@ def test_the_gateway_may_count_alert_and_publish_and_nothing_more(bare: Assembly
         c.ENV_ALERT_EVENT_BUS: DEFAULT_EVENT_BUS}}})
 
 
+def test_the_transforms_correction_may_also_list_the_periods_teams_and_only_on_the_counters(
+        deployment: Assembly) -> None:
+    functions = {f["Properties"].get("Handler"): f["Properties"]["Environment"]["Variables"]
+                 for f in deployment.resources(FULL, "AWS::Lambda::Function") if "Environment" in f["Properties"]}
+    table = {"Fn::GetAtt": [functions[GATEWAY_HANDLER][c.ENV_SPEND_TABLE]["Ref"], "Arn"]}
+    on_counters = [s for s in _statements(deployment, FULL)
+                   if table in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+    assert sorted(sorted(_actions(s)) for s in on_counters) == sorted(
+        [sorted(GATEWAY_COUNTER_ACTIONS), sorted(CORRECTION_COUNTER_ACTIONS)])
+
+
 def test_store_errors_and_alert_delivery_failures_alarm(bare: Assembly) -> None:
     alarms = {a["Properties"]["MetricName"]: a["Properties"] for a in bare.resources("bare-spend",
                                                                                     "AWS::CloudWatch::Alarm")}
@@ -99,6 +110,11 @@ def test_a_unit_gives_its_gateway_the_counters_topic_and_bus_and_alarms_into_its
         assert deployment.templates[stack]["Resources"][table_id]["Type"] == "AWS::DynamoDB::Table"
         assert table_id != gateway[c.ENV_TENANT_TABLE]["Ref"]  # never the tenant table a deploy seeds
         assert transform[c.ENV_SPEND_TABLE] == {"Ref": table_id}  # the correction after each transform run
+        assert transform[c.ENV_ALERT_TOPIC_ARN] == gateway[c.ENV_ALERT_TOPIC_ARN]
+        # budget periods and days in the calendar the views (and the transform) count in
+        assert gateway[c.ENV_REPORTING_TZ] == transform[c.ENV_REPORTING_TZ] == deployment.config.unit(
+            unit).reporting_timezone
+        assert gateway[c.ENV_FISCAL_MONTH_START] == transform[c.ENV_FISCAL_MONTH_START]
         topic_id = gateway[c.ENV_ALERT_TOPIC_ARN]["Ref"]
         alerts_topic = deployment.templates[stack]["Resources"][topic_id]["Properties"]
         assert alerts_topic["DisplayName"] == f"modelmeter {unit} budget alerts"

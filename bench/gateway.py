@@ -8,6 +8,8 @@ Starts ``bench/fake_upstream.py`` and ``modelmeter serve --upstream http://127.0
 * streaming time to first byte;
 * the cost of usage emission (``Emitter.emit`` p50, in process);
 * the cost of pricing a call at the gateway (``GatewayPricer.cost_usd`` p50, in process, warm cache);
+* the cost of the spend controls (``BudgetGuard`` check and add on the SQLite spend store, in process); the
+  benchmark's team is in block mode with a budget it never reaches, so every request pays both;
 * and, after a SIGTERM, that the lake holds exactly one usage event per request sent through the gateway.
 
 Targets on 2 cores shared by client, gateway and upstream: added p50 ≤ 1 ms and p99 ≤ 5 ms sequentially,
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +94,9 @@ def start_upstream() -> tuple[subprocess.Popen, str]:
 
 def start_gateway(work: Path, upstream: str) -> tuple[subprocess.Popen, str, str]:
     registry = LocalTenantRegistry(work / "tenants.json")
-    registry.put_team(Team(team_id="bench", cost_center="CC-BENCH"))
+    # Block mode with a budget it never reaches: every call pays the spend check's read and the spend add.
+    registry.put_team(Team(team_id="bench", cost_center="CC-BENCH", monthly_budget_usd=Decimal(10**6),
+                           budget_mode="block"))
     _, secret = registry.create_key("bench")
     port = _free_port()
     code = "import sys; from modelmeter.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -247,6 +252,41 @@ def pricing_cost(n: int = 20000) -> dict[str, list[float]]:
     return out
 
 
+def budget_cost(n: int = 20000) -> dict[str, list[float]]:
+    """Per call, in process: the spend controls (``ingest/budget.py``) against the local SQLite spend store, for a
+    block-mode team with a budget (the check's read at call start, the add at call end) and for a team with no
+    budget and no daily-token limit (no read; the add only)."""
+    from datetime import UTC, datetime
+
+    from common.calendar import Calendar
+    from ingest.budget import BudgetGuard
+    from ingest.spend import SqliteSpendStore
+
+    blocked = Team(team_id="bench-block", monthly_budget_usd=Decimal(10**6), budget_mode="block")
+    plain = Team(team_id="bench")
+    event = build_event(request_id="r", event_time=datetime.now(UTC), team_id="bench", api_key_id=None,
+                        business_unit=None, provider="bedrock", region="us-east-1", model_id=MODEL, operation="chat",
+                        status="ok", http_status=200, usage=Usage(input_tokens=12, output_tokens=7), streaming=False,
+                        latency_ms=1, cost_usd="0.000012340000")
+    out: dict[str, list[float]] = {"check": [], "record": [], "check_and_record": [], "record_only_no_budget": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteSpendStore(Path(tmp) / "tenants.spend.sqlite")
+        guard = BudgetGuard(store=store, calendar=Calendar(), clock=lambda: datetime.now(UTC))
+        for _ in range(n):
+            start = time.perf_counter()
+            guard.check(blocked)
+            middle = time.perf_counter()
+            guard.record(blocked, event)
+            end = time.perf_counter()
+            guard.record(plain, event)
+            out["check"].append(middle - start)
+            out["record"].append(end - middle)
+            out["check_and_record"].append(end - start)
+            out["record_only_no_budget"].append(time.perf_counter() - end)
+        store.close()
+    return out
+
+
 def count_lake_events(lake: Path) -> int:
     import pyarrow.parquet as pq
 
@@ -331,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     priced = pricing_cost()
     results["pricing"] = {f"{name}_{q}_us": round(_pct(times, p) * 1e6, 2) for name, times in priced.items()
                           for q, p in (("p50", 0.5), ("p99", 0.99))}
+    spent = budget_cost()
+    results["budget"] = {f"{name}_{q}_us": round(_pct(times, p) * 1e6, 2) for name, times in spent.items()
+                         for q, p in (("p50", 0.5), ("p99", 0.99))}
     results["events"] = {"requests_through_gateway": sent, "events_in_lake": landed}
     results["targets"] = {
         "added_p50_le_1ms": results["sequential"]["added_p50_ms"] <= 1.0,

@@ -295,7 +295,7 @@ class BudgetGuard:
 
     def _deliver(self, alert: dict[str, Any]) -> None:
         self.counts["alerts_raised"] += 1
-        log.warning("budget alert: team %s reached %s %% of its %s USD budget (%s USD spent, period %s)",
+        log.info("budget alert: team %s reached %s %% of its %s USD budget (%s USD spent, period %s)",
                     alert["team_id"], alert["threshold_pct"], alert["budget_usd"], alert["spend_usd"],
                     alert["period"])
         if self.alerts is not None:

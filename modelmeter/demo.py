@@ -37,12 +37,14 @@ from common.lake import Lake
 from dashboards.focus import KNOWN_VALIDATOR_DEFECTS, export_focus, run_validator
 from dashboards.html import render_dashboard
 from finance.reconcile import period_days
+from ingest.alerts import LocalAlerts
 from ingest.app import create_app
 from ingest.emit import local_emitter
 from ingest.files import ingest_files
 from ingest.longpoll import MemoryLongPollStore
 from ingest.providers.registry import build_router
 from ingest.server import start_background
+from ingest.spend import SqliteSpendStore, store_path
 from ingest.tenants import LocalTenantRegistry
 from modelmeter.demo_close import billing_period_of, month_end_close
 from sql.reference import write_teams
@@ -469,7 +471,8 @@ def _serve_child(conn: Any, lake_uri: str, registry_file: str, clock_value: Any)
     emitter = local_emitter(lake=lake)
     app = create_app(registry=LocalTenantRegistry(registry_file), providers=build_router(upstream="simulator"),
                      emitter=emitter, longpoll=MemoryLongPollStore(), business_unit="demo",
-                     clock=SharedClock(clock_value))
+                     clock=SharedClock(clock_value), spend=SqliteSpendStore(store_path(registry_file)),
+                     alerts=LocalAlerts(lake=lake))  # as `modelmeter serve` counts budgets and alerts
     server = start_background(app=app, host="127.0.0.1", port=0)
     conn.send(server.url)
     conn.recv()  # the driver is done

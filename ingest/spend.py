@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 #: Pico-dollars per USD: the transform's integer cost unit (``marts/usage_cost_pico.sql``).
 PICO_PER_USD = 10**12
@@ -253,7 +253,8 @@ class _StoreErrors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 _tb: object) -> Literal[False]:
         if isinstance(exc, (sqlite3.Error, OSError)):
             raise SpendStoreError(f"spend store {self.store.path}: cannot {self.what} ({exc})") from exc
         return False

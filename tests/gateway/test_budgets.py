@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,10 @@ from ingest.server import start_background
 from ingest.spend import PICO_PER_USD, MemorySpendStore, SpendStoreError, SqliteSpendStore
 from ingest.tenants import LocalTenantRegistry
 from modelmeter.cli import main
+from modelmeter.commands.budget import curated_spend
 from pricing_catalog.store import load_catalog
+from sql.config import ReportingConfig
+from tests.fixture_lake import build_fixture_lake
 
 NOW = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 BLOCK = Team(team_id="capped", monthly_budget_usd=Decimal("1"), budget_mode="block")
@@ -328,3 +331,43 @@ def test_tenants_add_stores_the_settings_and_budget_show_prints_the_store(tmp_pa
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("team_id\tperiod\tbudget_mode\tspend_usd") and table[1].startswith("ops\t")
     assert main(["budget", "show", "nobody", "--tenants", str(tenants)]) == 1
+
+
+def test_the_curated_figure_is_counted_as_the_gateway_counts(tmp_path: Path) -> None:
+    # GIVEN the fixture lake (a SageMaker endpoint without a price among priced models), fiscal months in UTC
+    facts = build_fixture_lake(tmp_path / "lake", close=False)
+    period = Calendar().period_of_day(date(2026, 11, 20))
+    ids = sorted({r["team_id"] for r in facts.usage_cost})
+    teams = [Team(team_id=ids[0], budget_mode="block"), *(Team(team_id=t) for t in ids[1:])]
+    # WHEN the correction's totals are read from usage_local
+    totals = curated_spend(lake=Lake.open(facts.root), config=ReportingConfig(), period=period, teams=teams)
+    # THEN alert-mode teams count the priced part, the block-mode team its unpriced events at the ceiling
+    rows = [r for r in facts.usage_cost if r["event_time"].date().strftime("%Y-%m") == "2026-11"]
+    for team in teams:
+        mine = [r for r in rows if r["team_id"] == team.team_id]
+        priced = [int((r["total_cost"] or 0) * USD) for r in mine]
+        if team.budget_mode == "block":
+            expected = sum(p if r["priced"] else max(p, ceiling_pico(r)) for p, r in zip(priced, mine, strict=True))
+            assert any(not r["priced"] for r in mine)  # the case is really exercised
+        else:
+            expected = sum(priced)
+        assert totals[team.team_id] == expected
+
+
+def test_calls_in_flight_at_the_crossing_are_the_whole_overshoot() -> None:
+    # GIVEN a $1 block-mode budget with $0.90 spent, and 8 calls of up to $0.25 admitted before any of them finished
+    store = MemorySpendStore()
+    store.add("capped", period="2026-11-01", day="2026-11-25", spend_pico=9 * USD // 10, tokens=0)
+    guards = [_guard(store) for _ in range(2)]  # two processes
+    in_flight = 8
+    for i in range(in_flight):
+        guards[i % 2].check(BLOCK)  # each reads $0.90 < $1: admitted
+    # WHEN they finish (the first crosses the budget, the seven others were already running)
+    for i in range(in_flight):
+        guards[i % 2].record(BLOCK, _event(cost="0.25"))
+    # THEN the overshoot is under in_flight × the largest call, and no call that starts now is admitted
+    spend = store.read("capped", period="2026-11-01", day="2026-11-25").spend_pico
+    assert 0 < spend - USD < in_flight * USD // 4
+    for guard in guards:
+        with pytest.raises(Throttled):
+            guard.check(BLOCK)

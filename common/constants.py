@@ -26,6 +26,10 @@ PRICING_CATALOG = "pricing/catalog"
 CURATED_USAGE_COST = "curated/usage_cost"
 CURATED_TEAM_MODEL_DAILY = "curated/team_model_daily"
 RUN_MANIFESTS = "runs/transform"
+#: Budget alerts the gateway raised (ingest/alerts.py): ALERTS_FILE in a folder lake, one JSON object per alert under
+#: alerts/period=<period>/ on S3; the dashboard reads both.
+ALERTS = "alerts"
+ALERTS_FILE = "alerts.jsonl"
 # The month-end close (DESIGN.md "Finance"): imported AWS bills, and what the close makes of them.
 BILLING_CUR = "billing/cur"
 CURATED_RECONCILIATION = "curated/reconciliation"

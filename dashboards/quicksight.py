@@ -155,6 +155,7 @@ class Visual:
         category: the bar's category or the line's x axis (a date column for lines).
         color: an optional series split (one line or bar colour per value).
         columns: the table's columns, in order.
+        counts: columns whose rows are counted (``COUNT``), after the summed measures: how many events, say.
         only: rows the visual keeps: ``(column, values)`` (a filter scoped to this visual), e.g. a period's own
             chargeback lines apart from its adjustment lines.
     """
@@ -167,10 +168,12 @@ class Visual:
     category: str | None = None
     color: str | None = None
     columns: tuple[str, ...] = ()
+    counts: tuple[str, ...] = ()
     only: tuple[str, tuple[str, ...]] | None = None
 
     def referenced_columns(self) -> tuple[str, ...]:
-        named = (*self.measures, self.category, self.color, *self.columns, self.only[0] if self.only else None)
+        named = (*self.measures, *self.counts, self.category, self.color, *self.columns,
+                 self.only[0] if self.only else None)
         return tuple(c for c in named if c)
 
 
@@ -271,6 +274,14 @@ SHEETS: tuple[Sheet, ...] = (
         Visual(_T, "burn-table", "Budget burn", "budget_burn",
                columns=("fiscal_month_start", "team_id", "cost_center", "monthly_budget_usd", "spend_to_date",
                         "forecast_month_end", "budget_remaining", "budget_used_ratio", "forecast_over_budget")),
+        # Refused calls: events with status throttled (429: a block-mode budget reached, a daily token or rate
+        # limit, or the provider throttling). The curated tables do not carry refusal_reason yet, so the reasons
+        # are not told apart here.
+        Visual(_B, "burn-refused", "Refused calls (429) by team", "usage_local", counts=("event_id",),
+               category="team_id", only=("status", ("throttled",))),
+        Visual(_T, "burn-refused-table", "Refused calls (429) by fiscal month and team", "usage_local",
+               columns=("fiscal_month_start", "team_id", "cost_center"), counts=("event_id",),
+               only=("status", ("throttled",))),
     )),
 )
 
@@ -434,6 +445,15 @@ def _measure(visual: Visual, name: str) -> dict[str, Any]:
     return {"NumericalMeasureField": field}
 
 
+def _count(visual: Visual, name: str) -> dict[str, Any]:
+    return {"CategoricalMeasureField": {"FieldId": f"{visual.visual_id}.{name}.count",
+                                        "Column": _column(visual.view, name), "AggregationFunction": "COUNT"}}
+
+
+def _field_id(measure: dict[str, Any]) -> str:
+    return str(next(iter(measure.values()))["FieldId"])
+
+
 def _unaggregated(visual: Visual, name: str) -> dict[str, Any]:
     field: dict[str, Any] = {"FieldId": f"{visual.visual_id}.{name}", "Column": _column(visual.view, name)}
     if _column_type(visual.view, name) == "DECIMAL":
@@ -463,7 +483,7 @@ def _title(text: str) -> dict[str, Any]:
 def _visual(visual: Visual) -> dict[str, Any]:
     """The API shape of one visual (``Visual`` union member)."""
     base = {"VisualId": visual.visual_id, "Title": _title(visual.title)}
-    measures = [_measure(visual, m) for m in visual.measures]
+    measures = [_measure(visual, m) for m in visual.measures] + [_count(visual, c) for c in visual.counts]
     if visual.kind == "kpi":
         return {"KPIVisual": {**base, "ChartConfiguration": {"FieldWells": {"Values": measures}}}}
     if visual.kind == "table" and measures:  # grouped by its columns, measures summed
@@ -478,8 +498,7 @@ def _visual(visual: Visual) -> dict[str, Any]:
     if visual.color:
         wells["Colors"] = [_dimension(visual, visual.color)]
     if visual.kind == "bar":
-        sort = {"CategorySort": [{"FieldSort": {"FieldId": measures[0]["NumericalMeasureField"]["FieldId"],
-                                                "Direction": "DESC"}}]}
+        sort = {"CategorySort": [{"FieldSort": {"FieldId": _field_id(measures[0]), "Direction": "DESC"}}]}
         return {"BarChartVisual": {**base, "ChartConfiguration": {
             "FieldWells": {"BarChartAggregatedFieldWells": wells}, "SortConfiguration": sort,
             "Orientation": "HORIZONTAL", "BarsArrangement": "CLUSTERED"}}}

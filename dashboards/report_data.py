@@ -6,6 +6,7 @@ and shapes rows. Money stays ``Decimal`` (DuckDB returns DECIMAL(38,12) as ``Dec
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -13,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from common.constants import ALERTS
 from common.lake import Lake
 from finance.chargeback import CENT, VersionInfo, versions
 
@@ -82,8 +84,74 @@ def _burn(con: duckdb.DuckDBPyConnection, date_to: date) -> tuple[date | None, t
     return month, tuple(rows)
 
 
+def alert_log(lake: Lake | None) -> list[dict[str, Any]]:
+    """Every budget alert the gateway wrote into the lake (``alerts/``: the ``alerts.jsonl`` log of a folder lake, one
+    object per alert on S3; the line format is ``ingest.budget.alert_of``'s), in file order. A line that is not a
+    JSON object (a write torn by a crash) is skipped."""
+    if lake is None:
+        return []
+    found: list[dict[str, Any]] = []
+    for path in lake.list_files(ALERTS, suffix=""):
+        if not path.endswith((".json", ".jsonl")):
+            continue
+        with lake.fs.open_input_stream(path) as src:
+            text = src.read().decode("utf-8", errors="replace")
+        for line in text.splitlines():
+            try:
+                alert = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(alert, dict) and alert.get("team_id"):
+                found.append(alert)
+    return found
+
+
+def _used(spend: Decimal | None, budget: Decimal | None) -> str | None:
+    if spend is None or not budget:
+        return None
+    return f"{(Decimal(spend) / Decimal(budget) * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
+
+
+def _budget_alerts_table(con: duckdb.DuckDBPyConnection, burn_month: date | None,
+                         alerts: list[dict[str, Any]]) -> Table:
+    """Each team's alert state in the budget burn's fiscal month: the thresholds the gateway alerted (its alert log),
+    the share of the budget the views count as spent, and the calls refused with 429."""
+    rows: list[tuple[Any, ...]] = []
+    if burn_month is not None:
+        burn = {team: (budget, spend) for team, budget, spend in _rows(con, """
+            select team_id, monthly_budget_usd, spend_to_date from budget_burn where fiscal_month_start = ?""",
+            [burn_month])}
+        refused = {team: int(n) for team, n in _rows(con, """
+            select team_id, count(*) from usage_local where fiscal_month_start = ? and status = 'throttled'
+            group by team_id""", [burn_month])}
+        raised: dict[str, list[dict[str, Any]]] = {}
+        for alert in alerts:
+            if alert.get("period") == burn_month.isoformat():
+                raised.setdefault(str(alert["team_id"]), []).append(alert)
+        teams = {t for t, (budget, _spend) in burn.items() if budget is not None} | set(raised) | set(refused)
+        for team in sorted(teams):
+            budget, spend = burn.get(team, (None, None))
+            mine = sorted(raised.get(team, []), key=lambda a: str(a.get("raised_at") or ""))
+            thresholds = sorted({int(a["threshold_pct"]) for a in mine
+                                 if isinstance(a.get("threshold_pct"), int | float)})
+            last = mine[-1] if mine else {}
+            when = str(last.get("raised_at") or "")[:16].replace("T", " ") or None
+            rows.append((team, last.get("budget_mode"), budget, spend, _used(spend, budget),
+                         ", ".join(f"{t}%" for t in thresholds) or "none", when, refused.get(team, 0)))
+    return Table("budget-alerts", "Budget alerts and refused calls",
+                 ("team", "budget mode", "budget (USD)", "spent (USD)", "used", "thresholds alerted",
+                  "last alert (UTC)", "refused calls (429)"),
+                 tuple(rows),
+                 note="The budget burn's fiscal month. Thresholds alerted: the alerts the gateway raised (once per "
+                      "team, fiscal month and threshold, whatever the number of gateway processes), from the lake's "
+                      "alert log (alerts/); in AWS they go to the unit's SNS topic and EventBridge. Used: the views' "
+                      "spend to date over the monthly budget. Refused calls: events with status throttled (HTTP "
+                      "429: a block-mode budget reached, a daily token or rate limit, or the provider throttling), "
+                      "which still count as invocations at zero cost.")
+
+
 def _tables(con: duckdb.DuckDBPyConnection, period: list[Any], burn_month: date | None,
-            manifests: dict[str, list[VersionInfo]]) -> tuple[Table, ...]:
+            manifests: dict[str, list[VersionInfo]], alerts: list[dict[str, Any]]) -> tuple[Table, ...]:
     months = [period[0], period[1]]  # fiscal months overlapping the period
     month_filter = "fiscal_month_end >= ? and fiscal_month_start <= ?"
     return (
@@ -114,6 +182,7 @@ def _tables(con: duckdb.DuckDBPyConnection, period: list[Any], burn_month: date 
                     budget_remaining, days_elapsed || ' of ' || days_in_month from budget_burn
                     where fiscal_month_start = ? order by team_id""", [burn_month])),
               note="Linear forecast: spend so far ÷ days elapsed × days in the month."),
+        _budget_alerts_table(con, burn_month, alerts),
         Table("growers", "Fastest growers (last 7 days with data against the 7 before)",
               ("rank", "team", "last 7 days (USD)", "prior 7 days (USD)", "growth (USD)"),
               tuple(_rows(con, """select growth_rank, team_id, last_7d_cost, prior_7d_cost, growth_cost
@@ -336,4 +405,5 @@ def gather(con: duckdb.DuckDBPyConnection, *, date_from: date | None, date_to: d
     return ReportData(date_from=date_from, date_to=date_to, total_spend=spend, invocations=calls,
                       unpriced_invocations=unpriced, spend_by_team=_spend_by(con, "team_id", period),
                       spend_by_model=_spend_by(con, "model_id", period), daily=daily, burn_month=burn_month,
-                      burn=burn, tables=_tables(con, period, burn_month, _manifests(con, lake, period)))
+                      burn=burn, tables=_tables(con, period, burn_month, _manifests(con, lake, period),
+                                                alert_log(lake)))

@@ -15,6 +15,7 @@ from botocore.model import Shape
 from botocore.validate import ParamValidator
 from moto import mock_aws
 
+from common.contracts import STATUSES
 from dashboards import quicksight as qs
 from sql.render import views
 from tests.fixture_lake import FixtureFacts
@@ -261,7 +262,8 @@ def test_visual_filters_keep_only_their_visuals_rows(defs: dict[str, Any]) -> No
                for s in definition["Sheets"] for v in s["Visuals"]}
     scoped = [g for g in definition["FilterGroups"] if "SelectedSheets" in g["ScopeConfiguration"]]
     expected = {v.visual_id: v.only for s in qs.SHEETS for v in s.visuals if v.only}
-    assert {v for v in expected} == {"close-chargeback", "close-adjustments", "close-by-cost-center"}
+    assert {v for v in expected} == {"close-chargeback", "close-adjustments", "close-by-cost-center",
+                                     "burn-refused", "burn-refused-table"}
     assert len(scoped) == len(expected)
     for group in scoped:
         # THEN each filters one column of its visual's own dataset, to the values the layout names, on that visual
@@ -274,5 +276,8 @@ def test_visual_filters_keep_only_their_visuals_rows(defs: dict[str, Any]) -> No
         view = next(v.view for s in qs.SHEETS for v in s.visuals if v.visual_id == visual_id)
         assert f["Column"] == {"DataSetIdentifier": view, "ColumnName": column}
         assert f["Configuration"]["FilterListConfiguration"]["CategoryValues"] == list(values)
+    refused = {v.only for s in qs.SHEETS for v in s.visuals if v.only and v.view == "usage_local"}
+    assert refused == {("status", ("throttled",))}  # a status the event contract allows
+    assert "throttled" in STATUSES
     lines = {v.only[1] for s in qs.SHEETS for v in s.visuals if v.only and v.only[0] == "line_type"}
     assert lines == {("charge",), ("adjustment",)}  # the chargeback view's line types, and only those

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from common.contracts import team_id_problem
+from common.contracts import BUDGET_MODES, alert_at_problem, team_id_problem
 
 DEFAULT_CONFIG = Path(__file__).parent / "config" / "units.yaml"
 
@@ -77,12 +77,31 @@ class Team(_Strict):
     team_id: TeamId = Field(description="Team id, as it appears in usage events.")
     cost_center: str | None = Field(default=None, description="Cost centre that receives the team's charges.")
     monthly_budget_usd: Decimal | None = Field(default=None, ge=0, description="Monthly budget, USD (budget views).")
+    budget_mode: str | None = Field(
+        default=None, description="What the budget does at the gateway: alert only, or also refuse calls once reached.")
+    alert_at: list[int] | None = Field(default=None, min_length=1,
+                                       description="Alert thresholds, percent of the monthly budget (1-1000).")
     keys: list[Name] = Field(
         default_factory=lambda: ["default"], min_length=1, description="Names of the team's API keys.")
     throttle: Throttle = Field(description="Usage-plan throttle of the team.")
     quota: Quota | None = Field(default=None, description="Usage-plan quota of the team; none = unlimited.")
     allowed_models: list[str] = Field(default_factory=lambda: ["*"], min_length=1,
                                       description="Model-id glob patterns the team may invoke.")
+
+    @field_validator("budget_mode")
+    @classmethod
+    def _mode(cls, value: str | None) -> str | None:
+        if value is not None and value not in BUDGET_MODES:
+            raise ValueError(f"{value!r} is not a budget mode: use {' or '.join(BUDGET_MODES)}")
+        return value
+
+    @field_validator("alert_at")
+    @classmethod
+    def _thresholds(cls, values: list[int] | None) -> list[int] | None:
+        problem = alert_at_problem(tuple(values)) if values is not None else None
+        if problem:
+            raise ValueError(problem)
+        return sorted(set(values)) if values is not None else None
 
     @field_validator("keys")
     @classmethod

@@ -121,6 +121,9 @@ def seed_item(team: Team, unit_name: str) -> dict[str, dict[str, object]]:
         # DynamoDB numbers travel as strings: the Decimal's own text keeps the budget exact.
         **({"monthly_budget_usd": {"N": str(team.monthly_budget_usd)}}
            if team.monthly_budget_usd is not None else {}),
+        # the spend controls, when the config sets them (absent: the gateway's defaults, alert at 50, 80, 100 %)
+        **({"budget_mode": {"S": team.budget_mode}} if team.budget_mode else {}),
+        **({"alert_at": {"L": [{"N": str(t)} for t in team.alert_at]}} if team.alert_at else {}),
     }
 
 

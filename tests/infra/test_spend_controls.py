@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 from aws_cdk.assertions import Match
+from moto import mock_aws
 
 from common import constants as c
-from infra.config import ConfigError, parse_config
+from infra.config import ConfigError, load_config, parse_config
+from infra.constructs.gateway_api import seed_item
 from infra.constructs.spend_controls import CORRECTION_COUNTER_ACTIONS, DEFAULT_EVENT_BUS, GATEWAY_COUNTER_ACTIONS
+from ingest.dynamo import DynamoTenantRegistry
+from tests.aws.conftest import create_table
 from tests.infra.conftest import Assembly, sample_data
 
 FULL, OTHER = "modelmeter-research", "modelmeter-finance"
@@ -129,6 +134,42 @@ def test_a_unit_gives_its_gateway_the_counters_topic_and_bus_and_alarms_into_its
     assert not deployment.resources(FULL, "AWS::SNS::Subscription")
     assert {s["Properties"]["Protocol"] for s in deployment.resources(OTHER, "AWS::SNS::Subscription")} == {
         "email", "https"}
+
+
+def test_a_seeded_teams_budget_mode_and_thresholds_are_what_the_gateway_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the sample's data-science team (alert mode, 50/80/100) and the same team in block mode at 25/90 %
+    unit = load_config().unit("research")
+    (team,) = [t for t in unit.teams if t.team_id == "data-science"]
+    blocking = team.model_copy(update={"budget_mode": "block", "alert_at": [25, 90]})
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_table(client, "tenants")
+        registry = DynamoTenantRegistry(table_name="tenants", client=client)
+        for seeded, expected in ((team, ("alert", (50, 80, 100))), (blocking, ("block", (25, 90)))):
+            # WHEN the deploy's seed item is put THEN the gateway reads the mode and thresholds the config set
+            client.put_item(TableName="tenants", Item=seed_item(seeded, "research"))
+            read = registry.get_team("data-science")
+            assert read is not None and (read.budget_mode, read.alert_at) == expected
+    # AND a team without them is seeded without them (the gateway's defaults)
+    (search,) = [t for t in unit.teams if t.team_id == "search"]
+    assert "budget_mode" not in seed_item(search, "research") and "alert_at" not in seed_item(search, "research")
+
+
+@pytest.mark.parametrize(("team", "expected"), [
+    ({"budget_mode": "hard"}, "units[0].teams[0].budget_mode: 'hard' is not a budget mode: use alert or block"),
+    ({"alert_at": [50, 1200]}, "units[0].teams[0].alert_at: alert threshold 1200 is not a whole percentage from 1 "
+                               "to 1000"),
+    ({"alert_at": []}, "units[0].teams[0].alert_at: List should have at least 1 item"),
+])
+def test_a_bad_budget_mode_or_threshold_is_refused_naming_its_key(team: dict[str, Any], expected: str) -> None:
+    data = sample_data()
+    data["units"][0]["teams"][0].update(team)
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data, source="units.yaml")
+    assert expected in str(raised.value)
 
 
 @pytest.mark.parametrize(("budget_alerts", "expected"), [

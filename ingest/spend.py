@@ -12,6 +12,7 @@ Money is whole pico-dollars (``10**12`` per USD, the transform's arithmetic), so
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -149,17 +150,7 @@ class SqliteSpendStore:
     def _con(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: autocommit, transactions are the explicit BEGIN IMMEDIATE … COMMIT below.
-            con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                  check_same_thread=False)
-            con.execute(f"pragma busy_timeout = {int(self.busy_timeout * 1000)}")
-            con.execute("pragma journal_mode = wal")
-            con.execute("pragma synchronous = normal")
-            # No checkpoint inside a call's commit (its fsync was the tail of the per-call cost): a background
-            # thread checkpoints every checkpoint_seconds instead (bench/gateway.py: p99.9 from ~5-12 ms to <1 ms).
-            con.execute("pragma wal_autocheckpoint = 0")
-            con.executescript(_SCHEMA)  # idempotent; once per thread's connection
+            con = self._connect()
             self._local.con = con
             with self._mutex:
                 self._all.append(con)
@@ -168,6 +159,29 @@ class SqliteSpendStore:
                     self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(self._stop,),
                                                           daemon=True, name="modelmeter-spend-checkpoint")
                     self._checkpointer.start()
+        return con
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Setting up a connection (WAL mode, the schema) under an exclusive file lock: SQLite answers "database is
+        # locked" at once, without its busy handler, when connections of several processes do it together.
+        with open(self.path.with_name(self.path.name + ".lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            # isolation_level=None: autocommit, transactions are the explicit BEGIN IMMEDIATE … COMMIT below.
+            con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                  check_same_thread=False)
+            try:
+                con.execute(f"pragma busy_timeout = {int(self.busy_timeout * 1000)}")
+                con.execute("pragma journal_mode = wal")
+                con.execute("pragma synchronous = normal")
+                # No checkpoint inside a call's commit (its fsync was the tail of the per-call cost): a background
+                # thread checkpoints every checkpoint_seconds instead (bench/gateway.py: p99.9 from ~5-12 ms to
+                # under 1 ms).
+                con.execute("pragma wal_autocheckpoint = 0")
+                con.executescript(_SCHEMA)  # idempotent; once per thread's connection
+            except BaseException:
+                con.close()
+                raise
         return con
 
     def _checkpoint_loop(self, stop: threading.Event) -> None:

@@ -529,8 +529,8 @@ def _outputs(*, lake: Lake, first_day: date, last_day: date, dashboard: Path) ->
     focus_file = Path(lake.base) / "exports" / f"focus-{period}.parquet"
     focus_file.parent.mkdir(parents=True, exist_ok=True)
     summary = export_focus(lake=lake, date_from=start, date_to=end, out=focus_file)
-    print(f"FOCUS 1.2 export of billing period {period}: {focus_file.resolve()} (BilledCost {money_text(summary.billed_cost)} "
-          f"USD: the chargeback of record)")
+    print(f"FOCUS 1.2 export of billing period {period}: {focus_file.resolve()} (BilledCost "
+          f"{money_text(summary.billed_cost)} USD: the chargeback of record)")
     _validate_focus(focus_file)
 
 

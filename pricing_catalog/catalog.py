@@ -10,7 +10,7 @@ from dataclasses import fields
 from datetime import date, datetime
 from decimal import Decimal
 
-from common.contracts import SERVICE_TIERS, SCALAR_DIMENSIONS
+from common.contracts import SCALAR_DIMENSIONS, SERVICE_TIERS
 from pricing_catalog.intervals import check_no_overlaps, overlay
 from pricing_catalog.matching import ModelIndex
 from pricing_catalog.model import (

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from common.contracts import IMAGE_QUALITIES, SERVICE_TIERS, SCALAR_DIMENSIONS
+from common.contracts import IMAGE_QUALITIES, SCALAR_DIMENSIONS, SERVICE_TIERS
 from pricing_catalog.catalog import Catalog
 from pricing_catalog.intervals import check_no_overlaps
 from pricing_catalog.model import (

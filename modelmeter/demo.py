@@ -37,7 +37,7 @@ from common.lake import Lake
 from dashboards.focus import KNOWN_VALIDATOR_DEFECTS, export_focus, run_validator
 from dashboards.html import render_dashboard
 from finance.reconcile import period_days
-from ingest.alerts import LocalAlerts
+from ingest.alerts import ALERTS, ALERTS_FILE, LocalAlerts
 from ingest.app import create_app
 from ingest.emit import local_emitter
 from ingest.files import ingest_files
@@ -70,6 +70,7 @@ class DemoTeam:
     daily_tokens: int | None = None
     allow: tuple[str, ...] = ()  # allowlist patterns; empty = exactly the team's models
     context_words: int = 300  # typical size of the document sent along with a prompt (log-normal around it)
+    budget_mode: str = "alert"  # block: refused with 429 once the month's spend reaches the budget
 
 
 HAIKU3 = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -104,10 +105,12 @@ TEAMS: tuple[DemoTeam, ...] = (
     DemoTeam("legal-review", "CC-5005", "3000", {SONNET35: 3, SONNET45: 2}, 0.6, "seed", context_words=4000),
     DemoTeam("fraud-detect", "CC-6110", "800", {COHERE_EMBED: 4, LLAMA8: 3}, 0.9, "seed", context_words=150),
     DemoTeam("mobile-app", "CC-7300", "1000", {NOVA_MICRO: 5, NOVA_LITE: 3}, 1.3, "openai", context_words=200),
-    DemoTeam("sales-copilot", "CC-8020", "2000", {SONNET4: 2, HAIKU45: 3}, 0.8, "openai", tz="America/Los_Angeles",
+    # a team on a small budget in alert mode (its thresholds alert once each, calls go on) and one in block mode
+    # (refused with 429 once its month's spend reaches the budget): the week's spend is about $1 and $0.40
+    DemoTeam("sales-copilot", "CC-8020", "0.80", {SONNET4: 2, HAIKU45: 3}, 0.8, "openai", tz="America/Los_Angeles",
              context_words=900),
-    DemoTeam("platform-eval", "CC-9000", "300", {NOVA_LITE: 2, LLAMA8: 2, MISTRAL: 1}, 0.5, "seed",
-             allow=("*nova*", "meta.*", "mistral.*"), context_words=700),
+    DemoTeam("platform-eval", "CC-9000", "0.15", {NOVA_LITE: 2, LLAMA8: 2, MISTRAL: 1}, 0.5, "seed",
+             allow=("*nova*", "meta.*", "mistral.*"), context_words=700, budget_mode="block"),
     DemoTeam("finance-ops", "CC-9100", "200", {HAIKU3: 1}, 0.4, "openai", daily_tokens=6000, context_words=1200),
 )
 
@@ -381,10 +384,22 @@ def _register_teams(registry: Any) -> dict[str, str]:
     for t in TEAMS:
         allowed = t.allow or tuple(t.models)
         registry.put_team(Team(team_id=t.team_id, cost_center=t.cost_center, monthly_budget_usd=Decimal(t.budget),
-                               allowed_models=allowed, limits=Limits(daily_tokens=t.daily_tokens)))
+                               allowed_models=allowed, limits=Limits(daily_tokens=t.daily_tokens),
+                               budget_mode=t.budget_mode))
         _, secret = registry.create_key(t.team_id)
         keys[t.team_id] = secret
     return keys
+
+
+def _print_budgets(lake: Lake) -> None:
+    """The spend controls as a team lead sees them: the alerts the gateway raised (one per threshold and month)."""
+    path = Path(lake.path(ALERTS, ALERTS_FILE))
+    alerts = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+    for a in alerts:
+        print(f"  budget alert: {a.get('team_id')} reached {a.get('threshold_pct')} % of its "
+              f"{a.get('budget_usd')} USD {a.get('budget_mode')}-mode budget for {a.get('period')}")
+    print(f"  {len(alerts)} budget alerts in {path} (blocked calls: 429 with refusal_reason budget; a team reads its "
+          f"own figures at GET /v1/usage)")
 
 
 def _step(label: str) -> Callable[[], None]:
@@ -414,6 +429,7 @@ def run(args: argparse.Namespace) -> int:
     statuses = _drive_gateway(lake=lake, registry_file=registry_file, keys=keys, rng=rng, requests=args.requests,
                               days=args.days, end=today)
     print("  HTTP statuses: " + ", ".join(f"{code}×{n}" for code, n in sorted(statuses.items())))
+    _print_budgets(lake)
     done()
 
     done = _step("landing a partner's JSON Lines batch with `modelmeter ingest`")
@@ -472,7 +488,7 @@ def _serve_child(conn: Any, lake_uri: str, registry_file: str, clock_value: Any)
     app = create_app(registry=LocalTenantRegistry(registry_file), providers=build_router(upstream="simulator"),
                      emitter=emitter, longpoll=MemoryLongPollStore(), business_unit="demo",
                      clock=SharedClock(clock_value), spend=SqliteSpendStore(store_path(registry_file)),
-                     alerts=LocalAlerts(lake=lake))  # as `modelmeter serve` counts budgets and alerts
+                     alerts=LocalAlerts(lake=lake), lake=lake)  # as `modelmeter serve` prices, counts and alerts
     server = start_background(app=app, host="127.0.0.1", port=0)
     conn.send(server.url)
     conn.recv()  # the driver is done

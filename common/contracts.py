@@ -601,6 +601,7 @@ USAGE_COST: tuple[CuratedColumn, ...] = (
     CuratedColumn("unpriced_dimensions", "string",
                   description="Catalog dimensions the event used without a price, comma-separated in billable-unit "
                               "order; NULL when priced ('' when its model has no price and it used nothing)."),
+    _from_event("refusal_reason"),
 )
 
 TEAM_MODEL_DAILY: tuple[CuratedColumn, ...] = (

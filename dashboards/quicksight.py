@@ -44,8 +44,9 @@ VIEW_COLUMNS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
     "usage_local": (
         ("event_id", "STRING"), ("team_id", "STRING"), ("cost_center", "STRING"), ("business_unit", "STRING"),
         ("provider", "STRING"), ("region", "STRING"), ("model_id", "STRING"), ("operation", "STRING"),
-        ("status", "STRING"), ("service_tier", "STRING"), ("event_time", "DATETIME"), ("usage_date", "DATETIME"),
-        ("local_date", "DATETIME"), ("fiscal_month_start", "DATETIME"), *_COUNTS, ("priced", "BOOLEAN"),
+        ("status", "STRING"), ("refusal_reason", "STRING"), ("service_tier", "STRING"), ("event_time", "DATETIME"),
+        ("usage_date", "DATETIME"), ("local_date", "DATETIME"), ("fiscal_month_start", "DATETIME"), *_COUNTS,
+        ("priced", "BOOLEAN"),
         ("unpriced_dimensions", "STRING"), ("price_version", "STRING"), *_COSTS,
     ),
     "team_model_daily_local": (  # curated team_model_daily's columns, by local day (one definition: its mart)

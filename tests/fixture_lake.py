@@ -228,6 +228,7 @@ def _usage_rows(rng: random.Random) -> list[dict[str, Any]]:
                         "api_key_id": f"key-{team.team_id}", "business_unit": team.business_unit,
                         "provider": model.provider, "region": "us-east-1", "model_id": model.model_id,
                         "operation": model.operation, "status": status, "service_tier": "on_demand",
+                        "refusal_reason": "rate_limit" if status == "throttled" else None,
                         **counts, **_costs(model, counts),
                     })
     rows.sort(key=lambda r: (r["event_time"], r["event_id"]))

@@ -36,7 +36,7 @@ from sql.fragments import pico_column
 ROW_GROUP_ROWS = 1_000_000
 #: usage_cost columns with few distinct values: dictionary-encoded before writing.
 DICTIONARY_COLUMNS = ("team_id", "api_key_id", "business_unit", "provider", "region", "model_id", "operation",
-                      "status", "service_tier", "price_version", "unpriced_dimensions")
+                      "status", "service_tier", "price_version", "unpriced_dimensions", "refusal_reason")
 _GROUP_KEYS = ("usage_date", "team_id", "model_id")
 _COUNTS = tuple(COST_OF.values())
 #: Per billable unit, the rollup's count of rows that used it without a price (its cost NULL): the partial sums

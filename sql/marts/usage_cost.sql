@@ -34,7 +34,8 @@ final as (
         price_version,
         {{ costs_from_pico }},
         priced,
-        unpriced_dimensions
+        unpriced_dimensions,
+        refusal_reason
     from costed
 
 )

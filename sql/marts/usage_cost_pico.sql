@@ -100,7 +100,9 @@ final as (
         -- the dimensions used without a price, in UNITS order; NULL when priced ('' for an event of a model with
         -- no price at all that used nothing): concat_ws(',', case when input_tokens > 0 and
         -- unit_input_tokens is null then 'input_tokens' end, …)
-        case when not is_priced then {{ unpriced_dimension_list }} end as unpriced_dimensions
+        case when not is_priced then {{ unpriced_dimension_list }} end as unpriced_dimensions,
+        -- why the gateway refused the call (budget, rate_limit, …); NULL when it did not
+        refusal_reason
     from costed
 
 )

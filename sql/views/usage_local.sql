@@ -22,6 +22,7 @@ final as (
         u.model_id,
         u.operation,
         u.status,
+        u.refusal_reason,
         u.service_tier,
         -- time
         u.event_time,

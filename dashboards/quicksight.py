@@ -276,12 +276,11 @@ SHEETS: tuple[Sheet, ...] = (
                columns=("fiscal_month_start", "team_id", "cost_center", "monthly_budget_usd", "spend_to_date",
                         "forecast_month_end", "budget_remaining", "budget_used_ratio", "forecast_over_budget")),
         # Refused calls: events with status throttled (429: a block-mode budget reached, a daily token or rate
-        # limit, or the provider throttling). The curated tables do not carry refusal_reason yet, so the reasons
-        # are not told apart here.
+        # limit, or the provider throttling), told apart by refusal_reason (NULL: the provider throttled).
         Visual(_B, "burn-refused", "Refused calls (429) by team", "usage_local", counts=("event_id",),
                category="team_id", only=("status", ("throttled",))),
-        Visual(_T, "burn-refused-table", "Refused calls (429) by fiscal month and team", "usage_local",
-               columns=("fiscal_month_start", "team_id", "cost_center"), counts=("event_id",),
+        Visual(_T, "burn-refused-table", "Refused calls (429) by fiscal month, team and reason", "usage_local",
+               columns=("fiscal_month_start", "team_id", "cost_center", "refusal_reason"), counts=("event_id",),
                only=("status", ("throttled",))),
     )),
 )

@@ -121,9 +121,14 @@ def _budget_alerts_table(con: duckdb.DuckDBPyConnection, burn_month: date | None
         burn = {team: (budget, spend) for team, budget, spend in _rows(con, """
             select team_id, monthly_budget_usd, spend_to_date from budget_burn where fiscal_month_start = ?""",
             [burn_month])}
-        refused = {team: int(n) for team, n in _rows(con, """
-            select team_id, count(*) from usage_local where fiscal_month_start = ? and status = 'throttled'
-            group by team_id""", [burn_month])}
+        refused: dict[str, int] = {}
+        by_budget: dict[str, int] = {}
+        for team, reason, n in _rows(con, """
+                select team_id, refusal_reason, count(*) from usage_local
+                where fiscal_month_start = ? and status = 'throttled' group by all""", [burn_month]):
+            refused[team] = refused.get(team, 0) + int(n)
+            if reason == "budget":
+                by_budget[team] = int(n)
         raised: dict[str, list[dict[str, Any]]] = {}
         for alert in alerts:
             if alert.get("period") == burn_month.isoformat():
@@ -137,17 +142,19 @@ def _budget_alerts_table(con: duckdb.DuckDBPyConnection, burn_month: date | None
             last = mine[-1] if mine else {}
             when = str(last.get("raised_at") or "")[:16].replace("T", " ") or None
             rows.append((team, last.get("budget_mode"), budget, spend, _used(spend, budget),
-                         ", ".join(f"{t}%" for t in thresholds) or "none", when, refused.get(team, 0)))
+                         ", ".join(f"{t}%" for t in thresholds) or "none", when, refused.get(team, 0),
+                         by_budget.get(team, 0)))
     return Table("budget-alerts", "Budget alerts and refused calls",
                  ("team", "budget mode", "budget (USD)", "spent (USD)", "used", "thresholds alerted",
-                  "last alert (UTC)", "refused calls (429)"),
+                  "last alert (UTC)", "refused calls (429)", "of them: budget"),
                  tuple(rows),
                  note="The budget burn's fiscal month. Thresholds alerted: the alerts the gateway raised (once per "
                       "team, fiscal month and threshold, whatever the number of gateway processes), from the lake's "
                       "alert log (alerts/); in AWS they go to the unit's SNS topic and EventBridge. Used: the views' "
                       "spend to date over the monthly budget. Refused calls: events with status throttled (HTTP "
                       "429: a block-mode budget reached, a daily token or rate limit, or the provider throttling), "
-                      "which still count as invocations at zero cost.")
+                      "which still count as invocations at zero cost; \"of them: budget\" those with "
+                      "refusal_reason budget.")
 
 
 def _tables(con: duckdb.DuckDBPyConnection, period: list[Any], burn_month: date | None,

@@ -84,7 +84,7 @@ def test_the_budget_section_shows_each_teams_alerts_share_used_and_refused_calls
                             config=UTC_CONFIG).read_text(encoding="utf-8")
     heads, rows = _table(html, "budget-alerts")
     assert heads == ["team", "budget mode", "budget (USD)", "spent (USD)", "used", "thresholds alerted",
-                     "last alert (UTC)", "refused calls (429)"]
+                     "last alert (UTC)", "refused calls (429)", "of them: budget"]
     by_team = {r[0]: r for r in rows}
     # THEN every budgeted team, and every team alerted or refused, has a row
     refused = _throttled(facts, date(2026, 12, 1))
@@ -106,6 +106,8 @@ def test_the_budget_section_shows_each_teams_alerts_share_used_and_refused_calls
     # AND refused calls are the month's throttled events of each team (zero where there were none)
     assert {t: int(r[7]) for t, r in by_team.items()} == {t: refused.get(t, 0) for t in by_team}
     assert sum(refused.values()) > 0
+    # AND none of the fixture's refusals was a budget's (its throttled events are rate limits)
+    assert {int(r[8]) for r in by_team.values()} == {0}
 
 
 def test_a_lake_without_alerts_shows_the_table_with_no_alerts(facts: FixtureFacts, tmp_path: Path) -> None:

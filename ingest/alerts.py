@@ -20,14 +20,11 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from common.constants import ENV_ALERT_WEBHOOK
+from common.constants import ALERTS, ALERTS_FILE, ENV_ALERT_WEBHOOK
 from common.lake import Lake
 
 log = logging.getLogger(__name__)
 
-#: Lake prefix of the local alert log.
-ALERTS = "alerts"
-ALERTS_FILE = "alerts.jsonl"
 #: Webhook delivery: attempts, first wait (doubled after each failure) and the timeout of one POST.
 WEBHOOK_ATTEMPTS = 6
 WEBHOOK_FIRST_BACKOFF = 1.0

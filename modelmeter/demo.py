@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from common.constants import ALERTS, ALERTS_FILE
 from common.contracts import Limits, Team
 from common.errors import UserError
 from common.lake import Lake
 from dashboards.focus import KNOWN_VALIDATOR_DEFECTS, export_focus, run_validator
 from dashboards.html import render_dashboard
 from finance.reconcile import period_days
-from ingest.alerts import ALERTS, ALERTS_FILE, LocalAlerts
+from ingest.alerts import LocalAlerts
 from ingest.app import create_app
 from ingest.emit import local_emitter
 from ingest.files import ingest_files

@@ -310,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lake(p)
     p.add_argument("team", nargs="?", type=_team, default=None, help="one team (default: every team)")
     p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
+    p.add_argument("--spend", default=None, metavar="STORE",
+                   help="the spend counters: dynamodb://TABLE (a deployed unit's, its SpendTableName output) or a "
+                        "SQLite file (default: $MODELMETER_SPEND_TABLE, else the file beside the tenant file)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(command_key="budget show")
 

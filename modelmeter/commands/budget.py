@@ -1,36 +1,42 @@
-"""``modelmeter budget show [TEAM]``, and the correction of the gateway's spend counters after a transform run.
+"""``modelmeter budget show [TEAM]``, and the correction of the local spend counters after ``modelmeter transform``.
 
 Both read the gateway's fleet-wide spend store (``ingest/spend.py``): locally the SQLite file beside the tenant
-registry (``tenants.spend.sqlite`` beside ``tenants.json``). The correction sets each team's month-to-date spend to
-what the curated tables say (``usage_local``, fiscal months of the reporting calendar, as ``budget_burn`` counts
-them), so a price change or a late event reaches the running figure, and the two agree after the run.
+registry (``tenants.spend.sqlite`` beside ``tenants.json``); a deployed unit's DynamoDB counters table with
+``--spend dynamodb://TABLE`` (or ``$MODELMETER_SPEND_TABLE``; the stack's ``SpendTableName`` output). The correction
+itself is ``transforms.spend_correction`` (the transform Lambda runs the same one against DynamoDB).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from common.calendar import Calendar, Period
-from common.constants import RAW_EVENTS, RUN_MANIFESTS
-from common.contracts import COUNT_FIELDS, Team
+import boto3
+from botocore.exceptions import NoRegionError
+
+from common.calendar import Calendar
+from common.constants import ENV_SPEND_TABLE
+from common.contracts import Team
 from common.errors import UserError
 from common.lake import Lake
 from ingest.alerts import LocalAlerts
-from ingest.budget import CEILING_PICO, correct_spend, usage_report, usd_text
-from ingest.registry import AdminRegistry, is_dynamodb, open_registry
-from ingest.spend import PICO_PER_USD, SpendStore, SpendStoreError, SqliteSpendStore, store_path
+from ingest.budget import usage_report
+from ingest.registry import DYNAMODB_SCHEME, AdminRegistry, is_dynamodb, open_registry
+from ingest.spend import SpendStore, SpendStoreError, SqliteSpendStore, store_path
+from ingest.spend_dynamo import DynamoSpendStore
 from ingest.tenants import registry_path
 from sql.config import ReportingConfig
-from sql.render import connect
+from transforms.spend_correction import correct_after_run
 
 _COLUMNS = ("team_id", "period", "budget_mode", "spend_usd", "budget_usd", "remaining_usd", "alert_at",
             "thresholds_crossed", "alerts_raised", "requests", "daily_tokens_used", "daily_tokens_limit")
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 
 
 def _calendar() -> Calendar:
@@ -40,11 +46,38 @@ def _calendar() -> Calendar:
         raise UserError(str(exc)) from None
 
 
-def _open_store(registry: AdminRegistry) -> SpendStore:
+def _dynamodb_spend_table(target: str) -> str | None:
+    """The table of a ``dynamodb://TABLE`` spend store, else None (a SQLite file)."""
+    if not target.lower().startswith("dynamodb:"):
+        return None
+    table = target[len(DYNAMODB_SCHEME):] if target.lower().startswith(DYNAMODB_SCHEME) else ""
+    if not _TABLE_NAME.fullmatch(table):
+        raise UserError(f"spend store {target!r}: write dynamodb://TABLE with the counters table's name (the "
+                        f"stack's SpendTableName output)")
+    return table
+
+
+def _open_store(registry: AdminRegistry, spend: str | None) -> SpendStore:
+    """``--spend`` (``dynamodb://TABLE`` or a SQLite file), else ``$MODELMETER_SPEND_TABLE`` (a table name, as the
+    Lambdas have it, or ``dynamodb://TABLE``), else the SQLite file beside a local tenant file."""
+    given = (spend or "").strip()
+    if not given and os.environ.get(ENV_SPEND_TABLE, "").strip():
+        given = os.environ[ENV_SPEND_TABLE].strip()
+        if not given.lower().startswith("dynamodb:"):
+            given = DYNAMODB_SCHEME + given
+    if given:
+        table = _dynamodb_spend_table(given)
+        if table is None:
+            return SqliteSpendStore(given)
+        try:
+            client = boto3.client("dynamodb")
+        except NoRegionError:
+            raise UserError(f"spend store {given}: no AWS region is configured (set AWS_DEFAULT_REGION, or a "
+                            f"profile's region)") from None
+        return DynamoSpendStore(table_name=table, client=client)
     if is_dynamodb(registry):
-        # The DynamoDB spend table is the deployed unit's (ingest/spend_dynamo.py); this command reads the local one.
-        raise UserError(f"budget show reads the local spend store beside a tenant file; {registry.location} is a "
-                        f"DynamoDB registry, whose counters are in the unit's spend table")
+        raise UserError(f"{registry.location} is a deployed unit's tenant table: name its spend counters too, with "
+                        f"--spend dynamodb://TABLE (the stack's SpendTableName output) or ${ENV_SPEND_TABLE}")
     return SqliteSpendStore(store_path(Path(registry.location)))
 
 
@@ -52,11 +85,11 @@ def run_show(args: Any) -> int:
     """``modelmeter budget show [TEAM]``: each team's current fiscal month, as ``GET /v1/usage`` says it."""
     registry = open_registry(tenants=getattr(args, "tenants", None), lake=getattr(args, "lake", None))
     calendar = _calendar()
-    store = _open_store(registry)
-    teams = {t.team_id: t for t in registry.list_teams()}
+    store = _open_store(registry, getattr(args, "spend", None))
     now = datetime.now(UTC)
     period, day = calendar.period(now), calendar.day(now)
     try:
+        teams = {t.team_id: t for t in registry.list_teams()}
         if args.team:
             if args.team not in teams:
                 raise UserError(f"no team {args.team!r} in {registry.location}")
@@ -91,15 +124,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-# --- the correction after a transform run ----------------------------------------------------------------------
+# --- the correction after a local transform run ------------------------------------------------------------------
 
 def correct_after_transform(*, lake: Lake, days: Iterable[date]) -> list[str]:
     """Set every team's month-to-date spend in the local spend store to the curated figure, for each fiscal month
     the transformed ``days`` (UTC) touch whose days with events are all transformed up to the last one run; the
     lines to print.
 
-    Nothing to do (``[]``) when the lake is on S3 (the deployed unit's store is DynamoDB) or no gateway has counted
-    beside this lake's tenant registry yet.
+    Nothing to do (``[]``) when the lake is on S3 (the deployed unit's store is DynamoDB, corrected by the transform
+    Lambda) or no gateway has counted beside this lake's tenant registry yet.
     """
     days = sorted(set(days))
     if not days or not lake.is_local:
@@ -112,74 +145,16 @@ def correct_after_transform(*, lake: Lake, days: Iterable[date]) -> list[str]:
     if not store_file.exists():
         return []
     registry = open_registry(tenants=str(registry_file), lake=lake.uri)
-    calendar, config = _calendar(), ReportingConfig.from_env()
-    teams = registry.list_teams()
-    lines: list[str] = []
+    try:
+        config = ReportingConfig.from_env()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     store = SqliteSpendStore(store_file)
     try:
-        for period in _periods_touched(calendar, days):
-            missing = _untransformed_days(lake, period, last=days[-1])
-            if missing:
-                lines.append(f"budget counters of fiscal month {period.start} not corrected: days {missing[0]} … "
-                             f"{missing[-1]} ({len(missing)}) have no transform run yet")
-                continue
-            totals = curated_spend(lake=lake, config=config, period=period, teams=teams)
-            changes = correct_spend(store=store, calendar=calendar, period=period, totals=totals, teams=teams,
-                                    alerts=LocalAlerts(lake=lake))
-            moved = [f"{t} {usd_text(a)} → {usd_text(b)}" for t, a, b in changes if a != b]
-            lines.append(f"budget counters of fiscal month {period.start} set from the curated tables ("
-                         f"{len(changes)} teams" + (f"; changed: {', '.join(moved)} USD)" if moved else
-                                                      ", none changed)"))
+        corrections = correct_after_run(lake=lake, store=store, teams=registry.list_teams(), days=days,
+                                        config=config, alerts=LocalAlerts(lake=lake))
     except SpendStoreError as exc:
-        lines.append(f"warning: budget counters not corrected: {exc}")
+        return [f"warning: budget counters not corrected: {exc}"]
     finally:
         store.close()
-    return lines
-
-
-def _periods_touched(calendar: Calendar, days: list[date]) -> list[Period]:
-    """The fiscal months holding any local day that overlaps one of the UTC ``days``."""
-    periods: dict[str, Period] = {}
-    for d in days:
-        start = datetime.combine(d, datetime.min.time(), tzinfo=UTC)
-        for instant in (start, start + timedelta(days=1) - timedelta(microseconds=1)):
-            p = calendar.period(instant)
-            periods[p.key] = p
-    return [periods[k] for k in sorted(periods)]
-
-
-def _untransformed_days(lake: Lake, period: Period, *, last: date) -> list[date]:
-    """The UTC days from the period's first instant up to ``last`` (or the period's end) that have raw events but
-    no transform run: the curated tables would undercount the period."""
-    first = period.starts_at.date()
-    end = min(last, (period.resets_at - timedelta(microseconds=1)).date())
-    missing, day = [], first
-    while day <= end:
-        partition = f"dt={day.isoformat()}"
-        if lake.list_files(RAW_EVENTS, partition) and not lake.list_files(RUN_MANIFESTS, partition, suffix=".json"):
-            missing.append(day)
-        day += timedelta(days=1)
-    return missing
-
-
-def curated_spend(*, lake: Lake, config: ReportingConfig, period: Period, teams: Iterable[Team]) -> dict[str, int]:
-    """Each team's spend of the fiscal month from ``usage_local``, in pico-dollars, counted as the gateway counts a
-    call (``ingest.budget.BudgetGuard.cost_pico``): the priced part; for a block-mode team, an event not fully
-    priced at the ceiling unit prices instead."""
-    block = sorted(t.team_id for t in teams if t.budget_mode == "block")
-    ceiling = " + ".join(f"cast(coalesce({f}, 0) as hugeint) * {CEILING_PICO[f]}" for f in COUNT_FIELDS)
-    priced = "cast(coalesce(total_cost, 0) as decimal(38, 12))"
-    con = connect(lake=lake, config=config)
-    try:
-        rows = con.execute(f"""
-            select team_id,
-                   sum({priced}) as priced_usd,
-                   sum(case when not priced then greatest({priced} * {PICO_PER_USD}, {ceiling}) else
-                       {priced} * {PICO_PER_USD} end) as block_pico
-            from usage_local where fiscal_month_start = ? group by team_id""", [period.start]).fetchall()
-    finally:
-        con.close()
-    out: dict[str, int] = {}
-    for team_id, priced_usd, block_pico in rows:
-        out[team_id] = int(Decimal(block_pico)) if team_id in block else int(Decimal(priced_usd) * PICO_PER_USD)
-    return out
+    return [c.describe() for c in corrections]

@@ -34,10 +34,10 @@ from ingest.server import start_background
 from ingest.spend import PICO_PER_USD, MemorySpendStore, SpendStoreError, SqliteSpendStore
 from ingest.tenants import LocalTenantRegistry
 from modelmeter.cli import main
-from modelmeter.commands.budget import curated_spend
 from pricing_catalog.store import load_catalog
 from sql.config import ReportingConfig
 from tests.fixture_lake import build_fixture_lake
+from transforms.spend_correction import curated_spend
 
 NOW = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 BLOCK = Team(team_id="capped", monthly_budget_usd=Decimal("1"), budget_mode="block")

@@ -31,7 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "pricing_catalog": {"common"},
     "sql": {"common"},
     "ingest": {"common", "pricing_catalog"},
-    # transforms.lambda_handler refreshes reference/teams from the gateway's DynamoDB registry
+    # transforms.lambda_handler refreshes reference/teams from the gateway's DynamoDB registry;
+    # transforms.spend_correction sets the gateway's spend counters from the curated tables after a run
     "transforms": {"common", "pricing_catalog", "sql", "ingest"},
     "finance": {"common", "pricing_catalog", "sql"},
     "dashboards": {"common", "sql", "transforms", "pricing_catalog", "finance"},

@@ -10,8 +10,18 @@ the source of truth (the deploy only seeds it; ``modelmeter tenants add --tenant
 the file is rewritten from it whole, with one row per dated cost-centre assignment of each team: a move made with
 ``--from DAY`` reaches the views on the next run, and days before it keep the cost centre in force then.
 
+After transforming, the run corrects the gateway's fleet-wide spend counters (``MODELMETER_SPEND_TABLE``, the
+unit's DynamoDB counters table, when set): each team's month-to-date spend of every fiscal month the days touch is set
+to the curated figure (``transforms.spend_correction``, the same computation as after ``modelmeter transform``), and
+the thresholds a corrected figure crosses are alerted once, through the unit's SNS topic and EventBridge
+(``MODELMETER_ALERT_TOPIC_ARN``, ``MODELMETER_ALERT_EVENT_BUS``), flushed before the run returns. The teams (budgets,
+modes, thresholds) are the tenant table's, as just refreshed. If the counters cannot be written or an alert cannot be
+delivered, the run fails after its metrics are emitted (the days are transformed; the transform's failure alarm fires,
+Lambda retries the run, and an undelivered alert is in the log whole).
+
 Each run emits ``CuratedEvents`` and ``QuarantinedEvents`` (namespace ``modelmeter``, dimensions ``service`` and
-``business_unit``) through Powertools; the quarantine-rate alarm divides them.
+``business_unit``) through Powertools; the quarantine-rate alarm divides them. A failed correction also emits
+``SpendStoreErrors`` or ``BudgetAlertDeliveryFailures`` (``service`` ``modelmeter-transform``).
 """
 
 from __future__ import annotations
@@ -25,19 +35,30 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from common.constants import (
+    ENV_ALERT_EVENT_BUS,
+    ENV_ALERT_TOPIC_ARN,
     ENV_BUSINESS_UNIT,
     ENV_LAKE,
+    ENV_SPEND_TABLE,
     ENV_TENANT_TABLE,
     ENV_TRANSFORM_ENGINE,
+    METRIC_ALERT_DELIVERY_FAILURES,
     METRIC_CURATED_EVENTS,
     METRIC_QUARANTINED_EVENTS,
+    METRIC_SPEND_STORE_ERRORS,
     METRICS_NAMESPACE,
     SERVICE_TRANSFORM,
 )
+from common.contracts import Team
 from common.lake import Lake
+from ingest.alerts_aws import AwsAlerts
 from ingest.dynamo import DynamoTenantRegistry
+from ingest.spend import SpendStoreError
+from ingest.spend_dynamo import DynamoSpendStore
+from sql.config import ReportingConfig
 from sql.reference import write_teams
-from transforms.run import transform_range
+from transforms.run import days_between, transform_range
+from transforms.spend_correction import correct_after_run
 
 SERVICE = SERVICE_TRANSFORM
 logger = Logger(service=SERVICE)
@@ -45,10 +66,16 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 #: Longest range one invocation may transform (a Lambda run lasts at most 15 minutes; backfill in slices).
 MAX_DAYS = 31
+#: Seconds the run gives the budget alerts of its correction to reach SNS and EventBridge (retries included).
+ALERT_FLUSH_SECONDS = 20.0
 
 
 class TransformEventError(ValueError):
     """The invocation event cannot be turned into a range of days; the message says what to send instead."""
+
+
+class SpendCorrectionError(RuntimeError):
+    """The days are transformed, but the spend counters could not be corrected or an alert could not be sent."""
 
 
 def _parse_day(event: Mapping[str, Any], key: str) -> date:
@@ -91,14 +118,49 @@ def _totals(manifests: list[Any]) -> dict[str, int]:
     return totals
 
 
-def _refresh_teams(lake: Lake, table_name: str | None) -> int | None:
+def _refresh_teams(lake: Lake, table_name: str | None) -> list[Team] | None:
     """Rewrite ``reference/teams`` from the DynamoDB tenant table (each team's dated cost-centre history included);
-    the number of teams, or None without a table."""
+    the teams, or None without a table."""
     if not table_name:
         return None
     teams = DynamoTenantRegistry(table_name=table_name).list_teams()
     write_teams(lake=lake, teams=teams)
-    return len(teams)
+    return teams
+
+
+def _correct_spend(lake: Lake, *, teams: list[Team], days: list[date], environ: Mapping[str, str]
+                   ) -> dict[str, Any] | None:
+    """Correct the unit's spend counters from the curated tables and send the alerts that crosses; what was done
+    (``error`` and the counts of failures when it could not), or None without ``MODELMETER_SPEND_TABLE``."""
+    table = environ.get(ENV_SPEND_TABLE)
+    if not table:
+        return None
+    topic, bus = environ.get(ENV_ALERT_TOPIC_ARN) or None, environ.get(ENV_ALERT_EVENT_BUS) or None
+    alerts = AwsAlerts(topic_arn=topic, event_bus=bus) if topic or bus else None
+    store = DynamoSpendStore(table_name=table)
+    out: dict[str, Any] = {"store": store.location, "periods": [], "store_errors": 0, "alerts_undelivered": 0}
+    try:
+        config = ReportingConfig.from_env(environ)  # the gateway's calendar: the unit sets the same variables
+    except ValueError as exc:
+        out["error"] = f"budget counters not corrected: {exc}"
+        return out
+    try:
+        corrections = correct_after_run(lake=lake, store=store, teams=teams, days=days, config=config,
+                                        alerts=alerts)
+        out["periods"] = [c.as_dict() for c in corrections]
+        for c in corrections:
+            logger.info(c.describe())
+    except SpendStoreError as exc:
+        out["error"] = f"budget counters not corrected: {exc}"
+    finally:
+        out["store_errors"] = store.take_errors()
+        if alerts is not None:  # what the correction raised before a failure still goes out
+            out["alerts_undelivered"] = alerts.flush(timeout=ALERT_FLUSH_SECONDS)
+            out["alerts_delivered"] = alerts.counts["delivered"]
+    if out["alerts_undelivered"] and "error" not in out:
+        out["error"] = (f"{out['alerts_undelivered']} budget alert(s) of the correction could not be sent "
+                        f"(logged whole above)")
+    return out
 
 
 def run(event: Mapping[str, Any] | None, *, environ: Mapping[str, str], now: datetime | None = None
@@ -119,9 +181,10 @@ def run(event: Mapping[str, Any] | None, *, environ: Mapping[str, str], now: dat
     teams = _refresh_teams(lake, environ.get(ENV_TENANT_TABLE))
     manifests = transform_range(lake=lake, date_from=date_from, date_to=date_to, price_version=price_version)
     totals = _totals(manifests)
+    spend = _correct_spend(lake, teams=teams or [], days=days_between(date_from, date_to), environ=environ)
     return {"date_from": date_from.isoformat(), "date_to": date_to.isoformat(),
             "days": [m.day for m in manifests], "price_version": manifests[0].price_version if manifests else None,
-            "counts": totals, "teams": teams}
+            "counts": totals, "teams": None if teams is None else len(teams), "spend_correction": spend}
 
 
 @metrics.log_metrics
@@ -133,5 +196,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name=METRIC_CURATED_EVENTS, unit=MetricUnit.Count, value=result["counts"].get("written", 0))
     metrics.add_metric(name=METRIC_QUARANTINED_EVENTS, unit=MetricUnit.Count,
                        value=result["counts"].get("quarantined", 0))
+    spend = result.get("spend_correction") or {}
+    for name, key in ((METRIC_SPEND_STORE_ERRORS, "store_errors"), (METRIC_ALERT_DELIVERY_FAILURES,
+                                                                    "alerts_undelivered")):
+        if spend.get(key):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=spend[key])
     logger.info("transform finished", extra=result)
+    if spend.get("error"):
+        # The days are written; failing the run makes the transform's failure alarm fire and Lambda retry it.
+        raise SpendCorrectionError(f"days {result['date_from']}..{result['date_to']} transformed, but "
+                                   f"{spend['error']}")
     return result

@@ -5,7 +5,7 @@
   key ``pk``, on demand, KMS, point-in-time recovery, TTL on ``expires_at`` (a period's items expire long after it
   ends). The gateway may only ``GetItem``, ``PutItem`` and ``UpdateItem`` there: atomic ``ADD``s, the conditional put
   that makes an alert fire once fleet-wide, and reads; never a delete or a scan.
-* **Alerts** (``ingest.alerts_aws.AwsAlertSender``): an SNS topic (KMS, TLS only) the gateway publishes each
+* **Alerts** (``ingest.alerts_aws.AwsAlerts``): an SNS topic (KMS, TLS only) the gateway publishes each
   threshold crossing to, subscribed to by whatever the unit's config lists (``budget_alerts.email``/``https``, none
   by default), and an event on the account's default EventBridge bus (source ``modelmeter``, detail-type
   ``BudgetThresholdCrossed``) for a platform's own rules. ``events:PutEvents`` is allowed only with that source.
@@ -99,7 +99,7 @@ class SpendControls(Construct):
         self._attach(function, GATEWAY_COUNTER_ACTIONS)
 
     def attach_corrections(self, function: lambda_.Function) -> None:
-        """Let a job correct month-to-date spend from the curated tables (``ingest.budget.correct_spend``: it lists
+        """Let a job correct month-to-date spend from the curated tables (``transforms.spend_correction``: it lists
         the period's teams, so Scan too) and send the alerts a corrected figure crosses."""
         self._attach(function, CORRECTION_COUNTER_ACTIONS)
 

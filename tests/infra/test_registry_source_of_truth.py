@@ -110,7 +110,8 @@ def test_a_dated_move_made_with_the_command_survives_a_redeploy_and_the_transfor
     lake = Lake.open(s3_lake_uri)
     (written,) = lake.list_files(REFERENCE_TEAMS)  # the command wrote it too: prove that the refresh does
     lake.delete(written)
-    assert lambda_handler._refresh_teams(lake, tenant_table) == len(research().teams)
+    refreshed = lambda_handler._refresh_teams(lake, tenant_table)
+    assert refreshed is not None and len(refreshed) == len(research().teams)
     (teams_file,) = lake.list_files(REFERENCE_TEAMS)
     rows = [r for r in pq.read_table(teams_file, filesystem=lake.fs).to_pylist() if r["team_id"] == team.team_id]
     budget = Decimal(team.monthly_budget_usd).quantize(Decimal("1e-12")) if team.monthly_budget_usd else None

@@ -84,41 +84,13 @@ adjustment_lines as (
 
 final as (
 
-    select
-        -- keys
-        billing_period,
-        version,
-        period_status,
-        line_type,
-        corrects_period,
-        cost_center,
-        team_id,
-        -- money (USD; chargeback_cost in cents: a period's own lines add up to its in-scope invoice, its
-        -- adjustment lines are the deltas of the restated periods)
-        metered_list_cost,
-        price_adjustment,
-        allocated_shared_cost,
-        chargeback_cost,
-        currency,
-        -- how (allocation rules; for an adjustment line, its restatement id)
-        rules
-    from own_lines
+    -- own lines, then adjustment lines: billing_period, version, period_status, line_type, corrects_period,
+    -- cost_center, team_id, the money (USD; chargeback_cost in cents: a period's own lines add up to its in-scope
+    -- invoice, its adjustment lines are the deltas of the restated periods), currency, and how (the allocation
+    -- rules; for an adjustment line, its restatement id)
+    select * from own_lines
     union all
-    select
-        billing_period,
-        version,
-        period_status,
-        line_type,
-        corrects_period,
-        cost_center,
-        team_id,
-        metered_list_cost,
-        price_adjustment,
-        allocated_shared_cost,
-        chargeback_cost,
-        currency,
-        rules
-    from adjustment_lines
+    select * from adjustment_lines
 
 )
 

@@ -1,32 +1,11 @@
 -- chargeback_versions: every stored chargeback version of every billing period, per cost centre × team, with its
 -- inputs and whether it is the one of record (the closed version of a closed period, else its latest run). Kept per
 -- team so that row-level security applies: a team lead sees their own lines of each version only.
-with events as (
+with of_record as (
 
-    select
-        billing_period,
-        action,
-        version,
-        row_number() over (partition by billing_period order by seq desc) as newest
-    from period_events
-
-),
-
-runs as (
-
-    select billing_period, max(version) as version
-    from chargeback
-    where coalesce(purpose, 'chargeback') = 'chargeback'
-    group by billing_period
-
-),
-
-of_record as (
-
-    select r.billing_period, coalesce(e.version, r.version) as version
-    from runs as r
-    left join events as e
-        on e.billing_period = r.billing_period and e.newest = 1 and e.action = 'close'
+    -- the version of record of each period (the closed one, else the latest run): one definition, in
+    -- chargeback_of_record
+    select distinct billing_period, version from chargeback_of_record where line_type = 'charge'
 
 ),
 

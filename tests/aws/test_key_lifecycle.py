@@ -21,27 +21,13 @@ from ingest.ports import hash_key
 from modelmeter.cli import main
 from tests.aws.conftest import REGION, create_table
 from tests.aws.test_lambda import Stack, stack  # noqa: F401 - the Lambda fixture, reused
+from tests.clocks import Clocks
 
 TABLE = "modelmeter-research-tenants"
 TENANTS = f"dynamodb://{TABLE}"
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 
-class Clocks:
-    """A wall clock and a monotonic clock that a test moves together."""
-
-    def __init__(self) -> None:
-        self.now, self.mono = T0, 1000.0
-
-    def wall(self) -> datetime:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-        self.mono += seconds
 
 
 class Counting:
@@ -138,7 +124,7 @@ def test_keys_create_list_rotate_revoke_work_against_the_dynamodb_registry(
 
 def test_a_revoked_key_reaches_a_lambda_container_within_its_30_s_key_cache(db: Any) -> None:
     # GIVEN a container's registry (the Lambda default: hits cached 30 s) that has just accepted a key
-    clocks = Clocks()
+    clocks = Clocks(T0, monotonic=1000.0)
     container = DynamoTenantRegistry(table_name=TABLE, client=db, clock=clocks.wall, monotonic=clocks.monotonic)
     command = DynamoTenantRegistry(table_name=TABLE, client=db, cache_seconds=0)
     record, secret = command.create_key("search")
@@ -154,7 +140,7 @@ def test_a_revoked_key_reaches_a_lambda_container_within_its_30_s_key_cache(db: 
 
 
 def test_an_expired_key_is_refused_at_its_instant_even_from_the_cache(db: Any) -> None:
-    clocks = Clocks()
+    clocks = Clocks(T0, monotonic=1000.0)
     container = DynamoTenantRegistry(table_name=TABLE, client=db, clock=clocks.wall, monotonic=clocks.monotonic)
     _, secret = container.create_key("search", expires_at=T0 + timedelta(seconds=10))
     assert container.lookup_key(secret) is not None  # cached now, for 30 s
@@ -167,7 +153,7 @@ def test_an_expired_key_is_refused_at_its_instant_even_from_the_cache(db: Any) -
 
 
 def test_after_a_rotation_both_keys_work_during_the_grace_and_the_old_is_refused_after(db: Any) -> None:
-    clocks = Clocks()
+    clocks = Clocks(T0, monotonic=1000.0)
     container = DynamoTenantRegistry(table_name=TABLE, client=db, clock=clocks.wall, monotonic=clocks.monotonic)
     command = DynamoTenantRegistry(table_name=TABLE, client=db, cache_seconds=0, clock=clocks.wall)
     old, old_secret = command.create_key("search")
@@ -198,7 +184,7 @@ def test_two_rotations_at_once_cannot_both_replace_one_key(db: Any) -> None:
 # --- last used, batched ---------------------------------------------------------------------------------------------
 
 def test_n_authentications_cost_at_most_one_write_per_key_and_flush_interval(db: Any) -> None:
-    clocks = Clocks()
+    clocks = Clocks(T0, monotonic=1000.0)
     counting = Counting(db)
     container = DynamoTenantRegistry(table_name=TABLE, client=counting, clock=clocks.wall,
                                      monotonic=clocks.monotonic)
@@ -218,7 +204,7 @@ def test_n_authentications_cost_at_most_one_write_per_key_and_flush_interval(db:
 
 
 def test_an_older_use_never_overwrites_a_newer_one_and_no_item_is_made(db: Any) -> None:
-    early, late = Clocks(), Clocks()
+    early, late = Clocks(T0, monotonic=1000.0), Clocks(T0, monotonic=1000.0)
     late.advance(300)
     record, secret = DynamoTenantRegistry(table_name=TABLE, client=db).create_key("search")
     a = DynamoTenantRegistry(table_name=TABLE, client=db, clock=early.wall)

@@ -20,6 +20,7 @@ from ingest.auth import authenticate
 from ingest.providers.registry import build_router
 from ingest.tenants import LocalTenantRegistry
 from modelmeter.cli import main
+from tests.clocks import Clocks
 
 from .conftest import Gateway, run_gateway
 
@@ -27,21 +28,6 @@ NOVA = "amazon.nova-micro-v1:0"
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 
-class Clocks:
-    """A wall clock and a monotonic clock that a test moves together."""
-
-    def __init__(self) -> None:
-        self.now, self.mono = T0, 0.0
-
-    def wall(self) -> datetime:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-        self.mono += seconds
 
 
 def _registry(path: Path, clocks: Clocks, **kwargs: Any) -> LocalTenantRegistry:
@@ -156,7 +142,7 @@ def test_keys_list_of_an_unknown_team_is_exit_1(tmp_path: Path, capsys: pytest.C
 # --- expiry, rotation, revocation as the gateway sees them ----------------------------------------------------------
 
 def test_an_expired_key_is_refused_at_its_instant_without_any_write(tmp_path: Path) -> None:
-    clocks = Clocks()
+    clocks = Clocks(T0)
     registry = _registry(tmp_path / "t.json", clocks)
     registry.put_team(Team(team_id="ops"))
     _record, secret = registry.create_key("ops", expires_at=T0 + timedelta(hours=1))
@@ -170,7 +156,7 @@ def test_an_expired_key_is_refused_at_its_instant_without_any_write(tmp_path: Pa
 
 
 def test_after_a_rotation_both_keys_work_during_the_grace_and_the_old_one_is_refused_after(tmp_path: Path) -> None:
-    clocks = Clocks()
+    clocks = Clocks(T0)
     registry = _registry(tmp_path / "t.json", clocks)
     registry.put_team(Team(team_id="ops"))
     old, old_secret = registry.create_key("ops")
@@ -192,7 +178,7 @@ def test_after_a_rotation_both_keys_work_during_the_grace_and_the_old_one_is_ref
 
 
 def test_a_rotation_never_lengthens_a_key_that_expires_sooner_than_the_grace(tmp_path: Path) -> None:
-    clocks = Clocks()
+    clocks = Clocks(T0)
     registry = _registry(tmp_path / "t.json", clocks)
     registry.put_team(Team(team_id="ops"))
     old, _ = registry.create_key("ops", expires_at=T0 + timedelta(hours=2))
@@ -202,7 +188,7 @@ def test_a_rotation_never_lengthens_a_key_that_expires_sooner_than_the_grace(tmp
 
 def test_a_revocation_reaches_a_running_gateway_within_recheck_seconds(tmp_path: Path) -> None:
     # GIVEN a gateway's registry (re-checks the file once a second) that has just accepted a key
-    clocks = Clocks()
+    clocks = Clocks(T0)
     path = tmp_path / "t.json"
     gateway = _registry(path, clocks, recheck_seconds=1.0)
     cli = LocalTenantRegistry(path)
@@ -274,7 +260,7 @@ def test_an_expired_or_revoked_key_is_refused_by_a_real_gateway_exactly_like_an_
 
 def test_n_authentications_cost_at_most_one_write_per_flush_interval(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    clocks = Clocks()
+    clocks = Clocks(T0)
     registry = _registry(tmp_path / "t.json", clocks, flush_seconds=60.0)
     registry.put_team(Team(team_id="ops"))
     _, first = registry.create_key("ops")
@@ -304,7 +290,7 @@ def test_n_authentications_cost_at_most_one_write_per_flush_interval(tmp_path: P
 
 def test_an_older_use_never_overwrites_a_newer_one(tmp_path: Path) -> None:
     # GIVEN two gateway processes on one registry; the second saw the key later but flushes first
-    early, late = Clocks(), Clocks()
+    early, late = Clocks(T0), Clocks(T0)
     late.advance(300)
     path = tmp_path / "t.json"
     LocalTenantRegistry(path).put_team(Team(team_id="ops"))

@@ -75,14 +75,23 @@ def dynamodb_table(tenants: str | None) -> str | None:
     Raises:
         UserError: it says ``dynamodb:`` but is not ``dynamodb://`` and a valid table name.
     """
-    given = (tenants or os.environ.get(ENV_TENANTS) or "").strip()
+    return dynamodb_uri_table((tenants or os.environ.get(ENV_TENANTS) or "").strip(), what="tenant registry",
+                              table="the tenant table's name (3-255 letters, digits, '_', '-', '.')")
+
+
+def dynamodb_uri_table(given: str, *, what: str, table: str) -> str | None:
+    """The table of a ``dynamodb://TABLE`` value, else None (not a DynamoDB location).
+
+    Raises:
+        UserError: it says ``dynamodb:`` but is not ``dynamodb://`` and a valid table name (``what``, ``table`` word
+            the message).
+    """
     if not given.lower().startswith("dynamodb:"):
         return None
-    table = given[len(DYNAMODB_SCHEME):] if given.lower().startswith(DYNAMODB_SCHEME) else ""
-    if not _TABLE_NAME.fullmatch(table):
-        raise UserError(f"tenant registry {given!r}: write dynamodb://TABLE with the tenant table's name "
-                        f"(3-255 letters, digits, '_', '-', '.')")
-    return table
+    name = given[len(DYNAMODB_SCHEME):] if given.lower().startswith(DYNAMODB_SCHEME) else ""
+    if not _TABLE_NAME.fullmatch(name):
+        raise UserError(f"{what} {given!r}: write dynamodb://TABLE with {table}")
+    return name
 
 
 def open_registry(*, tenants: str | None, lake: str | None, api_gateway_unit: str | None = None) -> AdminRegistry:

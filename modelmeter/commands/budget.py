@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -27,7 +26,7 @@ from common.errors import UserError
 from common.lake import Lake
 from ingest.alerts import LocalAlerts
 from ingest.budget import usage_report
-from ingest.registry import DYNAMODB_SCHEME, AdminRegistry, is_dynamodb, open_registry
+from ingest.registry import DYNAMODB_SCHEME, AdminRegistry, dynamodb_uri_table, is_dynamodb, open_registry
 from ingest.spend import SpendStore, SpendStoreError, SqliteSpendStore, store_path
 from ingest.spend_dynamo import DynamoSpendStore
 from ingest.tenants import registry_path
@@ -36,7 +35,6 @@ from transforms.spend_correction import correct_after_run
 
 _COLUMNS = ("team_id", "period", "budget_mode", "spend_usd", "budget_usd", "remaining_usd", "alert_at",
             "thresholds_crossed", "alerts_raised", "requests", "daily_tokens_used", "daily_tokens_limit")
-_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 
 
 def _calendar() -> Calendar:
@@ -48,13 +46,8 @@ def _calendar() -> Calendar:
 
 def _dynamodb_spend_table(target: str) -> str | None:
     """The table of a ``dynamodb://TABLE`` spend store, else None (a SQLite file)."""
-    if not target.lower().startswith("dynamodb:"):
-        return None
-    table = target[len(DYNAMODB_SCHEME):] if target.lower().startswith(DYNAMODB_SCHEME) else ""
-    if not _TABLE_NAME.fullmatch(table):
-        raise UserError(f"spend store {target!r}: write dynamodb://TABLE with the counters table's name (the "
-                        f"stack's SpendTableName output)")
-    return table
+    return dynamodb_uri_table(target, what="spend store",
+                              table="the counters table's name (the stack's SpendTableName output)")
 
 
 def _open_store(registry: AdminRegistry, spend: str | None) -> SpendStore:

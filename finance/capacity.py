@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from common.errors import UserError
 from common.yamlfile import YamlFileError, read_yaml, validate
-from pricing_catalog.model import check_region, parse_instant
+from pricing_catalog.model import one_region, parse_instant
 
 CAPACITY_FILE = "capacity.yaml"
 Commitment = Literal["no_commitment", "one_month", "six_months"]
@@ -58,13 +58,7 @@ class _Capacity(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        try:
-            region = check_region(value)
-        except ValueError:
-            region = None
-        if region is None:
-            raise ValueError(f"{value!r} is not an AWS region name such as us-east-1")
-        return region
+        return one_region(value)
 
 
 class _Provisioned(_Capacity):

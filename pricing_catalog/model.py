@@ -167,3 +167,18 @@ def check_region(value: object) -> str | None:
         raise ValueError(f"region {value!r} is not an AWS region name such as us-east-1 (leave it blank for every "
                          f"region)")
     return value
+
+
+def one_region(value: object, *, why: str = "") -> str:
+    """An AWS region name, where one is required (no "every region").
+
+    Raises:
+        ValueError: blank, or not a region name (``why`` is added to the message).
+    """
+    try:
+        region = check_region(value)
+    except ValueError:
+        region = None
+    if region is None:
+        raise ValueError(f"{value!r} is not an AWS region name such as us-east-1{why}")
+    return region

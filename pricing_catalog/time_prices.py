@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.yamlfile import Loc, YamlFileError, read_yaml, validate
 from pricing_catalog.matching import ModelIndex
-from pricing_catalog.model import CatalogError, check_region, parse_instant, parse_price
+from pricing_catalog.model import CatalogError, one_region, parse_instant, parse_price
 
 DATA_FILE = Path(__file__).parent / "data" / "time_based" / "hourly.yaml"
 
@@ -110,14 +110,7 @@ class _Entry(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        try:
-            region = check_region(value)
-        except ValueError:
-            region = None
-        if region is None:
-            raise ValueError(f"{value!r} is not an AWS region name such as us-east-1 (a time-based price is for one "
-                             f"region)")
-        return region
+        return one_region(value, why=" (a time-based price is for one region)")
 
     def terms(self) -> dict[str, Decimal]:
         return {t: getattr(self, t) for t in type(self).model_fields

@@ -119,7 +119,8 @@ def usage_report(team: Team, *, totals: SpendTotals, alerted: tuple[int, ...], p
         "day": day.day.isoformat(), "daily_tokens_used": totals.day_tokens,
         "daily_tokens_limit": team.limits.daily_tokens, "daily_requests": totals.day_requests,
         "day_resets_at": _iso(day.resets_at),
-        "spend_store": store,
+        # where the counters are: for the operator (`budget show`), never shown to a tenant (/v1/usage)
+        **({"spend_store": store} if store else {}),
     }
 
 
@@ -194,9 +195,28 @@ class BudgetGuard:
                     refusal_reason="budget") from None
             self.counts["served_unchecked"] += 1
             return
-        pending = self._pending.get((team.team_id, period.key, day.key))
-        spend = totals.spend_pico + (pending[0] if pending else 0)
-        tokens = totals.day_tokens + (pending[1] if pending else 0)
+        if blocks and self._unwritten(team.team_id, period.key):
+            # this process could not write some of the team's spend: retry now, and while it still cannot, refuse
+            # (fail closed): reads that work cannot stand for writes that do not
+            self._flush_pending()
+            if self._unwritten(team.team_id, period.key):
+                self.counts["refused_store_unreachable"] += 1
+                raise ServiceUnavailable(
+                    f"the gateway cannot record team {team.team_id!r}'s spend right now (its spend store refuses "
+                    f"writes), so it calls no model; retry shortly", retry_after=STORE_RETRY_AFTER,
+                    refusal_reason="budget")
+            try:
+                totals = self.store.read(team.team_id, period=period.key, day=day.key)  # with what was written
+            except Exception as exc:  # noqa: BLE001 - as above: fail closed
+                self._store_failed("read", team.team_id, exc)
+                self.counts["refused_store_unreachable"] += 1
+                raise ServiceUnavailable(f"the gateway cannot check team {team.team_id!r}'s budget right now",
+                                         retry_after=STORE_RETRY_AFTER, refusal_reason="budget") from None
+        with self._lock:
+            held = [v for (t, p, _d), v in self._pending.items() if t == team.team_id and p == period.key]
+            today = self._pending.get((team.team_id, period.key, day.key))
+        spend = totals.spend_pico + sum(v[0] for v in held)
+        tokens = totals.day_tokens + (today[1] if today else 0)
         if daily is not None and tokens >= daily:
             self.counts["refused_daily_tokens"] += 1
             raise Throttled(f"daily token limit of {daily} reached for team {team.team_id!r} (day {day.key} in "
@@ -261,6 +281,10 @@ class BudgetGuard:
         if team.monthly_budget_usd is not None:
             self._raise_alerts(team, period, totals.spend_pico)
 
+    def _unwritten(self, team_id: str, period: str) -> bool:
+        with self._lock:
+            return any(t == team_id and p == period for t, p, _d in self._pending)
+
     def _flush_pending(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
@@ -321,7 +345,7 @@ class BudgetGuard:
             raise ServiceUnavailable("the gateway cannot read the spend counters right now; retry shortly",
                                      retry_after=STORE_RETRY_AFTER) from None
         return usage_report(team, totals=totals, alerted=alerted, period=period, day=day, calendar=self.calendar,
-                            store=self.store.location)
+                            store="")
 
     def status(self) -> dict[str, Any]:
         """Counters for ``/healthz`` and the metrics: store errors, refusals, alerts, adds waiting for the store."""

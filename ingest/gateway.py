@@ -128,16 +128,18 @@ class Call:
         if self.gw.budget is not None:  # one store transaction: cost, tokens, one request; alerts it crosses
             self.gw.budget.record(self.team, event, pricer=self.gw.pricer)
 
-    def fail(self, exc: BaseException) -> None:
-        """Emit the event of a request that ended with ``exc`` (before the error becomes the HTTP response)."""
+    def fail(self, exc: BaseException, *, usage: Usage | None = None) -> None:
+        """Emit the event of a request that ended with ``exc`` (before the error becomes the HTTP response);
+        ``usage``: what the provider already did before the failure (billed, not lost)."""
         if isinstance(exc, Exception):
             exc.request_id = self.request_id  # type: ignore[attr-defined]  # → the x-request-id header
         if isinstance(exc, ServiceError):
-            self.finish(status=exc.event_status, http_status=exc.status_code, refusal_reason=exc.refusal_reason)
+            self.finish(status=exc.event_status, http_status=exc.status_code, refusal_reason=exc.refusal_reason,
+                        usage=usage)
         elif isinstance(exc, asyncio.CancelledError):
-            self.finish(status="client_error", http_status=None)  # the client went away mid-call
+            self.finish(status="client_error", http_status=None, usage=usage)  # the client went away mid-call
         else:
-            self.finish(status="upstream_error", http_status=500)
+            self.finish(status="upstream_error", http_status=500, usage=usage)
 
     def _event(self, *, status: str, http_status: int | None, usage: Usage | None, latency_ms: int | None,
                refusal_reason: str | None = None) -> dict[str, Any]:

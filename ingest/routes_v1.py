@@ -256,6 +256,7 @@ async def embeddings(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     call = gw.begin(_secret(request))
     call.operation = "embeddings"
+    total = Usage()
     try:
         body = await read_json(request, gw)
         _note_model(call, body)
@@ -266,7 +267,7 @@ async def embeddings(request: Request) -> Response:
         check_model_allowed(call.team, call.model_id)
         gw.limits.check(call.team.team_id, call.team.limits)
         provider = call.route(ModelRequest(model_id=call.model_id, operation="embeddings", prompt="".join(inputs)))
-        data, total = [], Usage()
+        data: list[dict[str, Any]] = []
         for i, text in enumerate(inputs):
             result = await provider.invoke(ModelRequest(model_id=call.model_id, operation="embeddings", prompt=text,
                                                         extra={"openai": body}))
@@ -282,7 +283,8 @@ async def embeddings(request: Request) -> Response:
         return call.respond({"object": "list", "data": data, "model": call.model_id,
                              "usage": {"prompt_tokens": total.input_tokens, "total_tokens": total.input_tokens}})
     except BaseException as exc:
-        call.fail(exc)
+        # the inputs embedded before the failure were paid to the provider: bill them, not $0
+        call.fail(exc, usage=total if total.input_tokens else None)
         raise
 
 

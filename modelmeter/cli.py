@@ -44,6 +44,10 @@ def _usd(value: str) -> str:
         raise argparse.ArgumentTypeError(f"{value!r} is not an amount of USD (write e.g. 2500 or 2500.50)") from None
     if not amount.is_finite() or amount < 0:
         raise argparse.ArgumentTypeError(f"{value!r} must be a non-negative amount of USD")
+    # the lake stores budgets as DECIMAL(38,12): a value it cannot hold exactly is refused here, not later
+    exponent = amount.normalize().as_tuple().exponent
+    if amount.adjusted() >= 16 or (isinstance(exponent, int) and exponent < -12):
+        raise argparse.ArgumentTypeError(f"{value!r} must be below 10^16 USD with at most 12 decimal places")
     return value  # the handler keeps the exact text as a Decimal
 
 

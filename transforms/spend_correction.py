@@ -102,17 +102,28 @@ def periods_touched(calendar: Calendar, days: list[date]) -> list[Period]:
 
 
 def untransformed_days(lake: Lake, period: Period, *, last: date) -> list[date]:
-    """The UTC days from the period's first instant up to ``last`` (or the period's end) that have raw events but
-    no transform run: the curated tables would undercount the period."""
+    """The UTC days of the whole period (whatever ``last`` day was transformed: a re-run of an early day must not
+    drop later ones) whose raw events have no transform run, or changed after its latest run: the curated tables
+    would undercount the period."""
+    del last  # kept for callers; every day of the period counts
     first = period.starts_at.date()
-    end = min(last, (period.resets_at - timedelta(microseconds=1)).date())
+    end = (period.resets_at - timedelta(microseconds=1)).date()
     missing, day = [], first
     while day <= end:
         partition = f"dt={day.isoformat()}"
-        if lake.list_files(RAW_EVENTS, partition) and not lake.list_files(RUN_MANIFESTS, partition, suffix=".json"):
-            missing.append(day)
+        raw = lake.list_files(RAW_EVENTS, partition)
+        if raw:
+            runs = lake.list_files(RUN_MANIFESTS, partition, suffix=".json")
+            if not runs or _newest(lake, raw) > _newest(lake, runs):
+                missing.append(day)
         day += timedelta(days=1)
     return missing
+
+
+def _newest(lake: Lake, paths: list[str]) -> float:
+    """The latest modification time of ``paths`` (seconds; 0 when none reports one)."""
+    times = [info.mtime.timestamp() for info in lake.fs.get_file_info(paths) if info.mtime is not None]
+    return max(times, default=0.0)
 
 
 def curated_spend(*, lake: Lake, config: ReportingConfig, period: Period, teams: Iterable[Team]) -> dict[str, int]:

@@ -143,11 +143,13 @@ def correct_after_transform(*, lake: Lake, days: Iterable[date]) -> list[str]:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     store = SqliteSpendStore(store_file)
+    alerts = LocalAlerts.from_env(lake=lake)  # the webhook too, as the gateway's alerts
     try:
         corrections = correct_after_run(lake=lake, store=store, teams=registry.list_teams(), days=days,
-                                        config=config, alerts=LocalAlerts(lake=lake))
+                                        config=config, alerts=alerts)
     except SpendStoreError as exc:
         return [f"warning: budget counters not corrected: {exc}"]
     finally:
         store.close()
+        alerts.close(timeout=30)  # deliver the alerts the correction raised before the command returns
     return [c.describe() for c in corrections]

@@ -8,7 +8,9 @@ real uvicorn server, the command line's bad input, and the correction after a tr
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,7 +23,7 @@ import requests
 
 from common.calendar import Calendar
 from common.contracts import Limits, Team
-from common.errors import ServiceUnavailable, Throttled
+from common.errors import ServiceUnavailable, Throttled, UpstreamClientError
 from common.lake import Lake
 from ingest.alerts import LocalAlerts, read_alerts
 from ingest.app import create_app
@@ -29,7 +31,9 @@ from ingest.budget import BudgetGuard, ceiling_pico, correct_spend
 from ingest.emit import local_emitter
 from ingest.longpoll import MemoryLongPollStore
 from ingest.pricing import GatewayPricer
-from ingest.providers.registry import build_router
+from ingest.providers.base import ModelRequest, ModelResult
+from ingest.providers.registry import ProviderRouter, build_router
+from ingest.providers.simulator import SimulatorProvider
 from ingest.server import start_background
 from ingest.spend import PICO_PER_USD, MemorySpendStore, SpendStoreError, SqliteSpendStore
 from ingest.tenants import LocalTenantRegistry
@@ -37,7 +41,7 @@ from modelmeter.cli import main
 from pricing_catalog.store import load_catalog
 from sql.config import ReportingConfig
 from tests.fixture_lake import build_fixture_lake
-from transforms.spend_correction import curated_spend
+from transforms.spend_correction import curated_spend, untransformed_days
 
 NOW = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 BLOCK = Team(team_id="capped", monthly_budget_usd=Decimal("1"), budget_mode="block")
@@ -280,6 +284,7 @@ def test_usage_says_the_period_calendar_spend_budget_and_daily_tokens(served: di
     assert v1.status_code == seed.status_code == 200
     usage = v1.json()
     assert usage == seed.json()
+    assert "spend_store" not in usage  # where the counters are is the operator's business, not the tenant's
     assert usage["calendar"] == {"timezone": "UTC", "fiscal_month_start_day": 1}
     assert usage["budget_usd"] == "100" and usage["budget_mode"] == "alert" and usage["alert_at"] == [50, 80, 100]
     assert Decimal(usage["remaining_usd"]) == 100 - Decimal(usage["spend_usd"]) and Decimal(usage["spend_usd"]) > 0
@@ -299,6 +304,7 @@ def _events(lake: Lake) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(("args", "flag"), [
     (["--monthly-budget", "-5"], "--monthly-budget"), (["--monthly-budget", "lots"], "--monthly-budget"),
+    (["--monthly-budget", "1E-13"], "--monthly-budget"), (["--monthly-budget", "1e400"], "--monthly-budget"),
     (["--alert-at", "0,80"], "--alert-at"), (["--alert-at", "50,1001"], "--alert-at"),
     (["--alert-at", "fifty"], "--alert-at"), (["--budget-mode", "hard"], "--budget-mode"),
 ])
@@ -371,3 +377,74 @@ def test_calls_in_flight_at_the_crossing_are_the_whole_overshoot() -> None:
     for guard in guards:
         with pytest.raises(Throttled):
             guard.check(BLOCK)
+
+
+class _FailsOnBoom(SimulatorProvider):
+    """The labelled simulator, refusing one input as a provider refuses an over-long one."""
+
+    async def invoke(self, request: ModelRequest) -> ModelResult:
+        if request.prompt == "BOOM":
+            raise UpstreamClientError("input is too long for the model")
+        return await super().invoke(request)
+
+
+def test_embeddings_that_fail_part_way_bill_the_inputs_already_embedded(tmp_path: Path) -> None:
+    # GIVEN a block-mode team and a provider that refuses the last of 20 inputs
+    registry = LocalTenantRegistry(tmp_path / "tenants.json")
+    registry.put_team(Team(team_id="capped", monthly_budget_usd=Decimal("0.0001"), budget_mode="block"))
+    secret = registry.create_key("capped")[1]
+    lake = Lake.open(tmp_path / "lake")
+    emitter = local_emitter(lake=lake, flush_interval=0.2)
+    app = create_app(registry=registry, providers=ProviderRouter(default=_FailsOnBoom()), emitter=emitter,
+                     longpoll=MemoryLongPollStore(), spend=SqliteSpendStore(tmp_path / "tenants.spend.sqlite"),
+                     alerts=LocalAlerts(lake=lake), pricer=GatewayPricer(catalog=load_catalog(lake=None)))
+    handle = start_background(app=app)
+    try:
+        inputs = ["x" * 4000] * 19 + ["BOOM"]
+        first = requests.post(f"{handle.url}/v1/embeddings", headers={"Authorization": f"Bearer {secret}"},
+                              json={"model": "amazon.titan-embed-text-v2:0", "input": inputs}, timeout=10)
+        second = requests.post(f"{handle.url}/v1/embeddings", headers={"Authorization": f"Bearer {secret}"},
+                               json={"model": "amazon.titan-embed-text-v2:0", "input": inputs[:1]}, timeout=10)
+        assert emitter.flush(timeout=10)
+    finally:
+        handle.stop()
+        emitter.close(timeout=10)
+    # THEN the failed call's event carries the 19 embedded inputs and their cost, and that spend blocks the next call
+    assert first.status_code == 400 and second.status_code == 429
+    (event,) = [e for e in _events(lake) if e["request_id"] == first.headers["x-request-id"]]
+    assert event["status"] == "client_error" and event["input_tokens"] == 19 * 1000
+    assert Decimal(event["cost_usd"]) > 0
+
+
+def test_a_backfill_of_an_early_day_does_not_drop_later_untransformed_days(tmp_path: Path) -> None:
+    # GIVEN raw events on Nov 3 (transformed) and on Nov 25 (not yet), and a raw file landing on Nov 3 after its run
+    lake = Lake.open(tmp_path / "lake")
+    for day in ("2026-11-03", "2026-11-25"):
+        lake.write_bytes(b"x", "raw/usage_events", f"dt={day}", "hour=09", "a.parquet")
+    lake.write_bytes(b"{}", "runs/transform", "dt=2026-11-03", "run-1.json")
+    period = Calendar("UTC", 1).period(datetime(2026, 11, 3, tzinfo=UTC))
+    # THEN the correction's check sees the whole month, whatever day the run ended on
+    assert untransformed_days(lake, period, last=date(2026, 11, 3)) == [date(2026, 11, 25)]
+    # AND a day whose raw files changed after its latest run counts as untransformed too
+    late = lake.write_bytes(b"y", "raw/usage_events", "dt=2026-11-03", "hour=10", "b.parquet")
+    os.utime(late, (time.time() + 5, time.time() + 5))
+    assert untransformed_days(lake, period, last=date(2026, 11, 3)) == [date(2026, 11, 3), date(2026, 11, 25)]
+
+
+def test_a_store_that_reads_but_does_not_write_refuses_block_mode(tmp_path: Path) -> None:
+    # GIVEN a store whose writes fail (a lock held past the busy timeout, throttled writes) while reads work
+    store = MemorySpendStore()
+    guard = _guard(store)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SpendStoreError("cannot update (database is locked)")
+
+    store.add = refuse  # type: ignore[method-assign]
+    team = Team(team_id="capped", monthly_budget_usd=Decimal("100"), budget_mode="block")
+    guard.check(team)
+    guard.record(team, _event())  # its spend could not be written
+    # THEN the next call of that block-mode team is refused (fail closed) instead of reading a stale figure
+    with pytest.raises(ServiceUnavailable):
+        guard.check(team)
+    # AND an alert-mode team is still served
+    guard.check(Team(team_id="open", monthly_budget_usd=Decimal("100")))

@@ -15,14 +15,31 @@ budgets as (
 ),
 
 spend as (
-    select fiscal_month_start, team_id, cost_center, total_cost from chargeback_monthly
+    -- a team that moved cost centre within the month has a chargeback_monthly row per side: one budget, one sum
+    select fiscal_month_start, team_id, sum(total_cost) as total_cost
+    from chargeback_monthly
+    group by fiscal_month_start, team_id
+),
+
+latest_use as (
+    select
+        fiscal_month_start,
+        team_id,
+        cost_center,
+        row_number() over (partition by fiscal_month_start, team_id order by event_time desc, event_id desc) as newest
+    from usage_local
+),
+
+month_cost_center as (
+    -- the cost centre of the team's latest usage in the month (the dated organisation)
+    select fiscal_month_start, team_id, cost_center from latest_use where newest = 1
 ),
 
 team_months as (
     -- every budgeted team in every month (so zero spend shows), plus every team that spent
-    select m.fiscal_month_start, b.team_id, b.cost_center from months as m cross join budgets as b
+    select m.fiscal_month_start, b.team_id from months as m cross join budgets as b
     union
-    select fiscal_month_start, team_id, cost_center from spend
+    select fiscal_month_start, team_id from spend
 ),
 
 measured as (
@@ -30,7 +47,7 @@ measured as (
         tm.fiscal_month_start,
         mm_fiscal_month_end(tm.fiscal_month_start) as fiscal_month_end,
         tm.team_id,
-        coalesce(b.cost_center, tm.cost_center) as cost_center,
+        coalesce(mc.cost_center, b.cost_center) as cost_center,
         b.monthly_budget_usd,
         coalesce(s.total_cost, mm_money(0)) as spend_to_date,
         least(a.as_of_date, mm_fiscal_month_end(tm.fiscal_month_start)) as as_of_date
@@ -38,6 +55,7 @@ measured as (
     cross join as_of as a
     left join budgets as b on b.team_id = tm.team_id
     left join spend as s on s.fiscal_month_start = tm.fiscal_month_start and s.team_id = tm.team_id
+    left join month_cost_center as mc on mc.fiscal_month_start = tm.fiscal_month_start and mc.team_id = tm.team_id
 ),
 
 dated as (

@@ -381,3 +381,16 @@ def test_the_views_list_period_states_and_every_version_with_its_inputs(books: B
                                            (2, "restatement", 1, False, "fixture-v2")]
     assert all(row[5] is False and row[6] == 1 for row in listed)  # the simulated bill is not final
     assert listed[0][7] == listed[1][7]  # the bill did not change: both versions add up to it
+
+
+def test_budget_burn_keeps_one_row_per_team_and_month_after_a_move(books: Books, capsys) -> None:
+    assert books.run(capsys, "tenants", "add", "team-alpha", "--cost-center", "CC-9009", "--from",
+                     "2026-11-15")[0] == 0
+    con = connect(lake=Lake.open(books.lake), config=ReportingConfig())
+    rows = con.execute("""select fiscal_month_start, cost_center, spend_to_date from budget_burn
+                          where team_id = 'team-alpha' order by 1""").fetchall()
+    spent = dict(con.execute("""select fiscal_month_start, sum(total_cost) from chargeback_monthly
+                                where team_id = 'team-alpha' group by 1""").fetchall())
+    assert len(rows) == len({r[0] for r in rows})  # one row per month, not one per side of the move
+    assert all(spend == spent[month] for month, _cc, spend in rows)
+    assert all(cc == "CC-9009" for _m, cc, _s in rows)  # the cost centre of the month's latest usage

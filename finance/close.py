@@ -283,6 +283,8 @@ def restate(*, lake: Lake, period: str, restated: Chargeback, post: bool = True,
         restatement_id = f"{period}-r{number}"
         moved = any(r[f"delta_{p}"] for r in rows for p in _PARTS)
         target = next_open_period(lake=lake, period=period) if moved else None
+        if post and target is not None and status(lake=lake, period=target).closed:
+            raise UserError(f"billing period {target} was closed while {period} was restated: run restate again")
         if post:
             restated.info.version = next_version(lake=lake, period=period)
             for r in restated.rows:

@@ -408,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
     p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
     p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope")
+    p.add_argument("--capacity", default=None, metavar="FILE", help=_CAPACITY_HELP)
     p.add_argument("--dry-run", action="store_true", help="print the deltas without posting them")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="restate")

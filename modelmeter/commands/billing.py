@@ -61,10 +61,13 @@ def open_capacity(args: Any) -> Capacity:
     return load_capacity(path if given or path.is_file() else None)
 
 
-def reconcile_now(args: Any, lake: Lake) -> Reconciliation:
+def reconcile_now(args: Any, lake: Lake, *, store: bool = True) -> Reconciliation:
+    """The period's reconciliation now; stored unless ``store`` is false (a restatement of a closed period leaves
+    the stored reconciliation alone)."""
     rec = reconcile(lake=lake, period=args.period, catalog=load_catalog(lake=lake), scope=_scope(args),
                     snapshot_id=args.snapshot, capacity=open_capacity(args))
-    store_reconciliation(lake=lake, reconciliation=rec)
+    if store:
+        store_reconciliation(lake=lake, reconciliation=rec)
     return rec
 
 

@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from common.constants import CURATED_USAGE_COST, RAW_EVENTS
 from common.errors import UserError
 from common.lake import Lake
 from finance.chargeback import compute
 from finance.close import Record, close, record, reopen, restate
 from finance.journal import LEDGER_FILE, journal_lines, load_ledger, to_csv
 from finance.reconcile import period_days
-from modelmeter.commands.billing import open_inputs, print_rows, reconcile_now, registry_folder
+from modelmeter.commands.billing import open_capacity, open_inputs, print_rows, reconcile_now, registry_folder
+from pricing_catalog.store import list_versions
 from transforms.report import money_text
 from transforms.run import transform_range
 
@@ -49,10 +52,15 @@ def run_restate(args: Any) -> int:
     if not current.status.closed:
         raise UserError(f"billing period {args.period} is open: re-run `modelmeter chargeback --period "
                         f"{args.period}`; restate is for closed periods")
+    teams, rules = open_inputs(args)  # every input checked before anything is written
+    open_capacity(args)
     if args.price_version:
+        if args.dry_run:
+            raise UserError(f"--dry-run cannot re-price {args.period} (that rewrites its curated usage): run "
+                            f"`modelmeter transform` for the period with --price-version {args.price_version} "
+                            f"first, then `restate --dry-run` without --price-version")
         _reprice(lake, args)
-    teams, rules = open_inputs(args)
-    rec = reconcile_now(args, lake)
+    rec = reconcile_now(args, lake, store=False)
     restated = compute(rec=rec, rules=rules, teams=teams, version=0, purpose="restatement",
                        restates_version=current.info.version)
     result = restate(lake=lake, period=args.period, restated=restated, post=not args.dry_run)
@@ -80,6 +88,18 @@ def _reprice(lake: Lake, args: Any) -> None:
     """Re-run the transform of the period's days at ``--price-version`` (the curated usage moves; the closed
     record does not)."""
     first, last = period_days(args.period)
+    if args.price_version not in {v.version for v in list_versions(lake=lake)}:
+        raise UserError(f"no catalog version {args.price_version!r} in {lake.uri}: see `modelmeter pricing list`")
+    day, lost = first, []
+    while day <= last:  # a day whose raw events are gone (retention) would be re-written empty: refuse
+        partition = f"dt={day.isoformat()}"
+        if lake.list_files(CURATED_USAGE_COST, partition) and not lake.list_files(RAW_EVENTS, partition):
+            lost.append(day.isoformat())
+        day += timedelta(days=1)
+    if lost:
+        raise UserError(f"cannot re-price {args.period} at {args.price_version}: {len(lost)} days have curated usage "
+                        f"but no raw events any more ({', '.join(lost[:5])}{' …' if len(lost) > 5 else ''}); "
+                        f"re-pricing them would empty them")
     manifests = transform_range(lake=lake, date_from=first, date_to=last, price_version=args.price_version)
     written = sum(m.counts["written"] for m in manifests)
     print(f"re-priced {args.period} at price version {args.price_version}: {written} events on "

@@ -27,6 +27,7 @@ from ingest.dynamo import DynamoTenantRegistry
 from ingest.tenants import LocalTenantRegistry
 from modelmeter.cli import main
 from modelmeter.simulated_bill import line, write_cur
+from pricing_catalog.store import list_versions
 from sql.config import ReportingConfig
 from sql.render import connect
 from tests.fixture_lake import TEAMS
@@ -394,3 +395,30 @@ def test_budget_burn_keeps_one_row_per_team_and_month_after_a_move(books: Books,
     assert len(rows) == len({r[0] for r in rows})  # one row per month, not one per side of the move
     assert all(spend == spent[month] for month, _cc, spend in rows)
     assert all(cc == "CC-9009" for _m, cc, _s in rows)  # the cost centre of the month's latest usage
+
+
+def test_a_restatement_that_cannot_finish_or_is_a_dry_run_changes_nothing(books: Books, capsys) -> None:
+    books.rows(capsys)
+    assert books.run(capsys, "close", "--period", PERIOD)[0] == 0
+    con = connect(lake=Lake.open(books.lake), config=ReportingConfig())
+    before = (con.execute("select count(*), sum(total_cost) from usage_cost").fetchall(),
+              con.execute("select sum(billed_cost) from reconciliation_summary").fetchall())
+    books.bill([*books.base, line(period=PERIOD, start=START, usage_type="USE1-Guardrail-TextUnits", amount=4,
+                                  cost=9.75, pricing_unit="Units")], "bill-2")
+    # a dry run that would have to re-price, bad rules, an unknown price version, a month without raw events
+    code, _, err = books.run(capsys, "restate", "--period", PERIOD, "--price-version", "fixture-2026-11",
+                             "--dry-run")
+    assert code == 1 and "--dry-run cannot re-price" in err
+    code, _, err = books.run(capsys, "restate", "--period", PERIOD, "--rules", str(books.root / "nope.yaml"))
+    assert code == 1 and "no such rules file" in err
+    code, _, err = books.run(capsys, "restate", "--period", PERIOD, "--price-version", "no-such-version")
+    assert code == 1 and "no catalog version 'no-such-version'" in err
+    published = list_versions(lake=Lake.open(books.lake))[-1].version
+    code, _, err = books.run(capsys, "restate", "--period", PERIOD, "--price-version", published)
+    assert code == 1 and "no raw events any more" in err  # the fixture lake has curated usage only
+    code, _, err = books.run(capsys, "restate", "--period", PERIOD, "--dry-run")
+    assert code == 0 and "dry run: nothing stored or posted" in err
+    # THEN the curated usage and the closed month's reconciliation are as they were
+    con = connect(lake=Lake.open(books.lake), config=ReportingConfig())
+    assert (con.execute("select count(*), sum(total_cost) from usage_cost").fetchall(),
+            con.execute("select sum(billed_cost) from reconciliation_summary").fetchall()) == before

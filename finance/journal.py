@@ -3,7 +3,8 @@
 One debit line per cost centre (the ``unallocated`` row, and teams without a cost centre, on the cost centre the
 ledger configuration names for them) with its GL account and a memo (period, version, state, teams); one credit
 line to the configured central account. Debits = credits = the period's in-scope invoice total, to the cent. A
-cost centre whose net charge is negative (credits beyond its usage) gets a credit line instead of a negative debit.
+cost centre whose net charge is negative (credits beyond its usage) gets a negative debit, so that debits = credits
+= the invoice, as DESIGN.md's journal contract says.
 Adjustment lines posted into the period (restatements of earlier closed periods) follow as their own balanced
 group per corrected period, labelled with it, so the period's own lines still equal its own invoice.
 
@@ -74,12 +75,16 @@ def load_ledger(path: Path) -> Ledger:
     if not isinstance(data, dict):
         raise UserError(f"{path}:1: a ledger file is a mapping (central_account, unallocated_cost_center, …)")
     problems = [f"{path}:{lines.get(k, 1)}: unknown key {k!r}" for k in sorted(set(data) - _KEYS, key=str)]
+    # accounts are text: an unquoted 02450 or 0610 is a YAML number (octal!) that would post to another account
     for key in ("central_account", "unallocated_cost_center"):
-        if not isinstance(data.get(key), str | int) or not str(data[key]).strip():
-            problems.append(f"{path}:{lines.get(key, 1)}: `{key}` is required (text)")
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            problems.append(f"{path}:{lines.get(key, 1)}: `{key}` is required, as quoted text (e.g. \"2450\")")
+    if data.get("default_account") is not None and not isinstance(data["default_account"], str):
+        problems.append(f"{path}:{lines.get('default_account', 1)}: `default_account` must be quoted text")
     accounts = data.get("cost_centers") or {}
-    if not isinstance(accounts, dict) or not all(isinstance(v, str | int) for v in accounts.values()):
-        problems.append(f"{path}:{lines.get('cost_centers', 1)}: `cost_centers` maps a cost centre to its GL account")
+    if not isinstance(accounts, dict) or not all(isinstance(v, str) for v in accounts.values()):
+        problems.append(f"{path}:{lines.get('cost_centers', 1)}: `cost_centers` maps a cost centre to its GL account, "
+                        f"each quoted (\"6110\")")
         accounts = {}
     if problems:
         raise UserError("ledger not accepted: " + "; ".join(problems))
@@ -106,9 +111,6 @@ def _group(rows: list[dict[str, Any]], ledger: Ledger) -> dict[str, tuple[Decima
     return {cc: (amounts[cc], sorted(set(teams[cc]))) for cc in sorted(amounts)}
 
 
-def _pair(amount: Decimal) -> tuple[Decimal, Decimal]:
-    """``(debit, credit)`` of a net charge."""
-    return (amount, _ZERO) if amount >= 0 else (_ZERO, -amount)
 
 
 def journal_lines(record: Record, ledger: Ledger) -> list[dict[str, Any]]:
@@ -136,14 +138,12 @@ def journal_lines(record: Record, ledger: Ledger) -> list[dict[str, Any]]:
     for line_type, corrected, rows, memo in groups:
         total = _ZERO
         for cc, (amount, teams) in _group(rows, ledger).items():
-            debit, credit = _pair(amount)
             total += amount
             out.append({"period": period, "line_type": line_type, "corrects_period": corrected,
-                        "account": _account(ledger, cc), "cost_center": cc, "debit": debit, "credit": credit,
+                        "account": _account(ledger, cc), "cost_center": cc, "debit": amount, "credit": _ZERO,
                         "currency": info.currency, "memo": f"{memo}: {', '.join(teams)}"})
-        credit, debit = _pair(total)
         out.append({"period": period, "line_type": line_type, "corrects_period": corrected,
-                    "account": ledger.central_account, "cost_center": None, "debit": debit, "credit": credit,
+                    "account": ledger.central_account, "cost_center": None, "debit": _ZERO, "credit": total,
                     "currency": info.currency, "memo": f"{memo}: recovered by the central account"})
     _check(out, Decimal(info.chargeback_total))
     return out
@@ -152,11 +152,11 @@ def journal_lines(record: Record, ledger: Ledger) -> list[dict[str, Any]]:
 def _check(lines: list[dict[str, Any]], invoice: Decimal) -> None:
     debits = sum((line["debit"] for line in lines), _ZERO)
     credits = sum((line["credit"] for line in lines), _ZERO)
-    own = sum((line["debit"] - line["credit"] for line in lines if line["line_type"] == "charge"
-               and line["cost_center"] is not None), _ZERO)
-    if debits != credits or own != invoice:
-        raise AssertionError(f"journal does not balance: debits {debits}, credits {credits}, own lines {own}, "
-                             f"invoice {invoice}")
+    own_debits = sum((line["debit"] for line in lines if line["line_type"] == "charge"), _ZERO)
+    own_credits = sum((line["credit"] for line in lines if line["line_type"] == "charge"), _ZERO)
+    if debits != credits or not own_debits == own_credits == invoice:
+        raise AssertionError(f"journal does not balance: debits {debits}, credits {credits}, own lines "
+                             f"{own_debits} / {own_credits}, invoice {invoice}")
 
 
 def to_csv(lines: list[dict[str, Any]]) -> str:

@@ -102,9 +102,7 @@ def month_end_close(*, lake: Lake, registry_dir: Path, teams: list[Team], first_
     out.write_text(to_csv(journal), encoding="utf-8")
     debits = sum((j["debit"] for j in journal), Decimal(0))
     print(f"  journal {out} (`modelmeter export journal`, accounts from {ledger_file}): {len(journal)} lines, "
-          f"balanced (debits = credits = {money_text(debits)} USD); the cost centres' net charge "
-          f"{money_text(Decimal(chargeback.info.chargeback_total))} USD = the "
-          f"invoice in scope")
+          f"debits = credits = {money_text(debits)} USD = the invoice in scope")
 
 
 def _restate(*, lake: Lake, period: str, catalog: Catalog, rules: Rules, teams: list[Team], first_day: date,

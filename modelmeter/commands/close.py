@@ -117,8 +117,9 @@ def run_journal(args: Any) -> int:
     info = of_record.info
     debits = sum((line["debit"] for line in lines), Decimal(0))
     print(f"wrote {len(lines)} journal lines to {out}: {args.period} chargeback version {info.version} "
-          f"({of_record.status.label}), balanced (debits = credits = {money_text(debits)} {info.currency}); the cost "
-          f"centres' net charge = the in-scope invoice {money_text(Decimal(info.chargeback_total))}", file=sys.stderr)
+          f"({of_record.status.label}): debits = credits = {money_text(debits)} {info.currency}, the in-scope "
+          f"invoice {money_text(Decimal(info.chargeback_total))} (plus adjustment lines, if any, balanced apart)",
+          file=sys.stderr)
     if not of_record.status.closed:
         print(f"note: {args.period} is open, so this journal is a preview: close the period before booking it",
               file=sys.stderr)

@@ -267,7 +267,7 @@ def test_the_journal_balances_and_equals_the_invoice(books: Books, capsys) -> No
     invoice = _sum(rows)
     assert debits == credits
     own = [x for x in lines if x["cost_center"]]
-    assert sum(Decimal(x["debit"]) - Decimal(x["credit"]) for x in own) == invoice
+    assert sum(Decimal(x["debit"]) for x in own) == invoice
     # one line per cost centre, the unallocated row on the configured cost centre, the credit to the central one
     assert sorted(x["cost_center"] for x in own) == ["CC-1001", "CC-2002", "CC-3003", "CC-PLATFORM"]
     platform = next(x for x in own if x["cost_center"] == "CC-PLATFORM")
@@ -275,7 +275,9 @@ def test_the_journal_balances_and_equals_the_invoice(books: Books, capsys) -> No
         platform["memo"]
     central = [x for x in lines if not x["cost_center"]]
     assert [x["account"] for x in central] == ["2450-AI-RECOVERY"]
-    assert all(Decimal(x["debit"] or 0) >= 0 and Decimal(x["credit"] or 0) >= 0 for x in lines)
+    # DESIGN.md: debits = credits = the in-scope invoice total (a cost centre that nets negative: a negative debit)
+    assert debits == credits == invoice
+    assert all(Decimal(x["credit"] or 0) >= 0 for x in lines)
 
 
 def test_the_journal_books_adjustment_lines_apart_and_names_missing_accounts(books: Books, capsys) -> None:
@@ -304,6 +306,10 @@ def test_the_journal_books_adjustment_lines_apart_and_names_missing_accounts(boo
     code, _, err = _journal(books, capsys, NEXT)
     assert code == 1 and "ledger.yaml:2: unknown key 'surprise'" in err and "`unallocated_cost_center` is required" \
         in err
+    # an unquoted account number is a YAML number (0610 is octal 392): refused, naming the line
+    (books.root / "ledger.yaml").write_text(LEDGER.replace('CC-1001: "6110"', "CC-1001: 0610"))
+    code, _, err = _journal(books, capsys, NEXT)
+    assert code == 1 and "`cost_centers` maps a cost centre to its GL account, each quoted" in err
 
 
 def test_a_transform_of_a_closed_period_says_the_record_stays(books: Books, capsys) -> None:

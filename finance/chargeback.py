@@ -175,10 +175,10 @@ def compute(*, rec: Reconciliation, rules: Rules, teams: list[Team], version: in
         for team, value in split(amount, dict(weights), quantum=_Q).items():
             adjustment[team] += value
     rows = _rows(rec, org, cost, adjustment, shared, applied, unallocated, version)
+    total = _round_to_cents(rows, rec.billed_total)  # per team first: a move never shifts another team's cents
     rows = _by_cost_center(rows, _cost_center_weights(rec, dated))
     for r in rows:
         r["purpose"] = purpose
-    total = _round_to_cents(rows, rec.billed_total)
     info = VersionInfo(
         billing_period=rec.billing_period, version=version, created_at=now.isoformat(),
         cur_snapshot=rec.snapshot.snapshot_id, cur_final=rec.snapshot.final, price_versions=list(rec.price_versions),
@@ -199,8 +199,10 @@ def _cost_center_weights(rec: Reconciliation, dated: dict[str, Team]) -> dict[st
 
 def _by_cost_center(rows: list[dict[str, Any]], weights: dict[str, dict[str | None, Decimal]]
                     ) -> list[dict[str, Any]]:
-    """A team's row split into one row per cost centre it was charged to in the period (exact: each part is a
-    largest-remainder share at 12 decimals of the same weights; the metered list cost follows the days)."""
+    """A team's row (already in cents) split into one row per cost centre it was charged to in the period: the
+    metered list cost follows the days exactly; the price adjustment and the shared cost are largest-remainder
+    shares at 12 decimals, and the team's cents are largest-remainder shares at the cent, of the same weights. The
+    sides of a team add up to its unsplit row exactly, and the other teams' rows do not change."""
     out = []
     for row in rows:
         spread = {cc: w for cc, w in weights.get(row["team_id"], {}).items() if w}
@@ -211,20 +213,15 @@ def _by_cost_center(rows: list[dict[str, Any]], weights: dict[str, dict[str | No
             continue
         names = {(cc or ""): cc for cc in spread}  # split() sorts its keys: None cannot be one
         keyed = {k: spread[cc] for k, cc in names.items()}
-        parts = {m: split(row[m], keyed, quantum=_Q) for m in _MONEY_PARTS}
+        adjustment = split(row["price_adjustment"], keyed, quantum=_Q)
+        shared = split(row["allocated_shared_cost"], keyed, quantum=_Q)
+        cents = split(row["chargeback_cost"], keyed, quantum=CENT)
         for k, cc in names.items():
-            part = dict(row, cost_center=cc, **{m: parts[m][k] for m in _MONEY_PARTS})
-            part["metered_list_cost"] = spread[cc]
-            part["exact"] = sum((part[m] for m in _MONEY_PARTS), _ZERO)
-            out.append(part)
-        # the list cost per side is exact; what the rounding of the other parts moved is put back on the last side
-        diff = row["exact"] - sum((p["exact"] for p in out[-len(names):]), _ZERO)
-        out[-1]["price_adjustment"] += diff
-        out[-1]["exact"] += diff
+            out.append(dict(row, cost_center=cc, metered_list_cost=spread[cc], price_adjustment=adjustment[k],
+                            allocated_shared_cost=shared[k], chargeback_cost=cents[k]))
     return sorted(out, key=lambda r: (r["team_id"] == UNALLOCATED, r["cost_center"] or "", r["team_id"]))
 
 
-_MONEY_PARTS = ("metered_list_cost", "price_adjustment", "allocated_shared_cost")
 
 
 def _rows(rec: Reconciliation, org: dict[str, str | None], cost: dict[str, Decimal], adjustment: dict[str, Decimal],

@@ -428,3 +428,15 @@ def test_a_restatement_that_cannot_finish_or_is_a_dry_run_changes_nothing(books:
     con = connect(lake=Lake.open(books.lake), config=ReportingConfig())
     assert (con.execute("select count(*), sum(total_cost) from usage_cost").fetchall(),
             con.execute("select sum(billed_cost) from reconciliation_summary").fetchall()) == before
+
+
+@pytest.mark.parametrize("move_day", [6, 15, 24, 30])
+def test_a_move_splits_the_moved_teams_cents_and_leaves_every_other_row_alone(books: Books, capsys,
+                                                                              move_day: int) -> None:
+    unmoved = {r["team_id"]: Decimal(r["chargeback_cost"]) for r in books.rows(capsys)}
+    assert books.run(capsys, "tenants", "add", "team-beta", "--cost-center", "CC-9009", "--from",
+                     f"2026-11-{move_day:02d}")[0] == 0
+    moved: dict[str, Decimal] = {}
+    for r in books.rows(capsys):
+        moved[r["team_id"]] = moved.get(r["team_id"], Decimal(0)) + Decimal(r["chargeback_cost"])
+    assert moved == unmoved  # per team, to the cent: the split only divides team-beta's own cents

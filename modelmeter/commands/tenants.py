@@ -57,8 +57,6 @@ def _effective_from(args: Any, existing: Team | None) -> date | None:
     (UTC), so the months already charged keep their cost centre."""
     given = getattr(args, "effective_from", None)
     if given is not None:
-        if getattr(args, "cost_center", None) is None:
-            raise UserError("--from dates a cost-centre move: give --cost-center with it")
         return given
     if existing is not None and getattr(args, "cost_center", None) not in (None, existing.cost_center) \
             and (existing.cost_center is not None or existing.cost_center_history):
@@ -70,6 +68,14 @@ def run_add(args: Any) -> int:
     team_id = (args.team or "").strip()
     if not team_id:
         raise UserError("the team name is empty")
+    if getattr(args, "effective_from", None) is not None and getattr(args, "cost_center", None) is None:
+        print("modelmeter tenants add: error: argument --from: dates a cost-centre move: give --cost-center with it",
+              file=sys.stderr)
+        return 2
+    if getattr(args, "cost_center", None) is not None and not args.cost_center.strip():
+        print("modelmeter tenants add: error: argument --cost-center: the cost centre is empty (a team without one "
+              "is charged to the ledger's unallocated cost centre: leave --cost-center out)", file=sys.stderr)
+        return 2
     if getattr(args, "rps", None) is not None and args.rps <= 0:
         raise UserError("--rps must be positive")
     if getattr(args, "daily_tokens", None) is not None and args.daily_tokens <= 0:
@@ -86,7 +92,8 @@ def run_add(args: Any) -> int:
           f"daily tokens {team.limits.daily_tokens or '-'}, budget mode {team.budget_mode}, alerts at "
           f"{','.join(map(str, team.alert_at))} %", file=sys.stderr)
     if effective_from is not None:
-        print(f"cost centre {team.cost_center or '-'} from {effective_from} (UTC); earlier days stay with "
+        print(f"cost centre {team.cost_center_on(effective_from) or '-'} from {effective_from} (UTC); earlier days "
+              f"stay with "
               f"{_before(team, effective_from)}; closed billing periods do not move (see `modelmeter restate`)",
               file=sys.stderr)
     if written is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -62,6 +62,9 @@ class VersionInfo:
     #: period: readable, never the record while the period is closed); manifests written before say neither.
     purpose: str = "chargeback"
     restates_version: int | None = None
+    #: the scope the version was computed with (a restatement keeps the closed version's; before: tax excluded)
+    include_tax: bool = False
+    metered_providers: list[str] = field(default_factory=lambda: ["bedrock", "sagemaker"])
 
 
 @dataclass
@@ -184,7 +187,8 @@ def compute(*, rec: Reconciliation, rules: Rules, teams: list[Team], version: in
         cur_snapshot=rec.snapshot.snapshot_id, cur_final=rec.snapshot.final, price_versions=list(rec.price_versions),
         rules_source=rules.source, rules_digest=rules.digest, organisation_as_of=now.date().isoformat(),
         currency=rec.currency, in_scope_total=_text(rec.billed_total), chargeback_total=_text(total),
-        unallocated=_text(unallocated), purpose=purpose, restates_version=restates_version)
+        unallocated=_text(unallocated), purpose=purpose, restates_version=restates_version,
+        include_tax=rec.scope.include_tax, metered_providers=list(rec.scope.metered_providers))
     return Chargeback(rows=rows, info=info)
 
 

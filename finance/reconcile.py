@@ -93,6 +93,7 @@ class Reconciliation:
     price_versions: tuple[str, ...] = ()  # catalog versions that priced the metered rows
     time_prices_version: str | None = None  # the time-based prices that valued the time_based rows
     capacity_source: str | None = None  # the capacity file (None: none)
+    scope: Scope = field(default_factory=lambda: Scope())  # what was in scope (tax, providers, endpoints)
 
     @property
     def billed_total(self) -> Decimal:
@@ -348,7 +349,7 @@ def reconcile(*, lake: Lake, period: str, catalog: Catalog, scope: Scope | None 
     placed = sum((r["billed_cost"] for r in rows), _ZERO)
     if placed != in_scope:  # every billed dollar in exactly one category: anything else is a bug, never a result
         raise AssertionError(f"reconciliation of {period} places {placed} of the in-scope {in_scope}")
-    return Reconciliation(billing_period=period, snapshot=snapshot, currency=currency, rows=rows,
+    return Reconciliation(billing_period=period, snapshot=snapshot, currency=currency, rows=rows, scope=scope,
                           team_metered=dict(team_cost), team_quantity=dict(team_qty),
                           pieces=[r for r in rows if r["category"] not in ("matched", "metered_not_billed")
                                   and r["list_basis"] != CONFIGURATION],  # billed pieces only: rules share dollars

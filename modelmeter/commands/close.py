@@ -52,6 +52,9 @@ def run_restate(args: Any) -> int:
     if not current.status.closed:
         raise UserError(f"billing period {args.period} is open: re-run `modelmeter chargeback --period "
                         f"{args.period}`; restate is for closed periods")
+    if current.info.include_tax and not args.include_tax:  # restated in the scope it was closed in
+        args.include_tax = True
+        print(f"{args.period} was closed with Tax lines in scope: restated with them too", file=sys.stderr)
     teams, rules = open_inputs(args)  # every input checked before anything is written
     open_capacity(args)
     if args.price_version:

@@ -440,3 +440,14 @@ def test_a_move_splits_the_moved_teams_cents_and_leaves_every_other_row_alone(bo
     for r in books.rows(capsys):
         moved[r["team_id"]] = moved.get(r["team_id"], Decimal(0)) + Decimal(r["chargeback_cost"])
     assert moved == unmoved  # per team, to the cent: the split only divides team-beta's own cents
+
+
+def test_a_period_closed_with_tax_in_scope_is_restated_with_it(books: Books, capsys) -> None:
+    books.bill([*books.base, line(period=PERIOD, start=START, usage_type="", amount=0, cost=0.17, line_type="Tax",
+                                  operation="", pricing_unit="", region=None)], "bill-tax")
+    code, out, err = books.run(capsys, "chargeback", "--period", PERIOD, "--include-tax", "--format", "json")
+    assert code == 0, err
+    assert books.run(capsys, "close", "--period", PERIOD)[0] == 0
+    code, out, err = books.run(capsys, "restate", "--period", PERIOD, "--format", "json")
+    assert code == 0 and "restated with them too" in err
+    assert _sum(json.loads(out), "delta") == 0  # nothing changed: the tax is not "restated" away

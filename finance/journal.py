@@ -8,6 +8,9 @@ cost centre whose net charge is negative (credits beyond its usage) gets a negat
 Adjustment lines posted into the period (restatements of earlier closed periods) follow as their own balanced
 group per corrected period, labelled with it, so the period's own lines still equal its own invoice.
 
+Each line says which fiscal month the billing period is booked into (``fiscal_month``: the reporting calendar's
+fiscal month holding the period's last day, or first, as ``MODELMETER_FISCAL_BOOKING`` says).
+
 The ledger configuration (``ledger.yaml`` beside the tenant registry, or ``--ledger FILE``)::
 
     central_account: "2450-AI-PLATFORM-RECOVERY"   # credited with what the cost centres are charged
@@ -34,7 +37,8 @@ from common.errors import UserError
 from finance.close import Record
 
 LEDGER_FILE = "ledger.yaml"
-COLUMNS = ("period", "line_type", "corrects_period", "account", "cost_center", "debit", "credit", "currency", "memo")
+COLUMNS = ("period", "line_type", "corrects_period", "account", "cost_center", "debit", "credit", "currency", "memo",
+           "fiscal_month")
 _KEYS = {"central_account", "unallocated_cost_center", "default_account", "cost_centers"}
 _ZERO = Decimal(0)
 
@@ -113,7 +117,7 @@ def _group(rows: list[dict[str, Any]], ledger: Ledger) -> dict[str, tuple[Decima
 
 
 
-def journal_lines(record: Record, ledger: Ledger) -> list[dict[str, Any]]:
+def journal_lines(record: Record, ledger: Ledger, *, fiscal_month: str | None = None) -> list[dict[str, Any]]:
     """The balanced journal of ``record`` (its own lines, then one group per corrected period).
 
     Raises:
@@ -146,6 +150,8 @@ def journal_lines(record: Record, ledger: Ledger) -> list[dict[str, Any]]:
                     "account": ledger.central_account, "cost_center": None, "debit": _ZERO, "credit": total,
                     "currency": info.currency, "memo": f"{memo}: recovered by the central account"})
     _check(out, Decimal(info.chargeback_total))
+    for line in out:
+        line["fiscal_month"] = fiscal_month  # the fiscal month the billing period is booked into (configuration)
     return out
 
 

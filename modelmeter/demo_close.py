@@ -32,6 +32,7 @@ from finance.reconcile import store as store_reconciliation
 from modelmeter.simulated_bill import Deviations, line, simulate_period, write_cur
 from pricing_catalog import Catalog, load_catalog
 from pricing_catalog.publish import import_sheet
+from sql.config import ReportingConfig
 from transforms.report import money_text
 from transforms.run import transform_range
 
@@ -97,7 +98,8 @@ def month_end_close(*, lake: Lake, registry_dir: Path, teams: list[Team], first_
     _print_restatement(result)
     ledger_file = registry_dir / "ledger.yaml"
     shutil.copyfile(EXAMPLE_LEDGER, ledger_file)
-    journal = journal_lines(record(lake=lake, period=period), load_ledger(ledger_file))
+    journal = journal_lines(record(lake=lake, period=period), load_ledger(ledger_file),
+                            fiscal_month=ReportingConfig.from_env().booked_fiscal_month(period).isoformat())
     out = Path(lake.base).parent / f"journal-{period}.csv"
     out.write_text(to_csv(journal), encoding="utf-8")
     debits = sum((j["debit"] for j in journal), Decimal(0))

@@ -14,10 +14,12 @@ from common.errors import UserError
 from common.lake import Lake
 from finance.chargeback import compute
 from finance.close import Record, close, record, reopen, restate
+from finance.cur import snapshot_in_force
 from finance.journal import LEDGER_FILE, journal_lines, load_ledger, to_csv
 from finance.reconcile import period_days
 from modelmeter.commands.billing import open_capacity, open_inputs, print_rows, reconcile_now, registry_folder
 from pricing_catalog.store import list_versions
+from sql.config import ReportingConfig
 from transforms.report import money_text
 from transforms.run import transform_range
 
@@ -34,6 +36,11 @@ def run_close(args: Any) -> int:
         return 0
     done = close(lake=lake, period=args.period, reason=args.reason)
     info = done.info
+    newest = snapshot_in_force(lake=lake, period=args.period).snapshot_id
+    if newest != info.cur_snapshot:
+        print(f"warning: the closed version was computed on CUR snapshot {info.cur_snapshot}, but {newest} is newer: "
+              f"`modelmeter restate --period {args.period}` shows and posts what the newer bill changes",
+              file=sys.stderr)
     print(f"billing period {args.period} closed at chargeback version {info.version}: "
           f"{money_text(Decimal(info.chargeback_total))} {info.currency} (CUR snapshot {info.cur_snapshot})",
           file=sys.stderr)
@@ -113,7 +120,12 @@ def run_journal(args: Any) -> int:
     lake = Lake.open(args.lake)
     of_record: Record = record(lake=lake, period=args.period)
     ledger_path = Path(args.ledger) if args.ledger else _beside_registry(args, LEDGER_FILE)
-    lines = journal_lines(of_record, load_ledger(ledger_path))
+    try:
+        config = ReportingConfig.from_env()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    lines = journal_lines(of_record, load_ledger(ledger_path),
+                          fiscal_month=config.booked_fiscal_month(args.period).isoformat())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(to_csv(lines), encoding="utf-8")

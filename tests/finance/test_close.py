@@ -261,7 +261,8 @@ def test_the_journal_balances_and_equals_the_invoice(books: Books, capsys) -> No
     code, lines, err = _journal(books, capsys)
     assert code == 0, err
     assert list(lines[0]) == ["period", "line_type", "corrects_period", "account", "cost_center", "debit", "credit",
-                              "currency", "memo"]
+                              "currency", "memo", "fiscal_month"]
+    assert {x["fiscal_month"] for x in lines} == {"2026-11-01"}  # calendar months, booked into November
     debits = sum(Decimal(x["debit"] or 0) for x in lines)
     credits = sum(Decimal(x["credit"] or 0) for x in lines)
     invoice = _sum(rows)
@@ -451,3 +452,11 @@ def test_a_period_closed_with_tax_in_scope_is_restated_with_it(books: Books, cap
     code, out, err = books.run(capsys, "restate", "--period", PERIOD, "--format", "json")
     assert code == 0 and "restated with them too" in err
     assert _sum(json.loads(out), "delta") == 0  # nothing changed: the tax is not "restated" away
+
+
+def test_closing_a_version_computed_on_an_older_bill_says_so(books: Books, capsys) -> None:
+    books.rows(capsys)
+    books.bill([*books.base, line(period=PERIOD, start=START, usage_type="USE1-Guardrail-TextUnits", amount=4,
+                                  cost=9.75, pricing_unit="Units")], "bill-2")
+    code, _, err = books.run(capsys, "close", "--period", PERIOD)
+    assert code == 0 and "is newer: `modelmeter restate" in err

@@ -142,6 +142,13 @@ def _period(value: str) -> str:
     return value
 
 
+def _add_bill_inputs(p: argparse.ArgumentParser, *, tax_help: str = "count Tax lines in scope") -> None:
+    """What a reconciliation reads besides the lake: the CUR snapshot, whether tax is in scope, the capacity."""
+    p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
+    p.add_argument("--include-tax", action="store_true", help=tax_help)
+    p.add_argument("--capacity", default=None, metavar="FILE", help=_CAPACITY_HELP)
+
+
 def _add_period(p: argparse.ArgumentParser) -> None:
     p.add_argument("--period", type=_period, required=True, metavar="YYYY-MM",
                    help="billing period: the CUR's UTC calendar month (the invoice)")
@@ -372,9 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconcile", help="reconcile a billing period's bill with the metered usage")
     _add_lake(p)
     _add_period(p)
-    p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
-    p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope (as non_usage)")
-    p.add_argument("--capacity", default=None, metavar="FILE", help=_CAPACITY_HELP)
+    _add_bill_inputs(p, tax_help="count Tax lines in scope (as non_usage)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="reconcile")
 
@@ -384,10 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", default=None, metavar="FILE",
                    help="allocation rules (YAML; default: allocation.yaml beside the tenant registry, if there)")
     p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
-    p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
-    p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope")
+    _add_bill_inputs(p)
     p.add_argument("--versions", action="store_true", help="list the stored versions and their inputs instead")
-    p.add_argument("--capacity", default=None, metavar="FILE", help=_CAPACITY_HELP)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="chargeback")
 
@@ -406,9 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-version", default=None, help="re-price the period's usage at this catalog version")
     p.add_argument("--rules", default=None, metavar="FILE", help="allocation rules (default as for chargeback)")
     p.add_argument("--tenants", default=None, help=_TENANTS_HELP)
-    p.add_argument("--snapshot", default=None, help="CUR snapshot id (default: the newest imported)")
-    p.add_argument("--include-tax", action="store_true", help="count Tax lines in scope")
-    p.add_argument("--capacity", default=None, metavar="FILE", help=_CAPACITY_HELP)
+    _add_bill_inputs(p)
     p.add_argument("--dry-run", action="store_true", help="print the deltas without posting them")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(command_key="restate")

@@ -1,0 +1,226 @@
+"""The gateway as a long-running container (ECS Fargate behind an ALB): ``python -m ingest.container``.
+
+The same ASGI app as ``modelmeter serve`` and the Lambda, with the Lambda's AWS seams (DynamoDB tenants, keys and
+long-poll results, Firehose usage delivery, the spend counters and alerts, the lake's prices), read from the same
+environment (:class:`ingest.lambda_handler.GatewaySettings`). What a container changes, and why:
+
+* **SSE is real.** uvicorn writes each ``data:`` chunk as the model produces it and the ALB passes it on; nothing
+  sits between them that buffers a response, and no 29 s integration limit applies (the ALB's idle timeout does).
+* **Work runs in the background**, as locally: the seed's async calls run in the process (``gw.spawn``) after the
+  start request returned; the emitter's thread delivers the spool to Firehose every ``MODELMETER_SPOOL_FLUSH_SECONDS``;
+  budget alerts go out from their own thread; a metrics thread prints the gauges the task's alarms read (EMF on
+  stdout, which the awslogs driver ships to CloudWatch Logs).
+* **SIGTERM drains.** ECS sends it when a task stops (after the ALB deregistered the target): uvicorn stops
+  accepting, lets in-flight calls finish within ``MODELMETER_GRACEFUL_SECONDS``, runs the app's shutdown (seed async
+  calls still running finish and bill), then the spool is flushed to Firehose within ``MODELMETER_DRAIN_SECONDS``.
+  What cannot be delivered stays in ``MODELMETER_SPOOL_DIR``: a process started on the same directory sends it
+  first. Exit status 0 when nothing is left, 1 otherwise (ECS shows it as the container's exit code).
+
+No API key, header, body or prompt is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common.constants import (
+    DEFAULT_CONTAINER_PORT,
+    ENV_DRAIN_SECONDS,
+    ENV_GRACEFUL_SECONDS,
+    ENV_HOST,
+    ENV_PORT,
+    ENV_SPOOL_FLUSH_SECONDS,
+    ENV_SPOOL_MAX_BACKLOG,
+    METRIC_ALERT_DELIVERY_FAILURES,
+    METRIC_SPEND_STORE_ERRORS,
+    METRIC_USAGE_EVENTS_SPOOLED,
+    METRICS_NAMESPACE,
+    SERVICE_GATEWAY,
+)
+from common.lake import Lake
+from ingest.alerts_aws import AwsAlerts
+from ingest.app import create_app
+from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
+from ingest.emit import DEFAULT_MAX_BACKLOG, Emitter, SpoolLockedError
+from ingest.firehose import firehose_emitter
+from ingest.lambda_handler import GatewaySettings
+from ingest.pricing import GatewayPricer
+from ingest.providers.registry import build_router
+from ingest.server import fast_loop_options
+from ingest.spend_dynamo import DynamoSpendStore
+
+log = logging.getLogger("modelmeter.container")
+
+#: ECS gives a task at most 120 s between SIGTERM and SIGKILL (``stopTimeout``); the defaults below fit in it with
+#: room for the interpreter to exit: in-flight calls first, then the spool.
+DEFAULT_GRACEFUL_SECONDS = 60.0
+DEFAULT_DRAIN_SECONDS = 45.0
+#: How often the metrics thread prints the spool, spend-store and alert gauges.
+METRICS_INTERVAL_SECONDS = 60.0
+
+
+class ContainerSettings(BaseModel):
+    """What the container adds to :class:`GatewaySettings`: where it listens and how it stops."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(default="0.0.0.0", description="Address uvicorn binds (all interfaces in a task).")  # noqa: S104
+    port: int = Field(default=DEFAULT_CONTAINER_PORT, ge=1, le=65535, description="TCP port of the target group.")
+    graceful_seconds: float = Field(default=DEFAULT_GRACEFUL_SECONDS, gt=0,
+                                    description="Seconds in-flight requests may take after SIGTERM.")
+    drain_seconds: float = Field(default=DEFAULT_DRAIN_SECONDS, gt=0,
+                                 description="Seconds the spool may take to reach Firehose after the server stopped.")
+    spool_flush_seconds: float = Field(default=1.0, gt=0,
+                                       description="Seconds a spool segment collects events before delivery.")
+    max_backlog: int = Field(default=DEFAULT_MAX_BACKLOG, gt=0,
+                             description="Events held in memory while the spool fails, before calls get 503.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ContainerSettings:
+        """Settings from the environment; ``ValueError`` naming every bad variable."""
+        names = {"host": ENV_HOST, "port": ENV_PORT, "graceful_seconds": ENV_GRACEFUL_SECONDS,
+                 "drain_seconds": ENV_DRAIN_SECONDS, "spool_flush_seconds": ENV_SPOOL_FLUSH_SECONDS,
+                 "max_backlog": ENV_SPOOL_MAX_BACKLOG}
+        raw: dict[str, Any] = {field: env[name] for field, name in names.items() if env.get(name)}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = [f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
+            raise ValueError("container configuration is invalid: " + "; ".join(problems)) from None
+
+
+@dataclass
+class ContainerRuntime:
+    """The app and the parts of it the container drives around uvicorn."""
+
+    app: Any
+    emitter: Emitter
+    spend: DynamoSpendStore | None
+    alerts: AwsAlerts | None
+    business_unit: str | None
+
+
+def build_container_runtime(*, gateway: GatewaySettings, container: ContainerSettings, dynamodb: Any = None,
+                            firehose: Any = None, bedrock_client: Any = None, sagemaker_client: Any = None,
+                            sns: Any = None, events: Any = None) -> ContainerRuntime:
+    """The gateway app with the Lambda's AWS seams, and its background threads running (unlike in Lambda).
+
+    Clients default to new boto3 clients from the environment (``AWS_ENDPOINT_URL_<SERVICE>`` included); tests pass
+    their own or point the environment at local servers.
+    """
+    router = build_router(upstream="bedrock", region=gateway.region, bedrock_client=bedrock_client,
+                          sagemaker_endpoints=gateway.sagemaker_endpoints or None, sagemaker_client=sagemaker_client)
+    # The spool is on the task's storage; its thread delivers while the task runs, close() drains it on SIGTERM.
+    emitter = firehose_emitter(stream_name=gateway.firehose_stream, spool_dir=gateway.spool_dir, client=firehose,
+                               flush_interval=container.spool_flush_seconds, max_backlog=container.max_backlog)
+    pricer = (GatewayPricer(lake=Lake.open(gateway.lake), reload_seconds=gateway.pricing_reload_seconds).start()
+              if gateway.lake else None)
+    spend = DynamoSpendStore(table_name=gateway.spend_table, client=dynamodb) if gateway.spend_table else None
+    # start=True: the alerts' own thread sends them (the Lambda flushes after each invocation instead).
+    alerts = (AwsAlerts(topic_arn=gateway.alert_topic_arn, event_bus=gateway.alert_event_bus, sns=sns,
+                        events=events, start=True) if gateway.alert_topic_arn or gateway.alert_event_bus else None)
+    app = create_app(registry=DynamoTenantRegistry(table_name=gateway.tenant_table, client=dynamodb),
+                     providers=router, emitter=emitter,
+                     longpoll=DynamoLongPollStore(table_name=gateway.longpoll_table, client=dynamodb),
+                     spend=spend, alerts=alerts, business_unit=gateway.business_unit, pricer=pricer)
+    return ContainerRuntime(app=app, emitter=emitter, spend=spend, alerts=alerts,
+                            business_unit=gateway.business_unit)
+
+
+class GaugeThread:
+    """Prints the task's gauges as EMF every ``interval`` seconds: events waiting in the spool, spend-store errors
+    and undelivered budget alerts since the last print (dimensions ``service``, ``business_unit``, what the unit's
+    alarms select on)."""
+
+    def __init__(self, runtime: ContainerRuntime, *, interval: float = METRICS_INTERVAL_SECONDS) -> None:
+        self.runtime = runtime
+        self.interval = interval
+        self._stop = threading.Event()
+        self._alerts_failed = 0
+        self._thread = threading.Thread(target=self._run, name="modelmeter-gauges", daemon=True)
+
+    def start(self) -> GaugeThread:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.emit()  # the last figures, the spool's included, before the drain
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.emit()
+            except Exception:  # noqa: BLE001 - a metric is advisory; never stop the gateway for one
+                log.exception("could not emit the gateway's gauges")
+
+    def emit(self) -> dict[str, int]:
+        runtime = self.runtime
+        failed = runtime.alerts.status()["failed"] if runtime.alerts is not None else 0
+        figures = {METRIC_USAGE_EVENTS_SPOOLED: runtime.emitter.pending_events(),
+                   METRIC_SPEND_STORE_ERRORS: runtime.spend.take_errors() if runtime.spend is not None else 0,
+                   METRIC_ALERT_DELIVERY_FAILURES: failed - self._alerts_failed}
+        self._alerts_failed = failed
+        dimensions = {"service": SERVICE_GATEWAY,
+                      **({"business_unit": runtime.business_unit} if runtime.business_unit else {})}
+        for name, value in figures.items():
+            with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=METRICS_NAMESPACE,
+                               default_dimensions=dimensions):
+                pass
+        return figures
+
+
+def serve(runtime: ContainerRuntime, settings: ContainerSettings, *,
+          metrics_interval: float = METRICS_INTERVAL_SECONDS) -> int:
+    """Serve until SIGTERM or SIGINT, then finish in-flight calls and drain the spool; the exit status."""
+    server = uvicorn.Server(uvicorn.Config(
+        runtime.app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+        lifespan="on", timeout_graceful_shutdown=int(settings.graceful_seconds), **fast_loop_options()))
+    gauges = GaugeThread(runtime, interval=metrics_interval).start()
+    # uvicorn turns SIGTERM into a graceful shutdown, then re-raises it to the handler that was there before: a
+    # no-op, so the process lives on to drain the spool below.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        gauges.stop()
+        drained = runtime.emitter.close(timeout=settings.drain_seconds)
+    left = 0 if drained else runtime.emitter.pending_events()
+    if drained:
+        log.info("gateway stopped; every usage event reached Firehose")
+    else:
+        log.error("gateway stopped with %d usage events still in %s; a gateway started on the same directory "
+                  "sends them", left, runtime.emitter.spool_dir)
+    return 0 if server.started and drained else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ingest.container``: configuration from the environment, one line on stderr when it is bad."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    del argv  # everything comes from the environment, as in the Lambda
+    try:
+        gateway = GatewaySettings.from_env()
+        settings = ContainerSettings.from_env()
+        runtime = build_container_runtime(gateway=gateway, container=settings)
+    except (ValueError, OSError, SpoolLockedError) as exc:
+        print(f"modelmeter gateway cannot start: {exc}", file=sys.stderr)
+        return 1
+    log.info("modelmeter gateway on %s:%d (spool %s)", settings.host, settings.port, gateway.spool_dir)
+    return serve(runtime, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

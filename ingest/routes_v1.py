@@ -8,7 +8,6 @@ along in ``extra["openai"]`` so an OpenAI-compatible upstream gets it unchanged.
 from __future__ import annotations
 
 import base64
-import json
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,13 @@ from ingest import fastjson
 from ingest.auth import authenticate, bearer_secret, check_model_allowed, check_team_header
 from ingest.gateway import REQUEST_ID_HEADER, Call, Gateway, json_response, read_json
 from ingest.http import GatewayApp
+from ingest.openai_tools import (
+    converse_tool_config,
+    openai_tool_calls,
+    tool_call_deltas,
+    tool_result_block,
+    tool_use_blocks,
+)
 from ingest.openapi_docs import V1_CHAT, V1_EMBEDDINGS, V1_MODELS
 from ingest.providers.base import ModelRequest, ModelResult, Provider, StreamChunk, Usage
 from ingest.usage import estimate_tokens
@@ -72,7 +78,8 @@ def chat_request(body: Any) -> tuple[ModelRequest, bool, bool]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list")
-    system, converse = [], []
+    system: list[str] = []
+    converse: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise BadRequest(f"messages[{i}] must be an object with a role")
@@ -81,8 +88,17 @@ def chat_request(body: Any) -> tuple[ModelRequest, bool, bool]:
             if any("text" not in b for b in blocks):
                 raise BadRequest(f"messages[{i}]: a {m['role']} message holds text parts only")
             system += [b["text"] for b in blocks]
+        elif m["role"] == "tool":  # Converse wants the results of one turn's calls in one user message
+            result = tool_result_block(m, blocks, f"messages[{i}]")
+            if converse and converse[-1]["role"] == "user" and all("toolResult" in b for b in converse[-1]["content"]):
+                converse[-1]["content"].append(result)
+            else:
+                converse.append({"role": "user", "content": [result]})
+        elif m["role"] == "assistant":
+            converse.append({"role": "assistant",
+                             "content": blocks + tool_use_blocks(m.get("tool_calls"), f"messages[{i}]")})
         else:
-            converse.append({"role": "assistant" if m["role"] == "assistant" else "user", "content": blocks})
+            converse.append({"role": "user", "content": blocks})
     stream = _optional(body, "stream", (bool,), "true or false") or False
     options = _optional(body, "stream_options", (dict,), "an object") or {}
     params: dict[str, Any] = {}
@@ -104,7 +120,9 @@ def chat_request(body: Any) -> tuple[ModelRequest, bool, bool]:
             raise BadRequest("stop must be a string or a list of strings")
         params["stopSequences"] = stop
     request = ModelRequest(model_id=model, operation="chat", messages=converse, system="\n".join(system) or None,
-                           parameters=params, extra={"openai": body})
+                           parameters=params, tool_config=converse_tool_config(body.get("tools"),
+                                                                               body.get("tool_choice")),
+                           extra={"openai": body})
     return request, stream, bool(options.get("include_usage"))
 
 
@@ -122,11 +140,7 @@ def _completion(call: Call, result: ModelResult) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": result.text}
     finish = _FINISH.get(result.stop_reason or "end_turn", "stop")
     if result.tool_use:
-        message["tool_calls"] = [{
-            "id": block.get("toolUse", block).get("toolUseId", f"call_{i}"), "type": "function",
-            "function": {"name": block.get("toolUse", block).get("name"),
-                         "arguments": json.dumps(block.get("toolUse", block).get("input", {}))},
-        } for i, block in enumerate(result.tool_use)]
+        message["tool_calls"] = openai_tool_calls(result.tool_use)
         finish = "tool_calls"
     return {"id": f"chatcmpl-{call.request_id}", "object": "chat.completion", "created": int(time.time()),
             "model": call.model_id, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
@@ -158,6 +172,7 @@ class _BilledStream(StreamingResponse):
         self.include_usage = include_usage
         self.usage: Usage | None = None
         self.streamed = 0
+        self.tool_calls = 0  # tool calls streamed so far: the next one's index
         super().__init__(self._body(), media_type="text/event-stream",
                          headers={"Cache-Control": "no-cache", REQUEST_ID_HEADER: call.request_id})
 
@@ -186,8 +201,15 @@ class _BilledStream(StreamingResponse):
                 if chunk.text:
                     self.streamed += len(chunk.text)
                     yield _chunk(call, created, {"content": chunk.text})
+                if chunk.tool_use:
+                    deltas, chars = tool_call_deltas(chunk.tool_use, first_index=self.tool_calls)
+                    self.tool_calls += len(chunk.tool_use)
+                    self.streamed += chars
+                    for delta in deltas:
+                        yield _chunk(call, created, delta)
             usage = self._usage_so_far()
-            yield _chunk(call, created, {}, _FINISH.get(stop or "end_turn", "stop"))
+            finish = "tool_calls" if self.tool_calls else _FINISH.get(stop or "end_turn", "stop")
+            yield _chunk(call, created, {}, finish)
             if self.include_usage:
                 yield _chunk(call, created, {}, usage=_usage_json(usage), choices=False)
             call.finish(status="ok", http_status=200, usage=usage)

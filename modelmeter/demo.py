@@ -205,6 +205,11 @@ def _kind(rng: random.Random, team: DemoTeam, model: str) -> str:
     return "longpoll" if roll < 0.08 else ("text" if roll < 0.3 else "chat")
 
 
+#: The seed chats that classify a transaction offer this tool: the simulator answers them with a toolUse block.
+CLASSIFY_TOOL = {"tools": [{"toolSpec": {
+    "name": "record_category", "description": "Record a transaction's category.",
+    "inputSchema": {"json": {"type": "object", "required": ["category"], "properties": {
+        "category": {"enum": ["travel", "software", "hardware", "other"]}}}}}}]}
 PROMPTS = (
     "Summarise the attached support ticket in three bullet points.",
     "Draft a polite reply declining the meeting and proposing next Tuesday.",
@@ -311,7 +316,8 @@ class Driver:
         elif call.kind in ("chat", "longpoll"):
             headers["messages_api"] = "true"
             body = {"inputs": [{"role": "user", "content": [{"text": prompt}]}],
-                    "parameters": {"maxTokens": 400, "temperature": 0.3, "system": "Answer briefly."}}
+                    "parameters": {"maxTokens": 400, "temperature": 0.3, "system": "Answer briefly."},
+                    **({"tool_config": CLASSIFY_TOOL} if prompt.startswith("Classify") else {})}
         if call.kind == "longpoll":
             return self._long_poll(model, headers, body)
         response = self._session().post(f"{self.base_url}/invoke_model", params={"model_id": model},

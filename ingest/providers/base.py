@@ -96,11 +96,15 @@ class ModelResult:
 
 @dataclass
 class StreamChunk:
-    """One piece of a streamed answer: a text delta, and on the last chunk the usage."""
+    """One piece of a streamed answer: a text delta, and on the last chunk the usage.
+
+    ``tool_use``: Converse ``toolUse`` blocks completed in this piece (whole, ``input`` decoded); the route turns
+    them into its own deltas (OpenAI ``tool_calls``)."""
 
     text: str = ""
     usage: Usage | None = None
     stop_reason: str | None = None
+    tool_use: list[dict[str, Any]] | None = None
 
 
 class Provider(Protocol):

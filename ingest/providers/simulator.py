@@ -2,7 +2,8 @@
 
 It answers every operation with text, vectors or images derived from a seed and the request, and reports
 Converse-like usage counted from the input (about four characters a token), so the rest of the path (events,
-pricing, reports) sees realistic shapes without any model or account.
+pricing, reports) sees realistic shapes without any model or account. A chat that carries tools is answered with a
+``toolUse`` block (``stopReason`` ``tool_use``) until the tool's result comes back (``simulator_tools.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ingest.providers.base import ModelRequest, ModelResult, StreamChunk, Usage
+from ingest.providers.simulator_tools import tool_to_call, tool_use_block
 
 _WORDS = ("the", "model", "answer", "cost", "team", "usage", "token", "simulated", "gateway", "budget", "report",
           "lake", "price", "event", "stream", "request", "daily", "metered", "chargeback", "forecast")
@@ -97,21 +99,37 @@ class SimulatorProvider:
             return self._embedding(request, text)
         if request.operation == "image":
             return self._images(request, text)
+        tool_use = self._tool_use(request, text)
+        if tool_use is not None:
+            return ModelResult(tool_use=[tool_use], stop_reason="tool_use", usage=_tool_usage(request, text, tool_use))
         words = self._answer(request, text)
         return ModelResult(text="[simulated] " + " ".join(words), stop_reason="end_turn",
-                           usage=Usage(input_tokens=_tokens(text), output_tokens=len(words)))
+                           usage=Usage(input_tokens=_counted_input(request, text), output_tokens=len(words)))
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         if self.latency:
             await asyncio.sleep(self.latency)
         text = _input_text(request)
+        tool_use = self._tool_use(request, text)
+        if tool_use is not None:  # one piece: the route splits its arguments into the deltas its clients expect
+            yield StreamChunk(tool_use=[tool_use])
+            yield StreamChunk(stop_reason="tool_use", usage=_tool_usage(request, text, tool_use))
+            return
         words = self._answer(request, text)
         yield StreamChunk(text="[simulated]")
         for word in words:
             if self.per_token_latency:
                 await asyncio.sleep(self.per_token_latency)
             yield StreamChunk(text=" " + word)
-        yield StreamChunk(stop_reason="end_turn", usage=Usage(input_tokens=_tokens(text), output_tokens=len(words)))
+        yield StreamChunk(stop_reason="end_turn",
+                          usage=Usage(input_tokens=_counted_input(request, text), output_tokens=len(words)))
+
+    def _tool_use(self, request: ModelRequest, text: str) -> dict[str, Any] | None:
+        """The ``toolUse`` block of a chat that should call a tool now, else ``None`` (answer in text)."""
+        if request.operation != "chat":
+            return None
+        spec = tool_to_call(request, text)
+        return None if spec is None else tool_use_block(spec, seed=self.seed, model_id=request.model_id, text=text)
 
     def _embedding(self, request: ModelRequest, text: str) -> ModelResult:
         digest = hashlib.sha256(f"{self.seed}|{text}".encode()).digest() * ((self.embedding_dim * 4) // 32 + 1)
@@ -140,6 +158,19 @@ class SimulatorProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _counted_input(request: ModelRequest, text: str) -> int:
+    """Input tokens: the conversation, plus the tool definitions, which models bill as input too."""
+    if not request.tool_config:
+        return _tokens(text)
+    return _tokens(text + "\n" + json.dumps(request.tool_config, sort_keys=True))
+
+
+def _tool_usage(request: ModelRequest, text: str, tool_use: dict[str, Any]) -> Usage:
+    # what the model wrote is the call: its name and input, counted like text
+    written = tool_use["toolUse"]["name"] + json.dumps(tool_use["toolUse"]["input"])
+    return Usage(input_tokens=_counted_input(request, text), output_tokens=_tokens(written))
 
 
 def _int(value: Any, default: int, low: int, high: int) -> int:

@@ -237,9 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", default=None, help="a note stored with the version (who, why)")
     p.set_defaults(command_key="pricing update")
 
-    p = sub.add_parser("transform", help="validate, dedupe, price and write the curated tables for a range of days")
+    p = sub.add_parser("transform", help="validate, dedupe, price and write the curated tables for a range of days "
+                                         "(no dates: every day whose raw files changed since its last run)")
     _add_lake(p)
-    _add_range(p)
+    _add_range(p, required=False)
+    p.add_argument("--changed", action="store_true",
+                   help="transform the days whose raw files changed since their last run (late data), within "
+                        "--from/--to when given; the default when no dates are given")
     p.add_argument("--price-version", default=None, help="catalog version (default: the latest)")
     p.add_argument("--lock-timeout", type=_positive(float), default=None, metavar="SECONDS",
                    help="how long to wait for a day another transform is working on before failing "

@@ -48,6 +48,7 @@ from pricing_catalog import load_catalog
 from sql import models
 from transforms import validate
 from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
+from transforms.late import raw_listing
 from transforms.prices import PriceSource, price_table
 from transforms.rules import PLACEHOLDER_STATUS, invalid_sql, reason_sql, rules
 from transforms.writer import ROW_GROUP_ROWS, DayWriter, prefetched, query_columns
@@ -83,6 +84,9 @@ class Manifest:
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: dict[str, int] = field(default_factory=dict)
     path: str = ""
+    #: The day's raw files (lake-relative path, size, mtime_ns) listed before any was read: what
+    #: :func:`transforms.late.stale_days` compares the lake with to find late files (absent in older manifests).
+    raw_listing: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
@@ -385,6 +389,8 @@ def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime 
                    what=f"the transform of {day}", timeout=lock_timeout) as lock:
         manifest.lock = {"path": lock.url, "waited_seconds": lock.waited_seconds,
                          "acquired_at": lock.acquired_at.isoformat()}
+        # listed before the files are read: a file landing meanwhile is not in it, so it is found stale next time
+        manifest.raw_listing = [f.as_dict() for f in raw_listing(lake=lake, day=day)]
         _transform_held(lake=lake, day=day, catalog=catalog, now=now, manifest=manifest, lock=lock,
                         threads=threads, memory_limit=memory_limit)
     return manifest
@@ -449,7 +455,17 @@ def transform_range(*, lake: Lake, date_from: date, date_to: date, price_version
         lock_timeout: seconds to wait for a day another transform is working on (one day's lock at a time).
     """
 
-    days = days_between(date_from, date_to)
+    return transform_days(lake=lake, days=days_between(date_from, date_to), price_version=price_version,
+                          progress=progress, now=now, threads=threads, memory_limit=memory_limit,
+                          lock_timeout=lock_timeout)
+
+
+def transform_days(*, lake: Lake, days: list[date], price_version: str | None = None,
+                   progress: Callable[[date, Manifest], None] | None = None, now: datetime | None = None,
+                   threads: int | None = None, memory_limit: str | None = None,
+                   lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[Manifest]:
+    """Transform each of ``days`` (any set, e.g. the stale days of :func:`transforms.late.stale_days`), in the
+    order given, with one catalog version; the arguments are :func:`transform_range`'s."""
     validate.prefetch_import()  # overlaps the ~4 s GX import with the first day's file checks
     catalog = load_catalog(lake=lake, version=price_version)
     manifests = []

@@ -24,6 +24,7 @@ from finance.reconcile import store as store_reconciliation
 from finance.usage_types import load_usage_types
 from ingest.registry import dynamodb_table, open_registry
 from ingest.tenants import registry_path
+from modelmeter.commands.late import moved_since_record, period_untransformed, warn_closed_period, warn_untransformed
 from pricing_catalog import load_catalog
 from transforms.report import money_text
 
@@ -161,10 +162,30 @@ def run_chargeback(args: Any) -> int:
               f"{event.get('at'):%Y-%m-%d} by {event.get('by')}): its chargeback of record as closed; "
               f"`modelmeter restate --period {args.period}` shows what would change", file=sys.stderr)
     _chargeback_summary(of_record)
+    late = _late_usage(lake, args.period, of_record)
     rows = [{**r, "line_type": "charge", "corrects_period": None} for r in of_record.rows]
     rows += [{**a, "line_type": "adjustment", "rules": a["restatement"]} for a in of_record.adjustments]
-    print_rows(rows, CHARGEBACK_COLUMNS, args.format)
+    columns: tuple[str, ...] = CHARGEBACK_COLUMNS
+    if args.format == "json":  # each row says which UTC days of the period have usage it does not hold
+        rows, columns = [{**r, **late} for r in rows], columns + tuple(late)
+    print_rows(rows, columns, args.format)
     return 0
+
+
+def _late_usage(lake: Lake, period: str, of_record: Record) -> dict[str, list[str]]:
+    """Warn (stderr) about the period's usage the chargeback shown does not hold; the JSON fields naming the days:
+    ``untransformed_days`` (raw events not transformed yet) and, for a closed period,
+    ``transformed_after_record`` (days transformed again, from other files or prices, after its version of record
+    was computed: only ``restate`` books them)."""
+    stale = period_untransformed(lake, period)
+    fields = {"untransformed_days": [s.day.isoformat() for s in stale]}
+    if of_record.status.closed:
+        moved = moved_since_record(lake, period, of_record.info)
+        warn_closed_period(period, of_record.info.version, moved, stale)
+        fields["transformed_after_record"] = [d.isoformat() for d in moved]
+    else:
+        warn_untransformed("chargeback", stale, what="the metered usage of this chargeback")
+    return fields
 
 
 def _latest_run(listed: list[VersionInfo]) -> int | None:

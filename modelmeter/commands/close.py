@@ -18,6 +18,7 @@ from finance.cur import snapshot_in_force
 from finance.journal import LEDGER_FILE, journal_lines, load_ledger, to_csv
 from finance.reconcile import period_days
 from modelmeter.commands.billing import open_capacity, open_inputs, print_rows, reconcile_now, registry_folder
+from modelmeter.commands.late import period_untransformed, warn_untransformed
 from pricing_catalog.store import list_versions
 from sql.config import ReportingConfig
 from transforms.report import money_text
@@ -50,6 +51,9 @@ def run_close(args: Any) -> int:
               file=sys.stderr)
     if done.adjustments:
         print(f"  with {len(done.adjustments)} adjustment lines of earlier periods", file=sys.stderr)
+    # closed anyway (finance decides when); once transformed, only `restate` books that usage
+    warn_untransformed("close", period_untransformed(lake, args.period),
+                       what="the chargeback of record just closed (only `modelmeter restate` books them later)")
     return 0
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 from common.errors import UserError
 from common.lake import Lake
+from modelmeter.commands.late import untransformed_in, warn_untransformed
 from sql.config import ReportingConfig, timezone_problem
+from transforms.late import utc_span
 from transforms.report import COLUMNS, MONEY, UNPRICED, fit_columns, format_table, money_text, report_rows, text_cell
 
 #: Exit status of a usage error (as argparse's).
@@ -47,12 +49,17 @@ def run(args: Any) -> int:
         raise UserError(f"--to {args.date_to} is before --from {args.date_from}")
     lake = Lake.open(args.lake)
     rows = report_rows(lake=lake, date_from=args.date_from, date_to=args.date_to, config=config)
+    # the UTC days holding the range's instants whose raw events the curated tables do not hold yet (late data)
+    stale = untransformed_in(lake, *utc_span(config, args.date_from, args.date_to))
     if not rows:
         span = f"{args.date_from or 'the beginning'} to {args.date_to or 'the end'}"
-        raise UserError(f"no curated data from {span} (days in {config.timezone}) in {lake.uri}: run `modelmeter "
-                        "transform` for those days first")
+        waiting = f" ({len(stale)} UTC days have raw events waiting)" if stale else ""
+        raise UserError(f"no curated data from {span} (days in {config.timezone}) in {lake.uri}{waiting}: run "
+                        "`modelmeter transform` for those days first")
     # which calendar the figures use, on stderr so that CSV and JSON on stdout stay data only
     print(config.describe(), file=sys.stderr)
+    warn_untransformed("report", stale)
+    late = [s.day.isoformat() for s in stale]
     if gap := sum(r["unpriced_invocations"] for r in rows):
         marked = {"json": "null", "csv": "an empty cell"}.get(args.format, f"`{UNPRICED}`")
         print(f"{gap} invocation{'s' if gap != 1 else ''} used something without a price: amounts are the priced "
@@ -60,8 +67,9 @@ def run(args: Any) -> int:
               "priced", file=sys.stderr)
     if args.format == "json":
         # an unpriced amount is null, never 0: scripts parsing the decimal strings keep working
-        print(json.dumps([{c: (_json_money(r[c]) if c in MONEY else r[c]) for c in COLUMNS} for r in rows],
-                         indent=2))
+        # the list of rows stays a list (scripts index it); each row says which days of the range are short
+        print(json.dumps([{**{c: (_json_money(r[c]) if c in MONEY else r[c]) for c in COLUMNS},
+                           "untransformed_days": late} for r in rows], indent=2))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(COLUMNS)

@@ -1,4 +1,6 @@
-"""``modelmeter transform --from D --to D [--price-version V]``: validate, price and write the curated tables."""
+"""``modelmeter transform [--from D --to D] [--changed] [--price-version V]``: validate, price and write the curated
+tables. Without dates (or with ``--changed``) it transforms every day whose raw files changed since its last run
+(``modelmeter.commands.late.select_days``)."""
 
 from __future__ import annotations
 
@@ -13,21 +15,31 @@ from common.errors import UserError
 from common.lake import Lake
 from finance.close import status
 from modelmeter.commands.budget import correct_after_transform
+from modelmeter.commands.late import describe_plan, note_other_stale, select_days
 from pricing_catalog.model import CatalogError
 from pricing_catalog.publish import stale_version
-from transforms.run import DEFAULT_LOCK_TIMEOUT, Manifest, days_between, transform_range
+from transforms.run import DEFAULT_LOCK_TIMEOUT, Manifest, transform_days
 
 
 def run(args: Any) -> int:
+    if not getattr(args, "changed", False) and bool(args.date_from) != bool(args.date_to):
+        print("modelmeter transform: give both --from and --to (or --changed for the stale days from --from or up "
+              "to --to)", file=sys.stderr)
+        return 2  # a usage error, as argparse's
     lake = Lake.open(args.lake)
-    days = days_between(args.date_from, args.date_to)
+    selection = select_days(lake, args)
+    for line in describe_plan(selection.late) if selection.late else ():
+        print(line, file=sys.stderr)
+    days = selection.days
     args.lock_timeout = getattr(args, "lock_timeout", None) or DEFAULT_LOCK_TIMEOUT
+    manifests: list[Manifest] = []
     try:
-        if len(days) > 1 and sys.stdout.isatty():
-            manifests = _with_progress_bar(lake, args, len(days))
-        else:
-            manifests = transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
-                                        price_version=args.price_version, lock_timeout=args.lock_timeout)
+        for price_version, group in selection.groups:  # late days keep their last run's prices
+            if len(group) > 1 and sys.stdout.isatty():
+                manifests += _with_progress_bar(lake, args, group, price_version)
+            else:
+                manifests += transform_days(lake=lake, days=group, price_version=price_version,
+                                            lock_timeout=args.lock_timeout)
     except CatalogError as exc:
         raise UserError(str(exc)) from None
     for m in manifests:
@@ -36,11 +48,14 @@ def run(args: Any) -> int:
             listed = ", ".join(f"{u['model_id']} ({u['events']})" for u in m.unpriced_models[:10])
             print(f"  unpriced models (kept, priced=false): {listed}")
     if manifests:
-        print(f"price version {manifests[0].price_version}; manifests under {lake.url(RUN_MANIFESTS)}")
+        used = ", ".join(sorted({m.price_version for m in manifests}))
+        print(f"price version{'s' if ',' in used else ''} {used}; manifests under {lake.url(RUN_MANIFESTS)}")
     _closed_periods_note(lake, days)
     for line in correct_after_transform(lake=lake, days=days):  # the gateway's budget counters (ingest/budget.py)
         print(line, file=sys.stderr)
     _stale_catalog_note(lake)
+    if selection.late is None:
+        note_other_stale(lake, days)
     return 0
 
 
@@ -78,14 +93,14 @@ def _summary(m: Manifest) -> str:
     return line
 
 
-def _with_progress_bar(lake: Lake, args: Any, total: int) -> list[Manifest]:
+def _with_progress_bar(lake: Lake, args: Any, days: list[date], price_version: str | None) -> list[Manifest]:
     columns = (TextColumn("transform"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
     with Progress(*columns) as bar:
-        task = bar.add_task("", total=total)
+        task = bar.add_task("", total=len(days))
 
         def advance(day: date, manifest: Manifest) -> None:
             bar.update(task, advance=1, description=f"{day} ({manifest.counts['written']} events)")
 
-        return transform_range(lake=lake, date_from=args.date_from, date_to=args.date_to,
-                               price_version=args.price_version, progress=advance, lock_timeout=args.lock_timeout)
+        return transform_days(lake=lake, days=days, price_version=price_version, progress=advance,
+                              lock_timeout=args.lock_timeout)

@@ -127,7 +127,7 @@ class BedrockProvider:
                 yield StreamChunk(text=text)
         usage = state.usage or Usage(input_tokens=estimate_tokens(request.prompt_text()),
                                      output_tokens=-(-produced // 4), token_source="estimated")
-        yield StreamChunk(usage=usage, stop_reason=state.stop_reason)
+        yield StreamChunk(usage=usage, stop_reason=state.stop_reason, tool_use=state.tool_use or None)
 
     async def aclose(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -12,7 +12,7 @@ import openai
 import pytest
 from botocore.stub import Stubber
 
-from tests.aws.conftest import REGION, load_event
+from tests.aws.conftest import REGION, converse_stream_body, load_event
 from tests.aws.test_http_bedrock import CLAUDE, Running, serve
 
 SCHEMA = {"type": "object", "properties": {"sign": {"type": "string"}}, "required": ["sign"]}
@@ -59,3 +59,25 @@ def test_openai_tool_round_trip_reaches_converse_in_its_own_shapes(stubbed: tupl
     assert second.choices[0].message.content == "Paris is the capital of France."
     events = gw.events()
     assert sorted(e["output_tokens"] for e in events) == [9, 66] and {e["status"] for e in events} == {"ok"}
+
+
+def test_a_streamed_converse_tool_call_reaches_the_sdk_as_tool_call_deltas(tmp_path: Path, stream_server) -> None:
+    # GIVEN Bedrock's ConverseStream answer (text, then a toolUse block whose input arrives in two pieces) as
+    # event-stream frames over HTTP
+    stream_server.body = converse_stream_body(load_event("converse_stream_tool_events"))
+    for gw in serve(tmp_path, stream_server.client("bedrock-runtime")):
+        client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=gw.secret, max_retries=0, timeout=10)
+        # WHEN the SDK streams the chat with tools
+        with client.chat.completions.stream(model=CLAUDE, tools=TOOLS, stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": "Top song on WZPZ?"}]) as stream:
+            final = stream.get_final_completion()
+        # THEN it assembles the text and the tool call, and the one event has Bedrock's counts
+        message = final.choices[0].message
+        assert message.content == "Let me check." and final.choices[0].finish_reason == "tool_calls"
+        (call,) = message.tool_calls
+        assert (call.id, call.function.name, json.loads(call.function.arguments)) == (
+            "tooluse_Wf1dCR3nTz6mBcXS0r8ojg", "top_song", {"sign": "WZPZ"})
+        (event,) = gw.events()
+        assert (event["streaming"], event["input_tokens"], event["output_tokens"]) == (True, 375, 66)
+        sent = json.loads(stream_server.requests[0][1])
+        assert sent["toolConfig"]["tools"][0]["toolSpec"]["name"] == "top_song"

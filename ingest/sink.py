@@ -82,8 +82,8 @@ def _best_effort_fields(raw: str | None) -> dict[str, Any]:
     if not isinstance(obj, dict):
         return out
     for key in ("event_id", "team_id"):
-        if isinstance(obj.get(key), str):
-            out[key] = obj[key]
+        if isinstance(obj.get(key), str) and obj[key].encode("utf-8", "replace").decode() == obj[key]:
+            out[key] = obj[key]  # a lone surrogate escape ("\ud800") is no text Parquet can hold: left out
     if isinstance(obj.get("event_time"), str):
         try:
             ts = datetime.fromisoformat(obj["event_time"])

@@ -1,8 +1,15 @@
-"""The scheduled transform in AWS Lambda: yesterday and today (UTC), or the days named in the event.
+"""The scheduled transform in AWS Lambda: yesterday and today (UTC) and the late days, or the days named in the event.
 
 EventBridge invokes it on the unit's schedule (``infra/constructs/transform_job.py``); re-running a day replaces
-that day's partitions, so the hourly overlap with yesterday is safe and catches late events. Invoke it by hand with
-``{"date_from": "2026-11-20", "date_to": "2026-11-24"}`` (optionally ``"price_version"``) to backfill.
+that day's partitions, so the hourly overlap with yesterday is safe. Events that land later than that (Firehose
+retries for up to 24 hours, a partner's batch, a restored spool) are found by :func:`transforms.late.stale_days`:
+each scheduled run also transforms every day of the look-back (``MODELMETER_TRANSFORM_LOOKBACK_DAYS``, default 35)
+whose raw files changed since its last run, oldest first, at most ``MODELMETER_TRANSFORM_MAX_LATE_DAYS`` (default 7)
+per run; the rest are logged and left for the next run. A late day is transformed at its last run's catalog version
+(late data does not re-price a day), and a day whose re-run would drop events (raw files its last run read are
+gone) is set aside and logged, never transformed by the schedule. Invoke it by hand with
+``{"date_from": "2026-11-20", "date_to": "2026-11-24"}`` (optionally ``"price_version"``) to backfill: exactly
+those days.
 
 Before transforming, the run refreshes ``reference/teams`` (cost centres, budgets, business units: what the views
 join) from the tenant table named by ``MODELMETER_TENANT_TABLE``, when set. In AWS that table is the registry and
@@ -57,7 +64,8 @@ from ingest.spend import SpendStoreError
 from ingest.spend_dynamo import DynamoSpendStore
 from sql.config import ReportingConfig
 from sql.reference import write_teams
-from transforms.run import days_between, transform_range
+from transforms.late import LatePlan, by_price_version, plan, stale_days
+from transforms.run import days_between, transform_days, transform_range
 from transforms.spend_correction import correct_after_run
 
 SERVICE = SERVICE_TRANSFORM
@@ -68,6 +76,13 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 MAX_DAYS = 31
 #: Seconds the run gives the budget alerts of its correction to reach SNS and EventBridge (retries included).
 ALERT_FLUSH_SECONDS = 20.0
+#: How many days back a scheduled run looks for late data, and how many late days it transforms at most (each is a
+#: whole day's transform; the rest wait for the next run). Environment variables of the function (defaults below);
+#: they belong in common/constants.py beside the others once infra sets them.
+ENV_LOOKBACK_DAYS = "MODELMETER_TRANSFORM_LOOKBACK_DAYS"
+ENV_MAX_LATE_DAYS = "MODELMETER_TRANSFORM_MAX_LATE_DAYS"
+DEFAULT_LOOKBACK_DAYS = 35
+DEFAULT_MAX_LATE_DAYS = 7
 
 
 class TransformEventError(ValueError):
@@ -108,6 +123,51 @@ def days_for(event: Mapping[str, Any] | None, *, now: datetime) -> tuple[date, d
     if (date_to - date_from).days + 1 > MAX_DAYS:
         raise TransformEventError(f"{date_from}..{date_to} is more than {MAX_DAYS} days: invoke once per slice")
     return date_from, date_to
+
+
+def _setting(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise TransformEventError(f"{name}={value!r} is not a whole number of days (0 or more)")
+    return number
+
+
+def late_days(lake: Lake, *, today: date, environ: Mapping[str, str]) -> LatePlan:
+    """The late days a scheduled run transforms besides yesterday and today: the stale days of the look-back
+    before yesterday, oldest first, capped (see the module docstring)."""
+    lookback = _setting(environ, ENV_LOOKBACK_DAYS, DEFAULT_LOOKBACK_DAYS)
+    cap = _setting(environ, ENV_MAX_LATE_DAYS, DEFAULT_MAX_LATE_DAYS)
+    first, last = today - timedelta(days=lookback), today - timedelta(days=2)
+    if last < first:
+        return LatePlan()
+    return plan(stale_days(lake=lake, date_from=first, date_to=last), cap=cap)
+
+
+def _log_late(late: LatePlan) -> None:
+    for s in late.run:
+        logger.info(f"late data: transforming {s.describe()}")
+    for s in late.set_aside:
+        logger.warning(f"late data set aside (a re-run would drop events; transform it by hand with date_from = "
+                       f"date_to = {s.day}): {s.describe()}")
+    if late.left:
+        logger.warning(f"late data: {len(late.left)} more stale days left for the next run (the cap): "
+                       f"{', '.join(str(s.day) for s in late.left)}")
+
+
+def _transform_late(lake: Lake, late: LatePlan, price_version: str | None) -> list[Any]:
+    _log_late(late)
+    manifests: list[Any] = []
+    groups = [(price_version, [s.day for s in late.run])] if price_version else by_price_version(late.run)
+    for version, days in groups:
+        if days:
+            manifests += transform_days(lake=lake, days=days, price_version=version)
+    return manifests
 
 
 def _totals(manifests: list[Any]) -> dict[str, int]:
@@ -175,15 +235,21 @@ def run(event: Mapping[str, Any] | None, *, environ: Mapping[str, str], now: dat
         raise TransformEventError(f"{ENV_LAKE} is not set: the function needs the lake's s3:// URI")
     date_from, date_to = days_for(event, now=now or datetime.now(UTC))
     price_version = (event or {}).get("price_version") if isinstance(event, Mapping) else None
-
+    scheduled = not (isinstance(event, Mapping) and (event.get("date_from") or event.get("date_to")))
 
     lake = Lake.open(lake_uri)
     teams = _refresh_teams(lake, environ.get(ENV_TENANT_TABLE))
+    # found before yesterday and today run, so the cap counts only the older days
+    late = late_days(lake, today=date_to, environ=environ) if scheduled else LatePlan()
     manifests = transform_range(lake=lake, date_from=date_from, date_to=date_to, price_version=price_version)
+    manifests += _transform_late(lake, late, price_version)
     totals = _totals(manifests)
-    spend = _correct_spend(lake, teams=teams or [], days=days_between(date_from, date_to), environ=environ)
+    days = sorted({*days_between(date_from, date_to), *(s.day for s in late.run)})
+    spend = _correct_spend(lake, teams=teams or [], days=days, environ=environ)
     return {"date_from": date_from.isoformat(), "date_to": date_to.isoformat(),
             "days": [m.day for m in manifests], "price_version": manifests[0].price_version if manifests else None,
+            "late_days": [s.as_dict() for s in late.run], "late_days_left": [str(s.day) for s in late.left],
+            "late_days_set_aside": [s.as_dict() for s in late.set_aside],
             "counts": totals, "teams": None if teams is None else len(teams), "spend_correction": spend}
 
 

@@ -447,6 +447,21 @@ class DynamoLongPollStore:
             # Expired or never started: nobody can poll it any more. Its usage was billed when it finished.
             log.warning("long-poll request %s finished after its record expired; result dropped", request_id)
 
+    def claim_run(self, request_id: str, *, team_id: str) -> bool:
+        # One conditional write: of any number of deliveries of one job, exactly one sees pending and wins.
+        try:
+            self._db.update_item(
+                TableName=self.table_name, Key={PK: {"S": request_id}}, UpdateExpression="SET #s = :running",
+                ConditionExpression="#s = :pending AND team_id = :team AND #ttl > :now",
+                ExpressionAttributeNames={"#s": "status", "#ttl": TTL},
+                ExpressionAttributeValues={":running": {"S": "running"}, ":pending": {"S": "pending"},
+                                           ":team": {"S": team_id}, ":now": {"N": str(int(self._clock()))}})
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def claim(self, request_id: str, *, team_id: str) -> dict[str, Any] | None:
         now = int(self._clock())
         try:

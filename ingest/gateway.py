@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
 from starlette.responses import Response
@@ -45,6 +45,19 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     return Response(fastjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
 
 
+class AsyncRunner(Protocol):
+    """Where a seed async ("streaming: true") call's model call runs when not in this process (Lambda: a worker
+    invocation, ``ingest/async_worker.py``): the start then answers at once, whatever the model's time."""
+
+    async def start(self, call: Call, body: Any) -> None:
+        """Park ``call``'s long-poll item and pass the call to the worker, which emits its one usage event.
+
+        Raises:
+            common.errors.ServiceError: the call was not handed over (no model call; the start's event says why).
+        """
+        ...
+
+
 @dataclass
 class Gateway:
     """What every handler needs; one per app (``app.state.gateway``)."""
@@ -62,6 +75,8 @@ class Gateway:
     background: set[asyncio.Task] = field(default_factory=set)
     #: prices each final event's ``cost_usd`` (``None``: no catalog configured, ``cost_usd`` null)
     pricer: GatewayPricer | None = None
+    #: seed async calls go to a worker (Lambda); ``None``: they run in this process after the response (``spawn``)
+    async_runner: AsyncRunner | None = None
 
     def begin(self, secret: str | None, *, streaming: bool = False) -> Call:
         """Authenticate; from here on the request gets exactly one usage event (see :class:`Call`)."""
@@ -106,13 +121,19 @@ class Call:
     def route(self, request: ModelRequest) -> Provider:
         """The provider of ``request``; and, as the call is about to be sent, its placeholder in the spool's journal
         (billed with estimated counts if the process dies before the provider answers)."""
-        self.provider = self.gw.providers.resolve(self.model_id, model_arn=self.model_arn)
+        provider = self.check(request)
+        self.gw.emitter.open_call(self._event(status="unknown", http_status=None, usage=placeholder_usage(
+            request), latency_ms=None))
+        return provider
+
+    def check(self, request: ModelRequest) -> Provider:
+        """The provider of ``request`` and the checks before a model call, journaling nothing: a call handed to a
+        worker (:class:`AsyncRunner`) is journaled where its model call runs."""
+        self.provider = provider = self.gw.providers.resolve(self.model_id, model_arn=self.model_arn)
         self.gw.emitter.admit()  # fail-closed: a call whose usage could not be recorded gets 503, no model call
         if self.gw.budget is not None:  # over the budget (block mode) or the daily tokens: 429, no model call
             self.gw.budget.check(self.team)
-        self.gw.emitter.open_call(self._event(status="unknown", http_status=None, usage=placeholder_usage(
-            request), latency_ms=None))
-        return self.provider
+        return provider
 
     def finish(self, *, status: str, http_status: int | None, usage: Usage | None = None,
                refusal_reason: str | None = None) -> None:

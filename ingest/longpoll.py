@@ -34,6 +34,15 @@ class MemoryLongPollStore:
             if item is not None:  # expired meanwhile: nobody can claim it any more; its usage was still billed
                 item[2] = result
 
+    def claim_run(self, request_id: str, *, team_id: str) -> bool:
+        with self._lock:
+            self._expire()
+            item = self._items.get(request_id)
+            if item is None or item[0] != team_id or item[2] is not None or len(item) > 3:
+                return False
+            item.append("running")  # a fourth element marks it taken; the result slot stays empty until complete
+            return True
+
     def claim(self, request_id: str, *, team_id: str) -> dict[str, Any] | None:
         with self._lock:
             self._expire()

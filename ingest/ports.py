@@ -106,6 +106,12 @@ class LongPollStore(Protocol):
 
     def complete(self, request_id: str, *, result: dict[str, Any]) -> None: ...
 
+    def claim_run(self, request_id: str, *, team_id: str) -> bool:
+        """Move a pending item to running, atomically: ``True`` for exactly one caller, ``False`` when the item is
+        not pending (another delivery of the same job runs or ran it), expired, unknown or another team's. A worker
+        that may be invoked more than once for one call (Lambda's async delivery) calls the model only on ``True``."""
+        ...
+
     def claim(self, request_id: str, *, team_id: str) -> dict[str, Any] | None:
         """The finished result, removed atomically; ``None`` while pending or if someone else claimed it.
 

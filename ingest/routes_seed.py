@@ -110,22 +110,26 @@ def shape_result(result: ModelResult, operation: str) -> dict[str, Any]:
     return {"generated_text": result.text or ""}
 
 
-async def _run_async(gw: Gateway, call: Call, provider: Provider, request: ModelRequest) -> None:
-    """The model call of the async flow, after the response: bill it, then park the result for one claim."""
+def error_result(exc: BaseException) -> dict[str, Any]:
+    """What a poll of a failed async call gets: the status and JSON body its synchronous twin would answer."""
+    if isinstance(exc, ServiceError):
+        return {"status": exc.status_code, "body": {"message": exc.message, "type": exc.error_type}}
+    return {"status": 500, "body": {"message": "internal error; the gateway logged the details",
+                                    "type": "internal_error"}}
+
+
+async def run_async(gw: Gateway, call: Call, provider: Provider, request: ModelRequest) -> bool:
+    """The model call of the async flow, after the response (or in the worker): bill it, then park the result for
+    one claim. ``True`` if the model answered."""
     try:
         result = await provider.invoke(request)
-    except ServiceError as exc:
-        call.fail(exc)
-        gw.longpoll.complete(call.request_id, result={"status": exc.status_code,
-                                                      "body": {"message": exc.message, "type": exc.error_type}})
-        return
     except Exception as exc:  # noqa: BLE001 - the task must record the outcome whatever it is
         call.fail(exc)
-        gw.longpoll.complete(call.request_id, result={"status": 500, "body": {
-            "message": "internal error; the gateway logged the details", "type": "internal_error"}})
-        return
+        gw.longpoll.complete(call.request_id, result=error_result(exc))
+        return False
     call.finish(status="ok", http_status=200, usage=result.usage)
     gw.longpoll.complete(call.request_id, result={"status": 200, "body": [shape_result(result, call.operation)]})
+    return True
 
 
 def _poll(gw: Gateway, call: Call, request_id: str) -> Response:
@@ -153,11 +157,17 @@ async def invoke_model(request: Request) -> Response:
             raise BadRequest("missing model_id query parameter")
         check_model_allowed(call.team, call.model_id, call.model_arn)
         gw.limits.check(call.team.team_id, call.team.limits)
-        model_request = build_request(call, await read_json(request, gw))
+        body = await read_json(request, gw)
+        model_request = build_request(call, body)
+        if streaming and call.operation in ("chat", "text") and gw.async_runner is not None:
+            call.check(model_request)  # refused here (429, 503 …) before anything is handed over
+            await gw.async_runner.start(call, body)
+            call.finished = True  # its one event is the worker's, emitted when the model call ends
+            return call.respond([{"request_id": call.request_id}])
         provider = call.route(model_request)
         if streaming and call.operation in ("chat", "text"):
             gw.longpoll.start(call.request_id, team_id=call.team.team_id, ttl_seconds=LONGPOLL_TTL_SECONDS)
-            gw.spawn(_run_async(gw, call, provider, model_request))
+            gw.spawn(run_async(gw, call, provider, model_request))
             return call.respond([{"request_id": call.request_id}])
         call.streaming = False  # embeddings and images have no async flow: answered at once
         result = await provider.invoke(model_request)

@@ -1,0 +1,195 @@
+"""The seed's async ("streaming: true") flow in Lambda: the start hands the model call to a worker invocation.
+
+The AWS guidance the seed API comes from invoked a second Lambda asynchronously for these calls; so does this, with
+the gateway function itself as the worker (``InvocationType="Event"``). The start parks the long-poll item
+``pending``, invokes the worker with a :class:`SeedJob` and answers ``[{"request_id"}]`` at once, so a generation
+longer than API Gateway's 29 s integration timeout no longer ends in a 504. The worker (the same handler, which
+recognises the job by :data:`JOB_MARKER`) rebuilds the call, claims the item ``pending → running`` with one
+conditional write, calls the model, emits the call's one usage event (the start's request id and event id; a
+result never polled is still billed) and completes the item for one poll.
+
+- The job carries what the worker needs to rebuild the call, never the API key: the start already authenticated it.
+- Lambda may deliver an asynchronous event more than once (and retries failures unless told not to): the claim
+  makes a second delivery a no-op, so there is never a second model call nor a second event.
+- A job over the asynchronous payload limit is refused at the start with 413 before anything is parked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from common.constants import ASYNC_WORKER_INLINE, ENV_ASYNC_WORKER_FUNCTION
+from common.contracts import Team
+from common.errors import PayloadTooLarge, ServiceError, ServiceUnavailable, UpstreamTimeout
+from ingest import fastjson
+from ingest.gateway import LONGPOLL_TTL_SECONDS, Call, Gateway
+from ingest.ports import KeyRecord
+from ingest.providers.base import Usage
+from ingest.routes_seed import build_request, error_result, run_async
+from ingest.usage import placeholder_usage
+
+log = logging.getLogger(__name__)
+
+#: The key that tells a worker job from an API Gateway event (whose top-level keys are AWS's own).
+JOB_MARKER = "modelmeter_seed_async"
+JOB_VERSION = 1
+#: Lambda's limit on an asynchronous invocation's payload (raised from 256 KB to 1 MB in October 2025); a job is
+#: kept under it with room to spare, since the service counts the request as it receives it.
+MAX_JOB_BYTES = 1_000_000
+#: Seconds of a worker invocation kept back from the model call: the event's flush and the long-poll write.
+WORKER_RESERVE_SECONDS = 10.0
+_RETRY_AFTER = 5
+
+
+@dataclass(frozen=True)
+class SeedJob:
+    """One seed async call, as the worker receives it (JSON; no secret)."""
+
+    request_id: str
+    event_id: str
+    team_id: str
+    api_key_id: str
+    model_id: str
+    model_arn: str | None
+    operation: str
+    #: when the start began (seconds since the epoch): the event's latency counts from the client's request
+    started_at: float
+    business_unit: str | None
+    #: the seed request body, as the start parsed and checked it
+    body: Any
+
+    @classmethod
+    def of(cls, call: Call, body: Any) -> SeedJob:
+        return cls(request_id=call.request_id, event_id=call.event_id, team_id=call.team.team_id,
+                   api_key_id=call.key.api_key_id, model_id=call.model_id, model_arn=call.model_arn,
+                   operation=call.operation, started_at=time.time() - (time.perf_counter() - call.started),
+                   business_unit=call.team.business_unit, body=body)
+
+    def encode(self) -> bytes:
+        return fastjson.dumps({JOB_MARKER: JOB_VERSION, **asdict(self)})
+
+    @classmethod
+    def decode(cls, event: dict[str, Any]) -> SeedJob:
+        """The job of a worker event; ``ValueError`` naming what is wrong with a malformed one."""
+        if event.get(JOB_MARKER) != JOB_VERSION:
+            raise ValueError(f"not a version {JOB_VERSION} seed async job")
+        fields: dict[str, Any] = {name: event.get(name) for name in cls.__dataclass_fields__}
+        for name in ("request_id", "event_id", "team_id", "api_key_id", "model_id", "operation"):
+            if not isinstance(fields[name], str) or not fields[name]:
+                raise ValueError(f"seed async job: {name} must be a non-empty string")
+        if isinstance(fields["started_at"], bool) or not isinstance(fields["started_at"], int | float):
+            raise ValueError("seed async job: started_at must be seconds since the epoch")
+        return cls(**fields)
+
+
+def is_job(event: Any) -> bool:
+    """Whether a Lambda event is a worker job rather than an API Gateway request."""
+    return isinstance(event, dict) and JOB_MARKER in event
+
+
+class LambdaAsyncRunner:
+    """The start's side (implements :class:`ingest.gateway.AsyncRunner`): park the item, invoke the worker.
+
+    Args:
+        longpoll: the long-poll store the worker completes.
+        client: a ``lambda`` client.
+        function_name: the worker function (name or ARN); the gateway's own function in a deployed unit.
+    """
+
+    def __init__(self, *, longpoll: Any, client: Any, function_name: str):
+        self.longpoll = longpoll
+        self.client = client
+        self.function_name = function_name
+
+    async def start(self, call: Call, body: Any) -> None:
+        payload = SeedJob.of(call, body).encode()
+        if len(payload) > MAX_JOB_BYTES:
+            raise PayloadTooLarge(f"a streaming: true request must stay under {MAX_JOB_BYTES} bytes (this one is "
+                                  f"{len(payload)}); send it without the streaming header")
+        self.longpoll.start(call.request_id, team_id=call.team.team_id, ttl_seconds=LONGPOLL_TTL_SECONDS)
+        try:
+            # boto3 blocks: off the event loop. An Event invocation returns 202 once Lambda has queued the job.
+            response = await asyncio.to_thread(self.client.invoke, FunctionName=self.function_name,
+                                               InvocationType="Event", Payload=payload)
+            if response.get("StatusCode") != 202:
+                raise ServiceUnavailable(f"the worker invocation answered {response.get('StatusCode')}")
+        except (ClientError, BotoCoreError, ServiceUnavailable) as exc:
+            code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else type(exc).__name__
+            log.error("seed async request %s: the worker could not be invoked (%s)", call.request_id, code)
+            refused = ServiceUnavailable("the gateway could not start the async call; no model was called, retry "
+                                         "shortly", retry_after=_RETRY_AFTER)
+            self.longpoll.complete(call.request_id, result=error_result(refused))
+            raise refused from None
+
+
+async def run_job(gw: Gateway, job: SeedJob, *, seconds_left: float) -> str:
+    """Run one job in the worker: claim its item, call the model, emit the one event, complete the item.
+
+    Returns the outcome (``ok``, ``failed``, ``timeout``, ``refused`` or ``duplicate``: the item was not pending, so
+    another delivery of the job ran it, or it expired; nothing was called or emitted).
+    """
+    if not gw.longpoll.claim_run(job.request_id, team_id=job.team_id):
+        log.info("seed async request %s: already run or expired, nothing to do", job.request_id)
+        return "duplicate"
+    call = _rebuild_call(gw, job)
+    try:
+        team = gw.registry.get_team(job.team_id)
+        if team is None:
+            raise ServiceUnavailable("the team of this call is no longer registered")
+        call.team = team
+        request = build_request(call, job.body)
+        provider = call.route(request)  # the journal entry is this container's: billed even if it is killed
+    except Exception as exc:  # noqa: BLE001 - every refusal still gets its event and its poll answer
+        _fail(gw, call, exc)
+        return "refused"
+    budget = seconds_left - WORKER_RESERVE_SECONDS
+    try:
+        answered = await asyncio.wait_for(run_async(gw, call, provider, request), timeout=max(budget, 0.1))
+    except TimeoutError:
+        # Abandoned here, not cancelled at the provider, which may still bill it: the event says 504 with the
+        # estimated counts of the request (never 0), and the poll gets the same error.
+        _fail(gw, call, UpstreamTimeout(f"the model did not answer within the worker's {max(budget, 0):.0f} s"),
+              usage=placeholder_usage(request))
+        return "timeout"
+    return "ok" if answered else "failed"
+
+
+def _rebuild_call(gw: Gateway, job: SeedJob) -> Call:
+    # The key's id is all an event needs of the key; its hash is the registry's business, never the job's.
+    key = KeyRecord(api_key_id=job.api_key_id, key_hash="", team_id=job.team_id, created_at="")
+    # perf_counter is per process: start the clock as far back as the start's request began.
+    started = time.perf_counter() - max(0.0, time.time() - job.started_at)
+    return Call(gw=gw, request_id=job.request_id, key=key,
+                team=Team(team_id=job.team_id, business_unit=job.business_unit), started=started,
+                model_id=job.model_id, model_arn=job.model_arn, operation=job.operation, streaming=True,
+                event_id=job.event_id)
+
+
+def _fail(gw: Gateway, call: Call, exc: BaseException, *, usage: Usage | None = None) -> None:
+    call.fail(exc, usage=usage)
+    gw.longpoll.complete(call.request_id, result=error_result(exc))
+    if not isinstance(exc, ServiceError):
+        log.exception("seed async request %s failed in the worker", call.request_id, exc_info=exc)
+
+
+def worker_function(env: Mapping[str, str]) -> str | None:
+    """The function seed async calls are handed to, from the environment; ``None``: run them inline (outside
+    Lambda, or when told to with ``ASYNC_WORKER_INLINE``)."""
+    name = env.get(ENV_ASYNC_WORKER_FUNCTION) or env.get("AWS_LAMBDA_FUNCTION_NAME") or None
+    return None if name == ASYNC_WORKER_INLINE else name
+
+
+def invoke_client(region: str | None) -> Any:
+    """A ``lambda`` client for the start's Event invocations: Lambda queues one at once, so it fails fast rather
+    than hold the start's answer."""
+    return boto3.client("lambda", region_name=region, config=Config(
+        connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}))

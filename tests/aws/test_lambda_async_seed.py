@@ -1,0 +1,365 @@
+"""The seed's async ("streaming: true") flow in Lambda, without API Gateway's 29 s wall: the start hands the model
+call to a worker invocation of the same function (``ingest/async_worker.py``).
+
+Real API Gateway REST proxy events go through ``handler``; DynamoDB and Firehose → S3 are moto; Bedrock is botocore's
+Stubber (or, for the timeout, a slow Bedrock on 127.0.0.1); the start's ``lambda:Invoke`` is a Stubber whose
+payload is captured and then run through ``handler`` in-process, as Lambda would deliver it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+from common.constants import (
+    ASYNC_WORKER_INLINE,
+    ENV_ASYNC_WORKER_FUNCTION,
+    ENV_FIREHOSE_STREAM,
+    ENV_LONGPOLL_TABLE,
+    ENV_SPOOL_DIR,
+    ENV_TENANT_TABLE,
+)
+from common.contracts import Team
+from ingest import async_worker, lambda_handler
+from ingest.async_worker import JOB_MARKER, WORKER_RESERVE_SECONDS, worker_function
+from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
+from ingest.lambda_handler import GatewaySettings, build_runtime, handler
+from ingest.longpoll import MemoryLongPollStore
+from tests.aws.conftest import BUCKET, REGION, STREAM, create_table, load_event
+
+CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
+FUNCTION = "modelmeter-gateway"
+INVOKE_ACCEPTED = {"StatusCode": 202, "ResponseMetadata": {
+    "RequestId": "0f7c1a9e-3a51-4c1b-8d0e-2b6a0c7e9f11", "HTTPStatusCode": 202, "RetryAttempts": 0,
+    "HTTPHeaders": {"content-type": "application/json", "content-length": "0",
+                    "x-amzn-requestid": "0f7c1a9e-3a51-4c1b-8d0e-2b6a0c7e9f11"}}}
+
+
+@dataclass
+class Context:
+    """The attributes of Lambda's context object that Powertools, Mangum and the worker read."""
+
+    remaining_ms: int = 25_000
+    function_name: str = FUNCTION
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = "6f4c7c1e-5b0a-4c55-9f0a-1f1e0c9d2b3a"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@dataclass
+class Unit:
+    secret: str
+    bedrock: Stubber
+    invoke: Stubber
+    s3: Any
+    jobs: list[bytes] = field(default_factory=list)
+
+    def start(self, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        event = load_event("apigw_rest_invoke_model")
+        headers = {**event["headers"], "x-api-key": self.secret, "streaming": "true"}
+        event.update(headers=headers, multiValueHeaders={k: [v] for k, v in headers.items()})
+        if body is not None:
+            event["body"] = json.dumps(body)
+        return handler(event, Context())
+
+    def poll(self, request_id: str) -> dict[str, Any]:
+        event = load_event("apigw_rest_invoke_model")
+        headers = {**event["headers"], "x-api-key": self.secret, "streaming": "true"}
+        query = {"model_id": CLAUDE, "requestId": request_id}
+        event.update(headers=headers, multiValueHeaders={k: [v] for k, v in headers.items()}, body="{}",
+                     queryStringParameters=query, multiValueQueryStringParameters={k: [v] for k, v in query.items()})
+        return handler(event, Context())
+
+    def run_worker(self, job: bytes, *, remaining_ms: int = 25_000) -> dict[str, Any]:
+        # What Lambda hands the function for an Event invocation: the payload, JSON-decoded.
+        return handler(json.loads(job), Context(remaining_ms=remaining_ms))
+
+    def events(self) -> list[dict[str, Any]]:
+        found = []
+        for obj in self.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+            body = self.s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read().decode()
+            found += [json.loads(line) for line in body.splitlines() if line]
+        return found
+
+
+def _expect_invoke(unit: Unit) -> None:
+    unit.invoke.add_response("invoke", INVOKE_ACCEPTED,
+                             {"FunctionName": FUNCTION, "InvocationType": "Event", "Payload": ANY})
+
+
+def _expect_converse(unit: Unit) -> None:
+    unit.bedrock.add_response("converse", load_event("converse_response"), {
+        "modelId": CLAUDE, "messages": [{"role": "user", "content": [{"text": "What is the capital of France?"}]}],
+        "system": [{"text": "Answer in one sentence."}], "inferenceConfig": {"maxTokens": 100, "temperature": 0.2}})
+
+
+@pytest.fixture
+def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, str]]:
+    """moto's tables, stream and bucket, a team with a key, and the environment Lambda gives the function."""
+    env = {ENV_TENANT_TABLE: "modelmeter-tenants", ENV_LONGPOLL_TABLE: "modelmeter-longpoll",
+           ENV_FIREHOSE_STREAM: STREAM, ENV_SPOOL_DIR: str(tmp_path / "spool"), "MODELMETER_BUSINESS_UNIT": "retail",
+           "POWERTOOLS_METRICS_NAMESPACE": "modelmeter", "AWS_LAMBDA_FUNCTION_NAME": FUNCTION}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv(ENV_ASYNC_WORKER_FUNCTION, raising=False)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        create_table(ddb, "modelmeter-tenants")
+        create_table(ddb, "modelmeter-longpoll", ttl=True)
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        boto3.client("firehose", region_name=REGION).create_delivery_stream(
+            DeliveryStreamName=STREAM, DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={"RoleARN": "arn:aws:iam::123456789012:role/fh",
+                                                "BucketARN": f"arn:aws:s3:::{BUCKET}"})
+        registry = DynamoTenantRegistry(table_name="modelmeter-tenants", client=ddb)
+        registry.put_team(Team(team_id="search", cost_center="CC-42", allowed_models=("anthropic.*",)))
+        _, secret = registry.create_key("search")
+        yield ddb, s3, secret
+
+
+@contextmanager
+def _installed(aws: tuple[Any, Any, str], bedrock: Any, *, stub_bedrock: bool = True) -> Iterator[Unit]:
+    """The container's runtime, as ``handler`` builds it from the environment, with Bedrock and Lambda seams."""
+    _, s3, secret = aws
+    lam = boto3.client("lambda", region_name=REGION)
+    jobs: list[bytes] = []
+    # Stubber checks the call's shape; this hook keeps the payload Lambda would deliver to the worker.
+    lam.meta.events.register("provide-client-params.lambda.Invoke",
+                             lambda params, **_: jobs.append(params["Payload"]))
+    bedrock_stub = Stubber(bedrock)
+    if stub_bedrock:
+        bedrock_stub.activate()
+    with Stubber(lam) as invoke_stub:
+        runtime = build_runtime(settings=GatewaySettings.from_env(), bedrock_client=bedrock, lambda_client=lam)
+        lambda_handler.set_runtime(runtime)
+        try:
+            yield Unit(secret=secret, bedrock=bedrock_stub, invoke=invoke_stub, s3=s3, jobs=jobs)
+        finally:
+            runtime.emitter.close(timeout=1)
+            lambda_handler.set_runtime(None)
+            if stub_bedrock:
+                bedrock_stub.deactivate()
+
+
+@pytest.fixture
+def unit(aws: tuple[Any, Any, str]) -> Iterator[Unit]:
+    with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION)) as installed:
+        yield installed
+
+
+def test_start_answers_at_once_and_the_worker_bills_the_call_even_if_never_polled(unit: Unit) -> None:
+    # GIVEN a worker invocation Lambda accepts, and NO Bedrock answer queued: a model call at the start would fail
+    _expect_invoke(unit)
+    # WHEN the seed's async call starts through API Gateway
+    started = unit.start()
+    # THEN it answers the request id at once, calls no model and bills nothing yet
+    assert started["statusCode"] == 200, started
+    (answer,) = json.loads(started["body"])
+    request_id = answer["request_id"]
+    assert list(answer) == ["request_id"]
+    assert unit.events() == []
+    unit.invoke.assert_no_pending_responses()
+    # AND the worker's job names the call but carries no secret
+    (job,) = unit.jobs
+    assert json.loads(job)[JOB_MARKER] == 1 and json.loads(job)["request_id"] == request_id
+    assert unit.secret not in job.decode()
+    # WHEN Lambda runs the job (the model answers now) and nobody ever polls
+    _expect_converse(unit)
+    ran = unit.run_worker(job)
+    # THEN the call is billed once, under the start's request id, as a streaming call
+    assert json.loads(ran["body"]) == {"outcome": "ok"}
+    unit.bedrock.assert_no_pending_responses()
+    (event,) = unit.events()
+    assert (event["request_id"], event["status"], event["http_status"], event["streaming"]) == (
+        request_id, "ok", 200, True)
+    assert (event["team_id"], event["model_id"], event["input_tokens"], event["output_tokens"]) == (
+        "search", CLAUDE, 12, 9)
+    assert event["event_id"] == json.loads(job)["event_id"]
+    # AND a poll gets the text once; the next poll only the request id again; still one event
+    first, second = unit.poll(request_id), unit.poll(request_id)
+    assert json.loads(first["body"]) == [{"generated_text": "Paris is the capital of France."}]
+    assert json.loads(second["body"]) == [{"request_id": request_id}]
+    assert [e["request_id"] for e in unit.events()] == [request_id]
+
+
+def test_a_poll_before_the_worker_ran_is_not_ready(unit: Unit) -> None:
+    _expect_invoke(unit)
+    request_id = json.loads(unit.start()["body"])[0]["request_id"]
+    early = unit.poll(request_id)
+    assert early["statusCode"] == 200 and json.loads(early["body"]) == [{"request_id": request_id}]
+    assert unit.events() == []  # a poll is not a model call
+
+
+def test_a_second_delivery_of_the_job_calls_no_model_and_bills_nothing(unit: Unit) -> None:
+    # GIVEN a job that ran once
+    _expect_invoke(unit)
+    request_id = json.loads(unit.start()["body"])[0]["request_id"]
+    (job,) = unit.jobs
+    _expect_converse(unit)
+    unit.run_worker(job)
+    # WHEN Lambda delivers the same job again (a retry, or its at-least-once delivery), with no Bedrock answer queued
+    again = unit.run_worker(job)
+    # THEN the claim of the item stops it: no model call, no second event, and the result is still there to poll
+    assert json.loads(again["body"]) == {"outcome": "duplicate"}
+    assert [(e["request_id"], e["status"]) for e in unit.events()] == [(request_id, "ok")]
+    assert json.loads(unit.poll(request_id)["body"]) == [{"generated_text": "Paris is the capital of France."}]
+
+
+def test_a_failed_worker_invocation_answers_json_503_and_bills_one_error_without_a_model_call(unit: Unit) -> None:
+    # GIVEN Lambda refusing the Event invocation (the function's concurrency is exhausted)
+    unit.invoke.add_client_error("invoke", service_error_code="TooManyRequestsException", http_status_code=429,
+                                 service_message="Rate Exceeded.")
+    # WHEN the async call starts
+    started = unit.start()
+    # THEN the client gets a JSON 503 with Retry-After, and one event says so; no model was called
+    assert started["statusCode"] == 503, started
+    body = json.loads(started["body"])
+    assert "no model was called" in body["message"]
+    headers = {k.lower(): v for k, v in started["headers"].items()}
+    assert headers["retry-after"] == "5"
+    (event,) = unit.events()
+    assert (event["request_id"], event["status"], event["http_status"]) == (
+        headers["x-request-id"], "upstream_error", 503)
+    assert event["input_tokens"] == 0
+    # AND a poll of its id gets the same error, not an endless "not ready"
+    polled = unit.poll(headers["x-request-id"])
+    assert polled["statusCode"] == 503
+    assert len(unit.events()) == 1
+
+
+def test_a_model_error_in_the_worker_reaches_the_poll_and_its_event(unit: Unit) -> None:
+    _expect_invoke(unit)
+    request_id = json.loads(unit.start()["body"])[0]["request_id"]
+    unit.bedrock.add_client_error("converse", service_error_code="ValidationException", http_status_code=400,
+                                  service_message="The provided request is not valid")
+    ran = unit.run_worker(unit.jobs[0])
+    assert json.loads(ran["body"]) == {"outcome": "failed"}
+    polled = unit.poll(request_id)
+    assert polled["statusCode"] == 400
+    assert json.loads(polled["body"])["type"] == "invalid_request_error"
+    assert [(e["request_id"], e["status"], e["http_status"]) for e in unit.events()] == [
+        (request_id, "client_error", 400)]
+
+
+def test_a_request_over_the_async_payload_limit_is_refused_with_413_before_anything_is_parked(unit: Unit) -> None:
+    # GIVEN a messages body whose job would exceed Lambda's asynchronous payload limit
+    prompt = "x" * (async_worker.MAX_JOB_BYTES + 1)
+    body = {"inputs": [{"role": "user", "content": [{"text": prompt}]}], "parameters": {"maxTokens": 100}}
+    # WHEN it starts (no invocation is expected: the lambda Stubber would fail one)
+    started = unit.start(body)
+    # THEN a JSON 413 that says what to do, one client_error event, and no job
+    assert started["statusCode"] == 413, started
+    assert "without the streaming header" in json.loads(started["body"])["message"]
+    assert [(e["status"], e["http_status"]) for e in unit.events()] == [("client_error", 413)]
+    assert unit.jobs == []
+
+
+def test_a_malformed_job_is_dropped_with_a_log_line_and_bills_nothing(unit: Unit,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    ran = unit.run_worker(json.dumps({JOB_MARKER: 1, "request_id": "r"}).encode())
+    assert ran["statusCode"] == 400 and json.loads(ran["body"]) == {"outcome": "malformed"}
+    assert any(r.getMessage() == "malformed seed async job" for r in caplog.records)
+    assert unit.events() == []
+
+
+# --- a model slower than the worker's time -------------------------------------------------------------------------
+
+class SlowBedrock:
+    """Bedrock's Converse on 127.0.0.1, answering after ``delay`` seconds (a generation longer than the time left)."""
+
+    def __init__(self, delay: float) -> None:
+        body = json.dumps({k: v for k, v in load_event("converse_response").items() if k != "ResponseMetadata"})
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(delay)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def test_a_model_slower_than_the_worker_time_ends_in_504_billed_with_estimated_counts(
+        aws: tuple[Any, Any, str]) -> None:
+    slow = SlowBedrock(delay=2.0)
+    bedrock = boto3.client("bedrock-runtime", region_name=REGION, endpoint_url=slow.url,
+                           config=Config(retries={"max_attempts": 1}))
+    try:
+        with _installed(aws, bedrock, stub_bedrock=False) as unit:
+            _expect_invoke(unit)
+            request_id = json.loads(unit.start()["body"])[0]["request_id"]
+            # WHEN the worker has 0.5 s for the model beyond what it keeps back for the flush
+            ran = unit.run_worker(unit.jobs[0], remaining_ms=int((WORKER_RESERVE_SECONDS + 0.5) * 1000))
+            # THEN the poll gets a 504 and the one event says so, billed with the request's estimate (never 0)
+            assert json.loads(ran["body"]) == {"outcome": "timeout"}
+            polled = unit.poll(request_id)
+            assert polled["statusCode"] == 504
+            (event,) = unit.events()
+            assert (event["request_id"], event["status"], event["http_status"]) == (
+                request_id, "upstream_error", 504)
+            assert event["token_source"] == "estimated" and event["input_tokens"] > 0
+    finally:
+        slow.close()
+
+
+# --- configuration ---------------------------------------------------------------------------------------------
+
+def test_the_worker_is_the_function_itself_unless_configured_or_inline() -> None:
+    assert worker_function({"AWS_LAMBDA_FUNCTION_NAME": FUNCTION}) == FUNCTION
+    assert worker_function({"AWS_LAMBDA_FUNCTION_NAME": FUNCTION, ENV_ASYNC_WORKER_FUNCTION: "other"}) == "other"
+    assert worker_function({"AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
+                            ENV_ASYNC_WORKER_FUNCTION: ASYNC_WORKER_INLINE}) is None
+    assert worker_function({}) is None  # outside Lambda (tests, uvicorn): run inside the start, as locally
+
+
+# --- the claim that makes the worker idempotent ------------------------------------------------------------------
+
+def test_claim_run_is_won_once_only_for_a_pending_item_of_the_team(aws: tuple[Any, Any, str]) -> None:
+    ddb, _, _ = aws
+    now = [1_796_000_000.0]
+    dynamo = DynamoLongPollStore(table_name="modelmeter-longpoll", client=ddb, clock=lambda: now[0])
+    memory = MemoryLongPollStore(clock=lambda: now[0])
+    for store in (dynamo, memory):
+        store.start("r1", team_id="search", ttl_seconds=900)
+        assert not store.claim_run("r1", team_id="ads")  # another team's id is never run
+        assert store.claim_run("r1", team_id="search")
+        assert not store.claim_run("r1", team_id="search")  # the second delivery
+        assert store.claim("r1", team_id="search") is None  # running: a poll sees "not ready"
+        store.complete("r1", result={"status": 200, "body": [{"generated_text": "ok"}]})
+        assert not store.claim_run("r1", team_id="search")  # done
+        assert store.claim("r1", team_id="search") == {"status": 200, "body": [{"generated_text": "ok"}]}
+        store.start("r2", team_id="search", ttl_seconds=900)
+        now[0] += 901
+        assert not store.claim_run("r2", team_id="search")  # expired: no item left to complete
+        assert not store.claim_run("never-started", team_id="search")

@@ -10,7 +10,7 @@ from constructs import Construct
 from infra.nag import acknowledge
 
 # Interface endpoints the Lambdas need: models (Bedrock, SageMaker), the usage stream, the private API, logs and
-# metrics (Powertools writes EMF to logs), and what the transform calls (Athena, Glue, KMS, STS, SQS). Each costs
+# metrics (Powertools writes EMF to logs), what the transform calls (Athena, Glue, KMS, STS, SQS) and Lambda. Each costs
 # about USD 7/month per AZ (docs/deploy.md).
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "bedrock-runtime": ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME,
@@ -25,6 +25,8 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "kms": ec2.InterfaceVpcEndpointAwsService.KMS,
     "sts": ec2.InterfaceVpcEndpointAwsService.STS,
     "sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
+    # the gateway invokes itself asynchronously for seed async calls (ingest/async_worker.py)
+    "lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
 }
 
 

@@ -40,8 +40,9 @@ class Observability(Construct):
         dashboard: the CloudWatch dashboard.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, unit_name: str, key: kms.IKey, api: apigw.RestApi,
-                 gateway_function: lambda_.IFunction, stream_name: str, transform_function: lambda_.IFunction,
+    def __init__(self, scope: Construct, construct_id: str, *, unit_name: str, key: kms.IKey,
+                 api: apigw.RestApi | None, gateway_function: lambda_.IFunction | None, stream_name: str,
+                 transform_function: lambda_.IFunction,
                  transform_service: str, transform_alarm: cloudwatch.Alarm, quarantine_rate_threshold: float = 0.05,
                  extra_alarms: Sequence[cloudwatch.Alarm] = ()) -> None:
         super().__init__(scope, construct_id)
@@ -49,7 +50,8 @@ class Observability(Construct):
                                enforce_ssl=True)
         # CloudWatch publishes alarm notifications to the encrypted topic with its own service principal.
         key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:GenerateDataKey", "kms:Decrypt")
-        api_5xx = api.metric_server_error(period=_5MIN, statistic="Sum")
+        # No API (the container runtime): the gateway's construct brings its own alarms and dashboard row.
+        api_5xx = api.metric_server_error(period=_5MIN, statistic="Sum") if api is not None else None
         firehose_success = cloudwatch.Metric(
             namespace="AWS/Firehose", metric_name="DeliveryToS3.Success", statistic="Average", period=_5MIN,
             dimensions_map={"DeliveryStreamName": stream_name})
@@ -62,7 +64,8 @@ class Observability(Construct):
             expression="IF(q + cur > 0, q / (q + cur), 0)", label="quarantine rate", period=_HOUR,
             using_metrics={"q": quarantined, "cur": curated})
         self.alarms: dict[str, cloudwatch.IAlarm] = {
-            "gateway_5xx": self._alarm("Gateway5xx", api_5xx, 5, f"modelmeter {unit_name}: gateway 5xx responses"),
+            **({"gateway_5xx": self._alarm("Gateway5xx", api_5xx, 5, f"modelmeter {unit_name}: gateway 5xx responses")}
+               if api_5xx is not None else {}),
             # Success is the fraction of delivery attempts that succeeded; below 1 means records went to errors/.
             "firehose_delivery": self._alarm(
                 "FirehoseDelivery", firehose_success, 1, f"modelmeter {unit_name}: Firehose failed to deliver to S3",
@@ -87,18 +90,20 @@ class Observability(Construct):
         alarm.add_alarm_action(actions.SnsAction(self.topic))
         return alarm
 
-    def _dashboard(self, unit_name: str, api: apigw.RestApi, gateway: lambda_.IFunction,
-                   transform: lambda_.IFunction, api_5xx: cloudwatch.IMetric, firehose_success: cloudwatch.IMetric,
+    def _dashboard(self, unit_name: str, api: apigw.RestApi | None, gateway: lambda_.IFunction | None,
+                   transform: lambda_.IFunction, api_5xx: cloudwatch.IMetric | None,
+                   firehose_success: cloudwatch.IMetric,
                    firehose_freshness: cloudwatch.IMetric, quarantined: cloudwatch.IMetric,
                    curated: cloudwatch.IMetric, quarantine_rate: cloudwatch.IMetric) -> cloudwatch.Dashboard:
         graph = cloudwatch.GraphWidget
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"modelmeter-{unit_name}")
-        dashboard.add_widgets(
-            graph(title="Gateway requests and errors", width=12, left=[
-                api.metric_count(period=_5MIN), api.metric_client_error(period=_5MIN), api_5xx]),
-            graph(title="Gateway latency (p90)", width=12, left=[api.metric_latency(period=_5MIN, statistic="p90"),
-                                                                  gateway.metric_duration(statistic="p90")]),
-        )
+        if api is not None and gateway is not None and api_5xx is not None:
+            dashboard.add_widgets(
+                graph(title="Gateway requests and errors", width=12, left=[
+                    api.metric_count(period=_5MIN), api.metric_client_error(period=_5MIN), api_5xx]),
+                graph(title="Gateway latency (p90)", width=12, left=[
+                    api.metric_latency(period=_5MIN, statistic="p90"), gateway.metric_duration(statistic="p90")]),
+            )
         dashboard.add_widgets(
             graph(title="Firehose delivery to S3", width=12, left=[firehose_success], right=[firehose_freshness]),
             graph(title="Transform runs", width=12, left=[transform.metric_invocations(), transform.metric_errors()],

@@ -39,6 +39,7 @@ from common.constants import (
     ENV_DRAIN_SECONDS,
     ENV_GRACEFUL_SECONDS,
     ENV_HOST,
+    ENV_KEEPALIVE_SECONDS,
     ENV_PORT,
     ENV_SPOOL_FLUSH_SECONDS,
     ENV_SPOOL_MAX_BACKLOG,
@@ -62,10 +63,15 @@ from ingest.spend_dynamo import DynamoSpendStore
 
 log = logging.getLogger("modelmeter.container")
 
-#: ECS gives a task at most 120 s between SIGTERM and SIGKILL (``stopTimeout``); the defaults below fit in it with
-#: room for the interpreter to exit: in-flight calls first, then the spool.
-DEFAULT_GRACEFUL_SECONDS = 60.0
-DEFAULT_DRAIN_SECONDS = 45.0
+#: ECS gives a task at most 120 s between SIGTERM and SIGKILL (``stopTimeout``), after the ALB drained its target
+#: (``deregistration_delay``, when open streams finish). The three stages fit in it with room to exit: in-flight
+#: calls, then the app's shutdown (seed async calls still running, at most 30 s, and queued alerts, at most 10 s:
+#: ``ingest.app.create_app``), then the spool.
+DEFAULT_GRACEFUL_SECONDS = 30.0
+APP_SHUTDOWN_SECONDS = 30.0 + 10.0
+DEFAULT_DRAIN_SECONDS = 40.0
+#: Above the ALB's default idle timeout (60 s); the stack sets its own idle timeout plus a margin.
+DEFAULT_KEEPALIVE_SECONDS = 65
 #: How often the metrics thread prints the spool, spend-store and alert gauges.
 METRICS_INTERVAL_SECONDS = 60.0
 
@@ -83,6 +89,8 @@ class ContainerSettings(BaseModel):
                                  description="Seconds the spool may take to reach Firehose after the server stopped.")
     spool_flush_seconds: float = Field(default=1.0, gt=0,
                                        description="Seconds a spool segment collects events before delivery.")
+    keep_alive_seconds: int = Field(default=DEFAULT_KEEPALIVE_SECONDS, gt=0, description=(
+        "Seconds an idle client connection stays open; above the load balancer's idle timeout."))
     max_backlog: int = Field(default=DEFAULT_MAX_BACKLOG, gt=0,
                              description="Events held in memory while the spool fails, before calls get 503.")
 
@@ -91,7 +99,7 @@ class ContainerSettings(BaseModel):
         """Settings from the environment; ``ValueError`` naming every bad variable."""
         names = {"host": ENV_HOST, "port": ENV_PORT, "graceful_seconds": ENV_GRACEFUL_SECONDS,
                  "drain_seconds": ENV_DRAIN_SECONDS, "spool_flush_seconds": ENV_SPOOL_FLUSH_SECONDS,
-                 "max_backlog": ENV_SPOOL_MAX_BACKLOG}
+                 "max_backlog": ENV_SPOOL_MAX_BACKLOG, "keep_alive_seconds": ENV_KEEPALIVE_SECONDS}
         raw: dict[str, Any] = {field: env[name] for field, name in names.items() if env.get(name)}
         try:
             return cls.model_validate(raw)
@@ -187,7 +195,8 @@ def serve(runtime: ContainerRuntime, settings: ContainerSettings, *,
     """Serve until SIGTERM or SIGINT, then finish in-flight calls and drain the spool; the exit status."""
     server = uvicorn.Server(uvicorn.Config(
         runtime.app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-        lifespan="on", timeout_graceful_shutdown=int(settings.graceful_seconds), **fast_loop_options()))
+        lifespan="on", timeout_graceful_shutdown=int(settings.graceful_seconds),
+        timeout_keep_alive=settings.keep_alive_seconds, **fast_loop_options()))
     gauges = GaugeThread(runtime, interval=metrics_interval).start()
     # uvicorn turns SIGTERM into a graceful shutdown, then re-raises it to the handler that was there before: a
     # no-op, so the process lives on to drain the spool below.

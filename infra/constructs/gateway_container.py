@@ -57,8 +57,8 @@ CONTAINER_EXCLUDE = [
 SPOOL_PATH = "/var/spool/modelmeter"
 #: Seconds between SIGTERM and SIGKILL: Fargate's maximum. In-flight calls get GRACEFUL, the spool DRAIN of it.
 STOP_TIMEOUT_SECONDS = 120
-GRACEFUL_SECONDS = 60
-DRAIN_SECONDS = 45
+GRACEFUL_SECONDS = 30
+DRAIN_SECONDS = 40
 #: Events waiting in a task's spool for 15 minutes: Firehose is not taking them (a healthy spool empties each second).
 SPOOLED_ALARM_EVENTS = 1000
 _5MIN = Duration.minutes(5)
@@ -101,7 +101,9 @@ class GatewayContainer(Construct):
         self._grant_models(sagemaker_endpoints)
         if image_endpoints:
             self._image_endpoints(vpc, task_subnets)
+        # The task keeps idle connections open longer than the ALB does (else the ALB may reuse one just closed).
         self.container = self._task(unit_name, settings, {
+            c.ENV_KEEPALIVE_SECONDS: str(settings.idle_timeout_seconds + 5),
             c.ENV_TENANT_TABLE: self.tenant_table.table_name, c.ENV_LONGPOLL_TABLE: self.longpoll_table.table_name,
             c.ENV_BUSINESS_UNIT: unit_name, **_sagemaker_env(sagemaker_endpoints), **(environment or {})})
         self.service = self._service(vpc, task_subnets, settings)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aws_cdk import App
 from aws_cdk.assertions import Match
 from packaging.requirements import Requirement
 
 from common import constants as c
-from infra.config import ConfigError, parse_config
+from infra.config import DEFAULT_CONFIG, ConfigError, parse_config
 from infra.constructs.gateway_container import (
     CONTAINER_DOCKERFILE,
     CONTAINER_PACKAGES,
@@ -29,6 +30,8 @@ from infra.constructs.gateway_container import (
 )
 from infra.nag import ACKNOWLEDGMENT_METADATA, FEATURE_FLAGS, RECORD_ONLY_CONTEXT, add_checks, new_app
 from infra.stacks.unit import build_units
+from ingest.container import APP_SHUTDOWN_SECONDS, ContainerSettings
+from ingest.lambda_handler import GatewaySettings
 from modelmeter.deploy import CONTENT
 from tests.infra.conftest import Assembly, _read_templates, sample_data
 
@@ -158,9 +161,6 @@ def test_tasks_are_arm64_fargate_with_a_spool_volume_a_restart_policy_and_120_s_
 
 
 def test_the_task_environment_passes_the_containers_own_settings_validation(containers: Assembly) -> None:
-    from ingest.container import ContainerSettings
-    from ingest.lambda_handler import GatewaySettings
-
     (task,) = containers.resources(EDGE, "AWS::ECS::TaskDefinition")
     (container,) = task["Properties"]["ContainerDefinitions"]
     # CloudFormation fills the Refs at deploy time; stand in a name for each so the shape can be checked now
@@ -173,8 +173,9 @@ def test_the_task_environment_passes_the_containers_own_settings_validation(cont
     assert gateway.spend_table and gateway.alert_topic_arn and gateway.lake and gateway.alert_event_bus == "default"
     assert gateway.sagemaker_endpoints["llama-3-8b"]["endpoint_name"] == "llama-3-8b-instruct"
     assert settings.port == c.DEFAULT_CONTAINER_PORT
-    # in-flight calls, then the drain, both inside ECS's stopTimeout
-    assert settings.graceful_seconds + settings.drain_seconds < STOP_TIMEOUT_SECONDS
+    assert settings.keep_alive_seconds > 1200  # edge's ALB idle timeout: the task never closes a connection first
+    # in-flight calls, the app's shutdown, then the drain: all inside ECS's stopTimeout
+    assert settings.graceful_seconds + APP_SHUTDOWN_SECONDS + settings.drain_seconds < STOP_TIMEOUT_SECONDS
     assert env[c.ENV_REPORTING_TZ] == "Europe/Berlin" and env["POWERTOOLS_SERVICE_NAME"] == c.SERVICE_GATEWAY
 
 
@@ -318,6 +319,19 @@ def test_container_settings_are_validated_with_the_key_that_holds_the_problem(ch
     data["units"][0] |= change
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config(data, source="units.yaml")
+
+
+def test_the_commented_gateway_example_of_units_yaml_is_a_valid_container_unit() -> None:
+    # GIVEN the sample file's commented `gateway:` block, uncommented into the research unit (with NAT: public subnets)
+    text = DEFAULT_CONFIG.read_text()
+    block = re.search(r"^    # gateway:\n(?:^    #   .*\n)+", text, re.MULTILINE)
+    assert block, "units.yaml documents the gateway block"
+    example = yaml.safe_load("\n".join(line.replace("    # ", "", 1) for line in block.group(0).splitlines()))
+    data = sample_data()
+    data["units"][0] |= {"nat_gateways": 1, **example}
+    # THEN it validates as a container unit
+    unit = parse_config(data, source="units.yaml").unit("research")
+    assert unit.gateway.runtime == "container" and unit.gateway.container.certificate_arn
 
 
 # --- the image's build context ----------------------------------------------------------------------------------

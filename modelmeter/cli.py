@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transform the days whose raw files changed since their last run (late data), within "
                         "--from/--to when given; the default when no dates are given")
     p.add_argument("--price-version", default=None, help="catalog version (default: the latest)")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="duckdb (default: in this process) or spark (Apache Spark in local mode, as the Glue job "
+                        "runs it; needs the spark extra and Java 17)")
     p.add_argument("--lock-timeout", type=_positive(float), default=None, metavar="SECONDS",
                    help="how long to wait for a day another transform is working on before failing "
                         "(default: 10 minutes)")

@@ -28,7 +28,9 @@ from sqlglot import exp
 from common.constants import MONEY_PRECISION, MONEY_SCALE
 from sql.config import ReportingConfig
 
-Dialect = Literal["athena", "duckdb"]
+Dialect = Literal["athena", "duckdb", "spark"]
+#: The engines every helper is pinned for. ``spark`` (the Spark transform engine, transforms/spark_engine.py) renders
+#: only the transform's models: their helpers are pinned for it in tests/transform/test_spark_engine.py.
 DIALECTS: tuple[Dialect, ...] = ("athena", "duckdb")
 PREFIX = "mm_"
 MONEY_TYPE = f"DECIMAL({MONEY_PRECISION}, {MONEY_SCALE})"
@@ -98,6 +100,8 @@ def _utc_date(a: list[str], d: Dialect, c: ReportingConfig) -> str:
 def _hash64(a: list[str], d: Dialect, c: ReportingConfig) -> str:
     if d == "athena":  # Trino hashes bytes: the value as JSON text
         return f"FROM_BIG_ENDIAN_64(XXHASH64(TO_UTF8(JSON_FORMAT(CAST({a[0]} AS JSON)))))"
+    if d == "spark":  # Spark's HASH is 32-bit murmur3: too many collisions for a pre-grouping key
+        return f"XXHASH64({a[0]})"
     return f"HASH({a[0]})"
 
 

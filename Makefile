@@ -9,10 +9,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FOCUS_VENV := .venv-focus
 FOCUS_STAMP := $(FOCUS_VENV)/.installed
+SPARK_STAMP := $(VENV)/.spark-installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test lint bench synth clean focus-venv browser
+.PHONY: install demo test lint bench synth clean focus-venv browser install-spark
 
 install: $(STAMP)
 
@@ -24,6 +25,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . ; \
 	echo "install: done in $$((SECONDS - start)) s"
 	@touch $(STAMP)
+
+# The Spark engine's extra (pyspark 3.5.4, as Glue 5.0; Java 17 runs it): the tests need it, `make demo` does not.
+install-spark: $(SPARK_STAMP)
+
+$(SPARK_STAMP): requirements-spark.lock $(STAMP)
+	@echo "install: pyspark 3.5.4 into $(VENV) for the Spark engine's tests (first run: about a minute, 350 MB; then seconds)"
+	@start=$$SECONDS; $(PY) -m pip install -q --disable-pip-version-check -r requirements-spark.lock 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+	echo "install: pyspark done in $$((SECONDS - start)) s"
+	@touch $(SPARK_STAMP)
 
 focus-venv: $(FOCUS_STAMP)
 
@@ -45,7 +55,7 @@ demo: install focus-venv
 
 # The folder is named and the header kept (rootdir, configfile, plugins), so a run that collects nothing says why;
 # options from the caller's environment cannot deselect the suite.
-test: install focus-venv browser
+test: install install-spark focus-venv browser
 	env -u PYTEST_ADDOPTS -u PYTEST_PLUGINS $(PY) -m pytest -p no:cacheprovider tests
 
 lint: install

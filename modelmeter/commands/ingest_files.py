@@ -8,6 +8,7 @@ from typing import Any
 
 from common.errors import UserError
 from common.lake import Lake
+from common.progress import Progress
 from ingest.files import ingest_files
 
 
@@ -21,7 +22,9 @@ def run(args: Any) -> int:
     if missing:
         raise UserError(f"no such file: {', '.join(missing)}")
     lake = Lake.open(args.lake)
-    result = ingest_files(lake, paths)
+    # bytes, not lines: the total is known before reading; a bar on a terminal, a few lines on stderr otherwise
+    with Progress("ingest", total=sum(p.stat().st_size for p in paths), unit="bytes") as progress:
+        result = ingest_files(lake, paths, progress=progress.update)
     for problem in result.problems:
         print(f"quarantined {problem}", file=sys.stderr)
     if result.quarantined > len(result.problems):

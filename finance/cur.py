@@ -33,6 +33,7 @@ from common.constants import BILLING_CUR
 from common.contracts import CUR_REQUIRED_COLUMNS, cur_lines_schema
 from common.errors import UserError
 from common.lake import Lake
+from common.progress import ProgressCallback, no_progress
 
 MANIFEST = "manifest.json"
 LINES = "lines.parquet"
@@ -178,8 +179,9 @@ _PROBLEMS = {
 }
 
 
-def read_export(paths: list[str]) -> pa.Table:
-    """Every line of the CUR 2.0 files under ``paths``, as :func:`cur_lines_schema` rows.
+def read_export(paths: list[str], *, progress: ProgressCallback = no_progress) -> pa.Table:
+    """Every line of the CUR 2.0 files under ``paths``, as :func:`cur_lines_schema` rows; ``progress`` is told
+    ``(files checked, files, file)``.
 
     Raises:
         UserError: a file lacks required columns (naming them), or rows cannot be read (naming file and row).
@@ -189,7 +191,8 @@ def read_export(paths: list[str]) -> pa.Table:
         con = duckdb.connect(":memory:")
         con.execute("set TimeZone = 'UTC'")
         selects, problems = [], []
-        for name, path in files:
+        for checked, (name, path) in enumerate(files, start=1):
+            progress(checked - 1, len(files), name)
             try:
                 columns = _columns(con, _reader(path))
             except duckdb.Error as exc:
@@ -221,21 +224,27 @@ def _refuse_bad_rows(con: duckdb.DuckDBPyConnection) -> None:
 
 # --- snapshots in the lake ---------------------------------------------------------------------------------------
 
-def import_export(*, lake: Lake, paths: list[str], now: datetime | None = None) -> list[Snapshot]:
+def import_export(*, lake: Lake, paths: list[str], now: datetime | None = None,
+                  progress: ProgressCallback = no_progress) -> list[Snapshot]:
     """Import the CUR files under ``paths``: one new snapshot per billing period they hold; returns them.
+
+    ``progress`` is told ``(files checked, files, file)`` while the files are read, then ``(periods written,
+    periods, period)``.
 
     Raises:
         UserError: see :func:`read_export`; or a period whose lines carry more than one currency.
     """
-    table = read_export(paths)
+    table = read_export(paths, progress=progress)
     now = now or datetime.now(UTC)
     snapshots = []
     con = duckdb.connect(":memory:")
     con.register("lines", table)
     periods = [r[0] for r in con.execute("select distinct billing_period from lines order by 1").fetchall()]
-    for period in periods:
+    for written, period in enumerate(periods):
+        progress(written, len(periods), f"billing period {period}")
         part = con.execute("select * from lines where billing_period = ?", [period]).to_arrow_table().cast(table.schema)
         snapshots.append(_write_snapshot(lake, period, part, now))
+    progress(len(periods), len(periods), "")
     return snapshots
 
 

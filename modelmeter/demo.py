@@ -35,6 +35,7 @@ from common.constants import ALERTS, ALERTS_FILE
 from common.contracts import Limits, Team
 from common.errors import UserError
 from common.lake import Lake
+from common.progress import Progress, ProgressCallback, no_progress
 from dashboards.focus import KNOWN_VALIDATOR_DEFECTS, export_focus, run_validator
 from dashboards.html import render_dashboard
 from finance.reconcile import period_days
@@ -258,7 +259,9 @@ class Driver:
                                              max_retries=0, timeout=30)
         return clients[team_id]
 
-    def run(self, calls: list[Call]) -> None:
+    def run(self, calls: list[Call], *, progress: ProgressCallback = no_progress) -> None:
+        """Send ``calls`` in order; ``progress`` is told ``(answered, calls, "")`` as answers come back."""
+        answered = 0
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             futures = []
             for call in calls:
@@ -266,8 +269,12 @@ class Driver:
                 futures.append(pool.submit(self._one, call))
                 if len(futures) >= CONCURRENCY * 4:  # keep dispatch close to completion, so times stay close
                     futures.pop(0).result()
+                    answered += 1
+                    progress(answered, len(calls), "")
             for f in futures:
                 f.result()
+                answered += 1
+                progress(answered, len(calls), "")
 
     def _one(self, call: Call) -> None:
         prompt = call.prompt
@@ -522,7 +529,8 @@ def _drive_gateway(*, lake: Lake, registry_file: Path, keys: dict[str, str], rng
             raise RuntimeError("the demo gateway did not start")
         clock = SimulatedClock(datetime.fromtimestamp(clock_value.value, UTC), shared=clock_value)
         driver = Driver(base_url=parent.recv(), keys=keys, clock=clock)
-        driver.run(schedule)
+        with Progress("requests", total=len(schedule), unit="answered") as bar:  # stderr: the table stays clean
+            driver.run(schedule, progress=bar.update)
         parent.send("stop")
         if not parent.poll(120) or parent.recv() != "closed":
             raise RuntimeError("the demo gateway did not flush its usage events")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,16 @@ class Manifest:
 class _Timer:
     """Seconds per step, and the process's peak RSS (MiB) after each step: where time and memory go."""
 
-    def __init__(self, seconds: dict[str, float], peak_rss_mb: dict[str, int]):
+    def __init__(self, seconds: dict[str, float], peak_rss_mb: dict[str, int],
+                 on_step: Callable[[str], None] | None = None):
         self.seconds = seconds
         self.peak_rss_mb = peak_rss_mb
+        self.on_step = on_step  # told each step's name as it starts (progress on long days)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
+        if self.on_step:
+            self.on_step(name)
         start = time.perf_counter()
         try:
             yield
@@ -374,7 +379,8 @@ def _fill(manifest: Manifest, res: _DayResult, disagreement: str | None) -> None
 
 def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime | None = None,
                   threads: int | None = None, memory_limit: str | None = None,
-                  lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Manifest:
+                  lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                  on_step: Callable[[str], None] | None = None) -> Manifest:
     """Transform one day (see the module docstring) holding the day's lock; returns its manifest, already written.
 
     Another transform of the same day (another process, or on S3 another host) holds the lock meanwhile: this one
@@ -392,7 +398,7 @@ def transform_day(*, lake: Lake, day: date, catalog: PriceSource, now: datetime 
         # listed before the files are read: a file landing meanwhile is not in it, so it is found stale next time
         manifest.raw_listing = [f.as_dict() for f in raw_listing(lake=lake, day=day)]
         _transform_held(lake=lake, day=day, catalog=catalog, now=now, manifest=manifest, lock=lock,
-                        threads=threads, memory_limit=memory_limit)
+                        threads=threads, memory_limit=memory_limit, on_step=on_step)
     return manifest
 
 
@@ -406,8 +412,9 @@ def _warn(day: date, res: _DayResult, disagreement: str | None) -> None:
 
 
 def _transform_held(*, lake: Lake, day: date, catalog: PriceSource, now: datetime, manifest: Manifest,
-                    lock: LakeLock, threads: int | None, memory_limit: str | None) -> None:
-    t = _Timer(manifest.seconds, manifest.peak_rss_mb)
+                    lock: LakeLock, threads: int | None, memory_limit: str | None,
+                    on_step: Callable[[str], None] | None = None) -> None:
+    t = _Timer(manifest.seconds, manifest.peak_rss_mb, on_step)
     with _workdir(lake, manifest.run_id) as workdir:
         con = connect(threads=threads, memory_limit=memory_limit, temp_dir=workdir / "spill")
         try:
@@ -463,15 +470,18 @@ def transform_range(*, lake: Lake, date_from: date, date_to: date, price_version
 def transform_days(*, lake: Lake, days: list[date], price_version: str | None = None,
                    progress: Callable[[date, Manifest], None] | None = None, now: datetime | None = None,
                    threads: int | None = None, memory_limit: str | None = None,
-                   lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[Manifest]:
+                   lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                   step_progress: Callable[[date, str], None] | None = None) -> list[Manifest]:
     """Transform each of ``days`` (any set, e.g. the stale days of :func:`transforms.late.stale_days`), in the
-    order given, with one catalog version; the arguments are :func:`transform_range`'s."""
+    order given, with one catalog version; the arguments are :func:`transform_range`'s, and ``step_progress``
+    is told ``(day, step)`` as each step of a day starts."""
     validate.prefetch_import()  # overlaps the ~4 s GX import with the first day's file checks
     catalog = load_catalog(lake=lake, version=price_version)
     manifests = []
     for day in days:
+        on_step = partial(step_progress, day) if step_progress else None
         manifest = transform_day(lake=lake, day=day, catalog=catalog, now=now, threads=threads,
-                                 memory_limit=memory_limit, lock_timeout=lock_timeout)
+                                 memory_limit=memory_limit, lock_timeout=lock_timeout, on_step=on_step)
         manifests.append(manifest)
         if progress:
             progress(day, manifest)

@@ -18,6 +18,7 @@ from typing import Any
 
 from common.lake import Lake
 from dashboards import svg
+from dashboards.late import LateNotice, late_notice, notice_html
 from dashboards.report_data import ReportData, Table, gather
 from sql.config import ReportingConfig
 from sql.render import connect, table_sources
@@ -100,8 +101,9 @@ def _charts(data: ReportData) -> dict[str, str]:
     }
 
 
-def render_html(data: ReportData, *, timezone: str, generated: datetime | None = None) -> str:
-    """The page for already-gathered data (pure: no I/O)."""
+def render_html(data: ReportData, *, timezone: str, generated: datetime | None = None,
+                late: LateNotice | None = None) -> str:
+    """The page for already-gathered data (pure: no I/O); ``late`` adds the late-data banner."""
     template = Template(resources.files("dashboards").joinpath("templates", "report.html").read_text("utf-8"))
     period = (f"{data.date_from.isoformat()} – {data.date_to.isoformat()}"
               if data.date_from and data.date_to else "no data yet")
@@ -115,7 +117,7 @@ def render_html(data: ReportData, *, timezone: str, generated: datetime | None =
         unpriced=f"{data.unpriced_invocations:,}", unpriced_exact=data.unpriced_invocations,
         teams=len(data.spend_by_team),
         burn_month=escape(f"fiscal month from {data.burn_month.isoformat()}" if data.burn_month else "no data"),
-        tables="".join(_table(t) for t in data.tables),
+        tables="".join(_table(t) for t in data.tables), late_notice=notice_html(late or LateNotice()),
         **_charts(data),
     )
 
@@ -151,7 +153,9 @@ def render_dashboard(*, lake: Lake | str | Path | None, date_from: date | None =
         con.close()
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_html(data, timezone=config.timezone), encoding="utf-8")
+    late = late_notice(lake=opened, config=config, date_from=date_from, date_to=date_to,
+                       shown=(data.date_from, data.date_to))
+    target.write_text(render_html(data, timezone=config.timezone, late=late), encoding="utf-8")
     return target.resolve()
 
 

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import sys
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from common.contracts import RECONCILIATION_CATEGORIES, Team
 from common.errors import UserError
 from common.lake import Lake
+from common.progress import Progress
 from finance.allocation import Rules, load_rules
 from finance.capacity import CAPACITY_FILE, Capacity, load_capacity
 from finance.chargeback import VersionInfo, compute, next_version, store, versions
@@ -38,7 +40,9 @@ _MONEY = ("metered_list_cost", "price_adjustment", "allocated_shared_cost", "cha
 
 def run_import(args: Any) -> int:
     lake = Lake.open(args.lake)
-    for s in import_export(lake=lake, paths=list(args.paths)):
+    with Progress("billing import") as progress:  # files read, then billing periods written
+        snapshots = import_export(lake=lake, paths=list(args.paths), progress=progress.update)
+    for s in snapshots:
         state = "final" if s.final else "not final (AWS restates it until the invoice is issued)"
         print(f"billing period {s.billing_period}: snapshot {s.snapshot_id}, {s.rows} lines, "
               f"{money_text(Decimal(s.line_cost_total))} {s.currency}, {state}")
@@ -174,18 +178,18 @@ def run_chargeback(args: Any) -> int:
 
 def _late_usage(lake: Lake, period: str, of_record: Record) -> dict[str, list[str]]:
     """Warn (stderr) about the period's usage the chargeback shown does not hold; the JSON fields naming the days:
-    ``untransformed_days`` (raw events not transformed yet) and, for a closed period,
-    ``transformed_after_record`` (days transformed again, from other files or prices, after its version of record
-    was computed: only ``restate`` books them)."""
+    ``untransformed_days`` (raw events not transformed yet) and ``transformed_after_record`` (of a closed period:
+    days transformed again, from other files or prices, after its version of record was computed; only
+    ``restate`` books them. Always empty for an open period, whose version shown was computed just now)."""
     stale = period_untransformed(lake, period)
-    fields = {"untransformed_days": [s.day.isoformat() for s in stale]}
+    moved: list[date] = []
     if of_record.status.closed:
         moved = moved_since_record(lake, period, of_record.info)
         warn_closed_period(period, of_record.info.version, moved, stale)
-        fields["transformed_after_record"] = [d.isoformat() for d in moved]
-    else:
+    else:  # the version shown was computed just now: nothing was transformed after it
         warn_untransformed("chargeback", stale, what="the metered usage of this chargeback")
-    return fields
+    return {"untransformed_days": [s.day.isoformat() for s in stale],
+            "transformed_after_record": [d.isoformat() for d in moved]}
 
 
 def _latest_run(listed: list[VersionInfo]) -> int | None:

@@ -61,7 +61,8 @@ def chunk_records(records: list[bytes], *, max_records: int = MAX_BATCH_RECORDS,
 
 
 def firehose_deliverer(*, stream_name: str, client: Any = None, max_attempts: int = 4, base_delay: float = 0.05,
-                       max_delay: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> Deliverer:
+                       max_delay: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+                       latest_start: Callable[[], float | None] | None = None) -> Deliverer:
     """A ``deliver`` function for :class:`ingest.emit.Emitter` that puts events into a Firehose stream.
 
     Args:
@@ -70,6 +71,8 @@ def firehose_deliverer(*, stream_name: str, client: Any = None, max_attempts: in
         max_attempts: PutRecordBatch attempts per chunk, the first included, before the rest is handed back.
         base_delay: first backoff ceiling in seconds; doubled per attempt, capped at ``max_delay`` (full jitter).
         sleep: how to wait (tests pass a recorder).
+        latest_start: the ``time.monotonic()`` instant after which no PutRecordBatch call may begin (``None``: no
+            limit); what is not sent by then is handed back. The Lambda bounds its end-of-invocation flush with it.
 
     Returns:
         ``deliver(events) -> undelivered events`` (``[]`` when every event was accepted).
@@ -91,7 +94,8 @@ def firehose_deliverer(*, stream_name: str, client: Any = None, max_attempts: in
         for chunk in chunk_records([records[i] for i in sendable]):
             indexes = [sendable[i] for i in chunk]
             failed = _put_with_retries(firehose, stream_name, records, indexes, max_attempts=max_attempts,
-                                       base_delay=base_delay, max_delay=max_delay, sleep=sleep)
+                                       base_delay=base_delay, max_delay=max_delay, sleep=sleep,
+                                       latest_start=latest_start)
             undelivered.extend(events[i] for i in failed)
         return undelivered
 
@@ -99,11 +103,14 @@ def firehose_deliverer(*, stream_name: str, client: Any = None, max_attempts: in
 
 
 def _put_with_retries(firehose: Any, stream_name: str, records: list[bytes], indexes: list[int], *,
-                      max_attempts: int, base_delay: float, max_delay: float,
-                      sleep: Callable[[float], None]) -> list[int]:
+                      max_attempts: int, base_delay: float, max_delay: float, sleep: Callable[[float], None],
+                      latest_start: Callable[[], float | None] | None = None) -> list[int]:
     """PutRecordBatch ``indexes``, re-sending only failed records; returns the indexes still not accepted."""
     pending = indexes
     for attempt in range(1, max_attempts + 1):
+        limit = latest_start() if latest_start is not None else None
+        if limit is not None and time.monotonic() > limit:
+            return pending  # no time left for another call: the caller hands these on
         try:
             response = firehose.put_record_batch(
                 DeliveryStreamName=stream_name, Records=[{"Data": records[i]} for i in pending])

@@ -162,10 +162,11 @@ def test_no_wildcard_resource_except_where_aws_allows_none(deployment: Assembly)
 
 
 def test_gateway_may_put_only_into_its_own_usage_stream(deployment: Assembly) -> None:
-    (put,) = [s for s in _statements(deployment, FULL) if "firehose:PutRecordBatch" in s["Action"]]
+    puts = [s for s in _statements(deployment, FULL) if "firehose:PutRecordBatch" in s["Action"]]
     (stream_id,) = [k for k, r in deployment.templates[FULL]["Resources"].items()
                     if r["Type"] == "AWS::KinesisFirehose::DeliveryStream"]
-    assert put["Resource"] == {"Fn::GetAtt": [stream_id, "Arn"]}
+    assert len(puts) == 2  # the gateway's and the usage hand-off drain's (infra/constructs/usage_handoff.py)
+    assert all(put["Resource"] == {"Fn::GetAtt": [stream_id, "Arn"]} for put in puts)
     deployment.template(FULL).has_resource_properties("AWS::Lambda::Function", {
         "Handler": "ingest.lambda_handler.handler",
         "Environment": {"Variables": Match.object_like({c.ENV_FIREHOSE_STREAM: "modelmeter-research-usage",

@@ -530,6 +530,10 @@ def local_emitter(*, lake: Any, spool_dir: str | os.PathLike[str] | None = None,
     """
     sink = LocalParquetSink(lake)
     fast_schema = _string_time_schema(sink.schema)
+    # Arrow imports pandas on its first conversion of Python objects (0.2-0.8 s of CPU, holding the GIL): here, at
+    # start-up, rather than in the first delivery, where it stalled the event loop of a serving gateway for as long
+    # (bench/gateway.py: the sequential p99 and the CPU per request of the run it fell in).
+    pa.Table.from_pylist([], schema=fast_schema)
 
     def deliver(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Converted in slices: Arrow holds the GIL while it converts Python objects, and a 20,000-row conversion

@@ -253,8 +253,10 @@ def test_the_task_role_has_exactly_the_gateway_lambdas_grants(containers: Assemb
     lambda_actions = _role_actions(deployment, "modelmeter-research", gateway["Properties"]["Role"]["Fn::GetAtt"][0])
     task_actions = _role_actions(containers, EDGE, role_id)
     assert task_actions <= lambda_actions and {"bedrock:InvokeModelWithResponseStream", "sns:Publish"} <= task_actions
+    # (the hand-off queue is KMS-encrypted: sending needs the key's GenerateDataKey, which the task gets as
+    # GenerateDataKey* with the tables' grant)
     assert lambda_actions - task_actions <= {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
-                                             "lambda:InvokeFunction"}
+                                             "kms:GenerateDataKey", "lambda:InvokeFunction"}
     # AND on the same resources: its own usage stream, the alert event only with modelmeter's source
     (put,) = [s for s in statements if "firehose:PutRecordBatch" in _actions(s)]
     (stream_id,) = [k for k, r in containers.templates[EDGE]["Resources"].items()

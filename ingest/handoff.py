@@ -136,6 +136,7 @@ class HandoffQueue:
                     delay_seconds: int) -> list[tuple[list[int], bytes]]:
         """SendMessageBatch ``messages``, re-sending only failed entries; returns the messages not accepted."""
         pending = dict(enumerate(messages))
+        refused: list[tuple[list[int], bytes]] = []  # the sender's fault: no retry will fix them
         for attempt in range(1, self.max_attempts + 1):
             if _too_late(self.latest_start):
                 break
@@ -157,17 +158,17 @@ class HandoffQueue:
                     log.warning("SendMessageBatch: %d of %d entries failed (%s), attempt %d/%d", len(failed),
                                 len(entries), ", ".join(sorted({f.get("Code", "?") for f in failed})), attempt,
                                 self.max_attempts)
-                if any(f.get("SenderFault") for f in failed):
+                faults = [f for f in failed if f.get("SenderFault")]
+                if faults:
                     # Our request was wrong (no retry will fix it): the events stay in the spool, said loudly.
                     log.error("SendMessageBatch refused entries as the sender's fault: %s",
-                              [(f.get("Code"), f.get("Message")) for f in failed if f.get("SenderFault")])
-                    if all(f.get("SenderFault") for f in failed):
-                        break
+                              [(f.get("Code"), f.get("Message")) for f in faults])
+                    refused += [pending.pop(int(f["Id"])) for f in faults if int(f["Id"]) in pending]
                 if not pending:
-                    return []
+                    return refused
             if attempt < self.max_attempts:
                 self.sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1))))
-        return list(pending.values())
+        return refused + list(pending.values())
 
 
 def _error_code(exc: Exception) -> str:

@@ -132,14 +132,15 @@ def test_firehose_taking_part_of_a_backlog_sends_only_the_rest_to_the_queue(unit
     # GIVEN a container with two events spooled (both calls answered 503: Firehose and the queue were down)
     refusing, sqs = RefusingFirehose(unit.firehose, refuse=lambda data: True), FlakySqs(unit.sqs)
     sqs.outage = True
-    # (a phase long enough for the refused record's four attempts and the two other records after them)
-    unit.container(firehose=refusing, sqs=sqs, flush_seconds=1.5)
+    runtime = unit.container(firehose=refusing, sqs=sqs)
     unit.expect_converse(times=3)
     early = [unit.call(), unit.call()]
     assert [r["statusCode"] for r in early] == [503, 503]
     # WHEN the queue is back and Firehose keeps refusing only the first call's record (its real partial failure)
     stuck = request_id(early[0])
     sqs.outage = False
+    assert runtime.delivery is not None  # a phase long enough for the refused record's attempts and the two after
+    runtime.delivery.phase_seconds = 1.5
     refusing.refuse = lambda data: stuck.encode() in data
     served = unit.call()
     # THEN the call is a success; Firehose kept what it accepted, only the refused event went to the queue

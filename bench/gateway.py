@@ -3,17 +3,24 @@
 Starts ``bench/fake_upstream.py`` and ``modelmeter serve --upstream http://127.0.0.1:PORT/v1`` as subprocesses on
 127.0.0.1, then sends the same requests directly to the upstream and through the gateway:
 
-* added latency p50 / p99, sequentially and at concurrency 32 (gateway percentile − direct percentile);
+* added latency p50 / p99, sequentially (direct and gateway requests alternating) and at concurrency 32 (gateway
+  percentile − direct percentile);
 * throughput at concurrency 32;
 * streaming time to first byte;
 * the cost of usage emission (``Emitter.emit`` p50, in process);
 * the cost of pricing a call at the gateway (``GatewayPricer.cost_usd`` p50, in process, warm cache);
 * the cost of the spend controls (``BudgetGuard`` check and add on the SQLite spend store, in process); the
   benchmark's team is in block mode with a budget it never reaches, so every request pays both;
+* the gateway's CPU time per request at concurrency 32 (the server process's user + system time over the timed
+  requests, from ``/proc/<pid>/stat``), beside the bare pass-through's, and the per-call cost of each step the
+  gateway adds (price lookup, budget check + counter record, durable call record, event build + serialise), each
+  timed in process with ``time.perf_counter_ns`` over many iterations;
 * and, after a SIGTERM, that the lake holds exactly one usage event per request sent through the gateway.
 
-Targets on 2 cores shared by client, gateway and upstream: added p50 ≤ 1 ms and p99 ≤ 5 ms sequentially,
-≥ 2,000 requests/s at concurrency 32, emission ≤ 0.2 ms p50. Run: ``python bench/gateway.py [--quick] [--json F]``.
+Targets on 2 cores shared by client, gateway and upstream (issue 3, issue 15 item 4): added p50 ≤ 1 ms and
+p99 ≤ 3 ms sequentially, ≤ 500 µs of gateway CPU per request at concurrency 32, ≥ 2,000 requests/s at concurrency
+32, emission ≤ 0.2 ms p50. Each is printed last with its ratio to the target and "met" or "missed".
+Run: ``python bench/gateway.py [--quick] [--json F]``.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest.emit import Emitter  # noqa: E402  (after the path tweak: runnable as a plain script)
+from ingest import fastjson  # noqa: E402  (after the path tweak: runnable as a plain script)
+from ingest.emit import Emitter  # noqa: E402
 from ingest.ports import Team  # noqa: E402
 from ingest.pricing import GatewayPricer  # noqa: E402
 from ingest.providers.base import Usage  # noqa: E402
@@ -47,6 +55,12 @@ from ingest.usage import build_event  # noqa: E402
 
 MODEL = "fake-chat"
 CHAT = {"model": MODEL, "max_tokens": 7, "messages": [{"role": "user", "content": "How much did team A spend?"}]}
+#: (figure, target, "le" | "ge" | "eq", unit): what ``_targets`` checks; issue 3 and issue 15 item 4.
+TARGET_ADDED_P50_MS = 1.0
+TARGET_ADDED_P99_MS = 3.0
+TARGET_CPU_US_PER_REQUEST = 500.0
+TARGET_RPS_C32 = 2000
+TARGET_EMIT_P50_MS = 0.2
 
 
 def _free_port() -> int:
@@ -64,6 +78,25 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` (all its threads) so far; ``None`` where it cannot be read.
+
+    Linux's ``/proc/<pid>/stat`` fields 14 and 15 (``utime``, ``stime``, in clock ticks, see proc(5)); psutil
+    elsewhere, when it is installed.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        import psutil  # optional: only where /proc is missing
+    except ImportError:
+        return None
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 # --- processes -------------------------------------------------------------------------------------------------
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -72,7 +105,7 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
             urllib.request.urlopen(url, timeout=1)  # noqa: S310 - 127.0.0.1 only
             return
@@ -155,14 +188,25 @@ async def _one(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
     return time.perf_counter() - start
 
 
-async def sequential(url: str, headers: dict[str, str], n: int) -> list[float]:
+async def sequential(direct: tuple[str, dict[str, str]], through: tuple[str, dict[str, str]], n: int
+                     ) -> tuple[list[float], list[float]]:
+    """``n`` requests each way, one at a time, alternating direct and through the gateway: on a shared machine both
+    series then see the same load, so their difference is the gateway's and not the minute's."""
     async with aiohttp.ClientSession() as session:
         for _ in range(min(200, n)):  # warm-up: connections, caches, first-call imports
-            await _one(session, url, headers, CHAT)
-        return [await _one(session, url, headers, CHAT) for _ in range(n)]
+            await _one(session, *direct, CHAT)
+            await _one(session, *through, CHAT)
+        direct_times, gateway_times = [], []
+        for _ in range(n):
+            direct_times.append(await _one(session, *direct, CHAT))
+            gateway_times.append(await _one(session, *through, CHAT))
+        return direct_times, gateway_times
 
 
-async def concurrent(url: str, headers: dict[str, str], n: int, workers: int) -> tuple[list[float], float]:
+async def concurrent(url: str, headers: dict[str, str], n: int, workers: int, *, server_pid: int | None = None
+                     ) -> tuple[list[float], float, float | None]:
+    """Latencies and wall time of ``n`` requests from ``workers`` clients, and the CPU seconds ``server_pid`` spent
+    on them (the warm-up excluded)."""
     connector = aiohttp.TCPConnector(limit=workers)
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(_one(session, url, headers, CHAT) for _ in range(workers * 4)))  # warm-up
@@ -175,9 +219,13 @@ async def concurrent(url: str, headers: dict[str, str], n: int, workers: int) ->
                 remaining -= 1
                 latencies.append(await _one(session, url, headers, CHAT))
 
+        cpu_before = cpu_seconds(server_pid) if server_pid else None
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(workers)))
-        return latencies, time.perf_counter() - start
+        wall = time.perf_counter() - start
+        cpu_after = cpu_seconds(server_pid) if server_pid else None
+        cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+        return latencies, wall, cpu
 
 
 async def ttfb(url: str, headers: dict[str, str], n: int) -> list[float]:
@@ -209,14 +257,14 @@ def emission_cost(n: int = 20000, *, fsync_interval: float = 0.2) -> tuple[list[
                                 api_key_id="mk_live_0123456789ab", business_unit=None, provider="openai_compatible",
                                 region=None, model_id=MODEL, operation="chat", status="ok", http_status=200,
                                 usage=Usage(input_tokens=12, output_tokens=7), streaming=False, latency_ms=1)
-            start = time.perf_counter()
+            start = time.perf_counter_ns()
             if i % 2:
                 emitter.emit(event)
-                emit_only.append(time.perf_counter() - start)
+                emit_only.append((time.perf_counter_ns() - start) / 1e9)
             else:
                 emitter.open_call({**event, "status": "unknown"})
                 emitter.emit(event)
-                recorded.append(time.perf_counter() - start)
+                recorded.append((time.perf_counter_ns() - start) / 1e9)
         emitter.close()
     return emit_only, recorded
 
@@ -245,9 +293,9 @@ def pricing_cost(n: int = 20000) -> dict[str, list[float]]:
         pricer.cost_usd(event)  # the first call of a lookup and day computes its price periods
         times = []
         for _ in range(n):
-            start = time.perf_counter()
+            start = time.perf_counter_ns()
             pricer.cost_usd(event)
-            times.append(time.perf_counter() - start)
+            times.append((time.perf_counter_ns() - start) / 1e9)
         out[name] = times
     return out
 
@@ -273,17 +321,39 @@ def budget_cost(n: int = 20000) -> dict[str, list[float]]:
         store = SqliteSpendStore(Path(tmp) / "tenants.spend.sqlite")
         guard = BudgetGuard(store=store, calendar=Calendar(), clock=lambda: datetime.now(UTC))
         for _ in range(n):
-            start = time.perf_counter()
+            start = time.perf_counter_ns()
             guard.check(blocked)
-            middle = time.perf_counter()
+            middle = time.perf_counter_ns()
             guard.record(blocked, event)
-            end = time.perf_counter()
+            end = time.perf_counter_ns()
             guard.record(plain, event)
-            out["check"].append(middle - start)
-            out["record"].append(end - middle)
-            out["check_and_record"].append(end - start)
-            out["record_only_no_budget"].append(time.perf_counter() - end)
+            out["check"].append((middle - start) / 1e9)
+            out["record"].append((end - middle) / 1e9)
+            out["check_and_record"].append((end - start) / 1e9)
+            out["record_only_no_budget"].append((time.perf_counter_ns() - end) / 1e9)
         store.close()
+    return out
+
+
+def event_cost(n: int = 20000) -> dict[str, list[float]]:
+    """Per call, in process: building a finished call's usage event (``build_event``) and serialising it to the
+    spool's JSON line (``fastjson.dumps``), the two steps ``Call.finish`` does before the append."""
+    from datetime import UTC, datetime
+
+    out: dict[str, list[float]] = {"build": [], "serialise": [], "build_and_serialise": []}
+    usage = Usage(input_tokens=12, output_tokens=7)
+    for i in range(n):
+        start = time.perf_counter_ns()
+        event = build_event(request_id=f"r{i}", event_time=datetime.now(UTC), team_id="bench",
+                            api_key_id="mk_live_0123456789ab", business_unit=None, provider="openai_compatible",
+                            region=None, model_id=MODEL, operation="chat", status="ok", http_status=200, usage=usage,
+                            streaming=False, latency_ms=1)
+        middle = time.perf_counter_ns()
+        fastjson.dumps(event)
+        end = time.perf_counter_ns()
+        out["build"].append((middle - start) / 1e9)
+        out["serialise"].append((end - middle) / 1e9)
+        out["build_and_serialise"].append((end - start) / 1e9)
     return out
 
 
@@ -295,29 +365,36 @@ def count_lake_events(lake: Path) -> int:
 
 # --- the run ---------------------------------------------------------------------------------------------------
 
-async def measure(upstream: str, gateway: str, secret: str, bare: str, *, seq_n: int, conc_n: int, stream_n: int
-                  ) -> tuple[dict[str, Any], int]:
-    direct = (f"{upstream}/chat/completions", {})
+async def measure(upstream: str, gateway: str, secret: str, bare: str, *, seq_n: int, conc_n: int, stream_n: int,
+                  gateway_pid: int, bare_pid: int) -> tuple[dict[str, Any], int]:
+    no_headers: dict[str, str] = {}
+    direct = (f"{upstream}/chat/completions", no_headers)
     through = (f"{gateway}/v1/chat/completions", {"Authorization": f"Bearer {secret}"})
     results: dict[str, Any] = {}
     sent = 0
-    seq_d = await sequential(*direct, seq_n)
-    seq_g = await sequential(*through, seq_n)
+    seq_d, seq_g = await sequential(direct, through, seq_n)
     sent += seq_n + min(200, seq_n)
     results["sequential"] = _compare(seq_d, seq_g)
-    lat_d, wall_d = await concurrent(*direct, conc_n, 32)
-    lat_g, wall_g = await concurrent(*through, conc_n, 32)
+    lat_d, wall_d, _ = await concurrent(*direct, conc_n, 32)
+    lat_g, wall_g, cpu_g = await concurrent(*through, conc_n, 32, server_pid=gateway_pid)
     sent += conc_n + 32 * 4
-    lat_b, wall_b = await concurrent(f"{bare}/v1/chat/completions", {}, conc_n, 32)
+    lat_b, wall_b, cpu_b = await concurrent(f"{bare}/v1/chat/completions", {}, conc_n, 32, server_pid=bare_pid)
     results["concurrency_32"] = {**_compare(lat_d, lat_g), "direct_rps": round(conc_n / wall_d),
                                  "gateway_rps": round(conc_n / wall_g),
                                  "bare_passthrough_rps": round(conc_n / wall_b),
-                                 "bare_passthrough_p50_ms": _ms(_pct(lat_b, 0.5))}
+                                 "bare_passthrough_p50_ms": _ms(_pct(lat_b, 0.5)),
+                                 # the server process's CPU per request (/proc clock ticks: 10 ms resolution)
+                                 "gateway_cpu_us_per_request": _per_request_us(cpu_g, conc_n),
+                                 "bare_passthrough_cpu_us_per_request": _per_request_us(cpu_b, conc_n)}
     ttfb_d = await ttfb(*direct, stream_n)
     ttfb_g = await ttfb(*through, stream_n)
     sent += stream_n + 20
     results["streaming_ttfb"] = _compare(ttfb_d, ttfb_g)
     return results, sent
+
+
+def _per_request_us(cpu: float | None, n: int) -> float | None:
+    return None if cpu is None else round(cpu / n * 1e6, 1)
 
 
 def _compare(direct: list[float], gateway: list[float]) -> dict[str, float]:
@@ -327,8 +404,83 @@ def _compare(direct: list[float], gateway: list[float]) -> dict[str, float]:
             "added_p99_ms": _ms(_pct(gateway, 0.99) - _pct(direct, 0.99)), "n": len(gateway)}
 
 
+def in_process_figures() -> dict[str, Any]:
+    """The per-call cost of each step the gateway adds to a pass-through, timed in process."""
+    emit, recorded = emission_cost()
+    _, unsynced = emission_cost(fsync_interval=1e9)
+    results: dict[str, Any] = {}
+    results["emission"] = {"emit_p50_ms": _ms(statistics.median(emit)), "emit_p99_ms": _ms(_pct(emit, 0.99)),
+                           "journal_and_emit_p50_ms": _ms(statistics.median(recorded)),
+                           "journal_and_emit_p99_ms": _ms(_pct(recorded, 0.99)),
+                           "journal_and_emit_no_fsync_p50_ms": _ms(statistics.median(unsynced)),
+                           "journal_and_emit_no_fsync_p99_ms": _ms(_pct(unsynced, 0.99))}
+    priced = pricing_cost()
+    results["pricing"] = _us_table(priced)
+    spent = budget_cost()
+    results["budget"] = _us_table(spent)
+    built = event_cost()
+    results["event"] = _us_table(built)
+    # one model call through the spend controls pays each of these once (the priced text case: the costliest)
+    results["steps_per_call_p50_us"] = steps = {
+        "price_lookup": _us(priced["text"], 0.5),
+        "budget_check_and_counter_record": _us(spent["check_and_record"], 0.5),
+        "durable_call_record_journal_and_spool_append": _us(recorded, 0.5),
+        "event_build_and_serialise": _us(built["build_and_serialise"], 0.5),
+    }
+    steps["sum"] = round(sum(steps.values()), 2)
+    return results
+
+
+def _us(times: list[float], q: float) -> float:
+    return round(_pct(times, q) * 1e6, 2)
+
+
+def _us_table(timed: dict[str, list[float]]) -> dict[str, float]:
+    return {f"{name}_{q}_us": _us(times, p) for name, times in timed.items() for q, p in (("p50", 0.5), ("p99", 0.99))}
+
+
+def targets(results: dict[str, Any], *, sent: int, landed: int) -> list[dict[str, Any]]:
+    """Each target with its figure, its ratio to the target and whether it was met."""
+    seq, c32, emission = results["sequential"], results["concurrency_32"], results["emission"]
+    rows = [
+        ("added latency p50, sequential (ms)", seq["added_p50_ms"], "<=", TARGET_ADDED_P50_MS),
+        ("added latency p99, sequential (ms)", seq["added_p99_ms"], "<=", TARGET_ADDED_P99_MS),
+        ("gateway CPU per request at c32 (us)", c32["gateway_cpu_us_per_request"], "<=", TARGET_CPU_US_PER_REQUEST),
+        ("throughput at c32 (req/s)", c32["gateway_rps"], ">=", TARGET_RPS_C32),
+        ("Emitter.emit p50 (ms)", emission["emit_p50_ms"], "<=", TARGET_EMIT_P50_MS),
+        ("journal + emit p50 (ms)", emission["journal_and_emit_p50_ms"], "<=", TARGET_EMIT_P50_MS),
+        ("usage events in the lake / requests sent", landed, "==", sent),
+    ]
+    out = []
+    for name, value, op, target in rows:
+        met = value is not None and (value <= target if op == "<=" else value >= target if op == ">=" else
+                                     value == target)
+        ratio = round(value / target, 2) if value is not None and target else None
+        out.append({"target": name, "measured": value, "op": op, "goal": target, "ratio": ratio,
+                    "verdict": "met" if met else "missed"})
+    return out
+
+
+def print_report(results: dict[str, Any]) -> None:
+    """The steps' per-call costs beside the CPU per request, then every target with its ratio and verdict."""
+    c32, steps = results["concurrency_32"], results["steps_per_call_p50_us"]
+    print("\nper-call cost of each step the gateway adds (p50, in process):")
+    for name, value in steps.items():
+        print(f"  {name:<48} {value:>9.2f} us")
+    print(f"CPU per request at concurrency 32: gateway {c32['gateway_cpu_us_per_request']} us, "
+          f"bare pass-through {c32['bare_passthrough_cpu_us_per_request']} us (same run)")
+    seq = results["sequential"]
+    print(f"sequential (alternating): direct p50 {seq['direct_p50_ms']} / p99 {seq['direct_p99_ms']} ms, "
+          f"gateway p50 {seq['gateway_p50_ms']} / p99 {seq['gateway_p99_ms']} ms ({seq['n']} each)")
+    print(f"\ntargets (load average before the run: {results['machine']['load_average_before']}):")
+    for row in results["targets"]:
+        ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        print(f"  {row['target']:<44} {row['measured']!s:>10}  target {row['op']} {row['goal']!s:<8} "
+              f"ratio {ratio:>6}  {row['verdict']}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="gateway benchmark (issue 3)")
+    parser = argparse.ArgumentParser(description="gateway benchmark (issue 3, issue 15 item 4)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--bare-passthrough", nargs=2, metavar=("UPSTREAM", "PORT"), help=argparse.SUPPRESS)
@@ -352,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             gw_proc, gateway, secret = start_gateway(work, upstream)
             bare_proc, bare = start_bare(upstream)
             results, sent = asyncio.run(measure(upstream, gateway, secret, bare, seq_n=seq_n, conc_n=conc_n,
-                                                stream_n=stream_n))
+                                                stream_n=stream_n, gateway_pid=gw_proc.pid, bare_pid=bare_proc.pid))
             gw_proc.send_signal(signal.SIGTERM)
             gw_proc.wait(60)
             landed = count_lake_events(work / "lake")
@@ -361,32 +513,13 @@ def main(argv: list[str] | None = None) -> int:
                 if proc is not None and proc.poll() is None:
                     proc.terminate()
                     proc.wait(30)
-    emit, recorded = emission_cost()
-    _, unsynced = emission_cost(fsync_interval=1e9)
-    results["emission"] = {"emit_p50_ms": _ms(statistics.median(emit)), "emit_p99_ms": _ms(_pct(emit, 0.99)),
-                           "journal_and_emit_p50_ms": _ms(statistics.median(recorded)),
-                           "journal_and_emit_p99_ms": _ms(_pct(recorded, 0.99)),
-                           "journal_and_emit_no_fsync_p50_ms": _ms(statistics.median(unsynced)),
-                           "journal_and_emit_no_fsync_p99_ms": _ms(_pct(unsynced, 0.99))}
-    priced = pricing_cost()
-    results["pricing"] = {f"{name}_{q}_us": round(_pct(times, p) * 1e6, 2) for name, times in priced.items()
-                          for q, p in (("p50", 0.5), ("p99", 0.99))}
-    spent = budget_cost()
-    results["budget"] = {f"{name}_{q}_us": round(_pct(times, p) * 1e6, 2) for name, times in spent.items()
-                         for q, p in (("p50", 0.5), ("p99", 0.99))}
+    results.update(in_process_figures())
     results["events"] = {"requests_through_gateway": sent, "events_in_lake": landed}
-    results["targets"] = {
-        "added_p50_le_1ms": results["sequential"]["added_p50_ms"] <= 1.0,
-        "added_p99_le_5ms": results["sequential"]["added_p99_ms"] <= 5.0,
-        "rps_ge_2000_at_c32": results["concurrency_32"]["gateway_rps"] >= 2000,
-        "rps_vs_bare_passthrough": round(results["concurrency_32"]["gateway_rps"]
-                                         / results["concurrency_32"]["bare_passthrough_rps"], 2),
-        "emit_p50_le_0_2ms": results["emission"]["emit_p50_ms"] <= 0.2,
-        "journal_and_emit_p50_le_0_2ms": results["emission"]["journal_and_emit_p50_ms"] <= 0.2,
-        "one_event_per_request": sent == landed,
-    }
-    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_average_before": load}
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_average_before": load,
+                          "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+    results["targets"] = targets(results, sent=sent, landed=landed)
     print(json.dumps(results, indent=2))
+    print_report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

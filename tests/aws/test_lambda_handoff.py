@@ -79,7 +79,14 @@ def queued_events(unit: Unit) -> list[dict[str, Any]]:
     return events
 
 
-def test_firehose_outage_hands_every_answered_call_to_the_queue_and_the_drain_lands_each_once(unit: Unit) -> None:
+def emitted(out: str, name: str) -> list[Any]:
+    """The values of metric ``name`` in Powertools' EMF lines on stdout."""
+    docs = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    return [v for doc in docs if name in doc for v in (doc[name] if isinstance(doc[name], list) else [doc[name]])]
+
+
+def test_firehose_outage_hands_every_answered_call_to_the_queue_and_the_drain_lands_each_once(
+        unit: Unit, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a container whose Firehose is down (PutRecordBatch fails as a whole, every attempt)
     flaky = FlakyFirehose(unit.firehose)
     flaky.outage = True
@@ -92,6 +99,7 @@ def test_firehose_outage_hands_every_answered_call_to_the_queue_and_the_drain_la
     assert unit.lake_ids() == Counter()
     assert sorted(e["request_id"] for e in queued_events(unit)) == sorted(request_id(r) for r in responses)
     assert unit.runtime is not None and unit.runtime.emitter.pending_events() == 0
+    assert emitted(capsys.readouterr().out, "UsageEventsHandedOff") == [1, 1, 1, 1]
     # AND the container is never invoked again (its /tmp is gone) before the drain runs
     unit.kill_container()
     results = unit.drain()
@@ -229,3 +237,22 @@ def test_settings_read_the_handoff_queue() -> None:
     assert GatewaySettings.from_env(base).handoff_queue_url is None
     url = f"https://sqs.us-east-1.amazonaws.com/123456789012/q-{uuid.uuid4().hex[:6]}"
     assert GatewaySettings.from_env({**base, ENV_HANDOFF_QUEUE_URL: url}).handoff_queue_url == url
+
+
+def test_without_a_queue_a_success_firehose_did_not_take_is_answered_503(unit: Unit, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a container with no hand-off queue configured, and Firehose down
+    monkeypatch.delenv(ENV_HANDOFF_QUEUE_URL)
+    flaky = FlakyFirehose(unit.firehose)
+    flaky.outage = True
+    runtime = unit.container(firehose=flaky)
+    assert runtime.delivery is not None and runtime.delivery.queue is None
+    unit.expect_converse()
+    capsys.readouterr()
+    # WHEN a call is served
+    response = unit.call()
+    # THEN it is answered 503, its event kept in the spool, and the invocation's metrics say so
+    assert response["statusCode"] == 503 and runtime.emitter.pending_events() == 1
+    out = capsys.readouterr().out
+    assert emitted(out, "UsageNotRecorded") == [1] and emitted(out, "UsageEventsSpooled") == [1]
+    assert emitted(out, "UsageEventsHandedOff") == []

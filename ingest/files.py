@@ -58,7 +58,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
             yield from _decoded(number, raw)
 
 
-def _decoded(number: int, raw: bytes) -> Iterator[tuple[int, str | None, str | None]]:
+def _decoded(number: int, raw: bytes | bytearray) -> Iterator[tuple[int, str | None, str | None]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -146,23 +146,24 @@ class _Lander:
         self.result.landed += table.num_rows
 
 
-def _chunks(path: Path, size: int) -> Iterator[tuple[int, bytes]]:
-    """``(bytes read so far, chunk)``: whole lines, the last one perhaps without its newline."""
-    done, rest = 0, b""
+def _chunks(path: Path, size: int) -> Iterator[tuple[int, bytearray]]:
+    """``(bytes read so far, chunk)``: about ``size`` bytes of whole lines (the last perhaps without a newline),
+    read into the chunk itself and completed with the rest of its last line: no copy of the chunk."""
+    done = 0
     with path.open("rb") as src:
-        while block := src.read(size):
-            done += len(block)
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:  # no line ends in this block: a very long line, keep reading it
-                rest += block
-                continue
-            yield done, b"".join((rest, memoryview(block)[:cut]))  # one copy
-            rest = block[cut:]
-    if rest:
-        yield done, rest
+        while True:
+            chunk = bytearray(size)
+            got = src.readinto(chunk)
+            if not got:
+                return
+            del chunk[got:]
+            if chunk[-1] != 0x0A:
+                chunk += src.readline()  # the rest of the last line, however long
+            done += len(chunk)
+            yield done, chunk
 
 
-def _ingest_chunk(lander: _Lander, path: Path, base: int, number: int, chunk: bytes, now: datetime) -> int:
+def _ingest_chunk(lander: _Lander, path: Path, base: int, number: int, chunk: bytearray, now: datetime) -> int:
     """One chunk: empty lines skipped, provable lines landed in bulk, every other line through the per-line path.
 
     Returns the number of lines in the chunk (newlines, and the last line when it has none)."""
@@ -171,6 +172,7 @@ def _ingest_chunk(lander: _Lander, path: Path, base: int, number: int, chunk: by
     slow = np.flatnonzero(~empty & ~fast)
     picked = np.flatnonzero(fast)
     if picked.size:
+        block: bytes | bytearray
         if slow.size:  # the fast lines, back to back, so that pyarrow never sees the others
             view = memoryview(chunk)
             block = b"\n".join(view[s:e] for s, e in zip(starts[picked], ends[picked], strict=True))
@@ -188,7 +190,7 @@ def _ingest_chunk(lander: _Lander, path: Path, base: int, number: int, chunk: by
     return len(starts)
 
 
-def _fast_lines(lander: _Lander, block: bytes, offsets: np.ndarray, lines: np.ndarray, first: int,
+def _fast_lines(lander: _Lander, block: bytes | bytearray, offsets: np.ndarray, lines: np.ndarray, first: int,
                 now: datetime, *, ascii_checked: bool) -> np.ndarray:
     """Land the provable lines of ``block`` (line ``k`` spans ``offsets[k]:offsets[k+1]``, is chunk line
     ``lines[k]``); return the chunk line indices left to the per-line path."""

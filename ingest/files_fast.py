@@ -42,7 +42,7 @@ _PARSE = pj.ParseOptions(explicit_schema=_read_schema(), unexpected_field_behavi
                          newlines_in_values=False)
 
 
-def line_bounds(chunk: bytes) -> tuple[np.ndarray, np.ndarray]:
+def line_bounds(chunk: bytes | bytearray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end offsets (end exclusive, the newline and one trailing CR left out) of every line of ``chunk``."""
     data = np.frombuffer(chunk, dtype=np.uint8)
     newlines = np.flatnonzero(data == 0x0A)
@@ -50,11 +50,13 @@ def line_bounds(chunk: bytes) -> tuple[np.ndarray, np.ndarray]:
     ends = np.concatenate((newlines, [len(chunk)]))
     if starts[-1] == len(chunk):  # the chunk ends with a newline: no line after it
         starts, ends = starts[:-1], ends[:-1]
+    if b"\r" not in chunk:  # the usual case: no CRLF line endings
+        return starts, ends
     has_cr = (ends > starts) & (data[np.maximum(ends - 1, 0)] == 0x0D)
     return starts, ends - has_cr
 
 
-def candidates(chunk: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def candidates(chunk: bytes | bytearray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the lines that are empty (skipped, as the per-line path skips them) and of those that may take the
     fast path: one ``{`` … ``}`` object on the line and not deeply nested."""
     data = np.frombuffer(chunk, dtype=np.uint8)

@@ -67,6 +67,7 @@ lint: install
 bench: install
 	$(PY) bench/transform.py
 	$(PY) bench/gateway.py
+	$(PY) bench/ingest.py
 
 synth: install
 	$(PY) app.py

@@ -13,8 +13,10 @@ environment (:class:`ingest.lambda_handler.GatewaySettings`). What a container c
 * **SIGTERM drains.** ECS sends it when a task stops (after the ALB deregistered the target): uvicorn stops
   accepting, lets in-flight calls finish within ``MODELMETER_GRACEFUL_SECONDS``, runs the app's shutdown (seed async
   calls still running finish and bill), then the spool is flushed to Firehose within ``MODELMETER_DRAIN_SECONDS``.
-  What cannot be delivered stays in ``MODELMETER_SPOOL_DIR``: a process started on the same directory sends it
-  first. Exit status 0 when nothing is left, 1 otherwise (ECS shows it as the container's exit code).
+  What Firehose does not take in time goes to the hand-off queue when one is configured
+  (``MODELMETER_HANDOFF_QUEUE_URL``, :func:`drain`); what neither takes stays in ``MODELMETER_SPOOL_DIR``, and a
+  process started on the same directory sends it first. Exit status 0 when nothing is left, 1 otherwise (ECS shows
+  it as the container's exit code).
 
 No API key, header, body or prompt is logged.
 """
@@ -55,6 +57,7 @@ from ingest.app import create_app
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
 from ingest.emit import DEFAULT_MAX_BACKLOG, Emitter, SpoolLockedError
 from ingest.firehose import firehose_emitter
+from ingest.handoff import HandoffQueue, fast_client
 from ingest.lambda_handler import GatewaySettings
 from ingest.pricing import GatewayPricer
 from ingest.providers.registry import build_router
@@ -72,6 +75,8 @@ APP_SHUTDOWN_SECONDS = 30.0 + 10.0
 DEFAULT_DRAIN_SECONDS = 40.0
 #: Above the ALB's default idle timeout (60 s); the stack sets its own idle timeout plus a margin.
 DEFAULT_KEEPALIVE_SECONDS = 65
+#: Of the drain's time after SIGTERM, the share kept for the hand-off queue when Firehose has not taken everything.
+HANDOFF_SHARE = 0.4
 #: How often the metrics thread prints the spool, spend-store and alert gauges.
 METRICS_INTERVAL_SECONDS = 60.0
 
@@ -117,11 +122,12 @@ class ContainerRuntime:
     spend: DynamoSpendStore | None
     alerts: AwsAlerts | None
     business_unit: str | None
+    handoff: HandoffQueue | None = None  # where the spool goes when Firehose does not take it before the task ends
 
 
 def build_container_runtime(*, gateway: GatewaySettings, container: ContainerSettings, dynamodb: Any = None,
                             firehose: Any = None, bedrock_client: Any = None, sagemaker_client: Any = None,
-                            sns: Any = None, events: Any = None) -> ContainerRuntime:
+                            sns: Any = None, events: Any = None, sqs: Any = None) -> ContainerRuntime:
     """The gateway app with the Lambda's AWS seams, and its background threads running (unlike in Lambda).
 
     Clients default to new boto3 clients from the environment (``AWS_ENDPOINT_URL_<SERVICE>`` included); tests pass
@@ -142,8 +148,10 @@ def build_container_runtime(*, gateway: GatewaySettings, container: ContainerSet
                      providers=router, emitter=emitter,
                      longpoll=DynamoLongPollStore(table_name=gateway.longpoll_table, client=dynamodb),
                      spend=spend, alerts=alerts, business_unit=gateway.business_unit, pricer=pricer)
+    handoff = (HandoffQueue(queue_url=gateway.handoff_queue_url, client=sqs or fast_client("sqs"))
+               if gateway.handoff_queue_url else None)
     return ContainerRuntime(app=app, emitter=emitter, spend=spend, alerts=alerts,
-                            business_unit=gateway.business_unit)
+                            business_unit=gateway.business_unit, handoff=handoff)
 
 
 class GaugeThread:
@@ -206,7 +214,7 @@ def serve(runtime: ContainerRuntime, settings: ContainerSettings, *,
     finally:
         signal.signal(signal.SIGTERM, previous)
         gauges.stop()
-        drained = runtime.emitter.close(timeout=settings.drain_seconds)
+        drained = drain(runtime, seconds=settings.drain_seconds)
     left = 0 if drained else runtime.emitter.pending_events()
     if drained:
         log.info("gateway stopped; every usage event reached Firehose")
@@ -214,6 +222,24 @@ def serve(runtime: ContainerRuntime, settings: ContainerSettings, *,
         log.error("gateway stopped with %d usage events still in %s; a gateway started on the same directory "
                   "sends them", left, runtime.emitter.spool_dir)
     return 0 if server.started and drained else 1
+
+
+def drain(runtime: ContainerRuntime, *, seconds: float) -> bool:
+    """Empty the spool before the task's storage goes with the task; ``True`` when nothing is left.
+
+    Firehose first; with a hand-off queue (``MODELMETER_HANDOFF_QUEUE_URL``, the Lambda's: its drain function puts
+    the events into Firehose later), what Firehose has not taken within ``1 - HANDOFF_SHARE`` of the time goes there.
+    An event leaves the spool only once one of them accepted it.
+    """
+    emitter = runtime.emitter
+    if runtime.handoff is None:
+        return emitter.close(timeout=seconds)
+    firehose_seconds = seconds * (1 - HANDOFF_SHARE)
+    if not emitter.flush(timeout=firehose_seconds):
+        log.warning("%d usage events not taken by Firehose in %.0f s; handing them to the queue",
+                    emitter.pending_events(), firehose_seconds)
+        emitter.deliver = runtime.handoff.send
+    return emitter.close(timeout=seconds * HANDOFF_SHARE)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from common import constants as c
 from infra.config import ContainerGateway, SageMakerEndpoint, Team
 from infra.constructs.gateway_api import BEDROCK_MODEL_ARNS, PRICES_PREFIX, TeamRecords, gateway_table
 from infra.constructs.spend_controls import DEFAULT_EVENT_BUS, GATEWAY_COUNTER_ACTIONS, SpendControls
+from infra.constructs.usage_handoff import UsageHandoff
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
 from infra.runtime_code import REPO_ROOT
 
@@ -147,6 +148,13 @@ class GatewayContainer(Construct):
         self.add_environment(c.ENV_SPEND_TABLE, spend.table.table_name)
         self.add_environment(c.ENV_ALERT_TOPIC_ARN, spend.topic.topic_arn)
         self.add_environment(c.ENV_ALERT_EVENT_BUS, DEFAULT_EVENT_BUS)
+
+    def attach_handoff(self, handoff: UsageHandoff) -> None:
+        """The Lambda's hand-off queue, for what Firehose has not taken when a task stops (its storage goes with it):
+        what ``UsageHandoff.attach_gateway`` grants the Lambda (``sqs:SendMessage`` on the queue, its key)."""
+        self.add_to_role_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[handoff.queue.queue_arn]))
+        self._key.grant(self.task_role, "kms:GenerateDataKey", "kms:Decrypt")
+        self.add_environment(c.ENV_HANDOFF_QUEUE_URL, handoff.queue.queue_url)
 
     def add_widgets(self, dashboard: cloudwatch.Dashboard) -> None:
         """The gateway's row of the unit's dashboard: requests and errors, response time."""

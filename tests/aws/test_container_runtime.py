@@ -253,7 +253,7 @@ def test_what_firehose_refuses_on_sigterm_stays_on_the_volume_and_the_next_task_
     # GIVEN a task that served a call while its Firehose stream is gone (deleted, or unreachable)
     bedrock.release.set()
     unit.client("firehose").delete_delivery_stream(DeliveryStreamName=unit.stream)
-    proc, url = unit.start(**{c.ENV_DRAIN_SECONDS: "2"})
+    proc, url = unit.start(**{c.ENV_DRAIN_SECONDS: "1"})
     reply = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {unit.secret}"},
                           json={"model": CLAUDE, "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
     assert reply.status_code == 200, reply.text
@@ -270,6 +270,26 @@ def test_what_firehose_refuses_on_sigterm_stays_on_the_volume_and_the_next_task_
     (event,) = unit.delivered()
     assert (event["status"], event["request_id"]) == ("ok", reply.headers["x-request-id"])
     assert unit.spooled() == 0
+
+
+def test_with_a_hand_off_queue_what_firehose_refuses_on_sigterm_goes_to_the_queue_before_the_task_ends(
+        unit: Unit, bedrock: SlowBedrock) -> None:
+    # GIVEN a task with the Lambda's hand-off queue, serving a call while its Firehose stream is gone
+    bedrock.release.set()
+    sqs = unit.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"handoff-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    unit.client("firehose").delete_delivery_stream(DeliveryStreamName=unit.stream)
+    proc, url = unit.start(**{c.ENV_HANDOFF_QUEUE_URL: queue_url, c.ENV_DRAIN_SECONDS: "2"})
+    reply = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {unit.secret}"},
+                          json={"model": CLAUDE, "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    # WHEN ECS stops it THEN nothing is left on the storage that dies with the task: the queue took the event
+    code, stderr = stop(proc)
+    assert code == 0, stderr
+    assert unit.spooled() == 0 and unit.delivered() == []
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    events = [json.loads(line) for m in messages for line in m["Body"].splitlines() if line]
+    assert [(e["request_id"], e["status"]) for e in events] == [(reply.headers["x-request-id"], "ok")]
 
 
 def test_a_bad_environment_is_one_line_naming_every_variable(monkeypatch: pytest.MonkeyPatch,

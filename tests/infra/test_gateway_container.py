@@ -246,17 +246,17 @@ def test_the_task_role_has_exactly_the_gateway_lambdas_grants(containers: Assemb
     statements = [s for p in containers.resources(EDGE, "AWS::IAM::Policy") if {"Ref": role_id} in p["Properties"][
         "Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
     # GIVEN the gateway Lambda's role in the Lambda runtime THEN the task role may do the same actions, no other,
-    # except what only a Lambda needs: handing its spool to a queue and seed async calls to a worker function
-    # (a task keeps its spool on its storage and runs async calls in the process)
+    # except what only a Lambda needs: handing seed async calls to a worker invocation and its failures to a queue
+    # (the on-failure destination's grant; a task runs them in-process)
     (gateway,) = [f for f in deployment.resources("modelmeter-research", "AWS::Lambda::Function")
                   if f["Properties"].get("Handler") == "ingest.lambda_handler.handler"]
     lambda_actions = _role_actions(deployment, "modelmeter-research", gateway["Properties"]["Role"]["Fn::GetAtt"][0])
     task_actions = _role_actions(containers, EDGE, role_id)
     assert task_actions <= lambda_actions and {"bedrock:InvokeModelWithResponseStream", "sns:Publish"} <= task_actions
-    # (the hand-off queue is KMS-encrypted: sending needs the key's GenerateDataKey, which the task gets as
-    # GenerateDataKey* with the tables' grant)
-    assert lambda_actions - task_actions <= {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
-                                             "kms:GenerateDataKey", "lambda:InvokeFunction"}
+    assert lambda_actions - task_actions <= {"lambda:InvokeFunction", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    # AND the hand-off queue, for what Firehose has not taken when the task stops (its storage goes with it)
+    (send,) = [s for s in statements if _actions(s) == ["sqs:SendMessage"]]
+    assert env[c.ENV_HANDOFF_QUEUE_URL] == {"Ref": send["Resource"]["Fn::GetAtt"][0]}
     # AND on the same resources: its own usage stream, the alert event only with modelmeter's source
     (put,) = [s for s in statements if "firehose:PutRecordBatch" in _actions(s)]
     (stream_id,) = [k for k, r in containers.templates[EDGE]["Resources"].items()

@@ -250,10 +250,12 @@ def flush_invocation(emitter: TrackedEmitter, delivery: LambdaDelivery, *, remai
 
 
 def _phase(emitter: Emitter, delivery: LambdaDelivery, *, route: str, until: float) -> bool:
-    """One flush through ``route`` that begins no call unless its worst case ends by ``until``."""
-    delivery.route, delivery.latest_start = route, until - delivery.call_seconds
+    """One flush through ``route`` that begins no call unless its worst case ends by ``until``; it stops retrying
+    once no call could begin any more (a pass already under way ends by ``until``)."""
+    latest_start = until - delivery.call_seconds
+    delivery.route, delivery.latest_start = route, latest_start
     try:
-        return emitter.flush(timeout=max(0.0, until - time.monotonic()))
+        return emitter.flush(timeout=max(0.0, latest_start - time.monotonic()))
     finally:
         delivery.route, delivery.latest_start = "firehose", None
 

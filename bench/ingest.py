@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=1, help="runs on the same file (the best of each is reported)")
     p.add_argument("--dir", default=None, help="work folder (default: a temporary one, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--per-line", type=int, default=0, metavar="N",
+                   help="also time the per-line path against the fast path on the first N lines")
     p.add_argument("--child-floor", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--child-generate", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -159,10 +161,33 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {k + 1} of {args.runs}:", flush=True)
             runs.append(_one_run(src, work, events))
         _verdict(runs, events)
+        if args.per_line:
+            _per_line(src, work, args.per_line)
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _per_line(src: Path, work: Path, lines: int) -> None:
+    """Both paths of ``ingest_files`` (the function, in a child each) on the first ``lines`` lines."""
+    head = work / f"head-{lines}.jsonl"
+    with src.open("rb") as full, head.open("wb") as out:
+        for _, line in zip(range(lines), full, strict=False):
+            out.write(line)
+    seconds = {}
+    for fast in (False, True):
+        lake = work / f"lake-{'fast' if fast else 'per-line'}"
+        shutil.rmtree(lake, ignore_errors=True)
+        code = ("import sys, time; from pathlib import Path; from common.lake import Lake; "
+                "from ingest.files import ingest_files; t = time.perf_counter(); "
+                f"ingest_files(Lake.open({str(lake)!r}), [Path({str(head)!r})], fast={fast}); "
+                "print(time.perf_counter() - t)")
+        seconds[fast], out, _ = _timed([sys.executable, "-c", code])
+        seconds[fast] = float(out.strip().splitlines()[-1])
+    print(f"per-line path on {lines:,} lines: {seconds[False]:.1f} s ({lines / seconds[False]:,.0f} events/s); "
+          f"fast path {seconds[True]:.1f} s ({lines / seconds[True]:,.0f} events/s): "
+          f"{seconds[False] / seconds[True]:.1f}× faster   [load {_load()}]")
 
 
 def _verdict(runs: list[dict[str, float]], events: int) -> None:

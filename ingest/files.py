@@ -5,7 +5,7 @@ valid line is and quarantines every other one with its file, line and reason. Th
 (``ingest.files_fast``) reads blocks of the file with pyarrow and lands the lines it can prove valid; every line it
 cannot prove goes to the per-line path, so each line is either landed by the fast path or handled by the per-line
 path, never both. A refused block is halved until its good halves pass (``_SLOW_BELOW``), so a few bad lines cost
-a few re-reads, not the block. The raw files are the same rows and types either way, in line order per partition.
+a few re-reads, not the block. The raw files hold the same rows and types either way, in line order in each file.
 """
 
 from __future__ import annotations
@@ -124,12 +124,13 @@ class _Lander:
         self.held += events.num_rows
 
     def flush(self) -> None:
-        """Write what is held: one file per ``dt``/``hour`` partition, rows in input order; then the refused lines."""
-        if self.rows:
-            slow = pa.Table.from_pylist(self.rows, schema=arrow_schema())
-            self.tables.append(slow.append_column("_order", pa.array(self.order, pa.int64())))
+        """Write what is held: one file per ``dt``/``hour`` partition and path, rows in input order; then the refused
+        lines. The per-line path's few rows get files of their own, so that the fast rows need no reordering."""
         if self.tables:
             self._write(pa.concat_tables(self.tables))
+        if self.rows:
+            slow = pa.Table.from_pylist(self.rows, schema=arrow_schema())
+            self._write(slow.append_column("_order", pa.array(self.order, pa.int64())))
         self.result.files_written += write_quarantine(self.lake, self.bad)
         self.result.quarantined += len(self.bad)
         self.tables, self.rows, self.order, self.bad, self.held = [], [], [], [], 0

@@ -95,8 +95,10 @@ def chat_request(body: Any) -> tuple[ModelRequest, bool, bool]:
             else:
                 converse.append({"role": "user", "content": [result]})
         elif m["role"] == "assistant":
-            converse.append({"role": "assistant",
-                             "content": blocks + tool_use_blocks(m.get("tool_calls"), f"messages[{i}]")})
+            calls = tool_use_blocks(m.get("tool_calls"), f"messages[{i}]")
+            if calls:  # clients send content "" beside tool calls; Converse refuses a blank text block
+                blocks = [b for b in blocks if b.get("text") != ""]
+            converse.append({"role": "assistant", "content": blocks + calls})
         else:
             converse.append({"role": "user", "content": blocks})
     stream = _optional(body, "stream", (bool,), "true or false") or False

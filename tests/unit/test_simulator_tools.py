@@ -12,6 +12,7 @@ from ingest.openai_tools import converse_tool_config, tool_call_deltas
 from ingest.providers.base import ModelRequest
 from ingest.providers.simulator import SimulatorProvider
 from ingest.providers.simulator_tools import example_value, tool_to_call
+from ingest.routes_v1 import chat_request
 
 SCHEMAS = [
     {"type": "object", "properties": {"city": {"type": "string"}, "state": {"type": "string"}},
@@ -126,3 +127,30 @@ def test_streamed_deltas_carry_the_id_and_name_first_then_the_arguments_in_piece
     assert len(pieces) > 1 and all(p["index"] == 2 and "id" not in p for p in pieces)
     arguments = "".join(p["function"]["arguments"] for p in pieces)
     assert json.loads(arguments) == block["toolUse"]["input"] and chars == len(arguments)
+
+
+def test_a_v1_conversation_with_tool_calls_becomes_converse_messages():
+    # GIVEN an OpenAI conversation: a question, an assistant turn with two calls (content "", as LangChain sends
+    # it), and both results as tool messages
+    calls = [{"id": f"call_{n}", "type": "function", "function": {"name": "get_weather",
+                                                                  "arguments": json.dumps({"city": city})}}
+             for n, city in ((1, "Paris"), (2, "Oslo"))]
+    body = {"model": "m", "tools": [{"type": "function", "function": {"name": "get_weather"}}], "messages": [
+        {"role": "user", "content": "Weather in Paris and Oslo?"},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "call_1", "content": "12C"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "3C"}]}]}
+    # WHEN the route translates it
+    request, _, _ = chat_request(body)
+    # THEN Converse gets toolUse blocks (no blank text) and one user message holding both toolResults
+    assert request.messages[1:] == [
+        {"role": "assistant", "content": [
+            {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Paris"}}},
+            {"toolUse": {"toolUseId": "call_2", "name": "get_weather", "input": {"city": "Oslo"}}}]},
+        {"role": "user", "content": [{"toolResult": {"toolUseId": "call_1", "content": [{"text": "12C"}]}},
+                                     {"toolResult": {"toolUseId": "call_2", "content": [{"text": "3C"}]}}]}]
+    assert request.tool_config == {"tools": [{"toolSpec": {
+        "name": "get_weather", "inputSchema": {"json": {"type": "object", "properties": {}}}}}]}
+    with pytest.raises(Exception, match=r"messages\[1\].tool_calls\[0\].function.arguments must be a JSON object"):
+        chat_request({**body, "messages": [body["messages"][0], {"role": "assistant", "tool_calls": [
+            {"id": "c", "function": {"name": "f", "arguments": "not json"}}]}]})

@@ -2,7 +2,9 @@
 
 Behaviour is chosen by the model name, so tests can script failures without a second server:
 ``fail-500`` / ``fail-429`` / ``fail-400`` answer that status; ``slow-<ms>`` waits that long; ``no-usage`` omits
-``usage`` (the gateway must then estimate and say so); ``cached`` reports cached prompt tokens.
+``usage`` (the gateway must then estimate and say so); ``cached`` reports cached prompt tokens. A chat that offers
+``tools`` is answered with a call to the first one (``finish_reason: "tool_calls"``; streamed as ``tool_calls``
+deltas, the arguments in two pieces) until its last message is a ``role: tool`` result.
 
 Run it alone: ``python bench/fake_upstream.py --port 9000`` (prints ``READY <port>`` when listening).
 """
@@ -49,6 +51,28 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
     return max(1, len(text) // 4)
 
 
+def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call to answer with: the first offered tool, unless the last message already carries a tool's result."""
+    tools = body.get("tools") or []
+    messages = body.get("messages") or []
+    if not tools or (messages and messages[-1].get("role") == "tool") or body.get("tool_choice") == "none":
+        return None
+    name = (tools[0].get("function") or {}).get("name", "tool")
+    return {"id": "call_fake_0", "type": "function", "function": {"name": name, "arguments": '{"fake": true}'}}
+
+
+async def _stream_tool_call(resp: web.StreamResponse, model: str, call: dict[str, Any]) -> None:
+    arguments = call["function"]["arguments"]
+    pieces = [{"index": 0, "id": call["id"], "type": "function",
+               "function": {"name": call["function"]["name"], "arguments": ""}},
+              {"index": 0, "function": {"arguments": arguments[:5]}},
+              {"index": 0, "function": {"arguments": arguments[5:]}}]
+    for piece in pieces:
+        chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                 "choices": [{"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": None}]}
+        await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+
 def _count(request: web.Request) -> None:
     request.app[CALLS][0] += 1  # calls received: what a provider would bill (the fault suite compares)
 
@@ -61,11 +85,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if scripted is not None:
         return scripted
     words = _WORDS[: max(1, min(len(_WORDS), int(body.get("max_tokens") or len(_WORDS))))]
-    usage = _usage(model, _prompt_tokens(body), len(words))
+    call = _tool_call(body)
+    if call is not None:
+        words = []
+    usage = _usage(model, _prompt_tokens(body), len(words) or 5)
+    finish = "stop" if call is None else "tool_calls"
     if not body.get("stream"):
+        message: dict[str, Any] = {"role": "assistant", "content": " ".join(words) if call is None else None}
+        if call is not None:
+            message["tool_calls"] = [call]
         out: dict[str, Any] = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
-                               "choices": [{"index": 0, "finish_reason": "stop",
-                                            "message": {"role": "assistant", "content": " ".join(words)}}]}
+                               "choices": [{"index": 0, "finish_reason": finish, "message": message}]}
         if usage:
             out["usage"] = usage
         return web.Response(body=json.dumps(out).encode(), content_type="application/json")
@@ -75,8 +105,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
         chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [
             {"index": 0, "delta": {"content": (" " if i else "") + word}, "finish_reason": None}]}
         await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    if call is not None:
+        await _stream_tool_call(resp, model, call)
     last = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
     await resp.write(b"data: " + json.dumps(last).encode() + b"\n\n")
     if usage and (body.get("stream_options") or {}).get("include_usage"):
         final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [],

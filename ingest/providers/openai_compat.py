@@ -159,6 +159,7 @@ class OpenAICompatProvider:
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         body = self.chat_body(request, stream=True)
         usage, stop, streamed = None, None, 0
+        calls: dict[int, dict[str, Any]] = {}  # streamed tool calls by index: id, name, argument pieces
         try:
             async with self._client().post(self.base_url + "/chat/completions", data=fastjson.dumps(body),
                                            headers=_JSON) as resp:
@@ -178,6 +179,7 @@ class OpenAICompatProvider:
                         if text:
                             streamed += len(text)
                             yield StreamChunk(text=text)
+                        streamed += _fold_tool_calls(calls, (choice.get("delta") or {}).get("tool_calls"))
         except TimeoutError:
             raise UpstreamTimeout(f"upstream did not finish within {self.timeout:g} s") from None
         except aiohttp.ClientError as exc:
@@ -187,7 +189,9 @@ class OpenAICompatProvider:
         if usage is None:
             usage = Usage(input_tokens=estimate_tokens(_prompt_text(body)), output_tokens=(streamed + 3) // 4,
                           token_source="estimated")
-        yield StreamChunk(usage=usage, stop_reason=stop)
+        tool_use = [{"toolUse": {"toolUseId": c["id"], "name": c["name"], "input": _json_or_text("".join(c["args"]))}}
+                    for _, c in sorted(calls.items())] or None
+        yield StreamChunk(usage=usage, stop_reason=stop, tool_use=tool_use)
 
     async def list_models(self) -> list[dict[str, Any]]:
         try:
@@ -203,6 +207,23 @@ class OpenAICompatProvider:
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+
+def _fold_tool_calls(calls: dict[int, dict[str, Any]], deltas: Any) -> int:
+    """Add a chunk's ``delta.tool_calls`` pieces to ``calls`` (the id and name come first, the arguments in
+    fragments, all keyed by ``index``); returns the argument characters they carried."""
+    chars = 0
+    for piece in deltas if isinstance(deltas, list) else ():
+        if not isinstance(piece, dict):
+            continue
+        call = calls.setdefault(int(piece.get("index") or 0), {"id": None, "name": None, "args": []})
+        function = piece.get("function") or {}
+        call["id"] = piece.get("id") or call["id"]
+        call["name"] = function.get("name") or call["name"]
+        if isinstance(function.get("arguments"), str):
+            call["args"].append(function["arguments"])
+            chars += len(function["arguments"])
+    return chars
 
 
 def _json_or_text(value: Any) -> Any:

@@ -11,6 +11,12 @@ import openai
 import pytest
 import requests
 
+from bench.fake_upstream import FakeUpstream
+from ingest.providers.openai_compat import OpenAICompatProvider
+from ingest.providers.registry import ProviderRouter
+from ingest.providers.simulator import SimulatorProvider
+from tests.gateway.conftest import run_gateway
+
 NOVA = "amazon.nova-micro-v1:0"
 SONNET = "anthropic.claude-3-sonnet-20240229-v1:0"  # what the seed notebook's tool cells call
 #: The seed guidance's notebook (01_bedrock_api.ipynb, "Amazon Bedrock - Tools"), its tool and tool config as sent.
@@ -157,3 +163,33 @@ def test_tool_choice_none_answers_text_and_bad_tools_get_a_clear_400(gateway, cl
         client.chat.completions.create(model=NOVA, messages=[{"role": "user", "content": "x"},
                                                              {"role": "tool", "content": "70F"}])
     assert "tool_call_id" in orphan.value.body["message"]
+
+
+@pytest.fixture(scope="module")
+def upstream_gw(tmp_path_factory):
+    """The gateway with an OpenAI-compatible upstream (bench/fake_upstream.py) behind ``fake-*``."""
+    with FakeUpstream() as upstream:
+        router = ProviderRouter(default=SimulatorProvider(), patterns=[
+            ("fake-*", OpenAICompatProvider(base_url=upstream.url, timeout=5))])
+        yield from run_gateway(tmp_path_factory.mktemp("tools-upstream"), router)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_openai_compatible_upstreams_tool_calls_reach_the_sdk(upstream_gw, stream):
+    # GIVEN an upstream that answers a chat offering tools with a tool call (streamed: in three deltas)
+    client = openai.OpenAI(base_url=f"{upstream_gw.url}/v1", api_key=upstream_gw.keys["alpha"], max_retries=0,
+                           timeout=10)
+    messages = [{"role": "user", "content": "weather?"}]
+    # WHEN the SDK calls it through the gateway
+    if stream:
+        with client.chat.completions.stream(model="fake-chat", messages=messages, tools=OPENAI_TOOLS) as chunks:
+            completion = chunks.get_final_completion()
+    else:
+        completion = client.chat.completions.create(model="fake-chat", messages=messages, tools=OPENAI_TOOLS)
+    # THEN the tool call arrives whole, and the call has exactly one event
+    (call,) = completion.choices[0].message.tool_calls
+    assert (call.id, call.function.name, json.loads(call.function.arguments)) == (
+        "call_fake_0", "get_weather", {"fake": True})
+    assert completion.choices[0].finish_reason == "tool_calls"
+    event = _one_event(upstream_gw, completion.id.removeprefix("chatcmpl-"))
+    assert (event["provider"], event["status"], event["streaming"]) == ("openai_compatible", "ok", stream)

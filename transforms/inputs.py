@@ -17,16 +17,29 @@ from transforms.rules import CAST_PROBLEMS, cast_message_sql
 
 #: Contract kind → DuckDB type, from the contract's one kind map.
 _SQL_TYPES = {kind: sql_type(KIND_ARROW[kind]) for kind in ("string", "int", "bigint", "bool", "timestamp")}
+#: Each event column's Arrow type in the contract.
+_CONTRACT_TYPES = {f.name: f.type for f in arrow_schema()}
 
 
 @dataclass
 class InputFile:
-    """One raw file of the day: its lake path, the local path DuckDB reads, and its rows and schema."""
+    """One raw file of the day: its lake path, the local path DuckDB reads, its rows and schema, and its footer
+    (whose row-group statistics prove rules without reading the rows: :mod:`transforms.proofs`)."""
 
     path: str
     local_path: str
     rows: int
     schema: pa.Schema
+    metadata: pq.FileMetaData | None = None
+
+    def stored_as_contract(self, name: str) -> bool:
+        """Column ``name`` is stored in the contract's own type: read as is, no cast, no cast problem."""
+        return name in self.schema.names and self.schema.field(name).type == _CONTRACT_TYPES[name]
+
+    @property
+    def needs_no_cast(self) -> bool:
+        """Every contract column the file has is stored in the contract's type (``cast_problems`` is NULL)."""
+        return all(self.stored_as_contract(f.name) for f in FIELDS if f.name in self.schema.names)
 
 
 @dataclass
@@ -41,15 +54,15 @@ class DayInputs:
         return sum(f.rows for f in self.files)
 
 
-def _check(lake: Lake, path: str) -> tuple[int, pa.Schema]:
-    """Rows and schema of a Parquet file, from its footer; raises on a corrupt or foreign file."""
+def _check(lake: Lake, path: str) -> tuple[pq.FileMetaData, pa.Schema]:
+    """Footer and schema of a Parquet file; raises on a corrupt or foreign file."""
     with lake.fs.open_input_file(path) as src:
         meta = pq.ParquetFile(src).metadata
         schema = meta.schema.to_arrow_schema()
     missing = [name for name in REQUIRED if name not in schema.names]
     if missing:
         raise ValueError(f"not a usage-event file: no column {', '.join(missing)}")
-    return meta.num_rows, schema
+    return meta, schema
 
 
 def find_inputs(*, lake: Lake, day: date, workdir: Path) -> DayInputs:
@@ -61,7 +74,7 @@ def find_inputs(*, lake: Lake, day: date, workdir: Path) -> DayInputs:
     result = DayInputs()
     for n, path in enumerate(lake.list_files(RAW_EVENTS, f"dt={day.isoformat()}")):
         try:
-            rows, schema = _check(lake, path)
+            meta, schema = _check(lake, path)
         except (OSError, ValueError, pa.ArrowException) as exc:
             result.unreadable.append((lake.url(path[len(lake.base) + 1 :]), f"unreadable Parquet file: {exc}"))
             continue
@@ -70,8 +83,8 @@ def find_inputs(*, lake: Lake, day: date, workdir: Path) -> DayInputs:
             (workdir / "raw").mkdir(exist_ok=True)
             local = str(workdir / "raw" / f"{n:06d}.parquet")
             pafs.copy_files(path, local, source_filesystem=lake.fs, destination_filesystem=pafs.LocalFileSystem())
-        result.files.append(InputFile(path=lake.url(path[len(lake.base) + 1 :]), local_path=local, rows=rows,
-                                      schema=schema))
+        result.files.append(InputFile(path=lake.url(path[len(lake.base) + 1 :]), local_path=local,
+                                      rows=meta.num_rows, schema=schema, metadata=meta))
     return result
 
 
@@ -113,7 +126,7 @@ def _column_sql(name: str, file: InputFile) -> tuple[str, str | None]:
     sql_type = _SQL_TYPES[kind]
     if name not in file.schema.names:
         return f"cast(null as {sql_type}) as {name}", None
-    if file.schema.field(name).type == arrow_schema().field(name).type:
+    if file.stored_as_contract(name):
         return name, None  # the clean path: no cast, nothing to check
     source = _source_type(file, name)
     exact = _exact_sql(name, source, kind)

@@ -1,8 +1,12 @@
-"""The value rules of schema v1 (``common.contracts.value_rules``, one list) as SQL and as Great Expectations.
+"""The value rules of schema v1 (``common.contracts.value_rules``, one list) as SQL, as Great Expectations and as
+a proof from Parquet footer statistics.
 
 Each :class:`Rule` carries the SQL condition of a *problem* (true = the row breaks the rule), the SQL message put in
-the quarantine row (worded like :func:`common.contracts.value_problems`), and the Great Expectations expectation that
-checks the same thing. The staging model renders the conditions; :mod:`transforms.validate` builds the GX suite.
+the quarantine row (worded like :func:`common.contracts.value_problems`), the Great Expectations expectation that
+checks the same thing, and what it checks as data (``check`` and its values or bounds), from which
+:meth:`Rule.proven_by` decides whether a row group's min/max/null-count statistics already prove that no row of it
+breaks the rule. The staging models render the conditions; :mod:`transforms.validate` builds the GX suite;
+:mod:`transforms.proofs` applies the proofs to each row group of the day's files.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class Rule:
         message_sql: SQL string expression: the reason, as the quarantine row states it.
         expectation: GX expectation class name (``ExpectColumnValuesToNotBeNull`` …).
         kwargs: GX expectation arguments besides ``column``.
+        check: what the rule checks (``common.contracts.ValueRule.check``, or ``null`` for the cast rule): the
+            statistics rendering (:meth:`proven_by`) reads it with ``values``, ``low``, ``high`` and ``high_strict``.
+        values: the accepted values (``known_version``, ``allowed``).
+        low: the smallest value allowed (inclusive), or None.
+        high: the largest value allowed (inclusive, exclusive when ``high_strict``), or None.
     """
 
     name: str
@@ -44,6 +53,52 @@ class Rule:
     message_sql: str
     expectation: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    check: str = ""
+    values: tuple[Any, ...] = ()
+    low: Any = None
+    high: Any = None
+    high_strict: bool = False
+
+    def proven_by(self, stats: ColumnStats | None) -> bool:
+        """True when ``stats`` (of the staged column over one row group) prove no row breaks the rule; False when
+        they do not (no statistics, or values the bounds cannot rule out): the row group is then checked row by row.
+
+        The same semantics as ``problem_sql``: a NULL breaks no rule but ``present``."""
+        if stats is None or not self.check:
+            return False
+        if stats.rows == 0:
+            return True
+        if self.check == "present":
+            return stats.nulls == 0
+        if stats.nulls == stats.rows:  # every value NULL: no problem for any other check
+            return True
+        if self.check == "null" or stats.min is None or stats.max is None:
+            return False
+        lo, hi = stats.min, stats.max
+        if self.check == "not_empty":
+            return bool(lo)  # the smallest value is not '' (a truncated minimum is still a lower bound)
+        if self.check in ("known_version", "allowed"):
+            # lower bound == upper bound: every value is that one (whether or not the writer truncated them)
+            return lo == hi and lo in self.values
+        if self.low is not None and not lo >= self.low:
+            return False
+        return self.high is None or (hi < self.high if self.high_strict else hi <= self.high)
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """What a Parquet footer says about one staged column in one row group: rows, NULLs, and bounds.
+
+    Attributes:
+        rows: rows of the row group.
+        nulls: how many of them are NULL in the staged column (after the contract default is applied).
+        min, max: a lower and an upper bound of the non-NULL values (None when the footer has none).
+    """
+
+    rows: int
+    nulls: int
+    min: Any = None
+    max: Any = None
 
 
 def _quote(text: str) -> str:
@@ -64,7 +119,7 @@ def rules(*, day: date, now: datetime) -> list[Rule]:
     transform's own cast rule, then :func:`common.contracts.value_rules` rendered as SQL and expectations."""
     # first, so its reason leads: a value that did not cast is NULL (or the default) in every later rule
     out = [Rule("values_cast_exactly", CAST_PROBLEMS, f"{CAST_PROBLEMS} is not null", CAST_PROBLEMS,
-                "ExpectColumnValuesToBeNull")]
+                "ExpectColumnValuesToBeNull", check="null")]
     return out + [_render(rule, day=day, now=now) for rule in value_rules()]
 
 
@@ -75,33 +130,34 @@ def _render(rule: ValueRule, *, day: date, now: datetime) -> Rule:
         known = rule.values[0]
         return Rule(rule.name, c, f"{c} <> {known}",
                     f"'unknown schema_version ' || {c} || ' (this reader knows {known})'",
-                    "ExpectColumnValuesToBeInSet", {"value_set": list(rule.values)})
+                    "ExpectColumnValuesToBeInSet", {"value_set": list(rule.values)}, check, tuple(rule.values))
     if check == "present":
-        return Rule(rule.name, c, f"{c} is null", _quote(f"{c} is missing"), "ExpectColumnValuesToNotBeNull")
+        return Rule(rule.name, c, f"{c} is null", _quote(f"{c} is missing"), "ExpectColumnValuesToNotBeNull",
+                    check=check)
     if check == "not_empty":
         # ingest also refuses whitespace-only values; trim() per row costs ~1 s per 10 M. "not in {''}" rather than
         # a length rule: GX bundles set rules into the same single aggregate scan as the null and range rules,
         # while length rules cost it a second scan (measured)
         return Rule(rule.name, c, f"{c} = ''", _quote(f"{c} is empty"), "ExpectColumnValuesToNotBeInSet",
-                    {"value_set": [""]})
+                    {"value_set": [""]}, check)
     if check == "allowed":
         values = ", ".join(_quote(v) for v in rule.values)
         message = "'" + c + " ''' || " + c + " || ''' is not one of " + ", ".join(rule.values) + "'"
         return Rule(rule.name, c, f"{c} not in ({values})", message, "ExpectColumnValuesToBeInSet",
-                    {"value_set": list(rule.values)})
+                    {"value_set": list(rule.values)}, check, tuple(rule.values))
     if check == "minimum":
         return Rule(rule.name, c, f"{c} < {rule.bound}", f"'{c} ' || {c} || ' is negative'",
-                    "ExpectColumnValuesToBeBetween", {"min_value": rule.bound})
+                    "ExpectColumnValuesToBeBetween", {"min_value": rule.bound}, check, low=rule.bound)
     if check == "maximum":
         return Rule(rule.name, c, f"{c} > {rule.bound}",
                     f"'{c} ' || {c} || ' is more than {rule.bound} (no single request has that many)'",
-                    "ExpectColumnValuesToBeBetween", {"max_value": rule.bound})
+                    "ExpectColumnValuesToBeBetween", {"max_value": rule.bound}, check, high=rule.bound)
     time_text = f"strftime({c}, '%Y-%m-%dT%H:%M:%S.%gZ')"
     if check == "not_future":
         latest = now + MAX_FUTURE_SKEW
         return Rule(rule.name, c, f"{c} > {_ts(latest)}",
                     f"'{c} ' || {time_text} || ' is more than a day in the future'",
-                    "ExpectColumnValuesToBeBetween", {"max_value": latest})
+                    "ExpectColumnValuesToBeBetween", {"max_value": latest}, check, high=latest)
     if check == "in_partition":
         # Firehose partitions by event_time, so a row outside its dt= folder was misfiled; pricing it under another
         # day would make the day's totals lie, so it is set aside, named.
@@ -109,7 +165,8 @@ def _render(rule: ValueRule, *, day: date, now: datetime) -> Rule:
         end = start + timedelta(days=1)
         return Rule(rule.name, c, f"({c} < {_ts(start)} or {c} >= {_ts(end)})",
                     f"'{c} ' || {time_text} || ' is not in partition dt={day.isoformat()}'",
-                    "ExpectColumnValuesToBeBetween", {"min_value": start, "max_value": end, "strict_max": True})
+                    "ExpectColumnValuesToBeBetween", {"min_value": start, "max_value": end, "strict_max": True},
+                    check, low=start, high=end, high_strict=True)
     raise ValueError(f"no SQL rendering of rule check {check!r}")
 
 

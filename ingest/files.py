@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +100,8 @@ class _Lander:
         self.order: list[int] = []
         self.bad: list[Rejected] = []
         self.held = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self._pending: Future[None] | None = None
 
     def line(self, path: Path, ordinal: int, number: int, text: str | None, decode_problem: str | None) -> None:
         """One line through the per-line path: landed, or quarantined with its reason."""
@@ -124,16 +127,38 @@ class _Lander:
         self.held += events.num_rows
 
     def flush(self) -> None:
-        """Write what is held: one file per ``dt``/``hour`` partition and path, rows in input order; then the refused
-        lines. The per-line path's few rows get files of their own, so that the fast rows need no reordering."""
-        if self.tables:
-            self._write(pa.concat_tables(self.tables))
-        if self.rows:
-            slow = pa.Table.from_pylist(self.rows, schema=arrow_schema())
-            self._write(slow.append_column("_order", pa.array(self.order, pa.int64())))
-        self.result.files_written += write_quarantine(self.lake, self.bad)
-        self.result.quarantined += len(self.bad)
+        """Hand what is held to the writer thread (after the previous write is done, so at most two batches are in
+        memory): one file per ``dt``/``hour`` partition and path, rows in input order; then the refused lines.
+        The per-line path's few rows get files of their own, so that the fast rows need no reordering."""
+        fast = pa.concat_tables(self.tables) if self.tables else None
+        slow = pa.Table.from_pylist(self.rows, schema=arrow_schema()).append_column(
+            "_order", pa.array(self.order, pa.int64())) if self.rows else None
+        bad = self.bad
         self.tables, self.rows, self.order, self.bad, self.held = [], [], [], [], 0
+        self.wait()
+        # Parquet encoding and zstd release the GIL: the next chunks are parsed meanwhile
+        self._pending = self._writer.submit(self._write_all, fast, slow, bad)
+
+    def wait(self) -> None:
+        """Wait for the write in flight; its error, if any, is raised here."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        """Write what is held and wait for every write."""
+        try:
+            self.flush()
+            self.wait()
+        finally:
+            self._writer.shutdown(wait=True)
+
+    def _write_all(self, fast: pa.Table | None, slow: pa.Table | None, bad: list[Rejected]) -> None:
+        for table in (fast, slow):
+            if table is not None:
+                self._write(table)
+        self.result.files_written += write_quarantine(self.lake, bad)
+        self.result.quarantined += len(bad)
 
     def _write(self, table: pa.Table) -> None:
         hour = pc.cast(table["event_time"], pa.int64()).to_numpy() // 3_600_000
@@ -233,22 +258,23 @@ def ingest_files(lake: Lake, paths: list[Path], *, keep_problems: int = 20, fast
     total = sum(p.stat().st_size for p in paths)
     done = 0
     now = datetime.now(UTC)
-    for k, path in enumerate(paths):
-        base = k << 40  # input order across files: file index, then line number
-        if not fast:
-            for number, text, decode_problem in _lines(path):
-                lander.line(path, base + number, number, text, decode_problem)
-                if lander.held >= BATCH_LINES:
-                    lander.flush()
+    try:
+        for k, path in enumerate(paths):
+            base = k << 40  # input order across files: file index, then line number
+            if not fast:
+                for number, text, decode_problem in _lines(path):
+                    lander.line(path, base + number, number, text, decode_problem)
+                    if lander.held >= BATCH_LINES:
+                        lander.flush()
+            else:
+                number = 1
+                for read, chunk in _chunks(path, CHUNK_BYTES):
+                    number += _ingest_chunk(lander, path, base, number, chunk, now)
+                    if lander.held >= LAND_ROWS:
+                        lander.flush()
+                    progress(done + read, total, path.name)
             done += path.stat().st_size
             progress(done, total, path.name)
-            continue
-        number = 1
-        for read, chunk in _chunks(path, CHUNK_BYTES):
-            number += _ingest_chunk(lander, path, base, number, chunk, now)
-            if lander.held >= LAND_ROWS:
-                lander.flush()
-            progress(done + read, total, path.name)
-        done += path.stat().st_size
-    lander.flush()
+    finally:
+        lander.close()  # what was read is written, also when a later line failed the run
     return result

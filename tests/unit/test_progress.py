@@ -14,8 +14,12 @@ import pytest
 
 import common.progress
 from common.contracts import to_json
+from common.lake import Lake
 from common.progress import Progress
+from finance.cur import import_export
 from modelmeter.cli import main
+from modelmeter.simulated_bill import write_cur
+from tests.finance.conftest import PERIOD, extra_line
 from tests.transform.conftest import DAY, MIDNIGHT, event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,3 +142,15 @@ def test_a_real_process_with_piped_stderr_prints_plain_lines(tmp_path):
     assert done.stdout.startswith("read 8 / landed 8 / quarantined 0")
     assert "(100 %)  events.jsonl" in done.stderr
     assert "\x1b[" not in done.stderr  # no terminal control codes in a log
+
+
+def test_the_cur_import_reports_files_read_then_periods_written(tmp_path):
+    lines = [extra_line(usage_type="USE1-Claude3.5Sonnet-input-tokens", amount=10.0, cost=0.03)]
+    first = write_cur(lines, tmp_path / "in" / "export-00001.snappy.parquet")
+    second = write_cur(lines, tmp_path / "in" / "export-00002.csv.gz", fmt="csv.gz")
+    told: list[tuple] = []
+
+    import_export(lake=Lake.open(str(tmp_path / "lake")), paths=[str(first), str(second)],
+                  progress=lambda done, total, note: told.append((done, total, note)))
+
+    assert told == [(0, 2, str(first)), (1, 2, str(second)), (0, 1, f"billing period {PERIOD}"), (1, 1, "")]

@@ -227,9 +227,8 @@ def run(event: Mapping[str, Any] | None, *, environ: Mapping[str, str], now: dat
         ) -> dict[str, Any]:
     """Transform the event's days on the lake named by ``MODELMETER_LAKE``; return what was done."""
     engine = environ.get(ENV_TRANSFORM_ENGINE) or "duckdb"
-    if engine != "duckdb":
-        # infra grants the Athena workgroup to this function, but transforms.run has only the DuckDB engine today.
-        raise TransformEventError(f"{ENV_TRANSFORM_ENGINE}={engine!r}: this build runs the duckdb engine only")
+    if engine not in ("duckdb", "glue"):
+        raise TransformEventError(f"{ENV_TRANSFORM_ENGINE}={engine!r}: the engines are duckdb and glue")
     lake_uri = environ.get(ENV_LAKE)
     if not lake_uri:
         raise TransformEventError(f"{ENV_LAKE} is not set: the function needs the lake's s3:// URI")
@@ -240,9 +239,12 @@ def run(event: Mapping[str, Any] | None, *, environ: Mapping[str, str], now: dat
     lake = Lake.open(lake_uri)
     teams = _refresh_teams(lake, environ.get(ENV_TENANT_TABLE))
     # found before yesterday and today run, so the cap counts only the older days
-    late = late_days(lake, today=date_to, environ=environ) if scheduled else LatePlan()
-    manifests = transform_range(lake=lake, date_from=date_from, date_to=date_to, price_version=price_version)
-    manifests += _transform_late(lake, late, price_version)
+    late = late_days(lake, today=date_to, environ=environ) if scheduled and engine == "duckdb" else LatePlan()
+    manifests: list[Any] = []
+    if engine == "duckdb":  # glue: the unit's Glue job transforms (transforms/glue_job.py); this run only refreshes
+        # reference/teams and corrects the spend counters from what the Glue runs wrote (one schedule behind at most)
+        manifests = transform_range(lake=lake, date_from=date_from, date_to=date_to, price_version=price_version)
+        manifests += _transform_late(lake, late, price_version)
     totals = _totals(manifests)
     days = sorted({*days_between(date_from, date_to), *(s.day for s in late.run)})
     spend = _correct_spend(lake, teams=teams or [], days=days, environ=environ)

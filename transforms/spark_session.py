@@ -93,11 +93,16 @@ def configure(spark: SparkSession) -> SparkSession:
     return spark
 
 
-def local_session(*, cores: int = 2, memory: str = "1g", shuffle_partitions: int = 4) -> SparkSession:
+def local_session(*, cores: int = 2, memory: str = "1g", shuffle_partitions: int = 4, small_days: bool = False
+                  ) -> SparkSession:
     """A local-mode session (``local[cores]``), UI off, bounded driver memory, on 127.0.0.1 only.
 
     Local mode is the same Spark as a cluster's, in one JVM: what the tests and ``modelmeter transform --engine
     spark`` run. Starting it takes ~4-6 s (the JVM); reuse one session for many days.
+
+    ``small_days``: days of a few rows (the tests). Spark then spends most of a day compiling each query's
+    generated code (~0.5-3 s per new plan, measured; a day's rule and price literals make every day's plans new),
+    so whole-stage code generation and adaptive re-planning are turned off: the same results, interpreted.
     """
     find_java()
     session_class = _pyspark()
@@ -107,7 +112,8 @@ def local_session(*, cores: int = 2, memory: str = "1g", shuffle_partitions: int
                .config("spark.driver.memory", memory)
                .config("spark.driver.bindAddress", "127.0.0.1")
                .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-               .config("spark.sql.adaptive.enabled", "true"))
+               .config("spark.sql.adaptive.enabled", str(not small_days).lower())
+               .config("spark.sql.codegen.wholeStage", str(not small_days).lower()))
     for key, value in SQL_SETTINGS.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

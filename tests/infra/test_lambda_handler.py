@@ -44,7 +44,7 @@ def test_a_bad_event_is_refused_with_a_clear_message(event: dict, message: str) 
 
 
 def test_an_engine_this_build_cannot_run_and_a_missing_lake_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(TransformEventError, match="duckdb engine only"):
+    with pytest.raises(TransformEventError, match="the engines are duckdb and glue"):
         lambda_handler.run({}, environ={c.ENV_TRANSFORM_ENGINE: "athena", c.ENV_LAKE: str(tmp_path)})
     with pytest.raises(TransformEventError, match=f"{c.ENV_LAKE} is not set"):
         lambda_handler.run({}, environ={})

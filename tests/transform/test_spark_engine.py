@@ -26,6 +26,7 @@ from common.contracts import FIELDS, REQUIRED, arrow_schema
 from common.errors import UserError
 from common.lake import Lake
 from modelmeter.cli import main
+from modelmeter.commands import transform as transform_command
 from sql.dialect import render_helper
 from tests.transform.conftest import (
     DAY,
@@ -39,7 +40,7 @@ from tests.transform.conftest import (
     event,
     write_raw,
 )
-from transforms import run, spark_engine
+from transforms import glue_job, run, spark_engine
 from transforms.spark_session import SPARK_VERSION, find_java, java_version, local_session, spark_schema
 
 try:
@@ -51,7 +52,7 @@ except ImportError:  # make test installs it: a missing pyspark is a broken inst
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    session = local_session(cores=2, memory="1g", shuffle_partitions=2)
+    session = local_session(cores=2, memory="1g", shuffle_partitions=2, small_days=True)
     yield session
     session.stop()
 
@@ -271,21 +272,45 @@ def test_spark_engine_on_an_s3_lake_under_moto(spark, s3_lake_uri, catalog):
     assert manifest.counts["written"] == 3 and manifest.counts["duplicates"] == 1
 
 
-def test_transform_command_runs_the_spark_engine(spark, tmp_path, capsys):
-    # GIVEN a lake with two days of events (the command reuses the module's Spark session: one JVM per process)
+def test_transform_command_runs_the_spark_engine(spark, tmp_path, capsys, monkeypatch):
+    # GIVEN a lake with a day of events (the command gets the module's session: one JVM per process)
+    monkeypatch.setattr(transform_command, "local_session", lambda: spark)
     lake = Lake.open(tmp_path / "lake")
-    write_raw(lake, [event(), event()])
-    write_raw(lake, [event(event_time=MIDNIGHT + timedelta(days=1, hours=1))], day=DAY + timedelta(days=1), hour=1)
-    # WHEN `modelmeter transform --engine spark` runs them
-    code = main(["transform", "--engine", "spark", "--from", str(DAY), "--to", str(DAY + timedelta(days=1)),
+    write_raw(lake, [event(), event(), event(status="fine")])
+    # WHEN `modelmeter transform --engine spark` runs it
+    code = main(["transform", "--engine", "spark", "--from", str(DAY), "--to", str(DAY),
                  "--lake", str(tmp_path / "lake")])
-    # THEN each day is written and summarised as by the DuckDB engine, and the manifests name the engine
+    # THEN the day is written and summarised as by the DuckDB engine, and the manifest names the engine
     assert code == 0
-    out = capsys.readouterr().out
-    assert f"{DAY}: read 2 / valid 2 / quarantined 0 / duplicates 0 / written 2" in out
-    assert f"{DAY + timedelta(days=1)}: read 1 / valid 1" in out
-    manifests = lake.list_files(RUN_MANIFESTS, suffix=".json")
-    assert [json.loads(Path(m).read_text())["validation"]["engine"] for m in manifests] == ["spark", "spark"]
+    assert f"{DAY}: read 3 / valid 2 / quarantined 1 / duplicates 0 / written 2" in capsys.readouterr().out
+    [manifest] = lake.list_files(RUN_MANIFESTS, suffix=".json")
+    assert json.loads(Path(manifest).read_text())["validation"]["engine"] == "spark"
+
+
+def test_the_glue_job_entry_point_runs_the_spark_engine(spark, tmp_path):
+    # GIVEN a lake with a day of events; WHEN the Glue script's main runs with the arguments Glue passes (its own
+    # --JOB_ID among them), files staged on the driver as in local mode
+    lake = Lake.open(tmp_path / "lake")
+    write_raw(lake, [event(), event(team_id="team-b")])
+    manifests = glue_job.main(["--lake", str(tmp_path / "lake"), "--date-from", str(DAY), "--date-to", str(DAY),
+                               "--stage-locally", "true", "--JOB_ID", "j_1"], now=NOW, spark=spark)
+    # THEN the day is transformed by the Spark engine
+    assert [(m.day, m.counts["read"], m.counts["written"]) for m in manifests] == [(str(DAY), 2, 2)]
+    assert manifests[0].validation["engine"] == "spark"
+
+
+def test_the_glue_job_schedules_yesterday_today_and_the_late_days(tmp_path, catalog):
+    # GIVEN a lake whose day three days ago got a late file after its run
+    lake = Lake.open(tmp_path / "lake")
+    old = DAY - timedelta(days=3)
+    write_raw(lake, [event(event_time=MIDNIGHT - timedelta(days=3, hours=-1))], day=old, hour=1)
+    run.transform_day(lake=lake, day=old, catalog=catalog, now=NOW)
+    write_raw(lake, [event(event_time=MIDNIGHT - timedelta(days=3, hours=-2))], day=old, hour=2, name="late.parquet")
+    # WHEN the job picks its days on DAY's schedule; THEN yesterday and today, then the stale day at its version
+    groups = glue_job.scheduled_days(lake, today=DAY, lookback_days=35, max_late_days=7)
+    assert groups == [(None, [DAY - timedelta(days=1), DAY]), ("test-v1", [old])]
+    with pytest.raises(SystemExit):  # half a range is a usage error, as in the CLI
+        glue_job.parse_args(["--lake", "x", "--date-from", str(DAY)])
 
 
 # --- the pieces --------------------------------------------------------------------------------------------------

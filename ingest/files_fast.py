@@ -170,25 +170,31 @@ def accepted(table: pa.Table, times: pa.Array, *, now: datetime) -> np.ndarray:
     for f in FIELDS:
         column = table[f.name]
         if f.required and f.kind == "string":
-            ok = pc.and_(ok, _starts_printable(column))
+            ok = pc.and_(ok, pa.array(_starts_printable(column)))
         elif f.kind in ("int", "bigint"):
             lowest = -(2 ** (31 if f.kind == "int" else 63))
             ok = pc.and_(ok, pc.fill_null(pc.not_equal(column, lowest), not f.required))
     return np.asarray(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _starts_printable(column: pa.ChunkedArray) -> pa.Array:
+def _starts_printable(column: pa.ChunkedArray) -> np.ndarray:
     """True where the string's first character is printable ASCII other than a space, so ``str.strip()`` leaves it
-    non-empty; read from the offsets and bytes (a regex over every string costs more than the JSON parse)."""
-    text = column.combine_chunks()
-    if len(text) == 0:
-        return pa.array([], pa.bool_())
+    non-empty (false for null); read from each chunk's offsets and bytes, without copying them (a regex over every
+    string costs more than the JSON parse)."""
+    parts = [_first_printable(chunk) for chunk in column.chunks]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _first_printable(text: pa.StringArray) -> np.ndarray:
+    if len(text) == 0 or text.buffers()[2] is None:
+        return np.zeros(len(text), dtype=bool)
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
-    data = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None else np.zeros(1, np.uint8)
-    filled = offsets[1:] > offsets[:-1]
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8)
     first = data[np.minimum(offsets[:-1], len(data) - 1)]
-    ok = filled & (first > 0x20) & (first < 0x7F)
-    return pa.array(ok, mask=~np.asarray(text.is_valid().to_numpy(zero_copy_only=False), dtype=bool))
+    ok = (offsets[1:] > offsets[:-1]) & (first > 0x20) & (first < 0x7F)
+    if text.null_count:
+        ok &= np.asarray(text.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return ok
 
 
 def to_events(table: pa.Table, times: pa.Array) -> pa.Table:

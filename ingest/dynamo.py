@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from common.constants import DYNAMO_PARTITION_KEY as PK
 from common.constants import DYNAMO_TTL_ATTRIBUTE as TTL
 from common.contracts import DEFAULT_ALERT_AT, CostCenterSpan, Limits, Team, history_from_json
-from common.errors import NotFound, UserError
+from common.errors import NotFound, ServiceUnavailable, UserError
 from ingest import api_keys
 from ingest.ports import KeyRecord, hash_key, utc_iso, utc_now
 from ingest.tenants import LAST_USED_FLUSH_SECONDS, new_secret, rotated, rotation_problem
@@ -429,8 +429,12 @@ class DynamoLongPollStore:
 
     def start(self, request_id: str, *, team_id: str, ttl_seconds: int) -> None:
         expires = int(self._clock()) + int(ttl_seconds)
-        self._db.put_item(TableName=self.table_name,
-                          Item=_to_item({PK: request_id, "team_id": team_id, "status": "pending", TTL: expires}))
+        try:
+            self._db.put_item(TableName=self.table_name,
+                              Item=_to_item({PK: request_id, "team_id": team_id, "status": "pending", TTL: expires}))
+        except (ClientError, BotoCoreError) as exc:
+            _raise_if_busy(exc)
+            raise
 
     def complete(self, request_id: str, *, result: dict[str, Any]) -> None:
         # JSON text, not a DynamoDB map: results hold floats (which DynamoDB refuses) and the item stays one string.
@@ -472,8 +476,12 @@ class DynamoLongPollStore:
                 ExpressionAttributeValues={":done": {"S": "done"}, ":team": {"S": team_id},
                                            ":now": {"N": str(now)}},
                 ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except BotoCoreError as exc:
+            _raise_if_busy(exc)
+            raise
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
+                _raise_if_busy(exc)
                 raise
             return self._not_claimed(request_id, team_id=team_id, item=exc.response.get("Item"), now=now)
         old = _from_item(response["Attributes"]) if response.get("Attributes") else None
@@ -524,3 +532,17 @@ def _revision(values: dict[str, Any]) -> str | None:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+# Codes a retry a moment later can fix: the caller gets 503 + Retry-After instead of a generic 500.
+_TRANSIENT_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+                              "InternalServerError", "ServiceUnavailable", "LimitExceededException"})
+
+
+def _raise_if_busy(exc: ClientError | BotoCoreError) -> None:
+    """A transient long-poll table error on the request path becomes 503 + Retry-After (not a generic 500)."""
+    if isinstance(exc, ClientError) and _code(exc) not in _TRANSIENT_CODES:
+        return
+    log.warning("long-poll table unavailable (%s)", _code(exc) if isinstance(exc, ClientError) else type(exc).__name__)
+    raise ServiceUnavailable("the gateway cannot reach its result store right now; retry shortly",
+                             retry_after=1) from exc

@@ -207,7 +207,8 @@ def test_dynamodb_throttling_on_the_long_poll_table_answers_json_and_bills_once(
     unit.expect_converse()
     start = unit.call(streaming=True)
     # THEN the start answers a JSON error (no stack trace) and the model was not called
-    assert start["statusCode"] >= 500 and "message" in json.loads(start["body"])
+    assert start["statusCode"] == 503 and "message" in json.loads(start["body"])
+    assert {k.lower(): v for k, v in start["headers"].items()}["retry-after"] == "1"
     assert "Traceback" not in start["body"] and ddb.throttled == ["put_item"]
     with pytest.raises(AssertionError):
         unit.stubber.assert_no_pending_responses()  # the queued Converse answer was never asked for
@@ -222,7 +223,7 @@ def test_dynamodb_throttling_on_the_long_poll_table_answers_json_and_bills_once(
             "body": "{}"}
     ddb.on = True
     throttled_poll = unit.call(streaming=True, **poll)
-    assert throttled_poll["statusCode"] >= 500 and "message" in json.loads(throttled_poll["body"])
+    assert throttled_poll["statusCode"] == 503 and "message" in json.loads(throttled_poll["body"])
     # WHEN the table recovers, the next poll gets the text, once
     ddb.on = False
     polled = unit.call(streaming=True, **poll)

@@ -22,12 +22,16 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from common.lake import Lake
 from transforms import spark_engine
 from transforms.late import by_price_version, plan, stale_days
 from transforms.run import Manifest, days_between
 from transforms.spark_session import existing_session
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 #: Days before yesterday a scheduled run looks back for late files, and how many of them it transforms at most
 #: (the transform Lambda's defaults).
@@ -62,7 +66,7 @@ def scheduled_days(lake: Lake, *, today: date, lookback_days: int, max_late_days
     return groups
 
 
-def main(argv: Sequence[str] | None = None, *, now: datetime | None = None, spark: object | None = None
+def main(argv: Sequence[str] | None = None, *, now: datetime | None = None, spark: SparkSession | None = None
          ) -> list[Manifest]:
     """Run the job; returns the manifests (printed as one JSON line each, for the job's log)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)

@@ -73,7 +73,7 @@ ENGINE = "spark"
 
 
 def _render(name: str, **params: str) -> str:
-    return models.render(name, dialect="spark", **params)
+    return models.render(name, dialect="spark", config=None, pretty=False, **params)
 
 
 def _view(spark: SparkSession, name: str, sql: str) -> DataFrame:

@@ -52,7 +52,7 @@ except ImportError:  # make test installs it: a missing pyspark is a broken inst
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    session = local_session(cores=2, memory="1g", shuffle_partitions=2, small_days=True)
+    session = local_session(cores=2, memory="1g", shuffle_partitions=1, small_days=True)
     yield session
     session.stop()
 

@@ -124,7 +124,8 @@ def test_cli_progress_goes_to_stderr_and_stdout_stays_machine_readable(tmp_path,
     out, err = capsys.readouterr()
     assert f"transform: 1 / 1 days (100 %)  {DAY} (8 events)" in err.splitlines()
     assert "transform:" not in out
-    assert {f"{DAY}: find_inputs", f"{DAY}: dedupe", f"{DAY}: publish"} <= set(notes)  # each step, as it starts
+    steps = {note.split(": ", 1)[1] for note in notes if note.startswith(f"{DAY}: ")}  # each step, as it starts
+    assert {"find_inputs", "publish"} <= steps and len(steps) >= 4
 
     # AND a JSON report after them parses
     assert main(["report", "--from", str(DAY), "--to", str(DAY), "--format", "json",

@@ -1,12 +1,17 @@
-"""Transform benchmark (issue 2, "Speed"): synthetic raw day → ``transform_range``, against a bare DuckDB scan.
+"""Transform benchmark (issue 15): ``modelmeter transform`` against its price-and-write floor, on the same lake.
 
 Steps: generate N raw events (default 10 M over one day, 200 teams, 40 models, 0.5 % duplicates, 0.1 % invalid)
-into a temporary lake; time a bare DuckDB ``GROUP BY team_id, model_id`` over the same raw files; run the full
-transform exactly as users run it (``transform_range``: file checks, Great Expectations, quarantine, dedupe,
-pricing, Parquet writes, manifest) in a child process, so its peak RSS is its own. Prints events/s, seconds per
-step, the transform ÷ bare-scan ratio and peak RSS against the targets (≥ 1 M events/s, ≤ 20×, ≤ 2 GB).
+into a lake; time the **floor** — a plain DuckDB ``COPY`` of the ``usage_cost`` columns over the raw files (the
+marts ``usage_cost_pico`` → ``usage_cost``: hash join to the day's price table, integer pico-dollar costs →
+DECIMAL(38,12), zstd level 1 as the writer does), no validation, no dedupe — before and after the transform; run
+the whole ``modelmeter transform`` process as users run it, its peak RSS from ``wait4``. Prints seconds,
+events/s, the ratio to the floor (mean of the two floors, which brackets the load's drift), peak RSS, each against
+its target with met/missed, the load average, and the transform's seconds per step (its manifest).
 
-    python bench/transform.py [--events 10000000] [--teams 200] [--models 40] [--lake DIR] [--keep]
+``--check`` then compares the written tables and quarantine with the SQL models run plainly over every row
+(``transforms/reference.py``): ``EXCEPT ALL`` both ways must find 0 rows.
+
+    python bench/transform.py [--quick] [--events N] [--lake DIR [--keep] [--reuse]] [--runs 3] [--check]
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -22,134 +26,191 @@ import tempfile
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DAY = date(2026, 11, 20)
+NOW = datetime(2026, 11, 21, 3, tzinfo=UTC)
+TARGET_RATIO = 1.3
 TARGET_RATE = 1_000_000
-TARGET_RATIO = 20.0
 TARGET_RSS_MB = 2048
 
 
-def _child(args: argparse.Namespace) -> None:
-    """Run in the child process: the transform as users run it; print its manifest figures as JSON."""
-    began = time.perf_counter()
-    from common.lake import Lake
-    from transforms.run import transform_range
-
-    lake = Lake.open(args.lake)
-    manifests = transform_range(lake=lake, date_from=DAY, date_to=DAY, memory_limit=args.memory_limit,
-                                now=datetime(2026, 11, 21, 3, tzinfo=UTC))
-    seconds = time.perf_counter() - began
-    m = manifests[0]
-    print(json.dumps({"seconds": seconds, "steps": m.seconds, "rss": m.peak_rss_mb, "counts": m.counts}))
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:  # not Linux
+        return "n/a"
 
 
-def _generate_child(args: argparse.Namespace) -> None:
-    """Run in a child process, so the parent stays small and the transform child's RSS is its own."""
-    from common.lake import Lake
-    from modelmeter.synthetic import generate
-
-    summary = generate(lake=Lake.open(args.lake), n=args.events, days=1, start=DAY, teams=args.teams,
-                       models=args.models, duplicate_rate=args.duplicate_rate, invalid_rate=args.invalid_rate,
-                       seed=1, now=datetime(2026, 11, 21, 3, tzinfo=UTC))
-    print(json.dumps({"files": len(summary.files), "seconds": summary.seconds, "duplicates": summary.duplicates,
-                      "expected_written": summary.expected_written}))
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "missed"
 
 
-def _bare_scan(lake_dir: str) -> tuple[float, int]:
+def _generate(args: argparse.Namespace, lake_dir: str) -> dict:
+    """Generate the raw day in a child process (so this process stays small); returns the generator's summary."""
+    code = ("import json, sys; from datetime import date, datetime, UTC; from common.lake import Lake; "
+            "from modelmeter.synthetic import generate; "
+            f"s = generate(lake=Lake.open({lake_dir!r}), n={args.events}, days=1, start=date({DAY.year}, {DAY.month}, "
+            f"{DAY.day}), teams={args.teams}, models={args.models}, duplicate_rate={args.duplicate_rate}, "
+            f"invalid_rate={args.invalid_rate}, seed=1, now=datetime(2026, 11, 21, 3, tzinfo=UTC)); "
+            "print(json.dumps({'files': len(s.files), 'seconds': s.seconds, 'duplicates': s.duplicates, "
+            "'expected_written': s.expected_written}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        sys.exit(f"bench: generating failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _floor(lake_dir: str) -> float:
+    """Seconds of the floor's ``COPY`` (the price table built beforehand, as the transform builds it)."""
     import duckdb
 
-    pattern = f"{lake_dir}/raw/usage_events/dt={DAY}/*/*.parquet"
-    con = duckdb.connect()
+    from common.lake import Lake
+    from pricing_catalog import load_catalog
+    from sql import models
+    from transforms.prices import price_table
+
+    files = sorted(str(p) for p in Path(lake_dir, "raw", "usage_events", f"dt={DAY}").rglob("*.parquet"))
+    catalog = load_catalog(lake=Lake.open(lake_dir), version=None)
+    con = duckdb.connect(config={"threads": os.cpu_count() or 1, "preserve_insertion_order": False,
+                                 "memory_limit": "1GB"})
+    con.execute("set TimeZone = 'UTC'")
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    # the marts read stg_valid_events and stg_duplicates: here every raw row as stored, and nothing to drop
+    con.execute(f"create view stg_valid_events as select *, 0 as source_file, 0::bigint as source_row "
+                f"from read_parquet([{listed}])")
+    con.execute("create table stg_duplicates (source_file integer, source_row bigint)")
+    lookups = con.execute(models.render("staging/stg_price_combos")).to_arrow_table().to_pylist()
+    con.register("prices", price_table(catalog=catalog, lookups=lookups, day=DAY))
+    con.execute("create view usage_cost_pico as "
+                + models.render("marts/usage_cost_pico", price_version=models.literal(catalog.version)))
+    out = Path(lake_dir, "bench-floor.parquet")
     began = time.perf_counter()
-    groups = con.execute(f"select team_id, model_id, count(*) from read_parquet('{pattern}') "
-                         "group by team_id, model_id").fetchall()
-    return time.perf_counter() - began, len(groups)
+    con.execute(f"copy ({models.render('marts/usage_cost')}) to '{out}' "
+                "(format parquet, compression zstd, compression_level 1)")
+    seconds = time.perf_counter() - began
+    con.close()
+    out.unlink()
+    return seconds
 
 
-def _run_child(args: argparse.Namespace, lake_dir: str, mode: str = "--child") -> tuple[dict, float, float]:
-    command = [sys.executable, __file__, mode, "--lake", lake_dir, "--events", str(args.events), "--teams",
-               str(args.teams), "--models", str(args.models), "--duplicate-rate", str(args.duplicate_rate),
-               "--invalid-rate", str(args.invalid_rate)]
-    if args.memory_limit:
-        command += ["--memory-limit", args.memory_limit]
+def _transform(lake_dir: str) -> tuple[float, float, dict]:
+    """Run ``modelmeter transform`` for the day as a child process: wall seconds, peak RSS (MiB), its manifest."""
+    command = [sys.executable, "-m", "modelmeter", "transform", "--lake", lake_dir, "--from", str(DAY),
+               "--to", str(DAY)]
     began = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - began
-    if done.returncode != 0:
-        sys.exit(f"bench: {mode} failed:\n{done.stderr}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
-    return json.loads(done.stdout.strip().splitlines()[-1]), wall, peak_mb
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             cwd=Path(__file__).resolve().parents[1])
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - began
+    stderr = child.stderr.read().decode() if child.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench: modelmeter transform failed:\n{stderr}")
+    manifests = sorted(Path(lake_dir, "runs", "transform", f"dt={DAY}").glob("*.json"), key=os.path.getmtime)
+    return seconds, usage.ru_maxrss / 1024, json.loads(manifests[-1].read_text())  # Linux: KiB
+
+
+def _check(lake_dir: str) -> tuple[tuple[int, int], ...]:
+    """``EXCEPT ALL`` both ways between the written tables and quarantine and the models run plainly."""
+    import pyarrow.parquet as pq
+
+    from common.lake import Lake
+    from pricing_catalog import load_catalog
+    from transforms import reference
+    from transforms.inputs import find_inputs
+    from transforms.run import connect
+
+    lake = Lake.open(lake_dir)
+    work = Path(tempfile.mkdtemp(prefix="modelmeter-bench-check-"))
+    con = connect(memory_limit="2GB", temp_dir=work)
+    try:
+        inputs = find_inputs(lake=lake, day=DAY, workdir=work)
+        # the transform ran with the wall clock: the reference uses the same "now" (no event is near it)
+        reference.build(con, inputs=inputs, day=DAY, now=datetime.now(UTC), catalog=load_catalog(lake=lake))
+        part = f"dt={DAY}/part-0.parquet"
+        out = [reference.except_both_ways(
+            con, f"select * from read_parquet('{lake_dir}/curated/{table}/{part}', hive_partitioning = false)",
+            f"select * from ref_{table}") for table in ("usage_cost", "team_model_daily")]
+        refused = pq.read_table(f"{lake_dir}/quarantine/usage_events/dt={DAY}/transform.parquet").drop_columns(
+            ["quarantined_at"])
+        con.register("refused", refused)
+        columns = ", ".join(refused.column_names)
+        out.append(reference.except_both_ways(con, "select * from refused", f"select {columns} from ref_quarantine"))
+        return tuple(out)
+    finally:
+        con.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_run(n: int, events: int, floors: tuple[float, float], seconds: float, rss: float, manifest: dict,
+               load: tuple[str, str]) -> float:
+    floor = (floors[0] + floors[1]) / 2
+    ratio = seconds / floor
+    rate = events / seconds
+    print(f"run {n}: load {load[0]} → {load[1]}")
+    print(f"  floor (DuckDB COPY of usage_cost, priced): {floors[0]:.2f} s before, {floors[1]:.2f} s after")
+    print(f"  modelmeter transform: {seconds:.2f} s, {rate:,.0f} events/s, peak RSS {rss:,.0f} MiB")
+    steps = manifest["seconds"]
+    outside = seconds - sum(steps.values())
+    print("  steps: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()) + f"; outside the steps {outside:.2f} s")
+    print(f"  ratio to the floor {ratio:.2f}× (target ≤ {TARGET_RATIO}×): {_verdict(ratio <= TARGET_RATIO)}; "
+          f"events/s ≥ {TARGET_RATE:,}: {_verdict(rate >= TARGET_RATE)}; "
+          f"peak RSS ≤ {TARGET_RSS_MB} MiB: {_verdict(rss <= TARGET_RSS_MB)}", flush=True)
+    return ratio
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=10_000_000)
+    p.add_argument("--quick", action="store_true", help="1 M events (a quick check; the figures are the 10 M run's)")
     p.add_argument("--teams", type=int, default=200)
     p.add_argument("--models", type=int, default=40)
     p.add_argument("--duplicate-rate", type=float, default=0.005)
     p.add_argument("--invalid-rate", type=float, default=0.001)
+    p.add_argument("--runs", type=int, default=1, help="transform runs (each between two floors)")
     p.add_argument("--lake", default=None, help="lake folder (default: a temporary one, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the lake")
-    p.add_argument("--reuse", action="store_true",
-                   help="the --lake already holds raw events from an earlier --keep run: skip generating")
-    p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit of the transform (e.g. 1GB)")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--child-generate", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--reuse", action="store_true", help="the --lake already holds this benchmark's raw day")
+    p.add_argument("--check", action="store_true", help="compare the output with the models run plainly")
     args = p.parse_args(argv)
-    if args.child:
-        _child(args)
-        return 0
-    if args.child_generate:
-        _generate_child(args)
-        return 0
-
+    if args.quick:
+        args.events = 1_000_000
     lake_dir = args.lake or tempfile.mkdtemp(prefix="modelmeter-bench-")
     try:
-        verb = "reusing" if args.reuse else "generating"
-        print(f"{verb} {args.events:,} events ({args.teams} teams, {args.models} models, "
-              f"{args.duplicate_rate:.1%} duplicates, {args.invalid_rate:.1%} invalid) in {lake_dir} …", flush=True)
         summary_file = Path(lake_dir, "bench-summary.json")
         if args.reuse and summary_file.exists():
             summary = json.loads(summary_file.read_text())
+            args.events = summary.get("events", args.events)
         else:
-            summary, _, _ = _run_child(args, lake_dir, "--child-generate")
+            print(f"generating {args.events:,} events in {lake_dir} …", flush=True)
+            summary = {**_generate(args, lake_dir), "events": args.events}
             summary_file.write_text(json.dumps(summary))
-        raw_mb = sum(f.stat().st_size for f in Path(lake_dir, "raw").rglob("*.parquet")) / 2**20
-        print(f"  {summary['files']} files, {raw_mb:,.0f} MiB, {summary['seconds']:.1f} s", flush=True)
-        result, wall, _ = _run_child(args, lake_dir)
-        # the child's own high-water mark (RUSAGE_CHILDREN would report the generator child's, the larger one)
-        peak_mb = max(result["rss"].values(), default=0)
-        scan_s, groups = _bare_scan(lake_dir)  # after the transform: the parent grows only now
-        _print(args, summary, result, scan_s, groups, wall, peak_mb)
+        print(f"{args.events:,} events, {summary['files']} raw files, {os.cpu_count()} CPUs", flush=True)
+        ratios = []
+        for n in range(1, args.runs + 1):
+            load_before = _load()
+            before = _floor(lake_dir)
+            seconds, rss, manifest = _transform(lake_dir)
+            after = _floor(lake_dir)
+            ratios.append(_print_run(n, args.events, (before, after), seconds, rss, manifest, (load_before, _load())))
+            c = manifest["counts"]
+            if c["written"] != summary["expected_written"] or c["duplicates"] != summary["duplicates"]:
+                sys.exit(f"bench: wrong result: wrote {c['written']} (expected {summary['expected_written']}), "
+                         f"duplicates {c['duplicates']} (expected {summary['duplicates']})")
+        if args.runs > 1:
+            mid = median(ratios)
+            print(f"median ratio {mid:.2f}× over {args.runs} runs: {_verdict(mid <= TARGET_RATIO)}")
+        if args.check:
+            found = _check(lake_dir)
+            print(f"EXCEPT ALL both ways against the plain models (usage_cost, team_model_daily, quarantine): {found}: "
+                  f"{_verdict(all(f == (0, 0) for f in found))}")
     finally:
         if not args.keep and not args.lake:
             shutil.rmtree(lake_dir, ignore_errors=True)
     return 0
-
-
-def _print(args, summary, result, scan_s, groups, wall, peak_mb) -> None:
-    seconds = result["seconds"]
-    rate = args.events / seconds
-    ratio = seconds / scan_s
-    c = result["counts"]
-    print(f"bare DuckDB GROUP BY team_id, model_id: {scan_s:.2f} s ({groups} groups)")
-    print(f"transform_range: {seconds:.2f} s in the child ({wall:.2f} s with interpreter start-up)")
-    for step, s in result["steps"].items():
-        print(f"  {step:<28} {s:6.2f} s   peak RSS so far {result['rss'].get(step, 0):,} MiB")
-    print(f"  counts: read {c['read']:,} / quarantined {c['quarantined']:,} / duplicates {c['duplicates']:,} / "
-          f"written {c['written']:,} / unpriced {c['unpriced']:,}")
-    cpus = os.cpu_count()
-    print(f"events/s:        {rate:,.0f}  (target ≥ {TARGET_RATE:,}) {'ok' if rate >= TARGET_RATE else 'MISSED'}")
-    verdict = "ok" if ratio <= TARGET_RATIO else "MISSED"
-    print(f"transform ÷ scan: {ratio:.1f}×  (target ≤ {TARGET_RATIO:.0f}×) {verdict}")
-    print(f"peak RSS:        {peak_mb:,.0f} MiB  (target ≤ {TARGET_RSS_MB} MiB) "
-          f"{'ok' if peak_mb <= TARGET_RSS_MB else 'MISSED'}   [{cpus} CPUs]")
-    expected = summary["expected_written"]
-    if c["written"] != expected or c["duplicates"] != summary["duplicates"]:
-        sys.exit(f"bench: wrong result: wrote {c['written']} (expected {expected}), "
-                 f"duplicates {c['duplicates']} (expected {summary['duplicates']})")
 
 
 if __name__ == "__main__":

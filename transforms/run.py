@@ -4,9 +4,13 @@ SQL is the transform (``sql/staging`` → ``sql/marts``); this module decides wh
 models in order, and publishes the day's files. Per day:
 
 1. list the day's raw files (late ones included) and set aside any that cannot be read;
-2. stage them (``stg_usage_events``: typed, defaulted, each row valid or not) and validate with Great
-   Expectations in SQL; the invalid rows go to ``quarantine/…/dt=D/transform.parquet`` with their reasons;
-3. drop re-delivered duplicates (``stg_duplicates``), price (``usage_cost``), roll up (``team_model_daily``);
+2. stage them (``stg_usage_events``: typed, defaulted, each row valid or not); prove what rules the files' footer
+   statistics can (``transforms/proofs.py``), find the repeated ``event_id`` hashes in one narrow pass, and fetch
+   the few rows needed whole in one more (``stg_suspects``: the rows breaking a rule the statistics did not prove,
+   the copies of a repeated hash, a sample); Great Expectations validates those; the invalid rows go to
+   ``quarantine/…/dt=D/transform.parquet`` with their reasons;
+3. drop re-delivered duplicates (``stg_duplicates``), price and write (``usage_cost``, one wide pass), roll up
+   (``team_model_daily``);
 4. replace the day's curated files and write the run manifest under ``runs/transform/``.
 """
 
@@ -31,6 +35,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from sqlglot import exp
 
 from common.constants import (
     CURATED_TEAM_MODEL_DAILY,
@@ -51,9 +56,13 @@ from transforms import validate
 from transforms.inputs import DayInputs, event_columns_sql, find_inputs, raw_view_sql
 from transforms.late import raw_listing
 from transforms.prices import PriceSource, price_table
+from transforms.proofs import prove
 from transforms.rules import PLACEHOLDER_STATUS, invalid_sql, reason_sql, rules
 from transforms.writer import ROW_GROUP_ROWS, DayWriter, prefetched, query_columns
 
+#: Rows at the start of each raw file that Great Expectations validates beside the rows the SQL found broken (its
+#: sample of the rows the statistics and the SQL passed; fetched in the same pass as the broken rows).
+GX_SAMPLE_ROWS_PER_FILE = 1000
 #: Name of the transform's own quarantine file in each day (ingest writes ``ingest-*.parquet`` beside it).
 QUARANTINE_FILE = "transform.parquet"
 #: DuckDB's memory cap for the transform (it spills to the run's scratch folder beyond it); see docs/transform.md.
@@ -84,6 +93,9 @@ class Manifest:
     lock: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: dict[str, int] = field(default_factory=dict)
+    #: How every row was validated against every rule: row groups the footer statistics proved per rule, the
+    #: rules checked row by row in SQL, rows Great Expectations validated (docs/transform.md, "Validation").
+    checks: dict[str, Any] = field(default_factory=dict)
     path: str = ""
     #: The day's raw files (lake-relative path, size, mtime_ns) listed before any was read: what
     #: :func:`transforms.late.stale_days` compares the lake with to find late files (absent in older manifests).
@@ -149,12 +161,18 @@ def _stage(con: duckdb.DuckDBPyConnection, inputs: DayInputs) -> None:
         "staging/stg_usage_events", event_columns=event_columns_sql()))
 
 
-def _invalid(con: duckdb.DuckDBPyConnection, broken: list[Any]) -> None:
-    """``stg_invalid`` (whole rows) and ``stg_invalid_ids``: the rows breaking the rules GX found broken (on a
-    clean day: none, and no pass over the data)."""
-    invalid = invalid_sql(broken) if broken else "false"
-    con.execute("create or replace temp table stg_invalid as "
-                + models.render("staging/stg_invalid", invalid=invalid))
+def _from_suspects(name: str, **params: str) -> str:
+    """Model ``name`` rendered to read ``stg_suspects`` where it reads ``stg_usage_events``: the same rows come out
+    (see ``sql/staging/stg_suspects.sql``), from a small table instead of a pass over every raw file."""
+    tree = exp.replace_tables(models.parse(name, **params), {"stg_usage_events": "stg_suspects"})
+    return models.to_sql(tree, dialect=models.ENGINE)
+
+
+def _invalid(con: duckdb.DuckDBPyConnection, rule_list: list[Any]) -> None:
+    """``stg_invalid`` (whole rows) and ``stg_invalid_ids``: the rows breaking any rule, among the suspects (a row
+    breaking a rule its statistics did not prove is one; no row breaks a proven one)."""
+    invalid = invalid_sql(rule_list) if rule_list else "false"
+    con.execute("create or replace temp table stg_invalid as " + _from_suspects("staging/stg_invalid", invalid=invalid))
     con.execute("create or replace temp table stg_invalid_ids as " + models.render("staging/stg_invalid_ids"))
 
 
@@ -183,8 +201,9 @@ def _quarantine_table(rows: list[dict[str, Any]], inputs: DayInputs, now: dateti
 
 def _dedupe(con: duckdb.DuckDBPyConnection, inputs: DayInputs) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """``stg_duplicates`` (the copies to drop), counted per kind, and each conflicting copy as a quarantine row
-    naming the kept copy (``stg_duplicate_conflicts``: it re-reads whole rows, so it runs only when there are
-    conflicts)."""
+    naming the kept copy (``stg_duplicate_conflicts``); both read the candidates' whole rows from the suspects."""
+    con.execute("create or replace temp table stg_duplicate_candidates as " + _from_suspects(
+        "staging/stg_duplicate_candidates", content_columns=", ".join(f"{c} := {c}" for c in FIELD_NAMES)))
     con.execute("create or replace temp table stg_duplicates as " + models.render(
         "staging/stg_duplicates", placeholder_status=models.literal(PLACEHOLDER_STATUS)))
     kinds = {str(kind): int(n) for kind, n in
@@ -194,8 +213,8 @@ def _dedupe(con: duckdb.DuckDBPyConnection, inputs: DayInputs) -> tuple[dict[str
     con.register("input_files", pa.table({"source_file": pa.array(range(len(inputs.files)), pa.int32()),
                                           "path": pa.array([f.path for f in inputs.files], pa.string())}))
     differing = ", ".join(f"case when d.{c} is distinct from k.{c} then '{c}' end" for c in FIELD_NAMES)
-    sql = models.render("staging/stg_duplicate_conflicts", differing=f"concat_ws(', ', {differing})",
-                        raw_columns=", ".join(f"{c} := d.{c}" for c in FIELD_NAMES))
+    sql = _from_suspects("staging/stg_duplicate_conflicts", differing=f"concat_ws(', ', {differing})",
+                         raw_columns=", ".join(f"{c} := d.{c}" for c in FIELD_NAMES))
     return kinds, _rows_of(con, sql, inputs)
 
 
@@ -291,6 +310,7 @@ class _DayResult:
     unpriced: int
     unpriced_models: list[dict[str, Any]]
     stale_tmp: list[str]  # killed writers' temporary files removed from the day's partitions
+    checks: dict[str, Any] = field(default_factory=dict)  # how the rules were checked (Manifest.checks)
 
     @property
     def duplicates(self) -> int:
@@ -320,19 +340,19 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
         print(f"modelmeter transform: {path}: {reason} (set aside; the other files are processed)", file=sys.stderr)
     rule_list = rules(day=day, now=now)
     _stage(con, inputs)
-    with t.step("duplicate_candidates"):
-        # needs no verdict from GX: runs while GX is still importing in the background (DuckDB releases the GIL)
-        con.execute("create or replace temp table stg_duplicate_candidates as " + models.render(
-            "staging/stg_duplicate_candidates", content_columns=", ".join(f"{c} := {c}" for c in FIELD_NAMES)))
-    with t.step("validate_gx"):
-        suite = validate.validate(con, table="stg_usage_events", rules=rule_list)
-    # GX checked every rule over every row; only the rules it found broken are needed to pick out the bad rows
-    broken = [r for r in rule_list if r.name in suite.failed]
+    checks = _suspects(con, inputs, rule_list, t)
     with t.step("quarantine"):
-        _invalid(con, broken)
+        _invalid(con, rule_list)
         con.execute("create or replace temp view stg_valid_events as " + models.render("staging/stg_valid_events"))
+        rule_counts = _rule_counts(con, rule_list)
+        broken = [r for r in rule_list if rule_counts[r.name]]
         invalid_rows = _invalid_rows(con, inputs, broken)
-        rule_counts = _rule_counts(con, broken)
+    with t.step("validate_gx"):
+        # the suite of record over the suspects: every row the SQL found broken, the duplicate candidates and the
+        # sample; it must agree with the SQL's count of each rule there (check_agreement)
+        suite = validate.validate(con, table="stg_suspects", rules=rule_list)
+    checks["gx_rows"] = suite.element_count
+    suite.element_count = inputs.rows  # rows validated against every rule (by statistics, SQL or GX)
     with t.step("dedupe"):
         duplicate_kinds, conflict_rows = _dedupe(con, inputs)
     with t.step("price_lookups"):
@@ -344,7 +364,22 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
     return _DayResult(inputs=inputs, suite=suite, refused=_quarantine_table(invalid_rows + conflict_rows, inputs, now),
                       invalid=len(invalid_rows), rule_counts=rule_counts, lookups=lookups, usage_cost=usage_cost,
                       daily=daily, written=written, duplicate_kinds=duplicate_kinds, unpriced=unpriced,
-                      unpriced_models=unpriced_models, stale_tmp=stale_tmp)
+                      unpriced_models=unpriced_models, stale_tmp=stale_tmp, checks=checks)
+
+
+def _suspects(con: duckdb.DuckDBPyConnection, inputs: DayInputs, rule_list: list[Any], t: _Timer) -> dict[str, Any]:
+    """``stg_suspects``: the rules the footers prove, one narrow pass for the repeated ``event_id`` hashes, and one
+    pass fetching the rows breaking an unproven rule, the copies of a repeated hash and the sample. A plain (not
+    temp) table: GX reflects its columns from the catalog. Returns how the rules were checked, for the manifest."""
+    with t.step("proofs"):
+        proofs = prove(inputs.files, rule_list)
+    with t.step("duplicate_hashes"):  # while GX is still importing in the background (DuckDB releases the GIL)
+        con.execute("create or replace temp table stg_duplicate_hashes as "
+                    + models.render("staging/stg_duplicate_hashes"))
+    with t.step("suspects"):
+        con.execute("create or replace table stg_suspects as " + models.render(
+            "staging/stg_suspects", unproven=proofs.unproven_sql(), sample_rows=str(GX_SAMPLE_ROWS_PER_FILE)))
+    return {**proofs.as_dict(), "gx_sample_rows_per_file": GX_SAMPLE_ROWS_PER_FILE}
 
 
 def _publish(lake: Lake, day: date, res: _DayResult) -> dict[str, str]:
@@ -371,6 +406,7 @@ def _fill(manifest: Manifest, res: _DayResult, disagreement: str | None) -> None
                        "written": res.written, "priced": res.written - res.unpriced, "unpriced": res.unpriced,
                        "price_lookups": res.lookups, "stale_tmp_files_removed": len(res.stale_tmp)}
     manifest.stale_tmp_files = res.stale_tmp
+    manifest.checks = res.checks
     manifest.unpriced_models = res.unpriced_models
     manifest.validation = {**res.suite.as_dict(), "rule_counts": {k: v for k, v in res.rule_counts.items() if v},
                            "agrees_with_staging": disagreement is None}

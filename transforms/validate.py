@@ -1,9 +1,11 @@
-"""Great Expectations, running as SQL on DuckDB, validates each day's staged events.
+"""Great Expectations, running as SQL on DuckDB: the suite of record of the day's events.
 
 The suite is built from :func:`transforms.rules.rules` (so from ``common.contracts.FIELDS``). GX computes each
-expectation's unexpected count with SQL on the transform's own DuckDB connection (no pandas, no copy); the
-row-level split into valid and quarantined rows is the staging model's, rendered from the same rules, and
-:func:`check_agreement` proves the two agree on every run.
+expectation's unexpected count with SQL on the transform's own DuckDB connection (no pandas, no copy). The
+transform runs it over ``stg_suspects``: every row the rules' SQL found broken (the rules the footer statistics did
+not prove, checked row by row), the duplicate candidates and a sample of each file (docs/transform.md,
+"Validation"); the row-level split into valid and quarantined rows is the staging model's, rendered from the same
+rules, and :func:`check_agreement` proves GX and it agree there on every run.
 
 GX 1.x does not know the duckdb SQLAlchemy dialect (DEPENDENCIES.md): without help it closes the connection
 before fetching rows, so every expectation fails with "list index out of range". :func:`_teach_gx_duckdb` adds

@@ -226,7 +226,11 @@ def _run_models(spark: SparkSession, *, lake: Lake, day: date, catalog: PriceSou
         con.close()
     with t.step("price_lookups"):
         lookups = _prices(spark, catalog, day)
-    usage_file, daily_file = _marts(spark, scratch=scratch, lake=lake, price_version=catalog.version, t=t)
+    try:
+        usage_file, daily_file = _marts(spark, scratch=scratch, lake=lake, price_version=catalog.version, t=t)
+    finally:
+        if scratch.shared != str(scratch.local):  # Glue: the S3 scratch (normalised inputs, Spark's output folders)
+            lake.fs.delete_dir_contents(scratch.shared.removeprefix("s3://"), missing_dir_ok=True)
     with t.step("counts"):
         written = pq.ParquetFile(usage_file).metadata.num_rows
         unpriced, unpriced_models = _unpriced(pq.read_table(daily_file))

@@ -67,7 +67,7 @@ lint: install
 bench: install
 	$(PY) bench/transform.py
 	$(PY) bench/gateway.py
-	$(PY) bench/ingest.py
+	$(PY) bench/ingest_files.py
 
 synth: install
 	$(PY) app.py

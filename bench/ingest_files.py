@@ -12,7 +12,7 @@ Prints both rates, CPU seconds, peak RSS and the load average at the start of ea
 targets (ingest ≥ 270 k events/s; ≤ 1.5× the floor's time), each "met" or "missed". The machine is shared: the ratio
 is the figure that travels, and runs alternate which goes first. Not a test: nothing here runs in ``make test``.
 
-    python bench/ingest.py [--quick] [--events N] [--bad-rate 0.0001] [--dir DIR] [--keep] [--runs 1]
+    python bench/ingest_files.py [--quick] [--events N] [--bad-rate 0.0001] [--dir DIR] [--keep] [--runs 1]
 """
 
 from __future__ import annotations

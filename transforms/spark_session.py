@@ -37,6 +37,8 @@ SQL_SETTINGS = {
     "spark.sql.ansi.enabled": "true",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.parquet.compression.codec": "zstd",
+    # a file's column "Team_ID" is not team_id (the DuckDB engine matches names exactly: transforms/inputs.py)
+    "spark.sql.caseSensitive": "true",
     # the written file is renamed into the lake by the engine: Hadoop's _SUCCESS marker is not wanted there
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
 }

@@ -109,6 +109,10 @@ def build_lake(lakes: tuple[Lake, Lake]) -> dict[str, Any]:
     # an older producer: required columns only (the optional ones take their defaults)
     old = pa.schema([f for f in arrow_schema() if f.name in REQUIRED])
     _write_table(lakes, pa.Table.from_pylist([{k: event()[k] for k in old.names}], schema=old), "d.parquet", 12)
+    # a column named in another case is not the contract's: region is absent (NULL) in both engines
+    cased = pa.schema([f.with_name("Region") if f.name == "region" else f for f in arrow_schema()])
+    _write_table(lakes, pa.Table.from_pylist([{**event(team_id="team-cased"), "Region": "eu-west-1"}], schema=cased),
+                 "f.parquet", 12)
     for lake in lakes:  # a file that is not Parquet: set aside, named, the others processed
         lake.write_bytes(b"PAR1 not really parquet", RAW_EVENTS, f"dt={DAY.isoformat()}", "hour=13", "e.parquet")
     return {"same": same, "real": real}
@@ -228,6 +232,7 @@ def test_spark_prices_by_the_price_in_force_at_event_time_exactly(twin_runs):
     for r in text:
         price = Decimal("3.00") if r["event_time"] < NOON else Decimal("2.50")
         assert r["input_cost"] == Decimal(1000) * price / 1_000_000  # 0.003 or 0.0025 USD, to the last decimal
+    assert [r["region"] for r in rows if r["team_id"] == "team-cased"] == [None]  # "Region" is not region
     unknown = [r for r in rows if r["model_id"] == UNKNOWN_MODEL]
     assert unknown and all(r["total_cost"] is None and not r["priced"] for r in unknown)  # unpriced, never $0
     partly = [r for r in rows if r["model_id"] == TEXT_MODEL and r["image_count"] == 1]

@@ -17,6 +17,23 @@ ENV_ALERT_WEBHOOK = "MODELMETER_ALERT_WEBHOOK"
 #: Seconds between the gateway's listings of the lake's price catalog versions (ingest/pricing.py; default 60).
 ENV_PRICING_RELOAD_SECONDS = "MODELMETER_PRICING_RELOAD_SECONDS"
 
+# The gateway as a container (ingest/container.py, deployed by infra/constructs/gateway_container.py).
+#: Address and TCP port uvicorn listens on inside the task (default all interfaces; the ALB target group's port).
+ENV_HOST = "MODELMETER_HOST"
+ENV_PORT = "MODELMETER_PORT"
+DEFAULT_CONTAINER_PORT = 8080
+#: Seconds in-flight requests may take to finish after SIGTERM (uvicorn's graceful shutdown).
+ENV_GRACEFUL_SECONDS = "MODELMETER_GRACEFUL_SECONDS"
+#: Seconds the spool may take to drain to Firehose after the server stopped (then the rest stays on the volume).
+ENV_DRAIN_SECONDS = "MODELMETER_DRAIN_SECONDS"
+#: Seconds a spool segment collects events before it is handed to Firehose (the emitter's flush interval).
+ENV_SPOOL_FLUSH_SECONDS = "MODELMETER_SPOOL_FLUSH_SECONDS"
+#: Seconds uvicorn keeps an idle client connection open: longer than the load balancer's idle timeout, so the ALB
+#: never reuses a connection the task has just closed (a 502).
+ENV_KEEPALIVE_SECONDS = "MODELMETER_KEEPALIVE_SECONDS"
+#: Gateway metric (namespace METRICS_NAMESPACE): usage events waiting in the spool (the container's alarm reads it).
+METRIC_USAGE_EVENTS_SPOOLED = "UsageEventsSpooled"
+
 DEFAULT_LAKE = "./lake"
 
 # Lake layout (DESIGN.md "The lake"): prefixes under the lake root.
@@ -97,6 +114,11 @@ ENV_SAGEMAKER_ENDPOINTS = "MODELMETER_SAGEMAKER_ENDPOINTS"  # JSON: model id -> 
 ENV_TRANSFORM_ENGINE = "MODELMETER_TRANSFORM_ENGINE"  # duckdb | athena
 ENV_ATHENA_WORKGROUP = "MODELMETER_ATHENA_WORKGROUP"
 ENV_GLUE_DATABASE = "MODELMETER_GLUE_DATABASE"
+#: The Lambda function (name or ARN) a seed async ("streaming: true") call is handed to, invoked asynchronously
+#: (ingest/async_worker.py); unset: the gateway function itself (AWS_LAMBDA_FUNCTION_NAME); ASYNC_WORKER_INLINE: the
+#: model call runs inside the start's invocation (bounded by API Gateway's 29 s).
+ENV_ASYNC_WORKER_FUNCTION = "MODELMETER_ASYNC_WORKER_FUNCTION"
+ASYNC_WORKER_INLINE = "inline"
 
 # Metrics the scheduled transform emits (namespace METRICS_NAMESPACE); the quarantine-rate alarm divides them.
 METRIC_QUARANTINED_EVENTS = "QuarantinedEvents"
@@ -110,3 +132,19 @@ ENV_BILLING_INCLUDE_TAX = "MODELMETER_BILLING_INCLUDE_TAX"  # "true": Tax lines 
 SERVICE_BILLING = "modelmeter-billing"
 #: Metric the billing import emits per run (namespace METRICS_NAMESPACE): CUR snapshots it imported.
 METRIC_CUR_SNAPSHOTS_IMPORTED = "CurSnapshotsImported"
+
+# The gateway Lambda's durable hand-off (ingest/handoff.py, infra/constructs/usage_handoff.py): the usage events
+# Firehose did not take before an invocation ends go to an SQS queue, which a drain Lambda puts into Firehose.
+ENV_HANDOFF_QUEUE_URL = "MODELMETER_HANDOFF_QUEUE_URL"
+SERVICE_USAGE_DRAIN = "modelmeter-usage-drain"
+#: Gateway metrics (dimensions service, business_unit): events sent to the queue; successful calls answered 503
+#: because neither Firehose nor the queue took their events.
+METRIC_USAGE_EVENTS_HANDED_OFF = "UsageEventsHandedOff"
+METRIC_USAGE_NOT_RECORDED = "UsageNotRecorded"
+#: Drain metrics (service SERVICE_USAGE_DRAIN): events put into Firehose, and queue messages left for a retry.
+METRIC_USAGE_EVENTS_DRAINED = "UsageEventsDrained"
+METRIC_HANDOFF_MESSAGES_FAILED = "HandoffMessagesFailed"
+#: The hand-off's dead-letter queue (set on the drain): lines that are not usage events are kept aside there.
+ENV_HANDOFF_DLQ_URL = "MODELMETER_HANDOFF_DLQ_URL"
+#: Seconds each end-of-invocation delivery phase of the gateway Lambda may take (Firehose, then the queue; default 5).
+ENV_FLUSH_SECONDS = "MODELMETER_FLUSH_SECONDS"

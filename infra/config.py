@@ -126,6 +126,10 @@ class Api(_Strict):
 
     endpoint: Literal["regional", "private"] = Field(default="regional", description="API Gateway endpoint type.")
     throttle: Throttle = Field(description="Stage-wide throttle (all teams together).")
+    lambda_timeout_seconds: int = Field(
+        default=300, ge=30, le=900,
+        description="Timeout of the gateway Lambda, seconds: what a seed async call's model call may take in its "
+                    "worker invocation (API Gateway still answers a synchronous call within 29 s).")
 
 
 def _check_schedule(value: str) -> str:
@@ -134,11 +138,23 @@ def _check_schedule(value: str) -> str:
     return value
 
 
+class GlueJob(_Strict):
+    """The Glue 5.0 job of ``engine: glue`` (Spark; docs/transform.md, "Engines")."""
+
+    worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X"] = Field(
+        default="G.1X", description="Glue worker type (G.1X: 4 vCPU, 16 GB each).")
+    workers: int = Field(default=2, ge=2, le=100, description="Workers of a run (one of them is the driver).")
+    timeout_minutes: int = Field(default=120, ge=5, le=2880, description="A run is stopped (and alarms) after this.")
+
+
 class Transform(_Strict):
     """The scheduled transform (validate → quarantine → dedupe → price → write)."""
 
     schedule: str = Field(default="cron(15 * * * ? *)", description="EventBridge schedule expression.")
-    engine: Literal["duckdb", "athena"] = Field(default="duckdb", description="duckdb (Lambda) or athena (for scale).")
+    engine: Literal["duckdb", "glue"] = Field(
+        default="duckdb", description="duckdb (in the Lambda: a day up to ~10 M events) or glue (Spark on AWS Glue "
+                                      "5.0, for days that outgrow one Lambda).")
+    glue: GlueJob = Field(default_factory=GlueJob, description="Workers and timeout of the Glue job (engine glue).")
     memory_mb: int = Field(default=3008, ge=512, le=10240, description="Lambda memory of the transform.")
     timeout_minutes: int = Field(default=15, ge=1, le=15, description="Lambda timeout of the transform.")
 
@@ -243,6 +259,54 @@ class BudgetAlerts(_Strict):
         return values
 
 
+#: Fargate's CPU units and the memory each allows (MiB): AWS's table of valid task sizes (Linux).
+FARGATE_MEMORY_MB: dict[int, range] = {256: range(512, 2049, 512), 512: range(1024, 4097, 1024),
+                                       1024: range(2048, 8193, 1024), 2048: range(4096, 16385, 1024),
+                                       4096: range(8192, 30721, 1024)}
+
+
+class ContainerGateway(_Strict):
+    """The gateway as ECS Fargate tasks behind an Application Load Balancer (``gateway.runtime: container``)."""
+
+    cpu: Literal[256, 512, 1024, 2048, 4096] = Field(default=1024, description="Fargate CPU units of a task.")
+    memory_mb: int = Field(default=2048, description="Memory of a task, MiB (a size Fargate allows for the CPU).")
+    desired_tasks: int = Field(default=2, ge=1, le=100, description="Tasks at deploy time.")
+    min_tasks: int = Field(default=2, ge=1, le=100, description="Fewest tasks autoscaling keeps.")
+    max_tasks: int = Field(default=6, ge=1, le=100, description="Most tasks autoscaling starts.")
+    target_cpu_percent: int = Field(default=60, ge=10, le=90, description="Autoscaling target: average CPU, %.")
+    requests_per_task: int = Field(default=600, ge=1, description="Autoscaling target: requests per task a minute.")
+    certificate_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
+        description="ACM certificate of the HTTPS listener; none: an HTTP listener (inside a VPC only).")
+    idle_timeout_seconds: int = Field(default=900, ge=60, le=4000,
+                                      description="ALB idle timeout: the longest silence within a stream, seconds.")
+    deregistration_delay_seconds: int = Field(
+        default=300, ge=0, le=3600, description="Seconds a stopping task keeps serving its open streams.")
+    ephemeral_storage_gib: int = Field(default=21, ge=21, le=200,
+                                       description="Fargate ephemeral storage of a task (holds the spool), GiB.")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ContainerGateway:
+        if self.memory_mb not in FARGATE_MEMORY_MB[self.cpu]:
+            allowed = FARGATE_MEMORY_MB[self.cpu]
+            raise ValueError(f"memory_mb {self.memory_mb} is not a Fargate size for cpu {self.cpu}: use "
+                             f"{allowed.start} to {allowed[-1]} in steps of {allowed.step}")
+        if not self.min_tasks <= self.desired_tasks <= self.max_tasks:
+            raise ValueError(f"tasks must satisfy min_tasks <= desired_tasks <= max_tasks (got {self.min_tasks}, "
+                             f"{self.desired_tasks}, {self.max_tasks})")
+        return self
+
+
+class Gateway(_Strict):
+    """Where the gateway runs: Lambda behind API Gateway (the seed's shape, the default), or containers behind an ALB
+    (real SSE, no 29 s limit; docs/aws-runtime.md, "Container runtime")."""
+
+    runtime: Literal["lambda", "container"] = Field(
+        default="lambda", description="lambda (API Gateway + Lambda) or container (ALB + ECS Fargate).")
+    container: ContainerGateway = Field(default_factory=ContainerGateway,
+                                        description="Tasks, load balancer and scaling of the container runtime.")
+
+
 class FullUnit(_Strict):
     """A business unit with its own network, gateway, lake, transform, analytics and dashboards."""
 
@@ -267,6 +331,20 @@ class FullUnit(_Strict):
         default="zip", description="zip (code asset + dependency layers) or image (built by cdk deploy).")
     dependency_layer_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:")]] = Field(
         default_factory=list, description="Lambda layers holding the third-party dependencies (docs/deploy.md).")
+    gateway: Gateway = Field(default_factory=Gateway, description="Where the gateway runs (lambda or container).")
+
+    @model_validator(mode="after")
+    def _public_load_balancer_needs_public_subnets(self) -> FullUnit:
+        if self.gateway.runtime == "container" and self.api.endpoint == "regional" and not self.nat_gateways:
+            raise ValueError("gateway.runtime container with api.endpoint regional puts the load balancer in public "
+                             "subnets, which the VPC has only with nat_gateways >= 1 (or set api.endpoint: private "
+                             "for an internal load balancer)")
+        if (self.gateway.runtime == "container" and self.api.endpoint == "regional"
+                and self.gateway.container.certificate_arn is None):
+            raise ValueError("gateway.runtime container with api.endpoint regional is reachable from the internet: "
+                             "set gateway.container.certificate_arn (an ACM certificate) so API keys travel over "
+                             "HTTPS, or set api.endpoint: private")
+        return self
 
     @model_validator(mode="after")
     def _layers_need_zip(self) -> FullUnit:

@@ -7,13 +7,16 @@ from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
@@ -23,6 +26,9 @@ from infra.constructs.functions import python_function, role_of
 from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
 
 STAGE = "prod"
+#: How long Lambda keeps a seed async job it could not start yet (throttling): the long-poll item's TTL
+#: (LONGPOLL_TTL_SECONDS in ingest/gateway.py), after which the job would find no item to complete.
+ASYNC_JOB_MAX_AGE = Duration.minutes(15)
 #: The lake prefix the gateway reads (the price catalog's versions, for each call's cost_usd); nothing else.
 PRICES_PREFIX = c.PRICING_CATALOG.split("/", 1)[0]
 
@@ -127,6 +133,23 @@ def seed_item(team: Team, unit_name: str) -> dict[str, dict[str, object]]:
     }
 
 
+def gateway_table(scope: Construct, construct_id: str, key: kms.IKey, *, pitr: bool) -> dynamodb.Table:
+    """A gateway table (tenants, long-poll results): string key ``pk``, on demand, TTL, the unit's key, retained.
+
+    Both gateway runtimes make their tables with this, under a construct with id ``Gateway``, so a unit that
+    switches between them keeps the same tables (same logical ids).
+    """
+    # Table, not TableV2: TableV2 cannot render a customer-managed key in an environment-agnostic stack.
+    return dynamodb.Table(
+        scope, construct_id, partition_key=dynamodb.Attribute(name=c.DYNAMO_PARTITION_KEY,
+                                                              type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, time_to_live_attribute=c.DYNAMO_TTL_ATTRIBUTE,
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=key,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=pitr),
+        removal_policy=RemovalPolicy.RETAIN)
+
+
 class GatewayApi(Construct):
     """REST API (regional or private) → gateway Lambda (``ingest.lambda_handler.handler``) + DynamoDB tables.
 
@@ -135,6 +158,8 @@ class GatewayApi(Construct):
         function: the gateway Lambda.
         tenant_table: the tenant registry (teams and key hashes).
         longpoll_table: results of the seed's async flow, expired by TTL.
+        worker_failures: the on-failure destination of the function's asynchronous (worker) invocations.
+        worker_alarm: fires when a job lands there.
         team_plans: the unit's own teams' keys and usage plans.
     """
 
@@ -143,7 +168,8 @@ class GatewayApi(Construct):
                  vpc: ec2.IVpc, subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup,
                  execute_api_endpoint: ec2.IInterfaceVpcEndpoint | None = None,
                  environment: Mapping[str, str] | None = None,
-                 layers: Sequence[lambda_.ILayerVersion] = (), package: str = "zip") -> None:
+                 layers: Sequence[lambda_.ILayerVersion] = (), package: str = "zip",
+                 timeout_seconds: int = 300) -> None:
         super().__init__(scope, construct_id)
         self.tenant_table = self._table("Tenants", key, pitr=True)
         self.longpoll_table = self._table("LongPoll", key, pitr=True)
@@ -159,13 +185,15 @@ class GatewayApi(Construct):
         }
         self.function = python_function(
             self, "Function", handler="ingest.lambda_handler.handler", service=c.SERVICE_GATEWAY,
-            description=f"modelmeter gateway of unit {unit_name}", memory_mb=1024, timeout=Duration.seconds(60),
+            description=f"modelmeter gateway of unit {unit_name}", memory_mb=1024,
+            timeout=Duration.seconds(timeout_seconds),
             environment=env, vpc=vpc, subnets=subnets, security_group=security_group, layers=layers,
             package=package)
         self.tenant_table.grant_read_write_data(self.function)
         self.longpoll_table.grant_read_write_data(self.function)
         acknowledge_kms_grant(role_of(self.function))
         self._grant_models(sagemaker_endpoints)
+        self.worker_failures, self.worker_alarm = self._async_worker(key)
         self.api = self._rest_api(unit_name, endpoint, throttle, execute_api_endpoint)
         self.team_plans = TeamUsagePlans(self, "Teams", unit_name=unit_name, api=self.api,
                                          stage=self.api.deployment_stage, teams=teams)
@@ -185,15 +213,30 @@ class GatewayApi(Construct):
                         "CDK's S3 read grant actions, scoped to the lake bucket's pricing/ prefix.")
 
     def _table(self, construct_id: str, key: kms.IKey, *, pitr: bool) -> dynamodb.Table:
-        # Table, not TableV2: TableV2 cannot render a customer-managed key in an environment-agnostic stack.
-        return dynamodb.Table(
-            self, construct_id, partition_key=dynamodb.Attribute(name=c.DYNAMO_PARTITION_KEY,
-                                                                 type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, time_to_live_attribute=c.DYNAMO_TTL_ATTRIBUTE,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=pitr),
-            removal_policy=RemovalPolicy.RETAIN)
+        return gateway_table(self, construct_id, key, pitr=pitr)
+
+    def _async_worker(self, key: kms.IKey) -> tuple[sqs.Queue, cloudwatch.Alarm]:
+        """The function as its own worker for seed async calls (ingest/async_worker.py): it may invoke itself
+        asynchronously, Lambda never retries a job (a retry would find its item claimed and do nothing), a job
+        that fails or expires lands in a queue, and one there alarms."""
+        # Its own policy, not the role's default one: the function depends on the default policy, so naming the
+        # function's ARN there would be a cycle.
+        iam.Policy(self, "SelfInvoke", roles=[role_of(self.function)], statements=[iam.PolicyStatement(
+            actions=["lambda:InvokeFunction"], resources=[self.function.function_arn])])
+        failures = sqs.Queue(self, "WorkerFailures", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
+                             enforce_ssl=True, retention_period=Duration.days(14))
+        acknowledge(failures, "AwsSolutions-SQS3", "It is the last stop of the worker's failed asynchronous "
+                                                   "invocations (an on-failure destination), read by on-call.")
+        self.function.configure_async_invoke(
+            retry_attempts=0, max_event_age=ASYNC_JOB_MAX_AGE, on_failure=destinations.SqsDestination(failures))
+        alarm = cloudwatch.Alarm(
+            self, "WorkerFailed", alarm_description="modelmeter gateway: a seed async job failed or expired before "
+                                                    "it ran (its long-poll item was left without a result)",
+            metric=failures.metric_approximate_number_of_messages_visible(statistic="Maximum",
+                                                                          period=Duration.minutes(5)),
+            threshold=1, evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
+        return failures, alarm
 
     def _grant_models(self, sagemaker_endpoints: Mapping[str, SageMakerEndpoint]) -> None:
         # Which model a team may call is decided per request from the tenant registry (allowed_models), and

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Annotations, Duration
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -20,7 +20,7 @@ from constructs import Construct
 
 from common import constants as c
 from infra.constructs.functions import python_function, role_of, scheduled
-from infra.nag import acknowledge, acknowledge_arn_wildcard, acknowledge_kms_grant, nag_ref, scoped_arn
+from infra.nag import acknowledge, acknowledge_kms_grant, nag_ref
 
 # The handler's Powertools service name: the `service` dimension the quarantine-rate alarm selects on.
 SERVICE = c.SERVICE_TRANSFORM
@@ -44,7 +44,7 @@ class TransformJob(Construct):
                  reporting_timezone: str, vpc: ec2.IVpc, subnets: ec2.SubnetSelection,
                  security_group: ec2.ISecurityGroup, package: str = "zip",
                  tenant_table: dynamodb.ITable | None = None, athena_workgroup: str | None = None,
-                 results_bucket: s3.IBucket | None = None, layers: Sequence[lambda_.ILayerVersion] = (),
+                 layers: Sequence[lambda_.ILayerVersion] = (),
                  environment: Mapping[str, str] | None = None) -> None:
         super().__init__(scope, construct_id)
         self.dead_letter_queue = sqs.Queue(
@@ -71,18 +71,12 @@ class TransformJob(Construct):
         self._grant_lake(bucket, key)
         if tenant_table is not None:
             tenant_table.grant_read_data(self.function)  # refreshes reference/teams from the registry each run
-        if engine == "athena":
-            if not athena_workgroup or results_bucket is None:
-                raise ValueError("the athena engine needs the Athena workgroup and its results bucket")
-            self._grant_athena(athena_workgroup, results_bucket, database_name)
-            # Said at synth, not first found by the failure alarm: the grants are ready, the engine is not.
-            Annotations.of(self).add_warning_v2(
-                "modelmeter:transform-engine-athena",
-                f"unit {unit_name}: transform.engine 'athena' is accepted, but this build's transform handler runs "
-                "DuckDB only and refuses it, so every scheduled run will fail and alarm; set engine: duckdb")
+        # engine glue: the Glue job (infra/constructs/glue_transform.py) transforms; this function keeps the
+        # schedule for the reference/teams refresh and the spend correction (transforms/lambda_handler.py)
+        what = "yesterday and today (UTC)" if engine == "duckdb" else "reference refresh and spend correction"
         self.rule, self.failure_alarm = scheduled(
             self, function=self.function, dead_letter_queue=self.dead_letter_queue, schedule=schedule,
-            description=f"modelmeter transform of unit {unit_name}: yesterday and today (UTC)",
+            description=f"modelmeter transform of unit {unit_name}: {what}",
             alarm_description=f"modelmeter {unit_name}: the scheduled transform failed")
 
     def _grant_lake(self, bucket: s3.IBucket, key: kms.IKey) -> None:
@@ -101,24 +95,6 @@ class TransformJob(Construct):
         acknowledge(role_of(self.function), "AwsSolutions-IAM5[Action::s3:Abort*]", _S3_GRANT_REASON)
         key.grant_encrypt_decrypt(self.function)
         acknowledge_kms_grant(role_of(self.function))
-
-    def _grant_athena(self, workgroup: str, results_bucket: s3.IBucket, database_name: str) -> None:
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults",
-                     "athena:StopQueryExecution", "athena:GetWorkGroup"],
-            resources=[scoped_arn(self, "arn:{partition}:athena:{region}:{account}:workgroup/") + workgroup]))
-        table_arn = "arn:{partition}:glue:{region}:{account}:table/" + database_name + "/*"
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:GetPartitions", "glue:CreateTable",
-                     "glue:UpdateTable", "glue:DeleteTable"],
-            resources=[scoped_arn(self, "arn:{partition}:glue:{region}:{account}:catalog"),
-                       scoped_arn(self, "arn:{partition}:glue:{region}:{account}:database/") + database_name,
-                       scoped_arn(self, table_arn)]))
-        acknowledge_arn_wildcard(role_of(self.function), table_arn,
-                                 "Athena statements create and replace the unit's tables and views in its database.")
-        results_bucket.grant_read_write(self.function)
-        acknowledge(role_of(self.function), f"AwsSolutions-IAM5[Resource::{nag_ref(results_bucket)}/*]",
-                    "Athena writes result objects it names itself into the workgroup's results bucket.")
 
 
 _S3_GRANT_REASON = "CDK's S3 grant actions (GetObject*, List*, DeleteObject*…), scoped to the lake bucket's prefixes."

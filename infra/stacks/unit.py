@@ -16,11 +16,14 @@ from infra.constructs.analytics import Analytics
 from infra.constructs.billing_import import BillingImport
 from infra.constructs.dashboards import Dashboards
 from infra.constructs.gateway_api import GatewayApi, TeamRecords, TeamUsagePlans
+from infra.constructs.gateway_container import GatewayContainer
+from infra.constructs.glue_transform import GlueTransform
 from infra.constructs.lake_catalog import LakeCatalog
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
 from infra.constructs.spend_controls import SpendControls
 from infra.constructs.transform_job import TransformJob
+from infra.constructs.usage_handoff import UsageHandoff
 from infra.constructs.usage_stream import UsageStream
 from infra.nag import acknowledge_custom_resource_provider
 
@@ -74,31 +77,29 @@ class FullUnitStack(Stack):
                                    bytes_scanned_cutoff_mb=unit.lake.athena_bytes_scanned_cutoff_mb,
                                    views=content.athena_views(timezone=unit.reporting_timezone,
                                                               fiscal_month_start_day=unit.fiscal_month_start_day))
-        self.gateway = GatewayApi(
-            self, "Gateway", unit_name=unit.name, key=self.lake.key, endpoint=unit.api.endpoint,
-            throttle=unit.api.throttle, teams=unit.teams, sagemaker_endpoints=unit.sagemaker_endpoints,
-            execute_api_endpoint=self.network.endpoints["execute-api"], layers=layers, package=unit.lambda_package,
-            environment={c.ENV_FIREHOSE_STREAM: self.usage_stream.stream_name}, vpc=self.network.vpc,
-            subnets=self.network.lambda_subnets, security_group=self.network.lambda_security_group)
-        self.gateway.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
-            resources=[self.usage_stream.stream.attr_arn]))
-        self.gateway.read_prices(self.lake.bucket)  # cost_usd: the lake's price catalog, pricing/ only
         self.spend = SpendControls(self, "Spend", unit_name=unit.name, key=self.lake.key,
                                    email=unit.budget_alerts.email, https=unit.budget_alerts.https)
-        self.spend.attach_gateway(self.gateway.function)
-        # Budget periods and daily-token days are the reporting calendar's, as the budget views count them.
-        self.gateway.function.add_environment(c.ENV_REPORTING_TZ, unit.reporting_timezone)
-        self.gateway.function.add_environment(c.ENV_FISCAL_MONTH_START, str(unit.fiscal_month_start_day))
+        self.handoff: UsageHandoff | None = None  # the usage hand-off queue and its drain (either runtime)
+        self.gateway: GatewayApi | GatewayContainer = (self._container_gateway(unit, layers)
+                                                       if unit.gateway.runtime == "container"
+                                                       else self._lambda_gateway(unit, layers))
         self.transform = TransformJob(
             self, "Transform", unit_name=unit.name, schedule=unit.transform.schedule, engine=unit.transform.engine,
             memory_mb=unit.transform.memory_mb, timeout_minutes=unit.transform.timeout_minutes,
             package=unit.lambda_package, tenant_table=self.gateway.tenant_table,
             bucket=self.lake.bucket, key=self.lake.key, database_name=self.lake.database_name,
             reporting_timezone=unit.reporting_timezone, athena_workgroup=self.analytics.workgroup_name,
-            results_bucket=self.lake.results_bucket, layers=layers,
+            layers=layers,
             environment={c.ENV_FISCAL_MONTH_START: str(unit.fiscal_month_start_day)}, vpc=self.network.vpc,
             subnets=self.network.lambda_subnets, security_group=self.network.lambda_security_group)
+        # engine glue: Spark on AWS Glue transforms on the same schedule (the Lambda refreshes and corrects only)
+        self.glue_transform: GlueTransform | None = None
+        if unit.transform.engine == "glue":
+            glue = unit.transform.glue
+            self.glue_transform = GlueTransform(
+                self, "GlueTransform", unit_name=unit.name, schedule=unit.transform.schedule, bucket=self.lake.bucket,
+                key=self.lake.key, worker_type=glue.worker_type, workers=glue.workers,
+                timeout_minutes=glue.timeout_minutes)
         # The month-to-date correction after each run (set_spend from the curated tables) writes the counters.
         self.spend.attach_corrections(self.transform.function)
         if unit.quicksight.enabled:
@@ -110,14 +111,26 @@ class FullUnitStack(Stack):
         self.billing: BillingImport | None = None
         if unit.billing.enabled:
             self.billing = self._billing_import(unit, layers)
+        lambda_gateway = self.gateway if isinstance(self.gateway, GatewayApi) else None
+        gateway_url = self.gateway.api.url if isinstance(self.gateway, GatewayApi) else self.gateway.url
         self.observability = Observability(
-            self, "Observability", unit_name=unit.name, key=self.lake.key, api=self.gateway.api,
-            gateway_function=self.gateway.function, stream_name=self.usage_stream.stream_name,
+            self, "Observability", unit_name=unit.name, key=self.lake.key,
+            api=lambda_gateway.api if lambda_gateway else None,
+            gateway_function=lambda_gateway.function if lambda_gateway else None,
+            stream_name=self.usage_stream.stream_name,
             transform_function=self.transform.function, transform_service=c.SERVICE_TRANSFORM,
             transform_alarm=self.transform.failure_alarm,
-            extra_alarms=[*self.spend.alarms.values(), *([self.billing.failure_alarm] if self.billing else [])])
+            extra_alarms=[*self.spend.alarms.values(), *([self.billing.failure_alarm] if self.billing else []),
+                          *([self.glue_transform.failure_alarm] if self.glue_transform else []),
+                          *(self.gateway.alarms.values() if isinstance(self.gateway, GatewayContainer) else []),
+                          *([lambda_gateway.worker_alarm] if lambda_gateway else []),
+                          *(self.handoff.alarms.values() if self.handoff else [])])
+        if isinstance(self.gateway, GatewayContainer):
+            self.gateway.add_widgets(self.observability.dashboard)
         for name, value, what in (
-            ("ApiUrl", self.gateway.api.url, "Gateway base URL (seed-compatible API)"),
+            ("ApiUrl", gateway_url,
+             "Gateway base URL (seed-compatible API)" if lambda_gateway else
+             "Gateway base URL (seed-compatible API; the load balancer of the container runtime)"),
             ("LakeUri", f"s3://{self.lake.bucket.bucket_name}", "The lake (MODELMETER_LAKE)"),
             ("GlueDatabaseName", self.lake.database_name, "Glue database of the lake tables"),
             ("AthenaWorkGroupName", self.analytics.workgroup_name, "Athena workgroup"),
@@ -132,6 +145,53 @@ class FullUnitStack(Stack):
             CfnOutput(self, "BillingExportDestination", value=self.lake.location(self.billing.export_prefix),
                       description="Where the payer account's CUR 2.0 Data Export delivers (docs/deploy.md)")
         acknowledge_custom_resource_provider(self)
+
+    def _lambda_gateway(self, unit: FullUnit, layers: list[lambda_.ILayerVersion]) -> GatewayApi:
+        gateway = GatewayApi(
+            self, "Gateway", unit_name=unit.name, key=self.lake.key, endpoint=unit.api.endpoint,
+            throttle=unit.api.throttle, teams=unit.teams, sagemaker_endpoints=unit.sagemaker_endpoints,
+            execute_api_endpoint=self.network.endpoints["execute-api"], layers=layers, package=unit.lambda_package,
+            timeout_seconds=unit.api.lambda_timeout_seconds,
+            environment={c.ENV_FIREHOSE_STREAM: self.usage_stream.stream_name}, vpc=self.network.vpc,
+            subnets=self.network.lambda_subnets, security_group=self.network.lambda_security_group)
+        gateway.function.add_to_role_policy(self._put_usage())
+        gateway.read_prices(self.lake.bucket)  # cost_usd: the lake's price catalog, pricing/ only
+        self.spend.attach_gateway(gateway.function)
+        self.handoff = self._usage_handoff(unit, layers)
+        self.handoff.attach_gateway(gateway.function)
+        # Budget periods and daily-token days are the reporting calendar's, as the budget views count them.
+        gateway.function.add_environment(c.ENV_REPORTING_TZ, unit.reporting_timezone)
+        gateway.function.add_environment(c.ENV_FISCAL_MONTH_START, str(unit.fiscal_month_start_day))
+        return gateway
+
+    def _usage_handoff(self, unit: FullUnit, layers: list[lambda_.ILayerVersion]) -> UsageHandoff:
+        return UsageHandoff(
+            self, "UsageHandoff", unit_name=unit.name, key=self.lake.key, stream_arn=self.usage_stream.stream.attr_arn,
+            stream_name=self.usage_stream.stream_name, vpc=self.network.vpc, subnets=self.network.lambda_subnets,
+            security_group=self.network.lambda_security_group, layers=layers, package=unit.lambda_package)
+
+    def _container_gateway(self, unit: FullUnit, layers: list[lambda_.ILayerVersion]) -> GatewayContainer:
+        """The same gateway as ECS Fargate tasks behind an ALB (internal for a private API), granted and configured
+        as the Lambda is."""
+        gateway = GatewayContainer(
+            self, "Gateway", unit_name=unit.name, key=self.lake.key, teams=unit.teams,
+            sagemaker_endpoints=unit.sagemaker_endpoints, settings=unit.gateway.container,
+            internet_facing=unit.api.endpoint == "regional", vpc=self.network.vpc,
+            task_subnets=self.network.lambda_subnets, access_logs=self.lake.access_logs,
+            image_endpoints=not unit.nat_gateways, environment={
+                c.ENV_FIREHOSE_STREAM: self.usage_stream.stream_name, c.ENV_REPORTING_TZ: unit.reporting_timezone,
+                c.ENV_FISCAL_MONTH_START: str(unit.fiscal_month_start_day)})
+        gateway.add_to_role_policy(self._put_usage())
+        gateway.read_prices(self.lake.bucket)
+        gateway.attach_spend(self.spend)
+        # A task's spool dies with the task: what Firehose has not taken at SIGTERM goes to the hand-off queue.
+        self.handoff = self._usage_handoff(unit, layers)
+        gateway.attach_handoff(self.handoff)
+        return gateway
+
+    def _put_usage(self) -> iam.PolicyStatement:
+        return iam.PolicyStatement(actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
+                                   resources=[self.usage_stream.stream.attr_arn])
 
     def _billing_import(self, unit: FullUnit, layers: list[lambda_.ILayerVersion]) -> BillingImport:
         billing = unit.billing
@@ -152,9 +212,12 @@ class ApiKeysOnlyStack(Stack):
         super().__init__(scope, construct_id, env=parent.unit_env,
                          description=f"modelmeter business unit {unit.name} (API keys on {parent.stack_name})")
         Tags.of(self).add("modelmeter:business-unit", unit.name)
-        api = parent.gateway.api
-        self.team_plans = TeamUsagePlans(self, "Teams", unit_name=unit.name, api=api, stage=api.deployment_stage,
-                                         teams=unit.teams)
+        # Usage plans exist on API Gateway only; behind the container runtime's ALB the app's own checks throttle.
+        self.team_plans = None
+        if isinstance(parent.gateway, GatewayApi):
+            api = parent.gateway.api
+            self.team_plans = TeamUsagePlans(self, "Teams", unit_name=unit.name, api=api,
+                                             stage=api.deployment_stage, teams=unit.teams)
         self.team_records = TeamRecords(self, "TeamRecords", unit_name=unit.name, table=parent.gateway.tenant_table,
                                         key=parent.lake.key, teams=unit.teams)
         acknowledge_custom_resource_provider(self)

@@ -1,7 +1,7 @@
 """Synthesized apps shared by every infra test (synthesis takes seconds: do it once per session).
 
 - ``deployment``: the real app from ``infra/config/units.yaml`` plus one more full unit exercising the other
-  branches (private API, Athena engine, QuickSight, explicit account/region, NAT), with cdk-nag on the synth.
+  branches (private API, Glue engine, QuickSight, explicit account/region, NAT), with cdk-nag on the synth.
 - ``bare``: each construct in a bare stack of its own (no cdk-nag), to assert the construct's own resources.
 Templates are read back from the cloud assembly as JSON and wrapped in ``Template.from_json``.
 """
@@ -30,14 +30,15 @@ from modelmeter.deploy import CONTENT  # noqa: E402
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 
-# A second full unit that takes every branch the sample does not: private API, Athena engine, QuickSight with RLS,
+# A second full unit that takes every branch the sample does not: private API, Glue engine, QuickSight with RLS,
 # an explicit environment, NAT, the Lambdas as a container image, the billing import.
 FINANCE_UNIT: dict[str, Any] = {
     "name": "finance", "kind": "full", "account": ACCOUNT, "region": REGION, "vpc_cidr": "10.50.0.0/16",
     "nat_gateways": 1, "api": {"endpoint": "private", "throttle": {"rate": 50, "burst": 100}},
     "teams": [{"team_id": "fpa", "cost_center": "CC-9001", "keys": ["default"], "throttle": {"rate": 5, "burst": 10},
                "quota": {"limit": 1000, "period": "DAY"}, "allowed_models": ["*"]}],
-    "transform": {"schedule": "rate(2 hours)", "engine": "athena", "memory_mb": 2048, "timeout_minutes": 10},
+    "transform": {"schedule": "rate(2 hours)", "engine": "glue", "memory_mb": 2048, "timeout_minutes": 10,
+                  "glue": {"worker_type": "G.2X", "workers": 4, "timeout_minutes": 90}},
     "lambda_package": "image",
     "billing": {"enabled": True, "payer_account": "210987654321", "export_name": "finance-cur2",
                 "schedule": "cron(30 */4 * * ? *)", "include_tax": True},

@@ -151,9 +151,10 @@ def test_encryption_everywhere(deployment: Assembly) -> None:
 
 
 def test_no_wildcard_resource_except_where_aws_allows_none(deployment: Assembly) -> None:
-    # bedrock:ListFoundationModels has no resource-level permission; VPC Lambdas' ENI actions come from the
-    # AWS-managed policy (not in these documents).
-    allowed = {"bedrock:ListFoundationModels"}
+    # bedrock:ListFoundationModels and cloudwatch:PutMetricData (the Glue job's metrics, conditioned on Glue's
+    # namespace) have no resource-level permission; VPC Lambdas' ENI actions come from the AWS-managed policy (not in
+    # these documents).
+    allowed = {"bedrock:ListFoundationModels", "cloudwatch:PutMetricData"}
     for stack in deployment.templates:
         for statement in _statements(deployment, stack):
             if statement["Resource"] == "*" or statement["Resource"] == ["*"]:
@@ -202,12 +203,15 @@ def test_transform_reads_the_tenant_table_the_gateway_writes(deployment: Assembl
                                                        else [scan["Resource"]])
 
 
-def test_athena_engine_unit_grants_its_workgroup_and_the_private_api_only_admits_its_endpoint(
+def test_glue_engine_unit_runs_its_transform_on_glue_and_the_private_api_only_admits_its_endpoint(
         deployment: Assembly) -> None:
     other = deployment.template(OTHER)
-    statements = _statements(deployment, OTHER)
-    (athena,) = [s for s in statements if "athena:StartQueryExecution" in s["Action"]]
-    assert "workgroup/modelmeter-finance" in json.dumps(athena["Resource"])
+    # engine glue: the Glue 5.0 job, sized by the config, on the unit's schedule (EventBridge Scheduler)
+    other.has_resource_properties("AWS::Glue::Job", {
+        "Name": "modelmeter-finance-transform", "GlueVersion": "5.0", "WorkerType": "G.2X", "NumberOfWorkers": 4,
+        "Timeout": 90, "SecurityConfiguration": Match.any_value(), "Command": Match.object_like({"Name": "glueetl"})})
+    other.has_resource_properties("AWS::Scheduler::Schedule", {"ScheduleExpression": "rate(2 hours)"})
+    assert deployment.resources(FULL, "AWS::Glue::Job") == []  # the duckdb unit has none
     # this unit's Lambdas are container images (lambda_package: image): each names its handler as the command
     other.has_resource_properties("AWS::Lambda::Function", {
         "PackageType": "Image", "ImageConfig": {"Command": [GATEWAY_HANDLER]}, "Handler": Match.absent()})
@@ -215,28 +219,15 @@ def test_athena_engine_unit_grants_its_workgroup_and_the_private_api_only_admits
         "PackageType": "Image", "Code": {"ImageUri": Match.any_value()}, "Layers": Match.absent(),
         "ImageConfig": {"Command": ["transforms.lambda_handler.handler"]}, "Architectures": ["arm64"],
         "Environment": {"Variables": Match.object_like({
-            c.ENV_TRANSFORM_ENGINE: "athena", c.ENV_ATHENA_WORKGROUP: "modelmeter-finance",
-            c.ENV_REPORTING_TZ: "America/New_York", c.ENV_FISCAL_MONTH_START: "5"})}})
+            c.ENV_TRANSFORM_ENGINE: "glue", c.ENV_REPORTING_TZ: "America/New_York", c.ENV_FISCAL_MONTH_START: "5"})}})
+    # the Lambda keeps the schedule: with engine glue it refreshes reference/teams and corrects spend only
     other.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(2 hours)"})
+    assert not [s for s in _statements(deployment, OTHER) if "athena:StartQueryExecution" in s["Action"]]
     other.has_resource_properties("AWS::ApiGateway::RestApi", {
         "EndpointConfiguration": {"Types": ["PRIVATE"], "VpcEndpointIds": [Match.any_value()]},
         "Policy": Match.object_like({"Statement": [Match.object_like({
             "Condition": {"StringEquals": {"aws:SourceVpce": Match.any_value()}}})]})})
     other.resource_count_is("AWS::EC2::NatGateway", 1)
-
-
-def test_the_athena_engine_is_flagged_at_synth_and_the_duckdb_unit_is_not(deployment: Assembly) -> None:
-    # The handler refuses engine athena at run time: a platform engineer is told at synth, not by the alarm.
-    from aws_cdk import cx_api
-
-    assembly = cx_api.CloudAssembly(str(deployment.outdir))  # reads each stack's metadata file, where they are
-
-    def warnings(stack: str) -> list[str]:
-        return [str(m.entry.data) for m in assembly.get_stack_by_name(stack).messages
-                if m.level == cx_api.SynthesisMessageLevel.WARNING]
-
-    assert [w for w in warnings(OTHER) if "transform.engine 'athena'" in w and "runs DuckDB only" in w]
-    assert not [w for w in warnings(FULL) if "transform.engine" in w]
 
 
 def test_quicksight_is_deployed_only_where_enabled(deployment: Assembly) -> None:

@@ -5,20 +5,23 @@ tables. Without dates (or with ``--changed``) it transforms every day whose raw 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import date
+from functools import partial
 from typing import Any
-
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from common.constants import RUN_MANIFESTS
 from common.errors import UserError
 from common.lake import Lake
+from common.progress import Progress
 from finance.close import status
 from modelmeter.commands.budget import correct_after_transform
 from modelmeter.commands.late import describe_plan, note_other_stale, select_days
 from pricing_catalog.model import CatalogError
 from pricing_catalog.publish import stale_version
+from transforms import spark_engine
 from transforms.run import DEFAULT_LOCK_TIMEOUT, Manifest, transform_days
+from transforms.spark_session import local_session
 
 
 def run(args: Any) -> int:
@@ -32,14 +35,12 @@ def run(args: Any) -> int:
         print(line, file=sys.stderr)
     days = selection.days
     args.lock_timeout = getattr(args, "lock_timeout", None) or DEFAULT_LOCK_TIMEOUT
+    run_days = _engine(args)
     manifests: list[Manifest] = []
     try:
-        for price_version, group in selection.groups:  # late days keep their last run's prices
-            if len(group) > 1 and sys.stdout.isatty():
-                manifests += _with_progress_bar(lake, args, group, price_version)
-            else:
-                manifests += transform_days(lake=lake, days=group, price_version=price_version,
-                                            lock_timeout=args.lock_timeout)
+        with Progress("transform", total=len(days), unit="days") as progress:
+            for price_version, group in selection.groups:  # late days keep their last run's prices
+                manifests += _with_progress(lake, args, group, price_version, run_days, progress, len(manifests))
     except CatalogError as exc:
         raise UserError(str(exc)) from None
     for m in manifests:
@@ -93,14 +94,27 @@ def _summary(m: Manifest) -> str:
     return line
 
 
-def _with_progress_bar(lake: Lake, args: Any, days: list[date], price_version: str | None) -> list[Manifest]:
-    columns = (TextColumn("transform"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
-    with Progress(*columns) as bar:
-        task = bar.add_task("", total=len(days))
+def _engine(args: Any) -> Callable[..., list[Manifest]]:
+    """``transform_days`` of the engine ``--engine`` names: DuckDB in this process, or Spark in local mode (one
+    session for every day of the run; docs/transform.md, "Engines")."""
+    if getattr(args, "engine", "duckdb") != "spark":
+        return transform_days
+    return partial(spark_engine.transform_days, local_session())
 
-        def advance(day: date, manifest: Manifest) -> None:
-            bar.update(task, advance=1, description=f"{day} ({manifest.counts['written']} events)")
 
-        return transform_days(lake=lake, days=days, price_version=price_version, progress=advance,
-                              lock_timeout=args.lock_timeout)
+def _with_progress(lake: Lake, args: Any, days: list[date], price_version: str | None,
+                   run_days: Callable[..., list[Manifest]], progress: Progress, done: int) -> list[Manifest]:
+    """Run ``days``, telling ``progress`` (stderr: a bar on a terminal, plain lines otherwise) each day done and,
+    on the DuckDB engine, each step as it starts."""
+    finished = [done]
+
+    def day_done(day: date, manifest: Manifest) -> None:
+        finished[0] += 1
+        progress.update(finished[0], note=f"{day} ({manifest.counts['written']:,} events)")
+
+    def step(day: date, name: str) -> None:
+        progress.update(finished[0], note=f"{day}: {name}")
+
+    steps = {"step_progress": step} if run_days is transform_days else {}  # the Spark engine times no steps
+    return run_days(lake=lake, days=days, price_version=price_version, progress=day_done,
+                    lock_timeout=args.lock_timeout, **steps)

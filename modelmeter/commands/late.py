@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from common.errors import UserError
@@ -37,8 +37,8 @@ class Selection:
 
 def select_days(lake: Lake, args: Any, *, today: date | None = None) -> Selection:
     """``--from D --to D``: those days, as always. ``--changed`` (bounded by ``--from``/``--to`` when given) or no
-    dates at all: every stale day up to today (UTC), each at its last run's catalog version unless
-    ``--price-version`` says otherwise; days whose re-run would drop events are set aside (named on stderr).
+    dates at all: every stale day up to today (UTC), each at its last run's catalog version (yesterday and today at
+    the latest, as the schedule) unless ``--price-version`` says otherwise; days whose re-run would drop events are set aside (named on stderr).
 
     Raises:
         UserError: only one of ``--from``/``--to`` without ``--changed``, or ``--to`` before ``--from``.
@@ -55,7 +55,10 @@ def select_days(lake: Lake, args: Any, *, today: date | None = None) -> Selectio
     late = plan(stale_days(lake=lake, date_from=first, date_to=min(last or today, today)))
     if args.price_version:
         return Selection(groups=[(args.price_version, [s.day for s in late.run])] if late.run else [], late=late)
-    return Selection(groups=by_price_version(late.run), late=late)
+    # Yesterday and today are the schedule's own days: priced at the latest version, as the transform Lambda does
+    # (a version published this morning prices today's new events); older late days keep their last run's.
+    recent = {today, today - timedelta(days=1)}
+    return Selection(groups=by_price_version([s.day if s.day in recent else s for s in late.run]), late=late)
 
 
 def describe_plan(late: LatePlan) -> list[str]:

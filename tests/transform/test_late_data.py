@@ -7,11 +7,13 @@ import json
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 from common.constants import RAW_EVENTS, RUN_MANIFESTS
 from common.contracts import to_json
 from common.lake import Lake
 from modelmeter.cli import main
+from modelmeter.commands.late import select_days
 from pricing_catalog import load_catalog
 from tests.transform.conftest import NOW, event, usage_cost, write_raw
 from transforms import run as run_module
@@ -188,3 +190,17 @@ def test_late_days_keep_their_last_runs_price_version_and_future_partitions_wait
     out, _ = capsys.readouterr()
     assert f"{day}: read 2" in out and str(future) not in out
     assert {r["price_version"] for r in usage_cost(lake, day)} == {published}
+
+
+def test_yesterday_and_today_take_the_latest_prices_as_the_schedule_does_older_late_days_their_last(lake, catalog):
+    # GIVEN a day transformed at test-v1, then a late raw file for it
+    day = date(2026, 11, 20)
+    write_raw(lake, [event()], name="a.parquet")
+    transform_day(lake=lake, day=day, catalog=catalog, now=NOW)
+    write_raw(lake, [event()], name="b.parquet", hour=10)
+    args = SimpleNamespace(date_from=None, date_to=None, changed=False, price_version=None)
+    # WHEN the plain transform runs on that day or the next (the schedule's days): the latest version (None)
+    for today in (day, day + timedelta(days=1)):
+        assert select_days(lake, args, today=today).groups == [(None, [day])]
+    # WHEN it runs later: the late day keeps the version its last run used
+    assert select_days(lake, args, today=day + timedelta(days=2)).groups == [("test-v1", [day])]

@@ -28,7 +28,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from statistics import median
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 DAY = date(2026, 11, 20)
 NOW = datetime(2026, 11, 21, 3, tzinfo=UTC)
@@ -58,7 +59,7 @@ def _generate(args: argparse.Namespace, lake_dir: str) -> dict:
             "print(json.dumps({'files': len(s.files), 'seconds': s.seconds, 'duplicates': s.duplicates, "
             "'expected_written': s.expected_written}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=REPO)
     if done.returncode != 0:
         sys.exit(f"bench: generating failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -97,13 +98,13 @@ def _floor(lake_dir: str) -> float:
     return seconds
 
 
-def _transform(lake_dir: str) -> tuple[float, float, dict]:
-    """Run ``modelmeter transform`` for the day as a child process: wall seconds, peak RSS (MiB), its manifest."""
+def _transform(lake_dir: str, source: Path = REPO) -> tuple[float, float, dict]:
+    """Run ``modelmeter transform`` (of the checkout at ``source``) for the day as a child process: wall seconds,
+    peak RSS (MiB), its manifest."""
     command = [sys.executable, "-m", "modelmeter", "transform", "--lake", lake_dir, "--from", str(DAY),
                "--to", str(DAY)]
     began = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             cwd=Path(__file__).resolve().parents[1])
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=source)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - began
     stderr = child.stderr.read().decode() if child.stderr else ""
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the lake")
     p.add_argument("--reuse", action="store_true", help="the --lake already holds this benchmark's raw day")
     p.add_argument("--check", action="store_true", help="compare the output with the models run plainly")
+    p.add_argument("--baseline", default=None,
+                   help="a checkout of another version (e.g. from git archive): its transform runs too, in each run")
     args = p.parse_args(argv)
     if args.quick:
         args.events = 1_000_000
@@ -193,8 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(1, args.runs + 1):
             load_before = _load()
             before = _floor(lake_dir)
+            if args.baseline:
+                base_s, base_rss, _ = _transform(lake_dir, Path(args.baseline))
             seconds, rss, manifest = _transform(lake_dir)
             after = _floor(lake_dir)
+            if args.baseline:
+                print(f"baseline ({args.baseline}): {base_s:.2f} s, peak RSS {base_rss:,.0f} MiB, "
+                      f"{base_s / ((before + after) / 2):.2f}× the floor")
             ratios.append(_print_run(n, args.events, (before, after), seconds, rss, manifest, (load_before, _load())))
             c = manifest["counts"]
             if c["written"] != summary["expected_written"] or c["duplicates"] != summary["duplicates"]:

@@ -213,6 +213,8 @@ def _ingest_chunk(lander: _Lander, path: Path, base: int, number: int, chunk: by
         raw = chunk[starts[i]:ends[i]]
         for line_no, text, problem in _decoded(number + int(i), raw):
             lander.line(path, base + number + int(i), line_no, text, problem)
+        if lander.held >= BATCH_LINES:  # a chunk of short bad lines is millions of them: bounded as per line
+            lander.flush()  # safe mid-chunk: per-line rows get files of their own
     return len(starts)
 
 

@@ -39,7 +39,8 @@ def converse_tool_config(tools: Any, tool_choice: Any) -> dict[str, Any] | None:
     if tool_choice == "required":
         config["toolChoice"] = {"any": {}}
         return config
-    name = (tool_choice.get("function") or {}).get("name") if isinstance(tool_choice, dict) else None
+    function = tool_choice.get("function") if isinstance(tool_choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str):
         raise BadRequest("tool_choice must be none, auto, required or {type: function, function: {name}}")
     if name not in {spec["name"] for spec in specs}:

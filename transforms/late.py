@@ -171,12 +171,20 @@ def _relative(url: str) -> str:
     return url[at:] if at >= 0 else url
 
 
+#: The resolution of a listed modification time on S3 (a folder lake lists nanoseconds).
+_LISTED_SECOND = 1_000_000_000
+
+
 def _started_ns(manifest: dict[str, Any]) -> int | None:
+    return _time_ns(manifest, "started_at")
+
+
+def _time_ns(manifest: dict[str, Any], key: str) -> int | None:
     try:
-        started = datetime.fromisoformat(str(manifest["started_at"]))
+        when = datetime.fromisoformat(str(manifest[key]))
     except (KeyError, ValueError):
         return None
-    return int((started if started.tzinfo else started.replace(tzinfo=UTC)).timestamp() * 1e9)
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1e9)
 
 
 def _compare(manifest: dict[str, Any], now: list[RawFile]) -> tuple[list[str], list[str], list[str]]:
@@ -253,10 +261,15 @@ def rerun_since(*, lake: Lake, date_from: date, date_to: date, since: datetime) 
     moved = []
     for day in raw_days(lake=lake, date_from=date_from, date_to=date_to):
         infos = lake.list_file_infos(RUN_MANIFESTS, f"{_PARTITION}{day.isoformat()}", suffix=".json")
-        after = [i for i in infos if (i.mtime_ns or 0) > cutoff]
+        # S3 lists whole seconds: a manifest of the same second as ``since`` is placed by its own finished_at
+        before = [i for i in infos if (i.mtime_ns or 0) <= cutoff - _LISTED_SECOND]
+        after = []
+        for info in (i for i in infos if (i.mtime_ns or 0) > cutoff - _LISTED_SECOND):
+            manifest = _read(lake, info)
+            finished = _time_ns(manifest, "finished_at") if manifest else None
+            (after if (finished or info.mtime_ns or 0) > cutoff else before).append(info)
         if not after:
             continue
-        before = [i for i in infos if (i.mtime_ns or 0) <= cutoff]
         then = _read(lake, max(before, key=lambda i: (i.mtime_ns or 0, i.path))) if before else None
         latest = last_manifest(lake=lake, day=day)
         if then is None or latest is None or _fingerprint(then) != _fingerprint(latest):

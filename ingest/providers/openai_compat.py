@@ -216,14 +216,29 @@ def _fold_tool_calls(calls: dict[int, dict[str, Any]], deltas: Any) -> int:
     for piece in deltas if isinstance(deltas, list) else ():
         if not isinstance(piece, dict):
             continue
-        call = calls.setdefault(int(piece.get("index") or 0), {"id": None, "name": None, "args": []})
-        function = piece.get("function") or {}
+        call = calls.setdefault(_call_index(calls, piece), {"id": None, "name": None, "args": []})
+        function = piece.get("function") if isinstance(piece.get("function"), dict) else {}
         call["id"] = piece.get("id") or call["id"]
         call["name"] = function.get("name") or call["name"]
         if isinstance(function.get("arguments"), str):
             call["args"].append(function["arguments"])
             chars += len(function["arguments"])
     return chars
+
+
+def _call_index(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> int:
+    """Which call a streamed piece belongs to: its ``index``; without one (some older OpenAI-compatible servers),
+    a piece with a new ``id`` starts the next call and one without continues the last."""
+    index = piece.get("index")
+    if isinstance(index, int) and not isinstance(index, bool):
+        return index
+    if index is not None:
+        raise UpstreamError("upstream sent a streamed tool call with a malformed index")
+    last = max(calls, default=None)
+    if last is None:
+        return 0
+    new_id = piece.get("id")
+    return last + 1 if new_id and calls[last]["id"] not in (None, new_id) else last
 
 
 def _json_or_text(value: Any) -> Any:

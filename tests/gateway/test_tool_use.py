@@ -163,6 +163,11 @@ def test_tool_choice_none_answers_text_and_bad_tools_get_a_clear_400(gateway, cl
         client.chat.completions.create(model=NOVA, messages=[{"role": "user", "content": "x"},
                                                              {"role": "tool", "content": "70F"}])
     assert "tool_call_id" in orphan.value.body["message"]
+    for choice in ({"type": "function", "function": "get_weather"}, {"type": "function", "function": ["x"]}):
+        with pytest.raises(openai.BadRequestError) as wrong:  # a JSON 400, not a 500
+            client.chat.completions.create(model=NOVA, messages=[{"role": "user", "content": "x"}],
+                                           tools=OPENAI_TOOLS, tool_choice=choice)
+        assert "tool_choice must be" in wrong.value.body["message"]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from modelmeter.commands.late import select_days
 from pricing_catalog import load_catalog
 from tests.transform.conftest import NOW, event, usage_cost, write_raw
 from transforms import run as run_module
-from transforms.late import CHANGED, UNTRANSFORMED, by_price_version, check_day, plan, stale_days
+from transforms.late import CHANGED, UNTRANSFORMED, by_price_version, check_day, plan, rerun_since, stale_days
 from transforms.run import transform_day
 
 LATE_DAY = date(2026, 11, 29)
@@ -204,3 +204,36 @@ def test_yesterday_and_today_take_the_latest_prices_as_the_schedule_does_older_l
         assert select_days(lake, args, today=today).groups == [(None, [day])]
     # WHEN it runs later: the late day keeps the version its last run used
     assert select_days(lake, args, today=day + timedelta(days=2)).groups == [("test-v1", [day])]
+
+
+def test_report_tells_raw_events_dated_after_today_apart_from_days_to_transform(tmp_path, capsys):
+    # GIVEN a transformed day, and raw events dated three days ahead (a producer's clock ahead)
+    lake_dir = str(tmp_path / "lake")
+    today = datetime.now(UTC).date()
+    future = today + timedelta(days=3)
+    write_raw(Lake.open(lake_dir), [event(event_time=_at(today, 0))], name="t.parquet", day=today, hour=0)
+    assert main(["transform", "--from", str(today), "--to", str(today), "--lake", lake_dir]) == 0
+    write_raw(Lake.open(lake_dir), [event(event_time=_at(future, 9))], name="f.parquet", day=future)
+    capsys.readouterr()
+    # WHEN an open-ended report runs
+    assert main(["report", "--from", str(future - timedelta(days=5)), "--format", "json", "--lake", lake_dir]) == 0
+    err = capsys.readouterr().err
+    # THEN it names the future day as waiting, without telling to run a transform that would skip it
+    assert f"dated after today (UTC) wait untransformed: {future}" in err
+    assert "`modelmeter transform` transforms them" not in err
+
+
+def test_a_rerun_listed_in_the_same_whole_second_as_a_version_still_counts_as_after_it(lake, catalog):
+    # GIVEN a day transformed, a version computed (``since``), a late file and a second run just after it
+    day = date(2026, 11, 20)
+    write_raw(lake, [event()], name="a.parquet")
+    transform_day(lake=lake, day=day, catalog=catalog, now=NOW)
+    since = datetime.now(UTC)
+    write_raw(lake, [event()], name="b.parquet", hour=10)
+    transform_day(lake=lake, day=day, catalog=catalog, now=NOW)
+    # WHEN the lake lists the manifests' times in whole seconds, as S3 does: the second one's is not after ``since``
+    for info in lake.list_file_infos(RUN_MANIFESTS, f"dt={day}", suffix=".json"):
+        whole = int(since.timestamp())
+        os.utime(info.path, (whole, whole))
+    # THEN its own finished_at places it after the version: the day moved
+    assert rerun_since(lake=lake, date_from=day, date_to=day, since=since) == [day]

@@ -190,3 +190,22 @@ def test_every_event_time_form_reads_as_the_per_line_path_reads_it(tmp_path, whe
     assert (fast.landed, fast.quarantined) == (slow.landed, slow.quarantined)
     assert landed(fast_table).equals(landed(slow_table))
     assert refused(fast_q) == refused(slow_q)
+
+
+def test_a_chunk_of_short_bad_lines_is_flushed_within_the_chunk(tmp_path: Path, monkeypatch) -> None:
+    # GIVEN one chunk of 1,000 bad lines and a batch of 100 lines (8 MiB of "x\n" would be 4 M lines held at once)
+    monkeypatch.setattr(files, "BATCH_LINES", 100)
+    flushes: list[int] = []
+    real_flush = files._Lander.flush
+
+    def counting_flush(self):
+        flushes.append(self.held)
+        return real_flush(self)
+
+    monkeypatch.setattr(files._Lander, "flush", counting_flush)
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"x\n" * 1000)
+    result = ingest_files(Lake.open(str(tmp_path / "lake")), [path])
+    # THEN every line is quarantined and never more than a batch was held before a flush
+    assert result.quarantined == 1000 and result.landed == 0
+    assert len(flushes) >= 10 and max(flushes) <= 100

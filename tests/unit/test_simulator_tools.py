@@ -8,8 +8,10 @@ import json
 import jsonschema
 import pytest
 
+from common.errors import UpstreamError
 from ingest.openai_tools import converse_tool_config, tool_call_deltas
 from ingest.providers.base import ModelRequest
+from ingest.providers.openai_compat import _fold_tool_calls
 from ingest.providers.simulator import SimulatorProvider
 from ingest.providers.simulator_tools import example_value, tool_to_call
 from ingest.routes_v1 import chat_request
@@ -154,3 +156,17 @@ def test_a_v1_conversation_with_tool_calls_becomes_converse_messages():
     with pytest.raises(Exception, match=r"messages\[1\].tool_calls\[0\].function.arguments must be a JSON object"):
         chat_request({**body, "messages": [body["messages"][0], {"role": "assistant", "tool_calls": [
             {"id": "c", "function": {"name": "f", "arguments": "not json"}}]}]})
+
+
+def test_streamed_upstream_tool_calls_without_an_index_are_told_apart_by_their_id():
+    # GIVEN two whole calls streamed without "index" (older OpenAI-compatible servers), then a continuation piece
+    calls: dict[int, dict] = {}
+    _fold_tool_calls(calls, [{"id": "a", "function": {"name": "f", "arguments": '{"x":'}}])
+    _fold_tool_calls(calls, [{"function": {"arguments": "1}"}}])
+    _fold_tool_calls(calls, [{"id": "b", "function": {"name": "g", "arguments": '{"y":2}'}}])
+    # THEN they stay two calls, each with its own id, name and valid JSON arguments
+    assert {i: (c["id"], c["name"], json.loads("".join(c["args"]))) for i, c in calls.items()} == {
+        0: ("a", "f", {"x": 1}), 1: ("b", "g", {"y": 2})}
+    # a malformed index is the upstream's error, not a crash of the stream
+    with pytest.raises(UpstreamError):
+        _fold_tool_calls(calls, [{"index": "0a", "function": {"arguments": "{}"}}])

@@ -28,13 +28,14 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from common.constants import (
     DEFAULT_CONTAINER_PORT,
@@ -56,8 +57,8 @@ from ingest.alerts_aws import AwsAlerts
 from ingest.app import create_app
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
 from ingest.emit import DEFAULT_MAX_BACKLOG, Emitter, SpoolLockedError
-from ingest.firehose import firehose_emitter
-from ingest.handoff import HandoffQueue, fast_client
+from ingest.firehose import MAX_BATCH_RECORDS
+from ingest.handoff import HandoffQueue, LambdaDelivery, fast_client
 from ingest.lambda_handler import GatewaySettings
 from ingest.pricing import GatewayPricer
 from ingest.providers.registry import build_router
@@ -70,9 +71,12 @@ log = logging.getLogger("modelmeter.container")
 #: (``deregistration_delay``, when open streams finish). The three stages fit in it with room to exit: in-flight
 #: calls, then the app's shutdown (seed async calls still running, at most 30 s, and queued alerts, at most 10 s:
 #: ``ingest.app.create_app``), then the spool.
+ECS_STOP_TIMEOUT_SECONDS = 120.0
 DEFAULT_GRACEFUL_SECONDS = 30.0
 APP_SHUTDOWN_SECONDS = 30.0 + 10.0
 DEFAULT_DRAIN_SECONDS = 40.0
+#: Left of the stop timeout after the three stages: the drain's last bookkeeping, the log line, the exit.
+EXIT_MARGIN_SECONDS = 5.0
 #: Above the ALB's default idle timeout (60 s); the stack sets its own idle timeout plus a margin.
 DEFAULT_KEEPALIVE_SECONDS = 65
 #: Of the drain's time after SIGTERM, the share kept for the hand-off queue when Firehose has not taken everything.
@@ -99,6 +103,17 @@ class ContainerSettings(BaseModel):
     max_backlog: int = Field(default=DEFAULT_MAX_BACKLOG, gt=0,
                              description="Events held in memory while the spool fails, before calls get 503.")
 
+    @model_validator(mode="after")
+    def _fits_the_stop_timeout(self) -> ContainerSettings:
+        # Each stage is bounded (uvicorn's graceful timeout, the app's shutdown, the drain's deadlines), so their
+        # sum is the longest a stop can take; past ECS's stop timeout the spool would die with the task (SIGKILL).
+        total = self.graceful_seconds + APP_SHUTDOWN_SECONDS + self.drain_seconds + EXIT_MARGIN_SECONDS
+        if total > ECS_STOP_TIMEOUT_SECONDS:
+            raise ValueError(f"{self.graceful_seconds + self.drain_seconds:g} s: with the app's shutdown "
+                             f"({APP_SHUTDOWN_SECONDS:g} s) and the exit margin ({EXIT_MARGIN_SECONDS:g} s) a stop "
+                             f"would take over ECS's stop timeout ({ECS_STOP_TIMEOUT_SECONDS:g} s)")
+        return self
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ContainerSettings:
         """Settings from the environment; ``ValueError`` naming every bad variable."""
@@ -109,8 +124,15 @@ class ContainerSettings(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            problems = [f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
+            problems = [f"{_variable(names, e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise ValueError("container configuration is invalid: " + "; ".join(problems)) from None
+
+
+def _variable(names: Mapping[str, str], loc: tuple[int | str, ...]) -> str:
+    """The variable a validation error is about; the stop-time check (no field of its own) is about two."""
+    if not loc:
+        return f"{ENV_GRACEFUL_SECONDS} + {ENV_DRAIN_SECONDS}"
+    return names.get(str(loc[0]), str(loc[0]))
 
 
 @dataclass
@@ -123,6 +145,8 @@ class ContainerRuntime:
     alerts: AwsAlerts | None
     business_unit: str | None
     handoff: HandoffQueue | None = None  # where the spool goes when Firehose does not take it before the task ends
+    #: The emitter's deliver (Firehose, then ``handoff``), whose deadline bounds each call of the SIGTERM drain.
+    delivery: LambdaDelivery | None = None
 
 
 def build_container_runtime(*, gateway: GatewaySettings, container: ContainerSettings, dynamodb: Any = None,
@@ -135,9 +159,14 @@ def build_container_runtime(*, gateway: GatewaySettings, container: ContainerSet
     """
     router = build_router(upstream="bedrock", region=gateway.region, bedrock_client=bedrock_client,
                           sagemaker_endpoints=gateway.sagemaker_endpoints or None, sagemaker_client=sagemaker_client)
-    # The spool is on the task's storage; its thread delivers while the task runs, close() drains it on SIGTERM.
-    emitter = firehose_emitter(stream_name=gateway.firehose_stream, spool_dir=gateway.spool_dir, client=firehose,
-                               flush_interval=container.spool_flush_seconds, max_backlog=container.max_backlog)
+    handoff = (HandoffQueue(queue_url=gateway.handoff_queue_url, client=sqs or fast_client("sqs"))
+               if gateway.handoff_queue_url else None)
+    # The Lambda's deliverer and client settings: a hanging Firehose costs one short call (CALL_SECONDS), and no
+    # call begins after the drain's deadline; the spool is on the task's storage, drained on SIGTERM.
+    delivery = LambdaDelivery(stream_name=gateway.firehose_stream, firehose=firehose or fast_client("firehose"),
+                              queue=handoff, track=False)
+    emitter = Emitter(deliver=delivery, spool_dir=gateway.spool_dir, batch_size=MAX_BATCH_RECORDS,
+                      flush_interval=container.spool_flush_seconds, max_backlog=container.max_backlog)
     pricer = (GatewayPricer(lake=Lake.open(gateway.lake), reload_seconds=gateway.pricing_reload_seconds).start()
               if gateway.lake else None)
     spend = DynamoSpendStore(table_name=gateway.spend_table, client=dynamodb) if gateway.spend_table else None
@@ -148,10 +177,8 @@ def build_container_runtime(*, gateway: GatewaySettings, container: ContainerSet
                      providers=router, emitter=emitter,
                      longpoll=DynamoLongPollStore(table_name=gateway.longpoll_table, client=dynamodb),
                      spend=spend, alerts=alerts, business_unit=gateway.business_unit, pricer=pricer)
-    handoff = (HandoffQueue(queue_url=gateway.handoff_queue_url, client=sqs or fast_client("sqs"))
-               if gateway.handoff_queue_url else None)
     return ContainerRuntime(app=app, emitter=emitter, spend=spend, alerts=alerts,
-                            business_unit=gateway.business_unit, handoff=handoff)
+                            business_unit=gateway.business_unit, handoff=handoff, delivery=delivery)
 
 
 class GaugeThread:
@@ -171,9 +198,13 @@ class GaugeThread:
         return self
 
     def stop(self) -> None:
+        """Stop the thread and print the last figures (what the drain left); never raises: it runs at exit."""
         self._stop.set()
         self._thread.join(timeout=5)
-        self.emit()  # the last figures, the spool's included, before the drain
+        try:
+            self.emit()
+        except Exception:  # noqa: BLE001 - a metric is advisory
+            log.exception("could not emit the gateway's last gauges")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -213,8 +244,9 @@ def serve(runtime: ContainerRuntime, settings: ContainerSettings, *,
         server.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-        gauges.stop()
+        # The drain first: nothing that runs before it may keep the spool from leaving the task's storage.
         drained = drain(runtime, seconds=settings.drain_seconds)
+        gauges.stop()
     left = 0 if drained else runtime.emitter.pending_events()
     if drained:
         log.info("gateway stopped; every usage event reached Firehose")
@@ -229,17 +261,30 @@ def drain(runtime: ContainerRuntime, *, seconds: float) -> bool:
 
     Firehose first; with a hand-off queue (``MODELMETER_HANDOFF_QUEUE_URL``, the Lambda's: its drain function puts
     the events into Firehose later), what Firehose has not taken within ``1 - HANDOFF_SHARE`` of the time goes there.
-    An event leaves the spool only once one of them accepted it.
+    An event leaves the spool only once one of them accepted it. With the runtime's ``delivery`` (as built by
+    :func:`build_container_runtime`) no call begins unless its worst case ends inside its stage, so the hand-off
+    starts by the ``1 - HANDOFF_SHARE`` mark and the drain ends within ``seconds`` however long Firehose hangs.
     """
-    emitter = runtime.emitter
-    if runtime.handoff is None:
+    emitter, delivery = runtime.emitter, runtime.delivery
+    if delivery is None:  # an emitter whose deliverer has no deadline: bounded only between its passes
         return emitter.close(timeout=seconds)
-    firehose_seconds = seconds * (1 - HANDOFF_SHARE)
-    if not emitter.flush(timeout=firehose_seconds):
-        log.warning("%d usage events not taken by Firehose in %.0f s; handing them to the queue",
-                    emitter.pending_events(), firehose_seconds)
-        emitter.deliver = runtime.handoff.send
-    return emitter.close(timeout=seconds * HANDOFF_SHARE)
+    start = time.monotonic()
+    end = start + seconds
+    if delivery.queue is not None:
+        firehose_until = start + seconds * (1 - HANDOFF_SHARE)
+        if not emitter.flush(timeout=_stage(delivery, route="firehose", until=firehose_until)):
+            log.warning("%d usage events not taken by Firehose in %.0f s; handing them to the queue",
+                        emitter.pending_events(), firehose_until - start)
+            delivery.route = "queue"
+    # The bound stays set: close() joins the emitter's thread (whose pass in flight obeys it too), then flushes.
+    return emitter.close(timeout=_stage(delivery, route=delivery.route, until=end))
+
+
+def _stage(delivery: LambdaDelivery, *, route: str, until: float) -> float:
+    """Route the emitter's calls and let none begin unless its worst case ends by ``until``; the seconds a flush
+    may keep starting passes (a pass under way when they are up ends by ``until``)."""
+    delivery.route, delivery.latest_start = route, until - delivery.call_seconds
+    return max(0.0, delivery.latest_start - time.monotonic())
 
 
 def main(argv: list[str] | None = None) -> int:

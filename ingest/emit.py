@@ -50,6 +50,7 @@ from ingest.spool import (
     SEGMENT_SUFFIX,
     CallJournal,
     SegmentFile,
+    count_lines,
     fsync_and_close,
     read_segment,
     recover_calls,
@@ -213,9 +214,12 @@ class Emitter:
     def close(self, *, timeout: float = 30.0) -> bool:
         """Stop the background thread and flush (SIGTERM path); ``True`` if nothing is left in the spool.
 
+        ``timeout`` is one budget for both: the thread's pass in flight, then the flush in what is left of it (a
+        deliverer whose calls stop at a deadline, as the container's, keeps the last pass inside it too).
         Calls still open now will never finish (the server has stopped): their placeholders become their events.
         Events that neither the spool nor the sink took are written to a rescue file, never dropped.
         """
+        deadline = time.monotonic() + timeout
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -224,7 +228,7 @@ class Emitter:
             unfinished = list(self._journal.open_calls.values())
         for placeholder in unfinished:
             self.emit(fastjson.loads(placeholder))
-        ok = self.flush(timeout=timeout)
+        ok = self.flush(timeout=max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._closed = True
             self._journal.close()
@@ -243,10 +247,12 @@ class Emitter:
     def pending_events(self) -> int:
         """Events not yet confirmed: in memory, in closed segments and in the open one."""
         total = len(self._backlog)
-        for path in [*self.pending_segments(), *self.spool_dir.glob(f"*{OPEN_SUFFIX}")]:
-            with path.open("rb") as src:
-                total += sum(1 for line in src if line.strip())
-            total -= len(self._confirmed.get(path.name, ()))
+        # The open segment is listed first: sealed after that listing, it is in the second one (counted once).
+        for path in [*self.spool_dir.glob(f"*{OPEN_SUFFIX}"), *self.pending_segments()]:
+            lines = count_lines(path)
+            if lines is None:
+                continue  # the delivery thread renamed (sealed) or removed (delivered) it since the listing
+            total += lines - len(self._confirmed.get(path.name, ()))
         return total
 
     # --- spool files --------------------------------------------------------------------------------------------

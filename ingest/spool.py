@@ -237,6 +237,16 @@ def read_segment(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, byte
     return events, bad
 
 
+def count_lines(path: Path) -> int | None:
+    """The non-empty lines of a spool file; ``None`` when it is gone (the emitter's thread sealed or removed it
+    between a listing and this read)."""
+    try:
+        with path.open("rb") as src:
+            return sum(1 for line in src if line.strip())
+    except FileNotFoundError:
+        return None
+
+
 def fsync_and_close(fd: int) -> None:
     try:
         os.fsync(fd)

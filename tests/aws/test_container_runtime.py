@@ -279,7 +279,8 @@ def test_with_a_hand_off_queue_what_firehose_refuses_on_sigterm_goes_to_the_queu
     sqs = unit.client("sqs")
     queue_url = sqs.create_queue(QueueName=f"handoff-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     unit.client("firehose").delete_delivery_stream(DeliveryStreamName=unit.stream)
-    proc, url = unit.start(**{c.ENV_HANDOFF_QUEUE_URL: queue_url, c.ENV_DRAIN_SECONDS: "2"})
+    # 8 s: the queue's 40 % must fit one worst-case call of the task's clients (3 s), or no call may begin
+    proc, url = unit.start(**{c.ENV_HANDOFF_QUEUE_URL: queue_url, c.ENV_DRAIN_SECONDS: "8"})
     reply = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {unit.secret}"},
                           json={"model": CLAUDE, "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
     assert reply.status_code == 200, reply.text

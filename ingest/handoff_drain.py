@@ -14,14 +14,21 @@ Lambda fills (:mod:`ingest.handoff`), each a JSON Lines body of usage events. Pe
 A line that is not a JSON object with an ``event_id``, or a message of another format, is not usage: it is kept
 aside in the dead-letter queue with its reason (message attributes ``reason`` and ``source_message_id``) and
 logged with its message id and line number; the message's good events still go to Firehose.
+
+The invocation's remaining time (``context.get_remaining_time_in_millis()``) bounds every call: the clients are
+:func:`ingest.handoff.fast_client`'s (one call at most :data:`ingest.handoff.CALL_SECONDS`), no Firehose call begins
+unless it and the message's re-queue and dead-letter calls can still end before the return margin, and a message
+that can no longer be handled in time is not started: it is reported in ``batchItemFailures`` with the others not
+done, so a timeout never makes SQS send back messages whose events Firehose already took.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -39,7 +46,15 @@ from common.constants import (
     SERVICE_USAGE_DRAIN,
 )
 from ingest.firehose import Deliverer, firehose_deliverer
-from ingest.handoff import FORMAT, FORMAT_ATTRIBUTE, REQUEUE_DELAY_SECONDS, HandoffQueue
+from ingest.handoff import (
+    CALL_SECONDS,
+    FORMAT,
+    FORMAT_ATTRIBUTE,
+    REQUEUE_DELAY_SECONDS,
+    RETURN_MARGIN_SECONDS,
+    HandoffQueue,
+    fast_client,
+)
 
 logger = Logger(service=SERVICE_USAGE_DRAIN)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_USAGE_DRAIN)
@@ -47,6 +62,43 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_USAGE_DRAIN)
 
 class UndeliveredMessage(RuntimeError):
     """Firehose took none of a message's events (or its remainder could not be re-queued): retry it later."""
+
+
+#: The firehose_deliverer's backoff sleeps of one message (0.05 + 0.1 + 0.2 s at most, its defaults), rounded up.
+BACKOFF_SLACK_SECONDS = 0.5
+
+
+class NotTried(UndeliveredMessage):
+    """Too little of the invocation is left to handle the message: it was not started, SQS sends it again."""
+
+
+@dataclass
+class Deadline:
+    """The current invocation's end (``time.monotonic()``, less the return margin) and what it leaves per call.
+
+    A message takes at most three calls in a row after its start: Firehose (retried only while one more call
+    fits), the re-queue of a remainder, the dead-letter send of its bad lines; plus the backoff sleeps between
+    Firehose attempts (:data:`BACKOFF_SLACK_SECONDS`).
+    """
+
+    call_seconds: float = CALL_SECONDS
+    end: float | None = None
+
+    def start_invocation(self, remaining_ms: int) -> None:
+        self.end = time.monotonic() + remaining_ms / 1000 - RETURN_MARGIN_SECONDS
+
+    def firehose_start(self) -> float | None:
+        """No PutRecordBatch begins after this: the re-queue and the dead-letter call still fit after it."""
+        return None if self.end is None else self.end - 3 * self.call_seconds - BACKOFF_SLACK_SECONDS
+
+    def queue_start(self) -> float | None:
+        """No SendMessageBatch (re-queue) begins after this: the dead-letter call still fits after it."""
+        return None if self.end is None else self.end - 2 * self.call_seconds
+
+    def too_late(self) -> bool:
+        """Whether a message may no longer be started (its first Firehose call could not begin)."""
+        limit = self.firehose_start()
+        return limit is not None and time.monotonic() > limit
 
 
 @dataclass
@@ -57,16 +109,26 @@ class Drain:
     queue: HandoffQueue          # the hand-off queue itself (re-queued remainders)
     dead_letters: HandoffQueue | None = None
     requeue_delay_seconds: int = REQUEUE_DELAY_SECONDS
+    #: Set by each invocation; ``deliver`` and ``queue`` read it when built by :meth:`from_env` (tests pass theirs).
+    deadline: Deadline = field(default_factory=Deadline)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Drain:
+    def from_env(cls, env: Mapping[str, str] = os.environ, *, firehose: Any = None, sqs: Any = None,
+                 call_seconds: float = CALL_SECONDS) -> Drain:
+        """The drain as its environment configures it; ``firehose``/``sqs`` default to :func:`fast_client`'s, and
+        ``call_seconds`` is one call's worst case with them (tests pass clients with shorter timeouts)."""
         missing = [name for name in (ENV_FIREHOSE_STREAM, ENV_HANDOFF_QUEUE_URL) if not env.get(name)]
         if missing:
             raise ValueError("usage drain configuration is invalid: " + "; ".join(f"{m}: missing" for m in missing))
         dlq = env.get(ENV_HANDOFF_DLQ_URL)
-        return cls(deliver=firehose_deliverer(stream_name=env[ENV_FIREHOSE_STREAM]),
-                   queue=HandoffQueue(queue_url=env[ENV_HANDOFF_QUEUE_URL]),
-                   dead_letters=HandoffQueue(queue_url=dlq) if dlq else None)
+        deadline = Deadline(call_seconds=call_seconds)
+        sqs = sqs or fast_client("sqs")
+        return cls(deliver=firehose_deliverer(stream_name=env[ENV_FIREHOSE_STREAM],
+                                              client=firehose or fast_client("firehose"),
+                                              latest_start=deadline.firehose_start),
+                   queue=HandoffQueue(queue_url=env[ENV_HANDOFF_QUEUE_URL], client=sqs,
+                                      latest_start=deadline.queue_start),
+                   dead_letters=HandoffQueue(queue_url=dlq, client=sqs) if dlq else None, deadline=deadline)
 
 
 _drain: Drain | None = None
@@ -125,6 +187,8 @@ def _keep_aside(drain: Drain, record: SQSRecord, bad: list[BadLine]) -> None:
 
 def drain_record(drain: Drain, record: SQSRecord) -> int:
     """One message into Firehose (see the module docstring); returns the events Firehose accepted."""
+    if drain.deadline.too_late():
+        raise NotTried(f"message {record.message_id}: not started, too little of the invocation is left")
     events, bad = parse_message(record)
     failed = drain.deliver(events) if events else []
     if failed and len(failed) == len(events):
@@ -147,6 +211,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if _drain is None:
         _drain = Drain.from_env()  # a bad configuration raises: every message is retried, then dead-lettered
     drain = _drain
+    drain.deadline.start_invocation(context.get_remaining_time_in_millis())
     drained = 0
 
     def one(record: SQSRecord) -> None:

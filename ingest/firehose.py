@@ -46,15 +46,20 @@ def encode_record(event: dict[str, Any]) -> bytes:
 def chunk_records(records: list[bytes], *, max_records: int = MAX_BATCH_RECORDS,
                   max_bytes: int = MAX_BATCH_BYTES) -> list[list[int]]:
     """Split record indexes into PutRecordBatch calls of at most ``max_records`` records and ``max_bytes`` bytes."""
+    return chunk_sizes([len(record) for record in records], max_records=max_records, max_bytes=max_bytes)
+
+
+def chunk_sizes(sizes: list[int], *, max_records: int, max_bytes: int) -> list[list[int]]:
+    """Split item indexes into groups of at most ``max_records`` items whose ``sizes`` add up to ``max_bytes``."""
     chunks: list[list[int]] = []
     current: list[int] = []
     size = 0
-    for index, record in enumerate(records):
-        if current and (len(current) >= max_records or size + len(record) > max_bytes):
+    for index, item_size in enumerate(sizes):
+        if current and (len(current) >= max_records or size + item_size > max_bytes):
             chunks.append(current)
             current, size = [], 0
         current.append(index)
-        size += len(record)
+        size += item_size
     if current:
         chunks.append(current)
     return chunks

@@ -38,7 +38,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.emit import UNAVAILABLE_RETRY_AFTER, Emitter
-from ingest.firehose import MAX_BATCH_RECORDS, chunk_records, encode_record, firehose_deliverer
+from ingest.firehose import MAX_BATCH_RECORDS, chunk_records, chunk_sizes, encode_record, firehose_deliverer
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,18 @@ def call_seconds(config: Config) -> float:
 CALL_SECONDS = call_seconds(CLIENT_CONFIG)
 
 
+def message_attributes(events: int) -> dict[str, dict[str, str]]:
+    """The attributes of a hand-off message of ``events`` events (the drain reads the format)."""
+    return {FORMAT_ATTRIBUTE: {"DataType": "String", "StringValue": FORMAT},
+            "events": {"DataType": "Number", "StringValue": str(events)}}
+
+
+def attribute_bytes(attributes: dict[str, dict[str, str]]) -> int:
+    """What SQS counts of a message's attributes toward its size limits: each name, data type and value."""
+    return sum(len(name.encode()) + len(a["DataType"].encode()) + len(a.get("StringValue", "").encode())
+               for name, a in attributes.items())
+
+
 def _too_late(latest_start: LatestStart | None) -> bool:
     limit = latest_start() if latest_start is not None else None
     return limit is not None and time.monotonic() > limit
@@ -126,8 +138,9 @@ class HandoffQueue:
                 undelivered.extend(events[i] for i in chunk)
                 continue
             messages.append((chunk, body))
-        for batch in chunk_records([body for _, body in messages], max_records=MAX_BATCH_ENTRIES,
-                                   max_bytes=MAX_BATCH_BYTES):
+        # SQS counts each message's attributes (names, types, values) in the call's size, not only its body.
+        sizes = [len(body) + attribute_bytes(message_attributes(len(indexes))) for indexes, body in messages]
+        for batch in chunk_sizes(sizes, max_records=MAX_BATCH_ENTRIES, max_bytes=MAX_BATCH_BYTES):
             for failed in self._send_batch([messages[i] for i in batch], delay_seconds=delay_seconds):
                 undelivered.extend(events[i] for i in failed[0])
         return undelivered
@@ -141,9 +154,7 @@ class HandoffQueue:
             if _too_late(self.latest_start):
                 break
             entries = [{"Id": str(i), "MessageBody": body.decode("ascii"), "DelaySeconds": delay_seconds,
-                        "MessageAttributes": {
-                            FORMAT_ATTRIBUTE: {"DataType": "String", "StringValue": FORMAT},
-                            "events": {"DataType": "Number", "StringValue": str(len(indexes))}}}
+                        "MessageAttributes": message_attributes(len(indexes))}
                        for i, (indexes, body) in pending.items()]
             try:
                 response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
@@ -196,10 +207,15 @@ class TrackedEmitter(Emitter):
 
 class LambdaDelivery:
     """The Lambda emitter's ``deliver``: Firehose, or (during the hand-off phase) the queue; it notes which events
-    a service accepted (``accepted``) and how many went to the queue (``handed_off``)."""
+    a service accepted (``accepted``, unless ``track`` is off) and how many went to the queue (``handed_off``).
+
+    No call of either begins after ``latest_start`` (``None``: no limit). The container's emitter delivers through
+    one too (``track=False``: nothing clears ``accepted`` there), so its SIGTERM drain bounds every call.
+    """
 
     def __init__(self, *, stream_name: str, firehose: Any, queue: HandoffQueue | None = None,
-                 call_seconds: float = CALL_SECONDS, phase_seconds: float = FIREHOSE_SECONDS) -> None:
+                 call_seconds: float = CALL_SECONDS, phase_seconds: float = FIREHOSE_SECONDS,
+                 track: bool = True) -> None:
         self.latest_start: float | None = None
         self.route = "firehose"
         self.queue = queue
@@ -207,9 +223,11 @@ class LambdaDelivery:
             queue.latest_start = lambda: self.latest_start
         self.call_seconds = call_seconds
         self.phase_seconds = phase_seconds
+        self.firehose = firehose
         self._firehose = firehose_deliverer(stream_name=stream_name, client=firehose,
                                             latest_start=lambda: self.latest_start)
         self.accepted: set[str] = set()
+        self.track = track
         self.handed_off = 0
 
     def __call__(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -217,7 +235,8 @@ class LambdaDelivery:
         failed = self.queue.send(events) if to_queue and self.queue is not None else self._firehose(events)
         refused = {id(event) for event in failed}
         taken = [event for event in events if id(event) not in refused]
-        self.accepted.update(str(event.get("event_id")) for event in taken)
+        if self.track:
+            self.accepted.update(str(event.get("event_id")) for event in taken)
         if to_queue:
             self.handed_off += len(taken)
         return failed

@@ -217,7 +217,7 @@ def _fold_tool_calls(calls: dict[int, dict[str, Any]], deltas: Any) -> int:
         if not isinstance(piece, dict):
             continue
         call = calls.setdefault(_call_index(calls, piece), {"id": None, "name": None, "args": []})
-        function = piece.get("function") if isinstance(piece.get("function"), dict) else {}
+        function: dict[str, Any] = piece["function"] if isinstance(piece.get("function"), dict) else {}
         call["id"] = piece.get("id") or call["id"]
         call["name"] = function.get("name") or call["name"]
         if isinstance(function.get("arguments"), str):

@@ -451,6 +451,22 @@ class DynamoLongPollStore:
             # Expired or never started: nobody can poll it any more. Its usage was billed when it finished.
             log.warning("long-poll request %s finished after its record expired; result dropped", request_id)
 
+    def complete_pending(self, request_id: str, *, result: dict[str, Any]) -> bool:
+        # The same conditional write as claim_run's (status = pending), so of the start failing the call and a
+        # worker claiming it, exactly one wins, whichever order their writes reach the table in.
+        try:
+            self._db.update_item(
+                TableName=self.table_name, Key={PK: {"S": request_id}},
+                UpdateExpression="SET #s = :done, #r = :result", ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "status", "#r": "result"},
+                ExpressionAttributeValues={":done": {"S": "done"}, ":pending": {"S": "pending"},
+                                           ":result": {"S": json.dumps(result)}})
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def claim_run(self, request_id: str, *, team_id: str) -> bool:
         # One conditional write: of any number of deliveries of one job, exactly one sees pending and wins.
         try:

@@ -34,6 +34,15 @@ class MemoryLongPollStore:
             if item is not None:  # expired meanwhile: nobody can claim it any more; its usage was still billed
                 item[2] = result
 
+    def complete_pending(self, request_id: str, *, result: dict[str, Any]) -> bool:
+        with self._lock:
+            self._expire()
+            item = self._items.get(request_id)
+            if item is None or item[2] is not None or len(item) > 3:  # gone, done, or a worker's (running)
+                return False
+            item[2] = result
+            return True
+
     def claim_run(self, request_id: str, *, team_id: str) -> bool:
         with self._lock:
             self._expire()

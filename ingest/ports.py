@@ -106,6 +106,13 @@ class LongPollStore(Protocol):
 
     def complete(self, request_id: str, *, result: dict[str, Any]) -> None: ...
 
+    def complete_pending(self, request_id: str, *, result: dict[str, Any]) -> bool:
+        """Complete an item only while it is still pending, atomically: ``True`` if ``result`` was written (no
+        worker can claim the item any more: :meth:`claim_run` then loses); ``False`` when a worker already claimed
+        it (running or done), or it is gone. The start of a call whose worker invocation may or may not have been
+        queued fails the call only on ``True``, so the call never has both the start's error and the worker's run."""
+        ...
+
     def claim_run(self, request_id: str, *, team_id: str) -> bool:
         """Move a pending item to running, atomically: ``True`` for exactly one caller, ``False`` when the item is
         not pending (another delivery of the same job runs or ran it), expired, unknown or another team's. A worker

@@ -12,6 +12,9 @@ result never polled is still billed) and completes the item for one poll.
 - Lambda may deliver an asynchronous event more than once (and retries failures unless told not to): the claim
   makes a second delivery a no-op, so there is never a second model call nor a second event.
 - A job over the asynchronous payload limit is refused at the start with 413 before anything is parked.
+- A start whose invocation failed may still have had its job queued (a lost answer): it fails the call only with a
+  conditional write on a still-pending item, so either the start's 503 or the worker's run is the call's outcome,
+  never both (one event per call).
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from common.contracts import Team
 from common.errors import PayloadTooLarge, ServiceError, ServiceUnavailable, UpstreamTimeout
 from ingest import fastjson
 from ingest.gateway import LONGPOLL_TTL_SECONDS, Call, Gateway
+from ingest.handoff import CALL_SECONDS, FIREHOSE_SECONDS, RETURN_MARGIN_SECONDS
 from ingest.ports import KeyRecord
 from ingest.providers.base import Usage
-from ingest.routes_seed import build_request, error_result, run_async
+from ingest.routes_seed import PARK_RETRY_DELAYS, build_request, error_result, fail_async, finish_async
 from ingest.usage import placeholder_usage
 
 log = logging.getLogger(__name__)
@@ -45,8 +49,19 @@ JOB_VERSION = 1
 #: Lambda's limit on an asynchronous invocation's payload (raised from 256 KB to 1 MB in October 2025); a job is
 #: kept under it with room to spare, since the service counts the request as it receives it.
 MAX_JOB_BYTES = 1_000_000
-#: Seconds of a worker invocation kept back from the model call: the event's flush and the long-poll write.
-WORKER_RESERVE_SECONDS = 10.0
+#: Room for the long-poll write after the model call: its retry pauses and a second for the writes themselves.
+LONGPOLL_WRITE_SECONDS = sum(PARK_RETRY_DELAYS) + 1.0
+
+
+def worker_reserve(*, call_seconds: float = CALL_SECONDS, phase_seconds: float = FIREHOSE_SECONDS) -> float:
+    """Seconds of a worker invocation kept back from the model call: the long-poll write, then the whole
+    end-of-invocation flush of ingest/handoff.py (a Firehose phase, the two hand-off calls it reserves, the margin
+    for returning), so a model call that takes all its budget still leaves Firehose its phase."""
+    return LONGPOLL_WRITE_SECONDS + phase_seconds + 2 * call_seconds + RETURN_MARGIN_SECONDS
+
+
+#: The reserve with the Lambda's default clients and phase (the handler passes its own delivery's figures).
+WORKER_RESERVE_SECONDS = worker_reserve()
 _RETRY_AFTER = 5
 
 
@@ -127,18 +142,54 @@ class LambdaAsyncRunner:
             log.error("seed async request %s: the worker could not be invoked (%s)", call.request_id, code)
             refused = ServiceUnavailable("the gateway could not start the async call; no model was called, retry "
                                          "shortly", retry_after=_RETRY_AFTER)
-            self.longpoll.complete(call.request_id, result=error_result(refused))
-            raise refused from None
+            if self._fail_if_pending(call, refused, queued_maybe=not _refused_outright(exc)):
+                raise refused from None
+            # The invocation was queued after all (its answer was lost: a read timeout, a retry) and the worker
+            # claimed the item: the call is the worker's, whose event is its one event. The start answers the id.
+
+    def _fail_if_pending(self, call: Call, refused: ServiceUnavailable, *, queued_maybe: bool) -> bool:
+        """Fail the call in the store only while no worker has claimed it (one conditional write): ``True`` if the
+        start must answer ``refused`` (a job delivered later then loses its claim: no model call, no event).
+        ``queued_maybe``: the invocation's failure leaves open whether Lambda queued the job."""
+        try:
+            if self.longpoll.complete_pending(call.request_id, result=error_result(refused)):
+                return True
+        except Exception:  # noqa: BLE001 - the store failed too: only the invocation's error can tell
+            if not queued_maybe:  # nothing was queued, so no worker will run: the start's 503 is the outcome
+                log.exception("seed async request %s: the store could not record the refusal", call.request_id)
+                return True
+            # Answering 503 (and its event) could contradict a worker that does run it; answering the id lets the
+            # poll find out. If no worker ever runs, no model was called and polls see "not ready", then 404.
+            log.exception("seed async request %s: neither the invocation nor the store answered; answering its id",
+                          call.request_id)
+            return False
+        log.warning("seed async request %s: the worker invocation's answer was lost but the worker claimed it",
+                    call.request_id)
+        return False
 
 
-async def run_job(gw: Gateway, job: SeedJob, *, seconds_left: float) -> str:
+def _refused_outright(exc: Exception) -> bool:
+    """Lambda refused the invocation on its one and only attempt (a 4xx, no retry): no job was queued. Anything
+    else (a timeout, a dropped connection, a 5xx, an error after retries) may follow an attempt Lambda queued."""
+    if not isinstance(exc, ClientError):
+        return False
+    meta = exc.response.get("ResponseMetadata", {})
+    return 400 <= int(meta.get("HTTPStatusCode") or 0) < 500 and int(meta.get("RetryAttempts") or 0) == 0
+
+
+async def run_job(gw: Gateway, job: SeedJob, *, seconds_left: float,
+                  reserve_seconds: float = WORKER_RESERVE_SECONDS) -> str:
     """Run one job in the worker: claim its item, call the model, emit the one event, complete the item.
 
-    Returns the outcome (``ok``, ``failed``, ``timeout``, ``refused`` or ``duplicate``: the item was not pending, so
-    another delivery of the job ran it, or it expired; nothing was called or emitted).
+    ``reserve_seconds`` of ``seconds_left`` are kept back from the model call for the long-poll write and the
+    end-of-invocation flush (:func:`worker_reserve`). Returns the outcome (``ok``, ``failed``, ``timeout``,
+    ``refused`` or ``duplicate``: the item was not pending, so another delivery of the job ran it, the start
+    failed it, or it expired; nothing was called or emitted). A failed long-poll write is logged, never raised.
     """
+    deadline = time.monotonic() + seconds_left - reserve_seconds
     if not gw.longpoll.claim_run(job.request_id, team_id=job.team_id):
-        log.info("seed async request %s: already run or expired, nothing to do", job.request_id)
+        log.info("seed async request %s: already run, failed by its start, or expired: nothing to do",
+                 job.request_id)
         return "duplicate"
     call = _rebuild_call(gw, job)
     try:
@@ -149,18 +200,27 @@ async def run_job(gw: Gateway, job: SeedJob, *, seconds_left: float) -> str:
         request = build_request(call, job.body)
         provider = call.route(request)  # the journal entry is this container's: billed even if it is killed
     except Exception as exc:  # noqa: BLE001 - every refusal still gets its event and its poll answer
-        _fail(gw, call, exc)
+        await _fail(call, exc)
         return "refused"
-    budget = seconds_left - WORKER_RESERVE_SECONDS
+    budget = deadline - time.monotonic()  # after the claim and the registry read, which took some of it
+    if budget <= 0:  # a call abandoned at once would still be billed by the provider: not made at all
+        await _fail(call, ServiceUnavailable("the worker had no time left for the model call; no model was "
+                                             "called, retry shortly", retry_after=_RETRY_AFTER))
+        return "refused"
     try:
-        answered = await asyncio.wait_for(run_async(gw, call, provider, request), timeout=max(budget, 0.1))
+        # Only the model call is timed: the event and the long-poll write come after, in the reserve.
+        result = await asyncio.wait_for(provider.invoke(request), timeout=budget)
     except TimeoutError:
         # Abandoned here, not cancelled at the provider, which may still bill it: the event says 504 with the
         # estimated counts of the request (never 0), and the poll gets the same error.
-        _fail(gw, call, UpstreamTimeout(f"the model did not answer within the worker's {max(budget, 0):.0f} s"),
-              usage=placeholder_usage(request))
+        await _fail(call, UpstreamTimeout(f"the model did not answer within the worker's {budget:.0f} s"),
+                    usage=placeholder_usage(request))
         return "timeout"
-    return "ok" if answered else "failed"
+    except Exception as exc:  # noqa: BLE001 - a model error reaches the poll and the event
+        await _fail(call, exc)
+        return "failed"
+    await finish_async(gw, call, result)
+    return "ok"
 
 
 def _rebuild_call(gw: Gateway, job: SeedJob) -> Call:
@@ -174,9 +234,8 @@ def _rebuild_call(gw: Gateway, job: SeedJob) -> Call:
                 event_id=job.event_id)
 
 
-def _fail(gw: Gateway, call: Call, exc: BaseException, *, usage: Usage | None = None) -> None:
-    call.fail(exc, usage=usage)
-    gw.longpoll.complete(call.request_id, result=error_result(exc))
+async def _fail(call: Call, exc: BaseException, *, usage: Usage | None = None) -> None:
+    await fail_async(call.gw, call, exc, usage=usage)
     if not isinstance(exc, ServiceError):
         log.exception("seed async request %s failed in the worker", call.request_id, exc_info=exc)
 

@@ -48,7 +48,15 @@ from common.constants import (
 from common.lake import Lake
 from ingest.alerts_aws import AwsAlerts
 from ingest.app import create_app
-from ingest.async_worker import LambdaAsyncRunner, SeedJob, invoke_client, is_job, run_job, worker_function
+from ingest.async_worker import (
+    LambdaAsyncRunner,
+    SeedJob,
+    invoke_client,
+    is_job,
+    run_job,
+    worker_function,
+    worker_reserve,
+)
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
 from ingest.emit import Emitter
 from ingest.firehose import MAX_BATCH_RECORDS
@@ -231,8 +239,12 @@ def _run_worker(runtime: Runtime, event: dict[str, Any], context: Any) -> dict[s
     except (TypeError, ValueError) as exc:  # not ours to retry: logged and dropped, nothing was called
         logger.error("malformed seed async job", extra={"reason": str(exc)})
         return {"statusCode": 400, "headers": {}, "body": json.dumps({"outcome": "malformed"})}
+    # Kept back from the model call: this unit's own flush phases (its clients' call time, its flush_seconds).
+    reserve = (worker_reserve(call_seconds=runtime.delivery.call_seconds, phase_seconds=runtime.delivery.phase_seconds)
+               if runtime.delivery is not None else worker_reserve())
     loop = asyncio.get_event_loop()
-    outcome = loop.run_until_complete(run_job(runtime.gateway, job, seconds_left=_remaining_seconds(context)))
+    outcome = loop.run_until_complete(run_job(runtime.gateway, job, seconds_left=_remaining_seconds(context),
+                                              reserve_seconds=reserve))
     metrics.add_metric(name="SeedAsyncJobs", unit=MetricUnit.Count, value=1)
     if outcome in ("timeout", "refused", "failed"):
         metrics.add_metric(name="SeedAsyncJobFailures", unit=MetricUnit.Count, value=1)
@@ -277,6 +289,23 @@ def _deliver_usage(runtime: Runtime, event: dict[str, Any], context: Any,
     return response, outcome
 
 
+def _deliver_anyway(runtime: Runtime, event: dict[str, Any], context: Any) -> None:
+    """The end-of-invocation delivery of an invocation that raises: the events it emitted before the exception
+    (a worker's billed call, an API call's event) still go to Firehose or the queue, not only to this container's
+    spool, and what neither took is counted in ``UsageNotRecorded``. The exception is the caller's to re-raise."""
+    try:
+        _finish_background(runtime, context)
+        _, delivered = _deliver_usage(runtime, event, context, {"statusCode": 500})
+        if delivered.unrecorded:
+            logger.error("usage not recorded: the invocation failed", extra={
+                "events": len(delivered.unrecorded), "event_ids": delivered.unrecorded,
+                "events_spooled": runtime.emitter.pending_events()})
+            delivered.replaced = True  # counted as a call whose usage is not recorded
+        _spend_metrics(runtime, 0, delivered)
+    except Exception:  # noqa: BLE001 - the invocation's own exception is the one to surface
+        logger.exception("end-of-invocation delivery failed after the invocation raised")
+
+
 def _spend_metrics(runtime: Runtime, alerts_undelivered: int, delivered: FlushOutcome | None = None) -> None:
     """``SpendStoreErrors``, ``BudgetAlertDeliveryFailures``, ``UsageEventsHandedOff`` and ``UsageNotRecorded`` of
     this invocation, with the dimensions the unit's alarms select on (``service``, ``business_unit``;
@@ -306,8 +335,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric(name="ConfigurationErrors", unit=MetricUnit.Count, value=1)
         return {"statusCode": 500, "headers": {"content-type": "application/json"}, "isBase64Encoded": False,
                 "body": json.dumps({"message": "the gateway is misconfigured; its operators have been told"})}
-    response = _run_worker(runtime, event, context) if is_job(event) else runtime.adapter(event, context)
-    background = _finish_background(runtime, context)
+    try:
+        response = _run_worker(runtime, event, context) if is_job(event) else runtime.adapter(event, context)
+        background = _finish_background(runtime, context)
+    except BaseException:
+        _deliver_anyway(runtime, event, context)
+        raise
     response, delivered = _deliver_usage(runtime, event, context, response)
     flushed = delivered.flushed
     alerts_undelivered = _flush_alerts(runtime, context)

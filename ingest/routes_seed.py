@@ -7,6 +7,8 @@ responses and the same async ("streaming") long-poll flow.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from fastapi import Request
@@ -17,7 +19,13 @@ from ingest.auth import authenticate, check_model_allowed, check_team_header
 from ingest.gateway import LONGPOLL_TTL_SECONDS, REQUEST_ID_HEADER, Call, Gateway, json_response, read_json
 from ingest.http import GatewayApp
 from ingest.openapi_docs import SEED_INVOKE, SEED_LIST
-from ingest.providers.base import ModelRequest, ModelResult, Provider
+from ingest.providers.base import ModelRequest, ModelResult, Provider, Usage
+
+log = logging.getLogger(__name__)
+
+#: Pauses between attempts to park a result (on top of the store client's own retries): brief, since it runs in
+#: the time an invocation keeps back for delivering the call's event (ingest/async_worker.py).
+PARK_RETRY_DELAYS = (0.1, 0.3)
 
 _OPERATIONS = {None: None, "": None, "embeddings": "embeddings", "embeddings-image": "image_embeddings",
                "image": "image"}
@@ -124,12 +132,43 @@ async def run_async(gw: Gateway, call: Call, provider: Provider, request: ModelR
     try:
         result = await provider.invoke(request)
     except Exception as exc:  # noqa: BLE001 - the task must record the outcome whatever it is
-        call.fail(exc)
-        gw.longpoll.complete(call.request_id, result=error_result(exc))
+        await fail_async(gw, call, exc)
         return False
-    call.finish(status="ok", http_status=200, usage=result.usage)
-    gw.longpoll.complete(call.request_id, result={"status": 200, "body": [shape_result(result, call.operation)]})
+    await finish_async(gw, call, result)
     return True
+
+
+async def finish_async(gw: Gateway, call: Call, result: ModelResult) -> None:
+    """Emit the answered call's event, then park its result for one poll."""
+    call.finish(status="ok", http_status=200, usage=result.usage)
+    await park_result(gw, call.request_id, {"status": 200, "body": [shape_result(result, call.operation)]})
+
+
+async def fail_async(gw: Gateway, call: Call, exc: BaseException, *, usage: Usage | None = None) -> None:
+    """Emit the failed call's event (``usage``: what the provider did before it failed), then park its error."""
+    call.fail(exc, usage=usage)
+    await park_result(gw, call.request_id, error_result(exc))
+
+
+async def park_result(gw: Gateway, request_id: str, result: dict[str, Any]) -> bool:
+    """Complete the long-poll item, retried briefly; ``False`` (logged, never raised) if the store kept failing.
+
+    It runs after the call's event was emitted: an exception here would skip the end-of-invocation delivery of
+    that event (the Lambda handler) or die unseen in a background task. A result that could not be parked leaves
+    the item ``running``: polls see "not ready" until it expires, then 404; the call is billed all the same.
+    """
+    for attempt, pause in enumerate((*PARK_RETRY_DELAYS, None), start=1):
+        try:
+            gw.longpoll.complete(request_id, result=result)
+            return True
+        except Exception as exc:  # noqa: BLE001 - any store failure: the event is out, the poll result is not
+            log.warning("long-poll result of %s not written (%s), attempt %d/%d", request_id,
+                        type(exc).__name__, attempt, len(PARK_RETRY_DELAYS) + 1)
+        if pause is not None:
+            await asyncio.sleep(pause)
+    log.error("long-poll result of %s lost: its polls see 'not ready' until the item expires; the call's usage "
+              "event was emitted", request_id)
+    return False
 
 
 def _poll(gw: Gateway, call: Call, request_id: str) -> Response:

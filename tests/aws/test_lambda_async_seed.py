@@ -8,11 +8,12 @@ payload is captured and then run through ``handler`` in-process, as Lambda would
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
@@ -34,11 +36,23 @@ from common.constants import (
 )
 from common.contracts import Team
 from ingest import async_worker, lambda_handler
-from ingest.async_worker import JOB_MARKER, WORKER_RESERVE_SECONDS, worker_function
+from ingest.async_worker import (
+    JOB_MARKER,
+    LONGPOLL_WRITE_SECONDS,
+    WORKER_RESERVE_SECONDS,
+    SeedJob,
+    run_job,
+    worker_function,
+    worker_reserve,
+)
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
+from ingest.firehose import MAX_BATCH_RECORDS
+from ingest.handoff import HandoffQueue, LambdaDelivery, TrackedEmitter, flush_invocation
 from ingest.lambda_handler import GatewaySettings, build_runtime, handler
 from ingest.longpoll import MemoryLongPollStore
+from ingest.routes_seed import PARK_RETRY_DELAYS
 from tests.aws.conftest import BUCKET, REGION, STREAM, create_table, load_event
+from tests.aws.test_firehose import make_events
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 FUNCTION = "modelmeter-gateway"
@@ -136,10 +150,12 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, 
 
 
 @contextmanager
-def _installed(aws: tuple[Any, Any, str], bedrock: Any, *, stub_bedrock: bool = True) -> Iterator[Unit]:
-    """The container's runtime, as ``handler`` builds it from the environment, with Bedrock and Lambda seams."""
+def _installed(aws: tuple[Any, Any, str], bedrock: Any, *, stub_bedrock: bool = True, lambda_client: Any = None,
+               dynamodb: Any = None) -> Iterator[Unit]:
+    """The container's runtime, as ``handler`` builds it from the environment, with Bedrock and Lambda seams
+    (``lambda_client``: a real client of its own instead of the Stubber; ``dynamodb``: the gateway's client)."""
     _, s3, secret = aws
-    lam = boto3.client("lambda", region_name=REGION)
+    lam = lambda_client or boto3.client("lambda", region_name=REGION)
     jobs: list[bytes] = []
     # Stubber checks the call's shape; this hook keeps the payload Lambda would deliver to the worker.
     lam.meta.events.register("provide-client-params.lambda.Invoke",
@@ -147,8 +163,10 @@ def _installed(aws: tuple[Any, Any, str], bedrock: Any, *, stub_bedrock: bool = 
     bedrock_stub = Stubber(bedrock)
     if stub_bedrock:
         bedrock_stub.activate()
-    with Stubber(lam) as invoke_stub:
-        runtime = build_runtime(settings=GatewaySettings.from_env(), bedrock_client=bedrock, lambda_client=lam)
+    invoke_stub = Stubber(lam)
+    with invoke_stub if lambda_client is None else nullcontext():
+        runtime = build_runtime(settings=GatewaySettings.from_env(), bedrock_client=bedrock, lambda_client=lam,
+                                dynamodb=dynamodb)
         lambda_handler.set_runtime(runtime)
         try:
             yield Unit(secret=secret, bedrock=bedrock_stub, invoke=invoke_stub, s3=s3, jobs=jobs)
@@ -363,3 +381,250 @@ def test_claim_run_is_won_once_only_for_a_pending_item_of_the_team(aws: tuple[An
         now[0] += 901
         assert not store.claim_run("r2", team_id="search")  # expired: no item left to complete
         assert not store.claim_run("never-started", team_id="search")
+
+
+# --- the long-poll write failing after the event was emitted -------------------------------------------------------
+
+class ThrottledWrites:
+    """The gateway's DynamoDB client (moto), whose UpdateItem calls that ``match`` get DynamoDB's real throttling
+    error (through a Stubber-backed client, so it is the exception botocore raises) while ``on``."""
+
+    def __init__(self, client: Any, match: Any) -> None:
+        self._client, self._match, self.on, self.throttled = client, match, True, 0
+        self._failing = boto3.client("dynamodb", region_name=REGION)
+        self._stub = Stubber(self._failing)
+        self._stub.activate()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if not (self.on and self._match(kwargs)):
+            return self._client.update_item(**kwargs)
+        self.throttled += 1
+        self._stub.add_client_error("update_item", service_error_code="ProvisionedThroughputExceededException",
+                                    service_message="The level of configured provisioned throughput for the table "
+                                    "was exceeded.", http_status_code=400)
+        return self._failing.update_item(**kwargs)
+
+
+def _sets(value: str) -> Any:
+    return lambda kwargs: value in kwargs.get("ExpressionAttributeValues", {})
+
+
+def test_a_result_write_failing_after_the_worker_emitted_still_delivers_the_event(aws: tuple[Any, Any, str]) -> None:
+    # GIVEN a worker whose long-poll result writes are all throttled (its claim is not)
+    throttled = ThrottledWrites(aws[0], match=_sets(":result"))
+    with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
+        _expect_invoke(unit)
+        request_id = json.loads(unit.start()["body"])[0]["request_id"]
+        _expect_converse(unit)
+        # WHEN the job runs: the model answers, the event is emitted, then the result cannot be parked
+        ran = unit.run_worker(unit.jobs[0])
+        # THEN the invocation does not raise; the write was tried again briefly; the event reached Firehose → S3
+        assert json.loads(ran["body"]) == {"outcome": "ok"}
+        assert throttled.throttled == 1 + len(PARK_RETRY_DELAYS)
+        (event,) = unit.events()
+        assert (event["request_id"], event["status"], event["input_tokens"]) == (request_id, "ok", 12)
+        assert lambda_handler._runtime is not None and lambda_handler._runtime.emitter.pending_events() == 0
+        # AND the poll sees "not ready" (the item stays running until it expires, as docs/aws-runtime.md says),
+        # and another delivery of the job calls nothing and bills nothing
+        throttled.on = False
+        assert json.loads(unit.poll(request_id)["body"]) == [{"request_id": request_id}]
+        assert json.loads(unit.run_worker(unit.jobs[0])["body"]) == {"outcome": "duplicate"}
+        assert len(unit.events()) == 1
+
+
+# The raising invocation publishes no application metric of its own; Powertools warns about that, rightly.
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_an_invocation_that_raises_still_delivers_its_spooled_events(aws: tuple[Any, Any, str]) -> None:
+    # GIVEN a container whose spool holds an event (left by an earlier invocation), and a throttled claim
+    throttled = ThrottledWrites(aws[0], match=_sets(":running"))
+    with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
+        _expect_invoke(unit)
+        request_id = json.loads(unit.start()["body"])[0]["request_id"]
+        runtime = lambda_handler._runtime
+        assert runtime is not None
+        earlier = make_events(1)[0]
+        runtime.emitter.emit(earlier)
+        # WHEN the job's claim fails: the handler raises, so that Lambda retries the job
+        with pytest.raises(ClientError):
+            unit.run_worker(unit.jobs[0])
+        # THEN the invocation's end-of-invocation delivery ran all the same
+        assert [e["event_id"] for e in unit.events()] == [earlier["event_id"]]
+        assert runtime.emitter.pending_events() == 0
+        # AND Lambda's retry runs the call once
+        throttled.on = False
+        _expect_converse(unit)
+        assert json.loads(unit.run_worker(unit.jobs[0])["body"]) == {"outcome": "ok"}
+        assert sorted(e["request_id"] for e in unit.events()) == sorted([earlier["request_id"], request_id])
+
+
+# --- the start's invocation answer lost --------------------------------------------------------------------------
+
+class LostAnswerLambda:
+    """Lambda's Invoke API on 127.0.0.1 that takes each job and answers too late for the client's read timeout (the
+    answer is lost, the job was queued): ``on_job`` runs with the payload first, as Lambda may run the worker."""
+
+    def __init__(self, on_job: Any) -> None:
+        self._released = threading.Event()
+        released = self._released
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                on_job(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                released.wait(10)  # no answer while the client waits
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.client = boto3.client("lambda", region_name=REGION, endpoint_url=(
+            f"http://127.0.0.1:{self._httpd.server_address[1]}"), config=Config(
+            connect_timeout=1, read_timeout=0.3, retries={"mode": "standard", "total_max_attempts": 1}))
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self._released.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _run_elsewhere(payload: bytes) -> None:
+    # Another container's worker, at once: the same code as the handler's worker path, in the server's thread.
+    assert lambda_handler._runtime is not None
+    asyncio.run(run_job(lambda_handler._runtime.gateway, SeedJob.decode(json.loads(payload)), seconds_left=25))
+
+
+def test_a_lost_invoke_answer_whose_worker_ran_is_answered_as_started_and_billed_once(
+        aws: tuple[Any, Any, str]) -> None:
+    lost = LostAnswerLambda(on_job=_run_elsewhere)
+    try:
+        with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION),
+                        lambda_client=lost.client) as unit:
+            _expect_converse(unit)
+            # WHEN the start's invocation times out after Lambda queued the job and the worker ran it
+            started = unit.start()
+            # THEN the start answers the request id (not 503), emits nothing: the worker's event is the one event
+            assert started["statusCode"] == 200, started
+            (answer,) = json.loads(started["body"])
+            request_id = answer["request_id"]
+            unit.bedrock.assert_no_pending_responses()
+            (event,) = unit.events()
+            assert (event["request_id"], event["status"], event["input_tokens"]) == (request_id, "ok", 12)
+            assert event["event_id"] == json.loads(unit.jobs[0])["event_id"]
+            # AND the poll gets the worker's text
+            polled = unit.poll(request_id)
+            assert json.loads(polled["body"]) == [{"generated_text": "Paris is the capital of France."}]
+    finally:
+        lost.close()
+
+
+def test_a_lost_invoke_answer_before_the_worker_ran_fails_the_call_and_the_late_job_runs_nothing(
+        aws: tuple[Any, Any, str]) -> None:
+    lost = LostAnswerLambda(on_job=lambda payload: None)
+    try:
+        with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION),
+                        lambda_client=lost.client) as unit:
+            # WHEN the start's invocation times out and no worker has claimed the item yet
+            started = unit.start()
+            # THEN the start fails the call: 503, one error event with no tokens
+            assert started["statusCode"] == 503, started
+            assert "no model was called" in json.loads(started["body"])["message"]
+            (event,) = unit.events()
+            assert (event["status"], event["http_status"], event["input_tokens"]) == ("upstream_error", 503, 0)
+            # WHEN Lambda delivers the job after all (no Bedrock answer is queued: a model call would fail)
+            ran = unit.run_worker(unit.jobs[0])
+            # THEN its claim loses: no model call, no second event; the poll gets the start's 503
+            assert json.loads(ran["body"]) == {"outcome": "duplicate"}
+            assert len(unit.events()) == 1
+            assert unit.poll(event["request_id"])["statusCode"] == 503
+    finally:
+        lost.close()
+
+
+def test_complete_pending_wins_only_while_no_worker_claimed_the_item(aws: tuple[Any, Any, str]) -> None:
+    refused = {"status": 503, "body": {"message": "no model was called", "type": "service_unavailable"}}
+    answered = {"status": 200, "body": [{"generated_text": "ok"}]}
+    dynamo = DynamoLongPollStore(table_name="modelmeter-longpoll", client=aws[0])
+    for store in (dynamo, MemoryLongPollStore()):
+        # the start fails a pending call first: a later delivery of its job loses the claim
+        store.start("p1", team_id="search", ttl_seconds=900)
+        assert store.complete_pending("p1", result=refused)
+        assert not store.claim_run("p1", team_id="search")
+        assert store.claim("p1", team_id="search") == refused
+        # the worker claimed first: the start's write loses, before and after the worker completes
+        store.start("p2", team_id="search", ttl_seconds=900)
+        assert store.claim_run("p2", team_id="search")
+        assert not store.complete_pending("p2", result=refused)
+        store.complete("p2", result=answered)
+        assert not store.complete_pending("p2", result=refused)
+        assert store.claim("p2", team_id="search") == answered
+        assert not store.complete_pending("never-started", result=refused)
+
+
+# --- the worker's reserve -----------------------------------------------------------------------------------------
+
+def test_the_worker_reserve_leaves_firehose_its_phase_with_a_handoff_queue(aws: tuple[Any, Any, str],
+                                                                           tmp_path: Path) -> None:
+    # GIVEN the Lambda's delivery with its default call time and phase, Firehose → S3 and a hand-off queue (moto)
+    _, s3, _ = aws
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="modelmeter-usage-handoff")["QueueUrl"]
+    delivery = LambdaDelivery(stream_name=STREAM, firehose=boto3.client("firehose", region_name=REGION),
+                              queue=HandoffQueue(queue_url=queue_url, client=sqs))
+    emitter = TrackedEmitter(deliver=delivery, spool_dir=tmp_path / "spool", batch_size=MAX_BATCH_RECORDS,
+                             start=False)
+    event = make_events(1)[0]
+    emitter.emit(event)
+    try:
+        # WHEN a model call used all of its budget and the result write its allowance: what is left is the flush's
+        left = worker_reserve() - LONGPOLL_WRITE_SECONDS
+        assert left == WORKER_RESERVE_SECONDS - LONGPOLL_WRITE_SECONDS
+        outcome = flush_invocation(emitter, delivery, remaining_seconds=left)
+    finally:
+        emitter.close(timeout=1)
+    # THEN Firehose was tried and took the event; nothing went to the queue
+    assert outcome.flushed and outcome.unrecorded == [] and outcome.handed_off == 0
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    lake = [json.loads(line) for key in keys
+            for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines() if line]
+    assert [e["event_id"] for e in lake] == [event["event_id"]]
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_a_refused_invocation_with_the_store_failing_too_is_still_a_503_with_its_event(
+        aws: tuple[Any, Any, str]) -> None:
+    # GIVEN the start's conditional write throttled, and Lambda refusing the invocation outright (403, no retry)
+    throttled = ThrottledWrites(aws[0], match=lambda kw: _sets(":pending")(kw) and _sets(":result")(kw))
+    with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
+        unit.invoke.add_client_error("invoke", service_error_code="AccessDeniedException", http_status_code=403,
+                                     service_message="not authorized to perform: lambda:InvokeFunction")
+        started = unit.start()
+        # THEN no job was queued, so the start's refusal is the outcome: 503 and its one event
+        assert started["statusCode"] == 503 and throttled.throttled == 1
+        (event,) = unit.events()
+        assert (event["status"], event["http_status"], event["input_tokens"]) == ("upstream_error", 503, 0)
+
+
+def test_a_lost_invoke_answer_with_the_store_failing_too_answers_the_id_and_the_late_job_bills_it(
+        aws: tuple[Any, Any, str]) -> None:
+    # GIVEN the start's conditional write throttled, and the invocation's answer lost (the job may be queued)
+    throttled = ThrottledWrites(aws[0], match=lambda kw: _sets(":pending")(kw) and _sets(":result")(kw))
+    lost = LostAnswerLambda(on_job=lambda payload: None)
+    try:
+        with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled,
+                        lambda_client=lost.client) as unit:
+            started = unit.start()
+            # THEN the start cannot know whether a worker will run: it answers the id and emits nothing
+            assert started["statusCode"] == 200, started
+            request_id = json.loads(started["body"])[0]["request_id"]
+            assert throttled.throttled == 1 and unit.events() == []
+            # WHEN Lambda delivers the job after all, THEN the worker runs it and its event is the call's one event
+            _expect_converse(unit)
+            assert json.loads(unit.run_worker(unit.jobs[0])["body"]) == {"outcome": "ok"}
+            assert [(e["request_id"], e["status"]) for e in unit.events()] == [(request_id, "ok")]
+            assert json.loads(unit.poll(request_id)["body"]) == [{"generated_text": "Paris is the capital of France."}]
+    finally:
+        lost.close()

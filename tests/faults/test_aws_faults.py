@@ -20,6 +20,7 @@ import pytest
 from botocore.stub import Stubber
 
 from ingest.firehose import encode_record
+from ingest.routes_seed import PARK_RETRY_DELAYS
 from tests.aws.conftest import REGION, STREAM, load_event
 from tests.aws.handoff_env import LONGPOLL, ClockContext, Unit, open_unit, request_id, short_client
 from tests.aws.test_firehose import FlakyFirehose, make_events
@@ -261,3 +262,32 @@ def test_containers_never_invoked_again_lose_no_answered_call(unit: Unit) -> Non
     row = tally("lambda: containers die, firehose flaps", [outcome(r) for r in answered], unit.lake_events())
     _clean(row)
     assert row["events"] == 12
+
+
+def test_dynamodb_throttling_the_long_poll_result_write_still_delivers_the_call_once(unit: Unit) -> None:
+    # GIVEN the long-poll table throttling its result writes (UpdateItem) while a seed async call runs
+    ddb = ThrottledLongPoll(unit.ddb, operations=("update_item",))
+    unit.container(dynamodb=ddb)
+    unit.expect_converse()
+    ddb.on = True
+    # WHEN the call starts, its model answers and its event is emitted, but the result cannot be parked
+    started = unit.call(streaming=True)
+    ddb.on = False
+    # THEN the start is answered and the write was tried again briefly, never raised out of the invocation
+    assert started["statusCode"] == 200, started
+    rid = json.loads(started["body"])[0]["request_id"]
+    assert ddb.throttled == ["update_item"] * (1 + len(PARK_RETRY_DELAYS))
+    # AND the poll sees "not ready" (the item stays pending until it expires): the result is lost, not the usage
+    event = load_event("apigw_rest_invoke_model")
+    poll = unit.call(streaming=True, body="{}",
+                     queryStringParameters={**event["queryStringParameters"], "requestId": rid},
+                     multiValueQueryStringParameters={**event["multiValueQueryStringParameters"], "requestId": [rid]})
+    assert json.loads(poll["body"]) == [{"request_id": rid}]
+    # AND once the container is gone and the drain has run, the call has exactly one event, with its tokens
+    unit.kill_container()
+    unit.drain()
+    events = unit.lake_events()
+    assert [(e["status"], e["input_tokens"]) for e in events if e["request_id"] == rid] == [("ok", 12)]
+    row = tally("lambda: long-poll result write throttled",
+                [Outcome(kind="seed_async", status=200, request_id=rid, body=started["body"].encode())], events)
+    _clean(row)

@@ -31,6 +31,7 @@ from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common.constants import DYNAMO_PARTITION_KEY as PK
@@ -413,6 +414,11 @@ class DynamoTenantRegistry:
         return _from_item(item) if item else None
 
 
+#: The long-poll table's client: at most 1 s to connect and 2 s to read, two attempts (botocore's defaults: 60 s).
+LONGPOLL_CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=2,
+                                retries={"mode": "standard", "total_max_attempts": 2})
+
+
 class DynamoLongPollStore:
     """Results of the seed's async flow in DynamoDB (implements :class:`ingest.ports.LongPollStore`).
 
@@ -424,7 +430,8 @@ class DynamoLongPollStore:
 
     def __init__(self, *, table_name: str, client: Any = None, clock: Any = time.time):
         self.table_name = table_name
-        self._db = client or boto3.client("dynamodb")
+        # Fail fast (as the spend counters do): a hanging table must not eat a worker's reserve or a start's time.
+        self._db = client or boto3.client("dynamodb", config=LONGPOLL_CLIENT_CONFIG)
         self._clock = clock
 
     def start(self, request_id: str, *, team_id: str, ttl_seconds: int) -> None:

@@ -18,7 +18,7 @@ from common.lake import Lake
 from tests.transform.conftest import DAY, IMAGE_MODEL, MIDNIGHT, NOON, NOW, UNKNOWN_MODEL, event, read_table
 from transforms import reference, run
 from transforms.inputs import find_inputs
-from transforms.proofs import prove
+from transforms.proofs import prove, scan_sql
 from transforms.rules import ColumnStats, Rule, rules
 
 
@@ -141,3 +141,21 @@ def test_a_rule_proven_by_statistics_is_one_the_bounds_allow_no_row_to_break():
     assert cast.proven_by(ColumnStats(4, 4)) and not cast.proven_by(None)
     assert all(r.proven_by(ColumnStats(0, 0)) for r in by_name.values())  # an empty row group breaks nothing
     assert BY_NAME["token_source"].default == "exact"  # defaults are applied before proving (transforms/proofs.py)
+
+
+def test_the_suspects_pass_spells_each_allowed_set_rule_so_it_breaks_for_exactly_the_rows_problem_sql_does():
+    # GIVEN every allowed-set rule and, per column, each allowed value, values outside the set and NULL
+    con = duckdb.connect()
+    allowed = [r for r in rules(day=DAY, now=NOW) if r.check == "allowed"]
+    assert allowed and all(r.values for r in allowed)
+    for rule in allowed:
+        values = [*rule.values, "", "other", "it's", rule.values[0].upper() + "x", None]
+        con.execute(f"create or replace table t as select unnest(?::varchar[]) as {rule.column}", [values])
+        # WHEN the row-by-row check of stg_suspects (scan_sql) and the rule's own SQL are evaluated over them
+        rows = con.execute(f"select {rule.column}, ({rule.problem_sql}), ({scan_sql(rule)}) from t").fetchall()
+        # THEN both are true, false or NULL (no problem) for the same rows, and the scan has no NOT IN list
+        assert [(v, p) for v, p, _ in rows] == [(v, q) for v, _, q in rows], rule.name
+        assert sum(bool(p) for _, p, _ in rows) == 4 and [p for v, p, _ in rows if v is None] == [None]
+        assert " not in " not in scan_sql(rule)
+    others = [r for r in rules(day=DAY, now=NOW) if r.check != "allowed"]
+    assert all(scan_sql(r) == r.problem_sql for r in others)  # every other rule is read as written

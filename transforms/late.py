@@ -263,7 +263,7 @@ def rerun_since(*, lake: Lake, date_from: date, date_to: date, since: datetime) 
         infos = lake.list_file_infos(RUN_MANIFESTS, f"{_PARTITION}{day.isoformat()}", suffix=".json")
         # S3 lists whole seconds: a manifest of the same second as ``since`` is placed by its own finished_at
         before = [i for i in infos if (i.mtime_ns or 0) <= cutoff - _LISTED_SECOND]
-        after = []
+        after: list[pafs.FileInfo] = []
         for info in (i for i in infos if (i.mtime_ns or 0) > cutoff - _LISTED_SECOND):
             manifest = _read(lake, info)
             finished = _time_ns(manifest, "finished_at") if manifest else None

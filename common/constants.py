@@ -148,3 +148,7 @@ METRIC_HANDOFF_MESSAGES_FAILED = "HandoffMessagesFailed"
 ENV_HANDOFF_DLQ_URL = "MODELMETER_HANDOFF_DLQ_URL"
 #: Seconds each end-of-invocation delivery phase of the gateway Lambda may take (Firehose, then the queue; default 5).
 ENV_FLUSH_SECONDS = "MODELMETER_FLUSH_SECONDS"
+
+# The scheduled transform's late data (transforms/lambda_handler.py): days of look-back, late days per run at most.
+ENV_LOOKBACK_DAYS = "MODELMETER_TRANSFORM_LOOKBACK_DAYS"
+ENV_MAX_LATE_DAYS = "MODELMETER_TRANSFORM_MAX_LATE_DAYS"

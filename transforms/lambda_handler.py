@@ -46,6 +46,8 @@ from common.constants import (
     ENV_ALERT_TOPIC_ARN,
     ENV_BUSINESS_UNIT,
     ENV_LAKE,
+    ENV_LOOKBACK_DAYS,
+    ENV_MAX_LATE_DAYS,
     ENV_SPEND_TABLE,
     ENV_TENANT_TABLE,
     ENV_TRANSFORM_ENGINE,
@@ -77,10 +79,7 @@ MAX_DAYS = 31
 #: Seconds the run gives the budget alerts of its correction to reach SNS and EventBridge (retries included).
 ALERT_FLUSH_SECONDS = 20.0
 #: How many days back a scheduled run looks for late data, and how many late days it transforms at most (each is a
-#: whole day's transform; the rest wait for the next run). Environment variables of the function (defaults below);
-#: they belong in common/constants.py beside the others once infra sets them.
-ENV_LOOKBACK_DAYS = "MODELMETER_TRANSFORM_LOOKBACK_DAYS"
-ENV_MAX_LATE_DAYS = "MODELMETER_TRANSFORM_MAX_LATE_DAYS"
+#: whole day's transform; the rest wait for the next run): ENV_LOOKBACK_DAYS and ENV_MAX_LATE_DAYS, defaults below.
 DEFAULT_LOOKBACK_DAYS = 35
 DEFAULT_MAX_LATE_DAYS = 7
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -225,3 +227,26 @@ def open_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Unit]
 
 def request_id(response: dict[str, Any]) -> str:
     return {k.lower(): v for k, v in response["headers"].items()}["x-request-id"]
+
+
+class HangingServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers: a service that hangs."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections.append(conn)  # held open, never answered
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self.connections:
+            conn.close()

@@ -6,8 +6,6 @@ gauge that fails at exit does not skip the drain, and counting the spool survive
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,33 +23,10 @@ from ingest.firehose import firehose_deliverer
 from ingest.handoff import CALL_SECONDS, HandoffQueue, LambdaDelivery, call_seconds
 from ingest.lambda_handler import GatewaySettings
 from tests.aws.conftest import REGION, STREAM
-from tests.aws.handoff_env import TEST_CALL_SECONDS, short_client
+from tests.aws.handoff_env import TEST_CALL_SECONDS, HangingServer, short_client
 
 #: What a drain may take past its budget: its bookkeeping (segments read, the spool lock released), never a call.
 MARGIN_SECONDS = 0.3
-
-
-class HangingServer:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers: a Firehose that hangs."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections.append(conn)  # held open, never answered
-
-    def close(self) -> None:
-        self._sock.close()
-        for conn in self.connections:
-            conn.close()
 
 
 @pytest.fixture

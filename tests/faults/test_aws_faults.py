@@ -9,8 +9,6 @@ Each case adds a row to the table printed at the end of the run (tests/faults/co
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,15 @@ from botocore.stub import Stubber
 from ingest.firehose import encode_record
 from ingest.routes_seed import PARK_RETRY_DELAYS
 from tests.aws.conftest import REGION, STREAM, load_event
-from tests.aws.handoff_env import LONGPOLL, ClockContext, Unit, open_unit, request_id, short_client
+from tests.aws.handoff_env import (
+    LONGPOLL,
+    ClockContext,
+    HangingServer,
+    Unit,
+    open_unit,
+    request_id,
+    short_client,
+)
 from tests.aws.test_firehose import FlakyFirehose, make_events
 
 from .harness import Outcome, tally
@@ -39,30 +45,6 @@ def unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Unit]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with open_unit(tmp_path, monkeypatch) as opened:
         yield opened
-
-
-class HangingServer:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers: a service that hangs."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections.append(conn)  # held open, never read from or written to
-
-    def close(self) -> None:
-        self._sock.close()
-        for conn in self.connections:
-            conn.close()
 
 
 @pytest.fixture

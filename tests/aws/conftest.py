@@ -16,6 +16,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from common.contracts import Team
+from ingest.dynamo import DynamoTenantRegistry
+
 EVENTS = Path(__file__).parent / "events"
 REGION = "us-east-1"
 STREAM = "modelmeter-usage"
@@ -41,6 +44,25 @@ def create_table(client: Any, name: str, *, ttl: bool = False) -> None:
     if ttl:
         client.update_time_to_live(TableName=name, TimeToLiveSpecification={
             "Enabled": True, "AttributeName": DYNAMO_TTL_ATTRIBUTE})
+
+
+def gateway_resources() -> tuple[Any, Any, Any, str]:
+    """Inside ``mock_aws``: the gateway's two tables, the lake bucket and the usage stream delivering into it, and
+    team ``search`` (cost centre CC-42, Anthropic models) with one key. Returns the DynamoDB and S3 clients, the
+    key's record and its secret."""
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    create_table(ddb, "modelmeter-tenants")
+    create_table(ddb, "modelmeter-longpoll", ttl=True)
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    boto3.client("firehose", region_name=REGION).create_delivery_stream(
+        DeliveryStreamName=STREAM, DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={"RoleARN": "arn:aws:iam::123456789012:role/fh",
+                                            "BucketARN": f"arn:aws:s3:::{BUCKET}"})
+    registry = DynamoTenantRegistry(table_name="modelmeter-tenants", client=ddb)
+    registry.put_team(Team(team_id="search", cost_center="CC-42", allowed_models=("anthropic.*",)))
+    record, secret = registry.create_key("search")
+    return ddb, s3, record, secret
 
 
 def load_event(name: str) -> Any:

@@ -15,11 +15,9 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from common.constants import ENV_FIREHOSE_STREAM, ENV_LONGPOLL_TABLE, ENV_SPOOL_DIR, ENV_TENANT_TABLE
-from common.contracts import Team
 from ingest import lambda_handler
-from ingest.dynamo import DynamoTenantRegistry
 from ingest.lambda_handler import GatewaySettings, build_runtime, handler
-from tests.aws.conftest import BUCKET, REGION, STREAM, create_table, load_event
+from tests.aws.conftest import BUCKET, REGION, STREAM, gateway_resources, load_event
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 
@@ -70,18 +68,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        create_table(ddb, "modelmeter-tenants")
-        create_table(ddb, "modelmeter-longpoll", ttl=True)
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        boto3.client("firehose", region_name=REGION).create_delivery_stream(
-            DeliveryStreamName=STREAM, DeliveryStreamType="DirectPut",
-            ExtendedS3DestinationConfiguration={"RoleARN": "arn:aws:iam::123456789012:role/fh",
-                                                "BucketARN": f"arn:aws:s3:::{BUCKET}"})
-        registry = DynamoTenantRegistry(table_name="modelmeter-tenants", client=ddb)
-        registry.put_team(Team(team_id="search", cost_center="CC-42", allowed_models=("anthropic.*",)))
-        record, secret = registry.create_key("search")
+        _, s3, record, secret = gateway_resources()
         bedrock = boto3.client("bedrock-runtime", region_name=REGION)
         with Stubber(bedrock) as stubber:
             # The handler builds its runtime from the environment, like in Lambda; only Bedrock is injected.

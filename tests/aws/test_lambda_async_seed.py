@@ -34,7 +34,6 @@ from common.constants import (
     ENV_SPOOL_DIR,
     ENV_TENANT_TABLE,
 )
-from common.contracts import Team
 from ingest import async_worker, lambda_handler
 from ingest.async_worker import (
     JOB_MARKER,
@@ -45,13 +44,13 @@ from ingest.async_worker import (
     worker_function,
     worker_reserve,
 )
-from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
+from ingest.dynamo import DynamoLongPollStore
 from ingest.firehose import MAX_BATCH_RECORDS
 from ingest.handoff import HandoffQueue, LambdaDelivery, TrackedEmitter, flush_invocation
 from ingest.lambda_handler import GatewaySettings, build_runtime, handler
 from ingest.longpoll import MemoryLongPollStore
 from ingest.routes_seed import PARK_RETRY_DELAYS
-from tests.aws.conftest import BUCKET, REGION, STREAM, create_table, load_event
+from tests.aws.conftest import BUCKET, REGION, STREAM, gateway_resources, load_event
 from tests.aws.test_firehose import make_events
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -134,18 +133,7 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, 
         monkeypatch.setenv(k, v)
     monkeypatch.delenv(ENV_ASYNC_WORKER_FUNCTION, raising=False)
     with mock_aws():
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        create_table(ddb, "modelmeter-tenants")
-        create_table(ddb, "modelmeter-longpoll", ttl=True)
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        boto3.client("firehose", region_name=REGION).create_delivery_stream(
-            DeliveryStreamName=STREAM, DeliveryStreamType="DirectPut",
-            ExtendedS3DestinationConfiguration={"RoleARN": "arn:aws:iam::123456789012:role/fh",
-                                                "BucketARN": f"arn:aws:s3:::{BUCKET}"})
-        registry = DynamoTenantRegistry(table_name="modelmeter-tenants", client=ddb)
-        registry.put_team(Team(team_id="search", cost_center="CC-42", allowed_models=("anthropic.*",)))
-        _, secret = registry.create_key("search")
+        ddb, s3, _, secret = gateway_resources()
         yield ddb, s3, secret
 
 

@@ -58,7 +58,7 @@ from ingest.app import create_app
 from ingest.dynamo import DynamoLongPollStore, DynamoTenantRegistry
 from ingest.emit import DEFAULT_MAX_BACKLOG, Emitter, SpoolLockedError
 from ingest.firehose import MAX_BATCH_RECORDS
-from ingest.handoff import HandoffQueue, LambdaDelivery, fast_client
+from ingest.handoff import CALL_SECONDS, HandoffQueue, LambdaDelivery, fast_client
 from ingest.lambda_handler import GatewaySettings
 from ingest.pricing import GatewayPricer
 from ingest.providers.registry import build_router
@@ -81,6 +81,9 @@ EXIT_MARGIN_SECONDS = 5.0
 DEFAULT_KEEPALIVE_SECONDS = 65
 #: Of the drain's time after SIGTERM, the share kept for the hand-off queue when Firehose has not taken everything.
 HANDOFF_SHARE = 0.4
+#: The shortest drain that lets Firehose's stage begin one call (whose worst case is ``CALL_SECONDS``): below it the
+#: drain would make no call at all and the spool would die with the task.
+MIN_DRAIN_SECONDS = CALL_SECONDS / (1 - HANDOFF_SHARE)
 #: How often the metrics thread prints the spool, spend-store and alert gauges.
 METRICS_INTERVAL_SECONDS = 60.0
 
@@ -94,7 +97,7 @@ class ContainerSettings(BaseModel):
     port: int = Field(default=DEFAULT_CONTAINER_PORT, ge=1, le=65535, description="TCP port of the target group.")
     graceful_seconds: float = Field(default=DEFAULT_GRACEFUL_SECONDS, gt=0,
                                     description="Seconds in-flight requests may take after SIGTERM.")
-    drain_seconds: float = Field(default=DEFAULT_DRAIN_SECONDS, gt=0,
+    drain_seconds: float = Field(default=DEFAULT_DRAIN_SECONDS, ge=MIN_DRAIN_SECONDS,
                                  description="Seconds the spool may take to reach Firehose after the server stopped.")
     spool_flush_seconds: float = Field(default=1.0, gt=0,
                                        description="Seconds a spool segment collects events before delivery.")

@@ -194,6 +194,10 @@ def test_settings_that_would_outlast_the_stop_timeout_are_refused() -> None:
         ContainerSettings.from_env({ENV_DRAIN_SECONDS: "60"})
     assert f"{ENV_GRACEFUL_SECONDS} + {ENV_DRAIN_SECONDS}: " in str(refused.value)
     assert "over ECS's stop timeout (120 s)" in str(refused.value)
+    # a drain too short for Firehose's stage to begin one call would send nothing: refused, naming the variable
+    with pytest.raises(ValueError, match=f"{ENV_DRAIN_SECONDS}: Input should be greater than or equal to 5"):
+        ContainerSettings.from_env({ENV_DRAIN_SECONDS: "2"})
+    assert container.MIN_DRAIN_SECONDS == CALL_SECONDS / (1 - container.HANDOFF_SHARE) == 5
 
 
 def test_the_task_delivers_through_the_bounded_deliverer_with_the_lambdas_client_settings(tmp_path: Path) -> None:

@@ -253,7 +253,7 @@ def test_what_firehose_refuses_on_sigterm_stays_on_the_volume_and_the_next_task_
     # GIVEN a task that served a call while its Firehose stream is gone (deleted, or unreachable)
     bedrock.release.set()
     unit.client("firehose").delete_delivery_stream(DeliveryStreamName=unit.stream)
-    proc, url = unit.start(**{c.ENV_DRAIN_SECONDS: "1"})
+    proc, url = unit.start(**{c.ENV_DRAIN_SECONDS: "5"})
     reply = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {unit.secret}"},
                           json={"model": CLAUDE, "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
     assert reply.status_code == 200, reply.text

@@ -433,6 +433,8 @@ class DynamoLongPollStore:
         # Fail fast (as the spend counters do): a hanging table must not eat a worker's reserve or a start's time.
         self._db = client or boto3.client("dynamodb", config=LONGPOLL_CLIENT_CONFIG)
         self._clock = clock
+        #: the client's timeouts and attempts: the worker bounds its long-poll writes by them (async_worker.py)
+        self.client_config = getattr(getattr(self._db, "meta", None), "config", None)
 
     def start(self, request_id: str, *, team_id: str, ttl_seconds: int) -> None:
         expires = int(self._clock()) + int(ttl_seconds)
@@ -458,34 +460,45 @@ class DynamoLongPollStore:
             # Expired or never started: nobody can poll it any more. Its usage was billed when it finished.
             log.warning("long-poll request %s finished after its record expired; result dropped", request_id)
 
-    def complete_pending(self, request_id: str, *, result: dict[str, Any]) -> bool:
+    def complete_pending(self, request_id: str, *, result: dict[str, Any], owner: str | None = None) -> bool:
         # The same conditional write as claim_run's (status = pending), so of the start failing the call and a
         # worker claiming it, exactly one wins, whichever order their writes reach the table in.
-        try:
-            self._db.update_item(
-                TableName=self.table_name, Key={PK: {"S": request_id}},
-                UpdateExpression="SET #s = :done, #r = :result", ConditionExpression="#s = :pending",
-                ExpressionAttributeNames={"#s": "status", "#r": "result"},
-                ExpressionAttributeValues={":done": {"S": "done"}, ":pending": {"S": "pending"},
-                                           ":result": {"S": json.dumps(result)}})
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        token = owner or uuid.uuid4().hex
+        return self._conditional_write(
+            request_id, token=token, won_as="done", UpdateExpression="SET #s = :done, #r = :result, #o = :owner",
+            ConditionExpression="#s = :pending", ExpressionAttributeNames={"#s": "status", "#r": "result"},
+            ExpressionAttributeValues={":done": {"S": "done"}, ":pending": {"S": "pending"},
+                                       ":result": {"S": json.dumps(result)}})
 
-    def claim_run(self, request_id: str, *, team_id: str) -> bool:
+    def claim_run(self, request_id: str, *, team_id: str, owner: str | None = None) -> bool:
         # One conditional write: of any number of deliveries of one job, exactly one sees pending and wins.
+        token = owner or uuid.uuid4().hex
+        return self._conditional_write(
+            request_id, token=token, won_as="running", UpdateExpression="SET #s = :running, #o = :owner",
+            ConditionExpression="#s = :pending AND team_id = :team AND #ttl > :now",
+            ExpressionAttributeNames={"#s": "status", "#ttl": TTL},
+            ExpressionAttributeValues={":running": {"S": "running"}, ":pending": {"S": "pending"},
+                                       ":team": {"S": team_id}, ":now": {"N": str(int(self._clock()))}})
+
+    def _conditional_write(self, request_id: str, *, token: str, won_as: str, **update: Any) -> bool:
+        """One conditional update that also stores ``token`` as the item's ``owner``: ``True`` if it applied.
+
+        The client retries an attempt whose answer was lost (a read timeout after the table applied it); that
+        retry fails its own condition. The item it then returns says who won: our token in the state we wrote
+        means the lost first attempt was ours, so the caller is not told it lost a write it won."""
+        update["ExpressionAttributeNames"] = {**update["ExpressionAttributeNames"], "#o": "owner"}
+        update["ExpressionAttributeValues"] = {**update["ExpressionAttributeValues"], ":owner": {"S": token}}
         try:
-            self._db.update_item(
-                TableName=self.table_name, Key={PK: {"S": request_id}}, UpdateExpression="SET #s = :running",
-                ConditionExpression="#s = :pending AND team_id = :team AND #ttl > :now",
-                ExpressionAttributeNames={"#s": "status", "#ttl": TTL},
-                ExpressionAttributeValues={":running": {"S": "running"}, ":pending": {"S": "pending"},
-                                           ":team": {"S": team_id}, ":now": {"N": str(int(self._clock()))}})
+            self._db.update_item(TableName=self.table_name, Key={PK: {"S": request_id}},
+                                 ReturnValuesOnConditionCheckFailure="ALL_OLD", **update)
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
+            old = _from_item(exc.response["Item"]) if exc.response.get("Item") else {}
+            if old.get("owner") == token and old.get("status") == won_as:
+                log.info("long-poll request %s: a retried write found its own lost first attempt applied",
+                         request_id)
+                return True
             return False
         return True
 

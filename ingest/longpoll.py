@@ -20,7 +20,7 @@ class MemoryLongPollStore:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._lock = threading.Lock()
-        # request_id → [team_id, expires_at, result or None]
+        # request_id → [team_id, expires_at, result or None] (+ ["running" or "done", owner] once taken)
         self._items: dict[str, list[Any]] = {}
 
     def start(self, request_id: str, *, team_id: str, ttl_seconds: int) -> None:
@@ -34,22 +34,30 @@ class MemoryLongPollStore:
             if item is not None:  # expired meanwhile: nobody can claim it any more; its usage was still billed
                 item[2] = result
 
-    def complete_pending(self, request_id: str, *, result: dict[str, Any]) -> bool:
+    def complete_pending(self, request_id: str, *, result: dict[str, Any], owner: str | None = None) -> bool:
         with self._lock:
             self._expire()
             item = self._items.get(request_id)
+            if item is not None and owner is not None and item[3:] == ["done", owner]:
+                return True  # our own write, asked again (the DynamoDB store's lost-answer case): still ours
             if item is None or item[2] is not None or len(item) > 3:  # gone, done, or a worker's (running)
                 return False
             item[2] = result
+            item.extend(["done", owner])
             return True
 
-    def claim_run(self, request_id: str, *, team_id: str) -> bool:
+    def claim_run(self, request_id: str, *, team_id: str, owner: str | None = None) -> bool:
         with self._lock:
             self._expire()
             item = self._items.get(request_id)
-            if item is None or item[0] != team_id or item[2] is not None or len(item) > 3:
+            if item is None or item[0] != team_id:
                 return False
-            item.append("running")  # a fourth element marks it taken; the result slot stays empty until complete
+            if owner is not None and item[2] is None and item[3:] == ["running", owner]:
+                return True  # our own claim, asked again: the same owner keeps it
+            if item[2] is not None or len(item) > 3:
+                return False
+            # The fourth and fifth elements mark it taken and by whom; the result slot stays empty until complete.
+            item.extend(["running", owner])
             return True
 
     def claim(self, request_id: str, *, team_id: str) -> dict[str, Any] | None:

@@ -106,17 +106,20 @@ class LongPollStore(Protocol):
 
     def complete(self, request_id: str, *, result: dict[str, Any]) -> None: ...
 
-    def complete_pending(self, request_id: str, *, result: dict[str, Any]) -> bool:
+    def complete_pending(self, request_id: str, *, result: dict[str, Any], owner: str | None = None) -> bool:
         """Complete an item only while it is still pending, atomically: ``True`` if ``result`` was written (no
         worker can claim the item any more: :meth:`claim_run` then loses); ``False`` when a worker already claimed
         it (running or done), or it is gone. The start of a call whose worker invocation may or may not have been
-        queued fails the call only on ``True``, so the call never has both the start's error and the worker's run."""
+        queued fails the call only on ``True``, so the call never has both the start's error and the worker's run.
+        ``owner`` (a fresh token when omitted) is stored with the write: a retry of a write whose answer was lost
+        finds its own token and answers ``True``, so the winner is never told it lost."""
         ...
 
-    def claim_run(self, request_id: str, *, team_id: str) -> bool:
+    def claim_run(self, request_id: str, *, team_id: str, owner: str | None = None) -> bool:
         """Move a pending item to running, atomically: ``True`` for exactly one caller, ``False`` when the item is
         not pending (another delivery of the same job runs or ran it), expired, unknown or another team's. A worker
-        that may be invoked more than once for one call (Lambda's async delivery) calls the model only on ``True``."""
+        that may be invoked more than once for one call (Lambda's async delivery) calls the model only on ``True``.
+        ``owner`` as in :meth:`complete_pending`: asked again with the same token, a claim it won stays ``True``."""
         ...
 
     def claim(self, request_id: str, *, team_id: str) -> dict[str, Any] | None:

@@ -9,8 +9,9 @@ conditional write, calls the model, emits the call's one usage event (the start'
 result never polled is still billed) and completes the item for one poll.
 
 - The job carries what the worker needs to rebuild the call, never the API key: the start already authenticated it.
-- Lambda may deliver an asynchronous event more than once (and retries failures unless told not to): the claim
-  makes a second delivery a no-op, so there is never a second model call nor a second event.
+- Lambda may deliver an asynchronous event more than once (the unit tells it never to retry a failed one): the
+  claim makes a second delivery a no-op, so there is never a second model call nor a second event. A claim the
+  store does not answer is retried here, then the call is failed with its one event (no Lambda retry to wait for).
 - A job over the asynchronous payload limit is refused at the start with 413 before anything is parked.
 - A start whose invocation failed may still have had its job queued (a lost answer): it fails the call only with a
   conditional write on a still-pending item, so either the start's 503 or the worker's run is the call's outcome,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -34,11 +36,19 @@ from common.constants import ASYNC_WORKER_INLINE, ENV_ASYNC_WORKER_FUNCTION
 from common.contracts import Team
 from common.errors import PayloadTooLarge, ServiceError, ServiceUnavailable, UpstreamTimeout
 from ingest import fastjson
+from ingest.dynamo import LONGPOLL_CLIENT_CONFIG
 from ingest.gateway import LONGPOLL_TTL_SECONDS, Call, Gateway
-from ingest.handoff import CALL_SECONDS, FIREHOSE_SECONDS, RETURN_MARGIN_SECONDS
+from ingest.handoff import CALL_SECONDS, FIREHOSE_SECONDS, RETURN_MARGIN_SECONDS, call_seconds
 from ingest.ports import KeyRecord
 from ingest.providers.base import Usage
-from ingest.routes_seed import PARK_RETRY_DELAYS, build_request, error_result, fail_async, finish_async
+from ingest.routes_seed import (
+    PARK_RETRY_DELAYS,
+    WriteDeadline,
+    build_request,
+    error_result,
+    fail_async,
+    finish_async,
+)
 from ingest.usage import placeholder_usage
 
 log = logging.getLogger(__name__)
@@ -49,8 +59,14 @@ JOB_VERSION = 1
 #: Lambda's limit on an asynchronous invocation's payload (raised from 256 KB to 1 MB in October 2025); a job is
 #: kept under it with room to spare, since the service counts the request as it receives it.
 MAX_JOB_BYTES = 1_000_000
-#: Room for the long-poll write after the model call: its retry pauses and a second for the writes themselves.
-LONGPOLL_WRITE_SECONDS = sum(PARK_RETRY_DELAYS) + 1.0
+#: The longest one long-poll write can take (the store's client: connect + read timeouts × its attempts).
+LONGPOLL_ATTEMPT_SECONDS = call_seconds(LONGPOLL_CLIENT_CONFIG)
+#: Room for the long-poll write after the model call: one whole attempt and the retry pauses. park_result starts
+#: a further attempt only if it ends inside this share (routes_seed.WriteDeadline), so the flush keeps its own.
+LONGPOLL_WRITE_SECONDS = LONGPOLL_ATTEMPT_SECONDS + sum(PARK_RETRY_DELAYS)
+#: Pauses between claim attempts of a throttled or unreachable store: Lambda does not retry a job
+#: (MaximumRetryAttempts=0), so a claim that failed once would otherwise lose the whole call.
+CLAIM_RETRY_DELAYS = (0.2, 0.5, 1.0)
 
 
 def worker_reserve(*, call_seconds: float = CALL_SECONDS, phase_seconds: float = FIREHOSE_SECONDS) -> float:
@@ -183,14 +199,19 @@ async def run_job(gw: Gateway, job: SeedJob, *, seconds_left: float,
 
     ``reserve_seconds`` of ``seconds_left`` are kept back from the model call for the long-poll write and the
     end-of-invocation flush (:func:`worker_reserve`). Returns the outcome (``ok``, ``failed``, ``timeout``,
-    ``refused`` or ``duplicate``: the item was not pending, so another delivery of the job ran it, the start
-    failed it, or it expired; nothing was called or emitted). A failed long-poll write is logged, never raised.
+    ``refused``, ``unclaimed`` (the store never let the claim through: the item is failed, its one error event
+    emitted) or ``duplicate``: the item was not pending, so another delivery of the job ran it, the start failed
+    it, or it expired; nothing was called or emitted). A failed long-poll write is logged, never raised.
     """
-    deadline = time.monotonic() + seconds_left - reserve_seconds
-    if not gw.longpoll.claim_run(job.request_id, team_id=job.team_id):
-        log.info("seed async request %s: already run, failed by its start, or expired: nothing to do",
-                 job.request_id)
-        return "duplicate"
+    now = time.monotonic()
+    deadline = now + seconds_left - reserve_seconds
+    # The write's share ends where the flush's begins, however early the model answers.
+    write_by = WriteDeadline(at=now + seconds_left - max(0.0, reserve_seconds - LONGPOLL_WRITE_SECONDS),
+                             attempt_seconds=_attempt_seconds(gw))
+    owner = uuid.uuid4().hex  # this delivery's token: its retried claim is still its own (ingest/ports.py)
+    taken = await _take(gw, job, owner, deadline=deadline, write_by=write_by)
+    if taken is not None:
+        return taken
     call = _rebuild_call(gw, job)
     try:
         team = gw.registry.get_team(job.team_id)
@@ -200,12 +221,12 @@ async def run_job(gw: Gateway, job: SeedJob, *, seconds_left: float,
         request = build_request(call, job.body)
         provider = call.route(request)  # the journal entry is this container's: billed even if it is killed
     except Exception as exc:  # noqa: BLE001 - every refusal still gets its event and its poll answer
-        await _fail(call, exc)
+        await _fail(call, exc, write_by=write_by)
         return "refused"
     budget = deadline - time.monotonic()  # after the claim and the registry read, which took some of it
     if budget <= 0:  # a call abandoned at once would still be billed by the provider: not made at all
         await _fail(call, ServiceUnavailable("the worker had no time left for the model call; no model was "
-                                             "called, retry shortly", retry_after=_RETRY_AFTER))
+                                             "called, retry shortly", retry_after=_RETRY_AFTER), write_by=write_by)
         return "refused"
     try:
         # Only the model call is timed: the event and the long-poll write come after, in the reserve.
@@ -214,13 +235,69 @@ async def run_job(gw: Gateway, job: SeedJob, *, seconds_left: float,
         # Abandoned here, not cancelled at the provider, which may still bill it: the event says 504 with the
         # estimated counts of the request (never 0), and the poll gets the same error.
         await _fail(call, UpstreamTimeout(f"the model did not answer within the worker's {budget:.0f} s"),
-                    usage=placeholder_usage(request))
+                    usage=placeholder_usage(request), write_by=write_by)
         return "timeout"
     except Exception as exc:  # noqa: BLE001 - a model error reaches the poll and the event
-        await _fail(call, exc)
+        await _fail(call, exc, write_by=write_by)
         return "failed"
-    await finish_async(gw, call, result)
+    await finish_async(gw, call, result, write_by=write_by)
     return "ok"
+
+
+def _attempt_seconds(gw: Gateway) -> float:
+    """The worst case of one long-poll write of this gateway's store, from its client's configuration (an
+    in-memory store has no client and takes no time)."""
+    config = getattr(gw.longpoll, "client_config", None)
+    return call_seconds(config) if config is not None else 0.0
+
+
+async def _take(gw: Gateway, job: SeedJob, owner: str, *, deadline: float, write_by: WriteDeadline) -> str | None:
+    """Claim the job's item: ``None`` if this delivery runs the call, else the outcome to return.
+
+    A claim the store never answered (throttled, unreachable, after a few tries) fails the item instead, with the
+    same owner token and only while it is still pending, and emits the call's one error event: polls get a JSON
+    503, not "not ready" then 404. If that write finds the item taken, a last claim asks whether the taker is us
+    (a claim applied whose answers were all lost); otherwise another delivery or the start owns the call."""
+    claimed = await _claim(gw, job, owner, until=deadline, attempt_seconds=write_by.attempt_seconds)
+    if claimed is not None:
+        if claimed:
+            return None
+        log.info("seed async request %s: already run, failed by its start, or expired: nothing to do",
+                 job.request_id)
+        return "duplicate"
+    refused = ServiceUnavailable("the gateway could not claim the async call; no model was called, retry shortly",
+                                 retry_after=_RETRY_AFTER)
+    try:
+        failed = gw.longpoll.complete_pending(job.request_id, result=error_result(refused), owner=owner)
+    except Exception:  # noqa: BLE001 - neither write went through: the call's event still says what happened
+        log.exception("seed async request %s: the store refused both the claim and the failure", job.request_id)
+        failed = True
+    if failed:
+        call = _rebuild_call(gw, job)
+        call.fail(refused)  # the call's one event: status error, no tokens (no model was called)
+        return "unclaimed"
+    if await _claim(gw, job, owner, until=deadline, attempt_seconds=write_by.attempt_seconds, tries=1):
+        return None
+    log.info("seed async request %s: taken by another delivery or its start while the store was failing",
+             job.request_id)
+    return "duplicate"
+
+
+async def _claim(gw: Gateway, job: SeedJob, owner: str, *, until: float, attempt_seconds: float,
+                 tries: int = len(CLAIM_RETRY_DELAYS) + 1) -> bool | None:
+    """``claim_run`` retried over brief pauses while its worst case still ends by ``until``: its answer, or
+    ``None`` when the store never gave one."""
+    pauses = (*CLAIM_RETRY_DELAYS[:tries - 1], None)
+    for attempt, pause in enumerate(pauses, start=1):
+        try:
+            return bool(gw.longpoll.claim_run(job.request_id, team_id=job.team_id, owner=owner))
+        except Exception as exc:  # noqa: BLE001 - throttling, a timeout, an outage: all worth another try
+            log.warning("seed async request %s: claim attempt %d/%d failed (%s)", job.request_id, attempt,
+                        len(pauses), type(exc).__name__)
+        if pause is None or time.monotonic() + pause + attempt_seconds > until:
+            return None
+        await asyncio.sleep(pause)
+    return None
 
 
 def _rebuild_call(gw: Gateway, job: SeedJob) -> Call:
@@ -234,8 +311,9 @@ def _rebuild_call(gw: Gateway, job: SeedJob) -> Call:
                 event_id=job.event_id)
 
 
-async def _fail(call: Call, exc: BaseException, *, usage: Usage | None = None) -> None:
-    await fail_async(call.gw, call, exc, usage=usage)
+async def _fail(call: Call, exc: BaseException, *, usage: Usage | None = None,
+                write_by: WriteDeadline | None = None) -> None:
+    await fail_async(call.gw, call, exc, usage=usage, write_by=write_by)
     if not isinstance(exc, ServiceError):
         log.exception("seed async request %s failed in the worker", call.request_id, exc_info=exc)
 

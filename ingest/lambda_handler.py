@@ -276,16 +276,23 @@ def _flush_alerts(runtime: Runtime, context: Any) -> int:
 def _deliver_usage(runtime: Runtime, event: dict[str, Any], context: Any,
                    response: dict[str, Any]) -> tuple[dict[str, Any], FlushOutcome]:
     """The invocation's usage events to Firehose, else to the hand-off queue, before the container may freeze for
-    good (ingest/handoff.py). A success whose own events neither took is answered 503 ``usage_not_recorded``: an
-    answered call never depends on this container being invoked again."""
+    good (ingest/handoff.py). An API call's success whose own events neither took is answered 503
+    ``usage_not_recorded``: an answered call never depends on this container being invoked again. Whatever the
+    status, and for a worker job, what neither took is logged and counted (``UsageNotRecorded``)."""
     assert runtime.delivery is not None and isinstance(runtime.emitter, TrackedEmitter)  # build_runtime's
     outcome = flush_invocation(runtime.emitter, runtime.delivery, remaining_seconds=_remaining_seconds(context))
-    if outcome.unrecorded and 200 <= int(response.get("statusCode", 0)) < 300:
-        logger.error("usage not recorded: the call is answered 503", extra={
-            "events": len(outcome.unrecorded), "event_ids": outcome.unrecorded,
-            "events_spooled": runtime.emitter.pending_events()})
+    if not outcome.unrecorded:
+        return response, outcome
+    status = int(response.get("statusCode", 0))
+    # Only an API call's success can still be turned into 503: a worker's answer reaches no client, and an
+    # error's client already knows the call failed. Every case is logged and counted in UsageNotRecorded.
+    answered = 200 <= status < 300 and not is_job(event)
+    logger.error("usage not recorded: the call is answered 503" if answered else "usage not recorded", extra={
+        "events": len(outcome.unrecorded), "event_ids": outcome.unrecorded, "status_code": status,
+        "worker_job": is_job(event), "events_spooled": runtime.emitter.pending_events()})
+    if answered:
         response = usage_not_recorded(response, path=event.get("path") or event.get("rawPath"))
-        outcome.replaced = True
+    outcome.replaced = True  # counted as a call whose usage is not recorded
     return response, outcome
 
 
@@ -295,12 +302,8 @@ def _deliver_anyway(runtime: Runtime, event: dict[str, Any], context: Any) -> No
     spool, and what neither took is counted in ``UsageNotRecorded``. The exception is the caller's to re-raise."""
     try:
         _finish_background(runtime, context)
+        # A 500 is never replaced: what neither took is logged and counted there.
         _, delivered = _deliver_usage(runtime, event, context, {"statusCode": 500})
-        if delivered.unrecorded:
-            logger.error("usage not recorded: the invocation failed", extra={
-                "events": len(delivered.unrecorded), "event_ids": delivered.unrecorded,
-                "events_spooled": runtime.emitter.pending_events()})
-            delivered.replaced = True  # counted as a call whose usage is not recorded
         _spend_metrics(runtime, 0, delivered)
     except Exception:  # noqa: BLE001 - the invocation's own exception is the one to surface
         logger.exception("end-of-invocation delivery failed after the invocation raised")

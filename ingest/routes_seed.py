@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -138,36 +140,58 @@ async def run_async(gw: Gateway, call: Call, provider: Provider, request: ModelR
     return True
 
 
-async def finish_async(gw: Gateway, call: Call, result: ModelResult) -> None:
-    """Emit the answered call's event, then park its result for one poll."""
+async def finish_async(gw: Gateway, call: Call, result: ModelResult, *, write_by: WriteDeadline | None = None) -> None:
+    """Emit the answered call's event, then park its result for one poll (``write_by``: see :func:`park_result`)."""
     call.finish(status="ok", http_status=200, usage=result.usage)
-    await park_result(gw, call.request_id, {"status": 200, "body": [shape_result(result, call.operation)]})
+    await park_result(gw, call.request_id, {"status": 200, "body": [shape_result(result, call.operation)]},
+                      write_by=write_by)
 
 
-async def fail_async(gw: Gateway, call: Call, exc: BaseException, *, usage: Usage | None = None) -> None:
+async def fail_async(gw: Gateway, call: Call, exc: BaseException, *, usage: Usage | None = None,
+                     write_by: WriteDeadline | None = None) -> None:
     """Emit the failed call's event (``usage``: what the provider did before it failed), then park its error."""
     call.fail(exc, usage=usage)
-    await park_result(gw, call.request_id, error_result(exc))
+    await park_result(gw, call.request_id, error_result(exc), write_by=write_by)
 
 
-async def park_result(gw: Gateway, request_id: str, result: dict[str, Any]) -> bool:
+@dataclass(frozen=True)
+class WriteDeadline:
+    """When the long-poll write must be over (``time.monotonic()``) and the longest one attempt can take (its
+    client's connect + read timeouts × attempts): the worker's reserve keeps the later flush phases their share."""
+
+    at: float
+    attempt_seconds: float
+
+    def allows_attempt(self, *, after: float = 0.0) -> bool:
+        """Whether an attempt started ``after`` seconds from now would end by the deadline."""
+        return time.monotonic() + after + self.attempt_seconds <= self.at
+
+
+async def park_result(gw: Gateway, request_id: str, result: dict[str, Any], *,
+                      write_by: WriteDeadline | None = None) -> bool:
     """Complete the long-poll item, retried briefly; ``False`` (logged, never raised) if the store kept failing.
 
     It runs after the call's event was emitted: an exception here would skip the end-of-invocation delivery of
     that event (the Lambda handler) or die unseen in a background task. A result that could not be parked leaves
     the item ``running``: polls see "not ready" until it expires, then 404; the call is billed all the same.
+    With ``write_by``, no attempt starts unless its worst case ends by the deadline (a hanging table would
+    otherwise take 3 tries × the client's attempt time out of the event's delivery).
     """
+    pause: float | None = 0.0
     for attempt, pause in enumerate((*PARK_RETRY_DELAYS, None), start=1):
+        if write_by is not None and not write_by.allows_attempt():
+            break
         try:
             gw.longpoll.complete(request_id, result=result)
             return True
         except Exception as exc:  # noqa: BLE001 - any store failure: the event is out, the poll result is not
             log.warning("long-poll result of %s not written (%s), attempt %d/%d", request_id,
                         type(exc).__name__, attempt, len(PARK_RETRY_DELAYS) + 1)
-        if pause is not None:
-            await asyncio.sleep(pause)
-    log.error("long-poll result of %s lost: its polls see 'not ready' until the item expires; the call's usage "
-              "event was emitted", request_id)
+        if pause is None or (write_by is not None and not write_by.allows_attempt(after=pause)):
+            break  # the last try, or no time for a pause and another whole attempt inside the worker's share
+        await asyncio.sleep(pause)
+    log.error("long-poll result of %s lost%s: its polls see 'not ready' until the item expires; the call's usage "
+              "event was emitted", request_id, "" if pause is None else " (no time left for another try)")
     return False
 
 

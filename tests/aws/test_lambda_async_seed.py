@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
@@ -36,7 +36,9 @@ from common.constants import (
 )
 from ingest import async_worker, lambda_handler
 from ingest.async_worker import (
+    CLAIM_RETRY_DELAYS,
     JOB_MARKER,
+    LONGPOLL_ATTEMPT_SECONDS,
     LONGPOLL_WRITE_SECONDS,
     WORKER_RESERVE_SECONDS,
     SeedJob,
@@ -44,12 +46,12 @@ from ingest.async_worker import (
     worker_function,
     worker_reserve,
 )
-from ingest.dynamo import DynamoLongPollStore
-from ingest.firehose import MAX_BATCH_RECORDS
-from ingest.handoff import HandoffQueue, LambdaDelivery, TrackedEmitter, flush_invocation
+from ingest.dynamo import LONGPOLL_CLIENT_CONFIG, DynamoLongPollStore
+from ingest.firehose import MAX_BATCH_RECORDS, firehose_deliverer
+from ingest.handoff import HandoffQueue, LambdaDelivery, TrackedEmitter, call_seconds, flush_invocation
 from ingest.lambda_handler import GatewaySettings, build_runtime, handler
 from ingest.longpoll import MemoryLongPollStore
-from ingest.routes_seed import PARK_RETRY_DELAYS
+from ingest.routes_seed import PARK_RETRY_DELAYS, WriteDeadline, park_result
 from tests.aws.conftest import BUCKET, REGION, STREAM, gateway_resources, load_event
 from tests.aws.test_firehose import make_events
 
@@ -402,7 +404,7 @@ def _sets(value: str) -> Any:
 
 def test_a_result_write_failing_after_the_worker_emitted_still_delivers_the_event(aws: tuple[Any, Any, str]) -> None:
     # GIVEN a worker whose long-poll result writes are all throttled (its claim is not)
-    throttled = ThrottledWrites(aws[0], match=_sets(":result"))
+    throttled = ThrottledWrites(_longpoll_client(), match=_sets(":result"))
     with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
         _expect_invoke(unit)
         request_id = json.loads(unit.start()["body"])[0]["request_id"]
@@ -423,11 +425,14 @@ def test_a_result_write_failing_after_the_worker_emitted_still_delivers_the_even
         assert len(unit.events()) == 1
 
 
-# The raising invocation publishes no application metric of its own; Powertools warns about that, rightly.
-@pytest.mark.filterwarnings("ignore:No application metrics to publish")
-def test_an_invocation_that_raises_still_delivers_its_spooled_events(aws: tuple[Any, Any, str]) -> None:
-    # GIVEN a container whose spool holds an event (left by an earlier invocation), and a throttled claim
-    throttled = ThrottledWrites(aws[0], match=_sets(":running"))
+def _longpoll_client() -> Any:
+    """A DynamoDB client (moto) with the long-poll store's own timeouts and attempts, as the deployed store has."""
+    return boto3.client("dynamodb", region_name=REGION, config=LONGPOLL_CLIENT_CONFIG)
+
+
+def test_a_claim_throttled_on_every_try_fails_the_call_with_its_one_event(aws: tuple[Any, Any, str]) -> None:
+    # GIVEN a container whose spool holds an event (left by an earlier invocation), and a claim throttled throughout
+    throttled = ThrottledWrites(_longpoll_client(), match=_sets(":running"))
     with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
         _expect_invoke(unit)
         request_id = json.loads(unit.start()["body"])[0]["request_id"]
@@ -435,17 +440,42 @@ def test_an_invocation_that_raises_still_delivers_its_spooled_events(aws: tuple[
         assert runtime is not None
         earlier = make_events(1)[0]
         runtime.emitter.emit(earlier)
-        # WHEN the job's claim fails: the handler raises, so that Lambda retries the job
-        with pytest.raises(ClientError):
-            unit.run_worker(unit.jobs[0])
-        # THEN the invocation's end-of-invocation delivery ran all the same
-        assert [e["event_id"] for e in unit.events()] == [earlier["event_id"]]
+        # WHEN the job runs (Lambda never retries it): the claim is tried a few times, then given up
+        ran = unit.run_worker(unit.jobs[0], remaining_ms=60_000)
+        # THEN no model was called (the Stubber has no converse queued), the item is failed for the poll (JSON 503)
+        assert json.loads(ran["body"]) == {"outcome": "unclaimed"}
+        assert throttled.throttled == len(CLAIM_RETRY_DELAYS) + 1
+        polled = unit.poll(request_id)
+        assert polled["statusCode"] == 503 and json.loads(polled["body"])["type"] == "service_unavailable"
+        # AND the call has exactly one event, an error without tokens; the spooled one was delivered too
+        by_request = {e["request_id"]: e for e in unit.events()}
+        assert sorted(by_request) == sorted([earlier["request_id"], request_id])
+        failed = by_request[request_id]
+        assert (failed["status"], failed["input_tokens"], failed["output_tokens"]) == ("upstream_error", 0, 0)
         assert runtime.emitter.pending_events() == 0
-        # AND Lambda's retry runs the call once
+        # AND a second delivery of the job, with the store back, calls nothing and bills nothing
         throttled.on = False
+        assert json.loads(unit.run_worker(unit.jobs[0])["body"]) == {"outcome": "duplicate"}
+        assert len(unit.events()) == 2
+
+
+def test_a_claim_throttled_once_is_retried_and_runs_the_call(aws: tuple[Any, Any, str]) -> None:
+    throttled = ThrottledWrites(_longpoll_client(), match=_sets(":running"))
+    with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
+        _expect_invoke(unit)
+        request_id = json.loads(unit.start()["body"])[0]["request_id"]
         _expect_converse(unit)
+        original = throttled.update_item
+
+        def once(**kwargs: Any) -> Any:  # the first claim attempt throttled, the retry goes through
+            throttled.on = throttled.throttled == 0
+            return original(**kwargs)
+        throttled.update_item = once  # type: ignore[method-assign]
         assert json.loads(unit.run_worker(unit.jobs[0])["body"]) == {"outcome": "ok"}
-        assert sorted(e["request_id"] for e in unit.events()) == sorted([earlier["request_id"], request_id])
+        assert throttled.throttled == 1
+        assert json.loads(unit.poll(request_id)["body"]) == [{"generated_text": "Paris is the capital of France."}]
+        (event,) = unit.events()
+        assert (event["request_id"], event["status"], event["input_tokens"]) == (request_id, "ok", 12)
 
 
 # --- the start's invocation answer lost --------------------------------------------------------------------------
@@ -585,7 +615,7 @@ def test_the_worker_reserve_leaves_firehose_its_phase_with_a_handoff_queue(aws: 
 def test_a_refused_invocation_with_the_store_failing_too_is_still_a_503_with_its_event(
         aws: tuple[Any, Any, str]) -> None:
     # GIVEN the start's conditional write throttled, and Lambda refusing the invocation outright (403, no retry)
-    throttled = ThrottledWrites(aws[0], match=lambda kw: _sets(":pending")(kw) and _sets(":result")(kw))
+    throttled = ThrottledWrites(_longpoll_client(), match=lambda kw: _sets(":pending")(kw) and _sets(":result")(kw))
     with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
         unit.invoke.add_client_error("invoke", service_error_code="AccessDeniedException", http_status_code=403,
                                      service_message="not authorized to perform: lambda:InvokeFunction")
@@ -599,7 +629,7 @@ def test_a_refused_invocation_with_the_store_failing_too_is_still_a_503_with_its
 def test_a_lost_invoke_answer_with_the_store_failing_too_answers_the_id_and_the_late_job_bills_it(
         aws: tuple[Any, Any, str]) -> None:
     # GIVEN the start's conditional write throttled, and the invocation's answer lost (the job may be queued)
-    throttled = ThrottledWrites(aws[0], match=lambda kw: _sets(":pending")(kw) and _sets(":result")(kw))
+    throttled = ThrottledWrites(_longpoll_client(), match=lambda kw: _sets(":pending")(kw) and _sets(":result")(kw))
     lost = LostAnswerLambda(on_job=lambda payload: None)
     try:
         with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled,
@@ -616,3 +646,136 @@ def test_a_lost_invoke_answer_with_the_store_failing_too_answers_the_id_and_the_
             assert json.loads(unit.poll(request_id)["body"]) == [{"generated_text": "Paris is the capital of France."}]
     finally:
         lost.close()
+
+
+# --- review findings: lost conditional answers, unrecorded worker events, the result write's deadline ------------
+
+def _losing_first_answer(target: str, marker: str) -> tuple[Any, dict[str, int]]:
+    """A long-poll client (moto) whose first ``target`` call carrying ``marker`` is applied by the table, then its
+    answer lost (botocore's ReadTimeoutError, which the client retries as it would a real one)."""
+    client = _longpoll_client()
+    lost = {"count": 0}
+
+    def after_moto(request: Any, **_: Any) -> None:  # registered last: moto's handler has applied the write
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+        amz_target = request.headers.get("X-Amz-Target", b"")
+        amz_target = amz_target.decode() if isinstance(amz_target, bytes) else amz_target
+        if amz_target.endswith(target) and marker in body and lost["count"] == 0:
+            lost["count"] += 1
+            raise ReadTimeoutError(endpoint_url="https://dynamodb")
+    client.meta.events.register_last("before-send", after_moto)
+    return client, lost
+
+
+@pytest.mark.parametrize("write", ["claim_run", "complete_pending"])
+def test_a_conditional_write_whose_answer_was_lost_is_still_won(aws: tuple[Any, Any, str], write: str) -> None:
+    # GIVEN a store whose first claim (or first failure of a pending item) is applied but its answer lost
+    client, lost = _losing_first_answer("UpdateItem", '"running"' if write == "claim_run" else '"result"')
+    store = DynamoLongPollStore(table_name="modelmeter-longpoll", client=client)
+    store.start("r1", team_id="search", ttl_seconds=900)
+    # WHEN that write is made: botocore retries it, and the retry fails its own condition
+    if write == "claim_run":
+        won, other = store.claim_run("r1", team_id="search"), store.complete_pending("r1", result={"status": 503})
+    else:
+        won, other = store.complete_pending("r1", result={"status": 503}), store.claim_run("r1", team_id="search")
+    # THEN the writer whose token the item carries is told it won, and the other side lost: one owner per call
+    assert lost["count"] == 1
+    assert (won, other) == (True, False)
+    item = client.get_item(TableName="modelmeter-longpoll", Key={"pk": {"S": "r1"}})["Item"]
+    assert item["status"]["S"] == ("running" if write == "claim_run" else "done") and item["owner"]["S"]
+
+
+def test_a_claim_is_its_owners_again_and_never_anothers(aws: tuple[Any, Any, str]) -> None:
+    dynamo = DynamoLongPollStore(table_name="modelmeter-longpoll", client=aws[0])
+    for store in (MemoryLongPollStore(), dynamo):
+        store.start("r1", team_id="search", ttl_seconds=900)
+        assert store.claim_run("r1", team_id="search", owner="delivery-1")
+        assert store.claim_run("r1", team_id="search", owner="delivery-1")  # asked again: still ours
+        assert not store.claim_run("r1", team_id="search", owner="delivery-2")  # a second delivery
+        assert not store.complete_pending("r1", result={"status": 503}, owner="start")
+        store.start("r2", team_id="search", ttl_seconds=900)
+        assert store.complete_pending("r2", result={"status": 503}, owner="start")
+        assert store.complete_pending("r2", result={"status": 503}, owner="start")
+        assert not store.complete_pending("r2", result={"status": 503}, owner="other")
+        assert not store.claim_run("r2", team_id="search", owner="start")  # done, not running
+        assert store.claim("r2", team_id="search") == {"status": 503}
+
+
+class DeadFirehose:
+    """Firehose unreachable (botocore's own connection error on every batch)."""
+
+    def put_record_batch(self, **_: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="https://firehose.invalid")
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+@pytest.mark.parametrize("model_fails", [False, True])
+def test_a_worker_event_neither_firehose_nor_the_queue_took_is_counted(aws: tuple[Any, Any, str],
+                                                                         capsys: pytest.CaptureFixture[str],
+                                                                         caplog: pytest.LogCaptureFixture,
+                                                                         model_fails: bool) -> None:
+    with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION)) as unit:
+        _expect_invoke(unit)
+        unit.start()
+        runtime = lambda_handler._runtime
+        assert runtime is not None and runtime.delivery is not None
+        delivery = runtime.delivery
+        # GIVEN Firehose down (and no hand-off queue), and a model that answers or refuses the call
+        delivery._firehose = firehose_deliverer(stream_name=STREAM, client=DeadFirehose(), sleep=lambda s: None,
+                                                latest_start=lambda: delivery.latest_start)
+        if model_fails:
+            unit.bedrock.add_client_error("converse", service_error_code="ValidationException", http_status_code=400,
+                                          service_message="The provided model identifier is invalid.")
+        else:
+            _expect_converse(unit)
+        capsys.readouterr()
+        # WHEN the worker runs the job
+        ran = unit.run_worker(unit.jobs[0])
+        # THEN whatever the outcome, its billed event (still spooled) is logged and counted as not recorded,
+        # and the worker's own answer is not dressed up as an API 503
+        out = capsys.readouterr().out
+        assert runtime.emitter.pending_events() == 1
+        assert json.loads(ran["body"])["outcome"] == ("failed" if model_fails else "ok")
+        assert '"UsageNotRecorded":[1.0]' in out
+        (logged,) = [r for r in caplog.records if r.getMessage() == "usage not recorded"]
+        assert logged.levelname == "ERROR"
+
+
+class HangingLongPoll(MemoryLongPollStore):
+    """A store whose writes fail after taking their client's whole attempt time (here: a short sleep)."""
+
+    client_config = Config(connect_timeout=0.1, read_timeout=0.1, retries={"total_max_attempts": 1})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def complete(self, request_id: str, *, result: dict[str, Any]) -> None:
+        self.writes += 1
+        time.sleep(0.2)
+        raise ConnectionError("the table did not answer")
+
+
+def test_the_result_write_never_starts_an_attempt_past_its_share_of_the_reserve() -> None:
+    store = HangingLongPoll()
+    gw = type("Gw", (), {"longpoll": store})()
+    # GIVEN a deadline that leaves room for one attempt (0.2 s) but not for a pause and a second one
+    write_by = WriteDeadline(at=time.monotonic() + 0.3, attempt_seconds=async_worker._attempt_seconds(gw))
+    assert write_by.attempt_seconds == pytest.approx(0.2)
+    # WHEN the result is parked against a failing store
+    parked = asyncio.run(park_result(gw, "r1", {"status": 200}, write_by=write_by))  # type: ignore[arg-type]
+    # THEN one attempt was made, none after the deadline could not hold it, and the call ends by the deadline
+    assert (parked, store.writes) == (False, 1)
+    assert time.monotonic() <= write_by.at
+    # AND without a deadline the brief retries all run (the inline flow, which has no reserve to keep)
+    store.writes = 0
+    assert not asyncio.run(park_result(gw, "r1", {"status": 200}))  # type: ignore[arg-type]
+    assert store.writes == len(PARK_RETRY_DELAYS) + 1
+
+
+def test_the_write_share_of_the_reserve_holds_one_whole_attempt_of_the_store_client() -> None:
+    assert LONGPOLL_ATTEMPT_SECONDS == call_seconds(LONGPOLL_CLIENT_CONFIG)
+    assert LONGPOLL_WRITE_SECONDS == LONGPOLL_ATTEMPT_SECONDS + sum(PARK_RETRY_DELAYS)
+    store = DynamoLongPollStore(table_name="t", client=_longpoll_client())
+    gw = type("Gw", (), {"longpoll": store})()
+    assert async_worker._attempt_seconds(gw) == LONGPOLL_ATTEMPT_SECONDS  # type: ignore[arg-type]

@@ -249,7 +249,7 @@ class FlushOutcome:
     flushed: bool            # nothing is left in the spool
     handed_off: int          # events the queue took in this invocation
     unrecorded: list[str]    # this invocation's events that neither Firehose nor the queue took (still spooled)
-    replaced: bool = False   # the handler answered 503 usage_not_recorded instead of the call's success
+    replaced: bool = False   # counted in UsageNotRecorded (and a 2xx answer became a 503)
 
 
 def flush_invocation(emitter: TrackedEmitter, delivery: LambdaDelivery, *, remaining_seconds: float) -> FlushOutcome:

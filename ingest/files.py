@@ -6,11 +6,14 @@ valid line is and quarantines every other one with its file, line and reason. Th
 cannot prove goes to the per-line path, so each line is either landed by the fast path or handled by the per-line
 path, never both. A refused block is halved until its good halves pass (``_SLOW_BELOW``), so a few bad lines cost
 a few re-reads, not the block. The raw files hold the same rows and types either way, in line order in each file.
+The fast path's work on a chunk (:func:`_prepare`) runs in parser threads a few chunks ahead; one consumer lands
+the chunks in file order (:func:`_land_chunk`), so line numbers, quarantine and row order do not depend on them.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +35,10 @@ from ingest.sink import LocalParquetSink, Rejected, write_quarantine
 BATCH_LINES = 100_000
 #: Bytes the fast path reads at a time (a very long line makes its chunk longer, by that line only).
 CHUNK_BYTES = 8 << 20
+#: Parser threads of the fast path (pyarrow's JSON reader and most numpy checks release the GIL), and chunks whose
+#: parsing is started before the one being landed: at most ``AHEAD + 1`` chunks in memory.
+PARSERS = 2
+AHEAD = 2
 #: Rows the fast path holds before it writes them: bounds memory (about 300 bytes a row) and keeps files large.
 LAND_ROWS = 400_000
 #: A refused block of at most this many lines is handled line by line instead of being halved again (a line by
@@ -189,14 +196,25 @@ def _chunks(path: Path, size: int) -> Iterator[tuple[int, bytearray]]:
             yield done, chunk
 
 
-def _ingest_chunk(lander: _Lander, path: Path, base: int, number: int, chunk: bytearray, now: datetime) -> int:
-    """One chunk: empty lines skipped, provable lines landed in bulk, every other line through the per-line path.
+@dataclass
+class _Prepared:
+    """What a parser thread found in one chunk: its line bounds, the proven rows (with their chunk line indices) in
+    line order, and the chunk line indices left to the per-line path, sorted."""
 
-    Returns the number of lines in the chunk (newlines, and the last line when it has none)."""
+    starts: np.ndarray
+    ends: np.ndarray
+    landed: list[tuple[pa.Table, np.ndarray]]
+    slow: np.ndarray
+
+
+def _prepare(chunk: bytearray, now: datetime) -> _Prepared:
+    """The fast path's work on one chunk, in a parser thread: it touches nothing shared (no lander, no line
+    numbers), so chunks are prepared ahead while the consumer lands earlier ones in file order."""
     starts, ends = files_fast.line_bounds(chunk)
     empty, fast = files_fast.candidates(chunk, starts, ends)
     slow = np.flatnonzero(~empty & ~fast)
     picked = np.flatnonzero(fast)
+    landed: list[tuple[pa.Table, np.ndarray]] = []
     if picked.size:
         block: bytes | bytearray
         if slow.size:  # the fast lines, back to back, so that pyarrow never sees the others
@@ -207,25 +225,37 @@ def _ingest_chunk(lander: _Lander, path: Path, base: int, number: int, chunk: by
         else:
             block = chunk
             offsets = np.concatenate((starts[picked], [len(chunk)]))
-        refused = _fast_lines(lander, block, offsets, picked, base + number, now, ascii_checked=chunk.isascii())
+        landed, refused = _fast_lines(block, offsets, picked, now, ascii_checked=chunk.isascii())
         slow = np.sort(np.concatenate((slow, refused)))
-    for i in slow:
+    return _Prepared(starts, ends, landed, slow)
+
+
+def _land_chunk(lander: _Lander, path: Path, base: int, number: int, chunk: bytearray, prepared: _Prepared) -> int:
+    """One prepared chunk, by the one consumer in file order: proven rows landed in bulk, every other line through
+    the per-line path (empty lines skipped). Returns the number of lines in the chunk (newlines, and the last line
+    when it has none)."""
+    first = base + number
+    for events, lines in prepared.landed:
+        lander.fast(events, first + lines)
+    starts, ends = prepared.starts, prepared.ends
+    for i in prepared.slow:
         raw = chunk[starts[i]:ends[i]]
         for line_no, text, problem in _decoded(number + int(i), raw):
-            lander.line(path, base + number + int(i), line_no, text, problem)
+            lander.line(path, first + int(i), line_no, text, problem)
         if lander.held >= BATCH_LINES:  # a chunk of short bad lines is millions of them: bounded as per line
             lander.flush()  # safe mid-chunk: per-line rows get files of their own
     return len(starts)
 
 
-def _fast_lines(lander: _Lander, block: bytes | bytearray, offsets: np.ndarray, lines: np.ndarray, first: int,
-                now: datetime, *, ascii_checked: bool) -> np.ndarray:
-    """Land the provable lines of ``block`` (line ``k`` spans ``offsets[k]:offsets[k+1]``, is chunk line
-    ``lines[k]``); return the chunk line indices left to the per-line path."""
-    pending, refused = [(0, len(lines))], []
+def _fast_lines(block: bytes | bytearray, offsets: np.ndarray, lines: np.ndarray, now: datetime, *,
+                ascii_checked: bool) -> tuple[list[tuple[pa.Table, np.ndarray]], np.ndarray]:
+    """The provable lines of ``block`` (line ``k`` spans ``offsets[k]:offsets[k+1]``, is chunk line ``lines[k]``):
+    the proven rows with their chunk line indices, in line order, and the chunk line indices left to the per-line
+    path."""
+    pending, landed, refused = [(0, len(lines))], [], []
     view = memoryview(block)
     while pending:
-        lo, hi = pending.pop()
+        lo, hi = pending.pop()  # the lower half first: the proven rows come out in line order
         widest = int(np.diff(offsets[lo:hi + 1]).max())
         table = files_fast.parse_block(view[offsets[lo]:offsets[hi]], hi - lo, widest=widest,
                                        ascii_checked=ascii_checked)
@@ -240,9 +270,22 @@ def _fast_lines(lander: _Lander, block: bytes | bytearray, offsets: np.ndarray, 
         ok = files_fast.accepted(table, times, now=now)
         if ok.any():
             events = files_fast.to_events(table, times)
-            lander.fast(_rows(events, ok), first + lines[lo:hi][ok])
+            landed.append((_rows(events, ok), lines[lo:hi][ok]))
         refused.append(lines[lo:hi][~ok])
-    return np.concatenate(refused) if refused else np.array([], dtype=np.int64)
+    return landed, (np.concatenate(refused) if refused else np.array([], dtype=np.int64))
+
+
+def _prepared_chunks(path: Path, now: datetime,
+                     parsers: ThreadPoolExecutor) -> Iterator[tuple[int, bytearray, Future[_Prepared]]]:
+    """``(bytes read so far, chunk, its preparation)`` in file order, each chunk's preparation started ``AHEAD``
+    chunks before it is consumed: both cores parse while memory stays at a few chunks."""
+    ahead: deque[tuple[int, bytearray, Future[_Prepared]]] = deque()
+    for read, chunk in _chunks(path, CHUNK_BYTES):
+        ahead.append((read, chunk, parsers.submit(_prepare, chunk, now)))
+        if len(ahead) > AHEAD:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()
 
 
 def _rows(table: pa.Table, keep: np.ndarray) -> pa.Table:
@@ -268,6 +311,7 @@ def ingest_files(lake: Lake, paths: list[Path], *, keep_problems: int = 20, fast
     total = sum(p.stat().st_size for p in paths)
     done = 0
     now = datetime.now(UTC)
+    parsers = ThreadPoolExecutor(max_workers=PARSERS, thread_name_prefix="ingest-parser")
     try:
         for k, path in enumerate(paths):
             base = k << 40  # input order across files: file index, then line number
@@ -278,13 +322,14 @@ def ingest_files(lake: Lake, paths: list[Path], *, keep_problems: int = 20, fast
                         lander.flush()
             else:
                 number = 1
-                for read, chunk in _chunks(path, CHUNK_BYTES):
-                    number += _ingest_chunk(lander, path, base, number, chunk, now)
+                for read, chunk, prepared in _prepared_chunks(path, now, parsers):
+                    number += _land_chunk(lander, path, base, number, chunk, prepared.result())
                     if lander.held >= LAND_ROWS:
                         lander.flush()
                     progress(done + read, total, path.name)
             done += path.stat().st_size
             progress(done, total, path.name)
     finally:
+        parsers.shutdown(wait=True, cancel_futures=True)  # chunks prepared ahead of a failure are not landed
         lander.close()  # what was read is written, also when a later line failed the run
     return result

@@ -85,8 +85,9 @@ def parse_block(block: memoryview, lines: int, *, widest: int, ascii_checked: bo
             codecs.utf_8_decode(block, "strict", True)
         except UnicodeDecodeError:
             return None
-    # blocks of half the input keep both cores busy; a block must hold the widest line whole
-    read = pj.ReadOptions(block_size=max(1 << 20, len(block) // 2 + 1, widest + 1), use_threads=True)
+    # one thread per block: ``ingest.files`` parses two chunks at once in its parser threads, and pyarrow's own
+    # pool would only queue their halves behind each other; a block must hold the widest line whole
+    read = pj.ReadOptions(block_size=max(1 << 20, len(block) // 2 + 1, widest + 1), use_threads=False)
     try:
         table = pj.read_json(pa.BufferReader(pa.py_buffer(block)), read_options=read, parse_options=_PARSE)
     except (pa.ArrowInvalid, UnicodeDecodeError):

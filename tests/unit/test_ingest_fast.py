@@ -7,10 +7,12 @@ two real lakes and compares the raw Parquet and the quarantine they wrote.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from common.contracts import arrow_schema
@@ -209,3 +211,39 @@ def test_a_chunk_of_short_bad_lines_is_flushed_within_the_chunk(tmp_path: Path, 
     # THEN every line is quarantined and never more than a batch was held before a flush
     assert result.quarantined == 1000 and result.landed == 0
     assert len(flushes) >= 10 and max(flushes) <= 100
+
+
+def test_chunks_parsed_out_of_order_are_landed_in_line_order(tmp_path: Path, monkeypatch) -> None:
+    # GIVEN a file of many chunks whose first chunk's parse finishes only after the second chunk's (the two parser
+    # threads race), with bad lines spread over it
+    monkeypatch.setattr(files, "CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(files, "LAND_ROWS", 10_000)  # one write: one file per hour, rows in the order landed
+    real_prepare = files._prepare
+    second_done = threading.Event()
+    calls: list[int] = []
+
+    def racing_prepare(chunk, now):
+        calls.append(len(calls))
+        k = calls[-1]
+        if k == 0:
+            assert second_done.wait(timeout=10), "the second chunk was not parsed alongside the first"
+        prepared = real_prepare(chunk, now)
+        if k == 1:
+            second_done.set()
+        return prepared
+
+    monkeypatch.setattr(files, "_prepare", racing_prepare)
+    src = tmp_path / "many.jsonl"
+    src.write_bytes(b"\n".join(b"{bad" if n % 97 == 0 else jl(n) for n in range(1, 1501)) + b"\n")
+
+    # WHEN it is ingested by the fast path
+    result, table, quarantine, raw = run(tmp_path, src, fast=True, name="fast")
+
+    # THEN the second chunk was indeed ready first, every line is counted once, bad lines keep their own numbers
+    assert second_done.is_set() and len(calls) > 2
+    assert (result.read, result.landed, result.quarantined) == (1500, 1500 - 15, 15)
+    assert sorted(quarantine["source_line"].to_pylist()) == [97 * k for k in range(1, 16)]
+    # AND each raw file holds its rows in line order
+    for name in raw.files:
+        numbers = [int(r.removeprefix("line-")) for r in pq.read_table(name)["request_id"].to_pylist()]
+        assert numbers == sorted(numbers) and len(numbers) > 1

@@ -26,7 +26,7 @@ from tests.aws.conftest import REGION, STREAM
 from tests.aws.handoff_env import TEST_CALL_SECONDS, HangingServer, short_client
 
 #: What a drain may take past its budget: its bookkeeping (segments read, the spool lock released), never a call.
-MARGIN_SECONDS = 0.3
+MARGIN_SECONDS = 0.6  # room for a loaded CI machine; the bugs these tests pin took 2x the budget and 18 s
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_a_hanging_firehose_cannot_delay_the_hand_off_nor_stretch_the_drain(
         # THEN Firehose was tried, the queue was reached before the 60 % mark, the drain ended within its budget
         assert hanging.connections, "Firehose was tried first"
         assert sqs.first_send is not None
-        assert sqs.first_send - start <= budget * (1 - HANDOFF_SHARE) + MARGIN_SECONDS / 3
+        assert sqs.first_send - start <= budget * (1 - HANDOFF_SHARE) + MARGIN_SECONDS / 2
         assert took <= budget + MARGIN_SECONDS
         # AND nothing is left on the task's storage: every event, the open call's too, is queued exactly once
         assert drained is True and emitter.pending_events() == 0

@@ -24,7 +24,8 @@ from aws_cdk import App  # noqa: E402  (after the environment variable above)
 from aws_cdk.assertions import Template  # noqa: E402
 
 from infra.config import DEFAULT_CONFIG, DeploymentConfig, parse_config  # noqa: E402
-from infra.nag import FEATURE_FLAGS  # noqa: E402
+from infra.nag import ACKNOWLEDGMENT_METADATA, FEATURE_FLAGS, RECORD_ONLY_CONTEXT, add_checks  # noqa: E402
+from infra.stacks.unit import build_units  # noqa: E402
 from modelmeter.deploy import CONTENT  # noqa: E402
 
 ACCOUNT = "123456789012"
@@ -99,3 +100,28 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     build_bare_stacks(app)
     app.synth()
     return Assembly(outdir=outdir, config=None, templates=_read_templates(outdir))
+
+
+Finding = tuple[str, str]  # (construct path, cdk-nag rule)
+
+
+def nag_findings_and_acknowledgments(data: dict[str, Any], outdir: Path) -> tuple[set[Finding], set[Finding]]:
+    """Synthesize the units of ``data`` with cdk-nag's acknowledgments only recorded, not applied: what cdk-nag
+    then reports, and what the acknowledgments name (the synth must fail, since it reports them)."""
+    app = App(outdir=str(outdir), context={**FEATURE_FLAGS, RECORD_ONLY_CONTEXT: True},
+              builtin_cloud_formation_validation=False)
+    add_checks(app)
+    build_units(app, parse_config(data), content=CONTENT)
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((outdir / "validation-report.json").read_text())
+    findings = {(where["constructPath"], v["ruleName"]) for plugin in report["pluginReports"]
+                for v in plugin["violations"] for where in v["violatingConstructs"]}
+    acknowledged = {(node.node.path, entry.data["rule"]) for node in app.node.find_all()
+                    for entry in node.node.metadata if entry.type == ACKNOWLEDGMENT_METADATA}
+    return findings, acknowledged
+
+
+def excuses(ack: Finding, finding: Finding) -> bool:
+    """An acknowledgment on a construct excuses its rule there and below it."""
+    return ack[1] == finding[1] and (finding[0] == ack[0] or finding[0].startswith(ack[0] + "/"))

@@ -12,7 +12,6 @@ from aws_cdk.assertions import Match
 
 from common import constants as c
 from infra.runtime_code import RUNTIME_PACKAGES
-from modelmeter.deploy import CONTENT
 from tests.infra.conftest import REGION, Assembly
 
 FULL, KEYS_ONLY, OTHER = "modelmeter-research", "modelmeter-marketing", "modelmeter-finance"
@@ -54,31 +53,12 @@ def test_every_acknowledgment_carries_a_written_reason(deployment: Assembly) -> 
 @pytest.mark.slow  # cfn-lint loads its rule set: ~8 s on two cores
 def test_every_acknowledgment_excuses_a_finding_cdk_nag_really_reports(tmp_path: Path) -> None:
     # GIVEN the same app synthesized with acknowledgments only recorded, not applied
-    from aws_cdk import App
-
-    from infra.config import parse_config
-    from infra.nag import ACKNOWLEDGMENT_METADATA, FEATURE_FLAGS, RECORD_ONLY_CONTEXT, add_checks
-    from infra.stacks.unit import build_units
-    from tests.infra.conftest import FINANCE_UNIT, sample_data
+    from tests.infra.conftest import FINANCE_UNIT, excuses, nag_findings_and_acknowledgments, sample_data
 
     data = sample_data()
     data["units"].append(FINANCE_UNIT)
-    app = App(outdir=str(tmp_path), context={**FEATURE_FLAGS, RECORD_ONLY_CONTEXT: True},
-              builtin_cloud_formation_validation=False)
-    add_checks(app)
-    build_units(app, parse_config(data), content=CONTENT)
     # WHEN cdk-nag runs THEN it fails, and its findings are exactly what the acknowledgments name
-    with pytest.raises(RuntimeError, match="ValidationFailed"):
-        app.synth()
-    report = json.loads((tmp_path / "validation-report.json").read_text())
-    findings = {(where["constructPath"], v["ruleName"]) for plugin in report["pluginReports"]
-                for v in plugin["violations"] for where in v["violatingConstructs"]}
-    acknowledged = {(node.node.path, entry.data["rule"]) for node in app.node.find_all()
-                    for entry in node.node.metadata if entry.type == ACKNOWLEDGMENT_METADATA}
-
-    def excuses(ack: tuple[str, str], finding: tuple[str, str]) -> bool:
-        return ack[1] == finding[1] and (finding[0] == ack[0] or finding[0].startswith(ack[0] + "/"))
-
+    findings, acknowledged = nag_findings_and_acknowledgments(data, tmp_path)
     assert [a for a in sorted(acknowledged) if not any(excuses(a, f) for f in findings)] == [], "stale"
     assert [f for f in sorted(findings) if not any(excuses(a, f) for a in acknowledged)] == [], "unexcused"
 

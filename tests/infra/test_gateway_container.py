@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import yaml
-from aws_cdk import App
 from aws_cdk.assertions import Match
 from packaging.requirements import Requirement
 
@@ -28,12 +27,12 @@ from infra.constructs.gateway_container import (
     SPOOL_PATH,
     STOP_TIMEOUT_SECONDS,
 )
-from infra.nag import ACKNOWLEDGMENT_METADATA, FEATURE_FLAGS, RECORD_ONLY_CONTEXT, add_checks, new_app
+from infra.nag import new_app
 from infra.stacks.unit import build_units
 from ingest.container import APP_SHUTDOWN_SECONDS, ContainerSettings
 from ingest.lambda_handler import GatewaySettings
 from modelmeter.deploy import CONTENT
-from tests.infra.conftest import Assembly, _read_templates, sample_data
+from tests.infra.conftest import Assembly, _read_templates, excuses, nag_findings_and_acknowledgments, sample_data
 
 EDGE, INSIDE, KEYS = "modelmeter-edge", "modelmeter-inside", "modelmeter-edge-keys"
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0f6a1b2c-3d4e-5f60-7182-93a4b5c6d7e8"
@@ -83,20 +82,7 @@ def test_cdk_nag_reports_nothing_and_every_acknowledgment_excuses_a_real_finding
     report = json.loads((containers.outdir / "validation-report.json").read_text())
     assert [v for plugin in report["pluginReports"] for v in plugin.get("violations", [])] == []
     # GIVEN the same units with acknowledgments only recorded WHEN cdk-nag runs THEN it reports exactly those
-    app = App(outdir=str(tmp_path), context={**FEATURE_FLAGS, RECORD_ONLY_CONTEXT: True},
-              builtin_cloud_formation_validation=False)
-    add_checks(app)
-    build_units(app, parse_config(container_config_data()), content=CONTENT)
-    with pytest.raises(RuntimeError, match="ValidationFailed"):
-        app.synth()
-    report = json.loads((tmp_path / "validation-report.json").read_text())
-    findings = {(where["constructPath"], v["ruleName"]) for plugin in report["pluginReports"]
-                for v in plugin["violations"] for where in v["violatingConstructs"]}
-    acknowledged = {(node.node.path, entry.data["rule"]) for node in app.node.find_all()
-                    for entry in node.node.metadata if entry.type == ACKNOWLEDGMENT_METADATA}
-
-    def excuses(ack: tuple[str, str], finding: tuple[str, str]) -> bool:
-        return ack[1] == finding[1] and (finding[0] == ack[0] or finding[0].startswith(ack[0] + "/"))
+    findings, acknowledged = nag_findings_and_acknowledgments(container_config_data(), tmp_path)
 
     mine = {a for a in acknowledged if "/Gateway/" in a[0]}
     assert mine and [a for a in sorted(mine) if not any(excuses(a, f) for f in findings)] == [], "stale"

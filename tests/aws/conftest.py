@@ -65,6 +65,18 @@ def gateway_resources() -> tuple[Any, Any, Any, str]:
     return ddb, s3, record, secret
 
 
+def partial_put(client: Any, stream: str, records: list[dict[str, Any]], refused: list[bool]) -> dict[str, Any]:
+    """``PutRecordBatch`` of the records not ``refused`` through ``client`` (moto), answered as Firehose answers a
+    partial failure (tests/aws/events/firehose_put_record_batch_partial.json) for the refused ones."""
+    accepted = [r for r, bad in zip(records, refused, strict=True) if not bad]
+    real = client.put_record_batch(DeliveryStreamName=stream, Records=accepted) if accepted else {
+        "RequestResponses": []}
+    ids = iter(real["RequestResponses"])
+    template = load_event("firehose_put_record_batch_partial")["RequestResponses"][1]
+    return {"FailedPutCount": sum(refused), "Encrypted": False,
+            "RequestResponses": [dict(template) if bad else next(ids) for bad in refused]}
+
+
 def load_event(name: str) -> Any:
     """A real-shaped payload from ``tests/aws/events/<name>.json``."""
     return json.loads((EVENTS / f"{name}.json").read_text())

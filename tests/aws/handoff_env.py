@@ -36,7 +36,7 @@ from ingest.dynamo import DynamoTenantRegistry
 from ingest.firehose import firehose_deliverer
 from ingest.handoff import HandoffQueue, call_seconds
 from ingest.lambda_handler import GatewaySettings, Runtime, build_runtime, handler
-from tests.aws.conftest import BUCKET, REGION, STREAM, create_table, load_event
+from tests.aws.conftest import BUCKET, REGION, STREAM, create_table, load_event, partial_put
 from tests.aws.test_lambda import CLAUDE, LambdaContext
 
 TENANTS, LONGPOLL = "modelmeter-tenants", "modelmeter-longpoll"
@@ -63,13 +63,7 @@ class RefusingFirehose:
     def put_record_batch(self, *, DeliveryStreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
         self.calls.append(len(Records))
         refused = [bool(self.refuse(r["Data"])) for r in Records]
-        accepted = [r for r, bad in zip(Records, refused, strict=True) if not bad]
-        real = (self.client.put_record_batch(DeliveryStreamName=DeliveryStreamName, Records=accepted)
-                if accepted else {"RequestResponses": []})
-        ids = iter(real["RequestResponses"])
-        template = load_event("firehose_put_record_batch_partial")["RequestResponses"][1]
-        return {"FailedPutCount": sum(refused), "Encrypted": False,
-                "RequestResponses": [dict(template) if bad else next(ids) for bad in refused]}
+        return partial_put(self.client, DeliveryStreamName, Records, refused)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from ingest.emit import Emitter
 from ingest.firehose import MAX_BATCH_BYTES, chunk_records, encode_record, firehose_deliverer, firehose_emitter
-from tests.aws.conftest import BUCKET, REGION, STREAM, load_event
+from tests.aws.conftest import BUCKET, REGION, STREAM, partial_put
 
 
 @pytest.fixture
@@ -69,13 +69,7 @@ class FlakyFirehose:
             raise ClientError({"Error": {"Code": "ServiceUnavailableException", "Message": "Slow down."}},
                               "PutRecordBatch")
         refused = [self.fail(call_no, i) for i in range(len(Records))]
-        accepted = [r for r, bad in zip(Records, refused, strict=True) if not bad]
-        real = (self.client.put_record_batch(DeliveryStreamName=DeliveryStreamName, Records=accepted)
-                if accepted else {"RequestResponses": []})
-        ids = iter(real["RequestResponses"])
-        template = load_event("firehose_put_record_batch_partial")["RequestResponses"][1]
-        return {"FailedPutCount": sum(refused), "Encrypted": False,
-                "RequestResponses": [dict(template) if bad else next(ids) for bad in refused]}
+        return partial_put(self.client, DeliveryStreamName, Records, refused)
 
 
 def test_chunks_respect_record_and_byte_limits() -> None:

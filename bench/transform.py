@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -65,8 +66,14 @@ def _generate(args: argparse.Namespace, lake_dir: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _floor(lake_dir: str) -> float:
-    """Seconds of the floor's ``COPY`` (the price table built beforehand, as the transform builds it)."""
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _floor(lake_dir: str) -> tuple[float, float]:
+    """Seconds and CPU seconds of the floor's ``COPY`` (the price table built beforehand, as the transform builds
+    it)."""
     import duckdb
 
     from common.lake import Lake
@@ -89,18 +96,18 @@ def _floor(lake_dir: str) -> float:
     con.execute("create view usage_cost_pico as "
                 + models.render("marts/usage_cost_pico", price_version=models.literal(catalog.version)))
     out = Path(lake_dir, "bench-floor.parquet")
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), _cpu()
     con.execute(f"copy ({models.render('marts/usage_cost')}) to '{out}' "
                 "(format parquet, compression zstd, compression_level 1)")
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, _cpu() - cpu
     con.close()
     out.unlink()
-    return seconds
+    return seconds, cpu
 
 
-def _transform(lake_dir: str, source: Path = REPO) -> tuple[float, float, dict]:
+def _transform(lake_dir: str, source: Path = REPO) -> tuple[float, float, dict, float]:
     """Run ``modelmeter transform`` (of the checkout at ``source``) for the day as a child process: wall seconds,
-    peak RSS (MiB), its manifest."""
+    peak RSS (MiB), its manifest, CPU seconds (user + system: steadier than wall seconds on a shared machine)."""
     command = [sys.executable, "-m", "modelmeter", "transform", "--lake", lake_dir, "--from", str(DAY),
                "--to", str(DAY)]
     began = time.perf_counter()
@@ -111,7 +118,8 @@ def _transform(lake_dir: str, source: Path = REPO) -> tuple[float, float, dict]:
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"bench: modelmeter transform failed:\n{stderr}")
     manifests = sorted(Path(lake_dir, "runs", "transform", f"dt={DAY}").glob("*.json"), key=os.path.getmtime)
-    return seconds, usage.ru_maxrss / 1024, json.loads(manifests[-1].read_text())  # Linux: KiB
+    return (seconds, usage.ru_maxrss / 1024, json.loads(manifests[-1].read_text()),  # Linux: KiB
+            usage.ru_utime + usage.ru_stime)
 
 
 def _check(lake_dir: str) -> tuple[tuple[int, int], ...]:
@@ -146,17 +154,21 @@ def _check(lake_dir: str) -> tuple[tuple[int, int], ...]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _print_run(n: int, events: int, floors: tuple[float, float], seconds: float, rss: float, manifest: dict,
-               load: tuple[str, str]) -> float:
-    floor = (floors[0] + floors[1]) / 2
+def _print_run(n: int, events: int, floors: tuple[tuple[float, float], tuple[float, float]],
+               times: tuple[float, float], rss: float, manifest: dict, load: tuple[str, str]) -> float:
+    seconds, cpu = times
+    floor = (floors[0][0] + floors[1][0]) / 2
+    floor_cpu = (floors[0][1] + floors[1][1]) / 2
     ratio = seconds / floor
     rate = events / seconds
     print(f"run {n}: load {load[0]} → {load[1]}")
-    print(f"  floor (DuckDB COPY of usage_cost, priced): {floors[0]:.2f} s before, {floors[1]:.2f} s after")
-    print(f"  modelmeter transform: {seconds:.2f} s, {rate:,.0f} events/s, peak RSS {rss:,.0f} MiB")
+    print(f"  floor (DuckDB COPY of usage_cost, priced): {floors[0][0]:.2f} s before, {floors[1][0]:.2f} s after "
+          f"(CPU {floors[0][1]:.1f} s, {floors[1][1]:.1f} s)")
+    print(f"  modelmeter transform: {seconds:.2f} s, {rate:,.0f} events/s, CPU {cpu:.1f} s, peak RSS {rss:,.0f} MiB")
     steps = manifest["seconds"]
     outside = seconds - sum(steps.values())
     print("  steps: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()) + f"; outside the steps {outside:.2f} s")
+    print(f"  CPU seconds: {cpu / floor_cpu:.2f}× the floor's (on a shared machine steadier than the wall-clock ratio)")
     print(f"  ratio to the floor {ratio:.2f}× (target ≤ {TARGET_RATIO}×): {_verdict(ratio <= TARGET_RATIO)}; "
           f"events/s ≥ {TARGET_RATE:,}: {_verdict(rate >= TARGET_RATE)}; "
           f"peak RSS ≤ {TARGET_RSS_MB} MiB: {_verdict(rss <= TARGET_RSS_MB)}", flush=True)
@@ -197,13 +209,14 @@ def main(argv: list[str] | None = None) -> int:
             load_before = _load()
             before = _floor(lake_dir)
             if args.baseline:
-                base_s, base_rss, _ = _transform(lake_dir, Path(args.baseline))
-            seconds, rss, manifest = _transform(lake_dir)
+                base_s, base_rss, _, base_cpu = _transform(lake_dir, Path(args.baseline))
+            seconds, rss, manifest, cpu = _transform(lake_dir)
             after = _floor(lake_dir)
             if args.baseline:
-                print(f"baseline ({args.baseline}): {base_s:.2f} s, peak RSS {base_rss:,.0f} MiB, "
-                      f"{base_s / ((before + after) / 2):.2f}× the floor")
-            ratios.append(_print_run(n, args.events, (before, after), seconds, rss, manifest, (load_before, _load())))
+                print(f"baseline ({args.baseline}): {base_s:.2f} s, CPU {base_cpu:.1f} s, "
+                      f"peak RSS {base_rss:,.0f} MiB, {base_s / ((before[0] + after[0]) / 2):.2f}× the floor")
+            ratios.append(_print_run(n, args.events, (before, after), (seconds, cpu), rss, manifest,
+                                     (load_before, _load())))
             c = manifest["counts"]
             if c["written"] != summary["expected_written"] or c["duplicates"] != summary["duplicates"]:
                 sys.exit(f"bench: wrong result: wrote {c['written']} (expected {summary['expected_written']}), "

@@ -134,7 +134,8 @@ def seed_item(team: Team, unit_name: str) -> dict[str, dict[str, object]]:
 
 
 def gateway_table(scope: Construct, construct_id: str, key: kms.IKey, *, pitr: bool) -> dynamodb.Table:
-    """A gateway table (tenants, long-poll results): string key ``pk``, on demand, TTL, the unit's key, retained.
+    """A gateway table (tenants, long-poll results, the spend controls' counters): string key ``pk``, on demand,
+    TTL, the unit's key, retained.
 
     Both gateway runtimes make their tables with this, under a construct with id ``Gateway``, so a unit that
     switches between them keeps the same tables (same logical ids).

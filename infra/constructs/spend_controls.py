@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -29,6 +28,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from common import constants as c
+from infra.constructs.gateway_api import gateway_table
 from infra.nag import scoped_arn
 
 #: The bus budget alerts go to: the account's default bus (a platform routes them on with its own rules).
@@ -59,15 +59,7 @@ class SpendControls(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, unit_name: str, key: kms.IKey,
                  email: Sequence[str] = (), https: Sequence[str] = ()) -> None:
         super().__init__(scope, construct_id)
-        # Table, not TableV2: TableV2 cannot render a customer-managed key in an environment-agnostic stack.
-        self.table = dynamodb.Table(
-            self, "Counters", partition_key=dynamodb.Attribute(name=c.DYNAMO_PARTITION_KEY,
-                                                               type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, time_to_live_attribute=c.DYNAMO_TTL_ATTRIBUTE,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True),
-            removal_policy=RemovalPolicy.RETAIN)
+        self.table = gateway_table(self, "Counters", key, pitr=True)  # the gateway's tables' shape
         self._key = key
         self.topic = sns.Topic(self, "Alerts", display_name=f"modelmeter {unit_name} budget alerts", master_key=key,
                                enforce_ssl=True)

@@ -402,12 +402,24 @@ def _sets(value: str) -> Any:
     return lambda kwargs: value in kwargs.get("ExpressionAttributeValues", {})
 
 
-def test_a_result_write_failing_after_the_worker_emitted_still_delivers_the_event(aws: tuple[Any, Any, str]) -> None:
-    # GIVEN a worker whose long-poll result writes are all throttled (its claim is not)
-    throttled = ThrottledWrites(_longpoll_client(), match=_sets(":result"))
+def _longpoll_client() -> Any:
+    """A DynamoDB client (moto) with the long-poll store's own timeouts and attempts, as the deployed store has."""
+    return boto3.client("dynamodb", region_name=REGION, config=LONGPOLL_CLIENT_CONFIG)
+
+
+@contextmanager
+def _started_with_throttled(aws: tuple[Any, Any, str], sets: str) -> Iterator[tuple[Any, ThrottledWrites, str]]:
+    """A unit whose long-poll writes setting ``sets`` (``:result``, ``:running``) are throttled, and one streaming
+    call started on it: ``(unit, the throttling client, the call's request_id)``."""
+    throttled = ThrottledWrites(_longpoll_client(), match=_sets(sets))
     with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
         _expect_invoke(unit)
-        request_id = json.loads(unit.start()["body"])[0]["request_id"]
+        yield unit, throttled, json.loads(unit.start()["body"])[0]["request_id"]
+
+
+def test_a_result_write_failing_after_the_worker_emitted_still_delivers_the_event(aws: tuple[Any, Any, str]) -> None:
+    # GIVEN a worker whose long-poll result writes are all throttled (its claim is not)
+    with _started_with_throttled(aws, ":result") as (unit, throttled, request_id):
         _expect_converse(unit)
         # WHEN the job runs: the model answers, the event is emitted, then the result cannot be parked
         ran = unit.run_worker(unit.jobs[0])
@@ -425,17 +437,11 @@ def test_a_result_write_failing_after_the_worker_emitted_still_delivers_the_even
         assert len(unit.events()) == 1
 
 
-def _longpoll_client() -> Any:
-    """A DynamoDB client (moto) with the long-poll store's own timeouts and attempts, as the deployed store has."""
-    return boto3.client("dynamodb", region_name=REGION, config=LONGPOLL_CLIENT_CONFIG)
 
 
 def test_a_claim_throttled_on_every_try_fails_the_call_with_its_one_event(aws: tuple[Any, Any, str]) -> None:
     # GIVEN a container whose spool holds an event (left by an earlier invocation), and a claim throttled throughout
-    throttled = ThrottledWrites(_longpoll_client(), match=_sets(":running"))
-    with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
-        _expect_invoke(unit)
-        request_id = json.loads(unit.start()["body"])[0]["request_id"]
+    with _started_with_throttled(aws, ":running") as (unit, throttled, request_id):
         runtime = lambda_handler._runtime
         assert runtime is not None
         earlier = make_events(1)[0]
@@ -460,10 +466,7 @@ def test_a_claim_throttled_on_every_try_fails_the_call_with_its_one_event(aws: t
 
 
 def test_a_claim_throttled_once_is_retried_and_runs_the_call(aws: tuple[Any, Any, str]) -> None:
-    throttled = ThrottledWrites(_longpoll_client(), match=_sets(":running"))
-    with _installed(aws, boto3.client("bedrock-runtime", region_name=REGION), dynamodb=throttled) as unit:
-        _expect_invoke(unit)
-        request_id = json.loads(unit.start()["body"])[0]["request_id"]
+    with _started_with_throttled(aws, ":running") as (unit, throttled, request_id):
         _expect_converse(unit)
         original = throttled.update_item
 

@@ -41,6 +41,11 @@ def _read_schema() -> pa.Schema:
 _PARSE = pj.ParseOptions(explicit_schema=_read_schema(), unexpected_field_behavior="ignore",
                          newlines_in_values=False)
 
+#: The JSON reader's allocations come from the C library's allocator, not pyarrow's default (mimalloc): its column
+#: builders grow by reallocation, block after block, and mimalloc hands fresh huge pages to each block that the
+#: kernel must zero first (about a tenth of the parse's CPU time, measured; see docs/ingest.md).
+_POOL = pa.system_memory_pool()
+
 
 def line_bounds(chunk: bytes | bytearray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end offsets (end exclusive, the newline and one trailing CR left out) of every line of ``chunk``."""
@@ -67,9 +72,11 @@ def candidates(chunk: bytes | bytearray, starts: np.ndarray, ends: np.ndarray) -
     first[filled] = data[starts[filled]]
     last[filled] = data[ends[filled] - 1]
     fast = filled & (first == ord("{")) & (last == ord("}"))
-    # each line holds one "{" at least; more brackets than DEEP_BRACKETS beyond that in the whole chunk is rare
-    if len(chunk) - len(chunk.translate(None, b"{[")) - len(starts) >= DEEP_BRACKETS:  # one pass, in C
-        opening = np.concatenate(([0], np.cumsum((data == ord("{")) | (data == ord("[")), dtype=np.int64)))
+    # each line holds one "{" at least; more brackets than DEEP_BRACKETS beyond that in the whole chunk is rare.
+    # "[" (0x5B) and "{" (0x7B) are the only bytes that OR 0x20 makes "{": one comparison finds both
+    brackets = (data | 0x20) == ord("{")
+    if np.count_nonzero(brackets) - len(starts) >= DEEP_BRACKETS:
+        opening = np.concatenate(([0], np.cumsum(brackets, dtype=np.int64)))
         fast &= (opening[ends] - opening[starts]) < DEEP_BRACKETS
     return empty, fast
 
@@ -89,7 +96,8 @@ def parse_block(block: memoryview, lines: int, *, widest: int, ascii_checked: bo
     # pool would only queue their halves behind each other; a block must hold the widest line whole
     read = pj.ReadOptions(block_size=max(1 << 20, len(block) // 2 + 1, widest + 1), use_threads=False)
     try:
-        table = pj.read_json(pa.BufferReader(pa.py_buffer(block)), read_options=read, parse_options=_PARSE)
+        table = pj.read_json(pa.BufferReader(pa.py_buffer(block)), read_options=read, parse_options=_PARSE,
+                             memory_pool=_POOL)
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
     return table if table.num_rows == lines else None

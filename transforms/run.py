@@ -146,6 +146,10 @@ def connect(*, threads: int | None = None, memory_limit: str | None = None, temp
     """A DuckDB connection set up for the transform: UTC, no insertion order to keep, bounded memory."""
     config: dict[str, Any] = {"threads": threads or os.cpu_count() or 1, "preserve_insertion_order": False}
     config["memory_limit"] = memory_limit or DEFAULT_MEMORY_LIMIT
+    # DuckDB's allocator keeps what it freed, up to the memory limit, instead of handing it back to the system after
+    # every task above 128 MiB (its default): at 10 M events that return cost ~3-4 s of system time, the kernel
+    # zeroing the same pages again and again (docs/transform.md, "Measured")
+    config["allocator_flush_threshold"] = config["memory_limit"]
     if temp_dir:
         config["temp_directory"] = str(temp_dir)
     con = duckdb.connect(":memory:", config=config)

@@ -147,8 +147,8 @@ def connect(*, threads: int | None = None, memory_limit: str | None = None, temp
     config: dict[str, Any] = {"threads": threads or os.cpu_count() or 1, "preserve_insertion_order": False}
     config["memory_limit"] = memory_limit or DEFAULT_MEMORY_LIMIT
     # DuckDB's allocator keeps what it freed, up to the memory limit, instead of handing it back to the system after
-    # every task above 128 MiB (its default): at 10 M events that return cost ~3-4 s of system time, the kernel
-    # zeroing the same pages again and again (docs/transform.md, "Measured")
+    # every task above 128 MiB (its default): the kernel zeroed the same pages again and again, ~1.5 s of system
+    # time at 10 M events over paired runs (docs/transform.md, "Measured")
     config["allocator_flush_threshold"] = config["memory_limit"]
     if temp_dir:
         config["temp_directory"] = str(temp_dir)

@@ -67,6 +67,8 @@ GX_SAMPLE_ROWS_PER_FILE = 1000
 QUARANTINE_FILE = "transform.parquet"
 #: DuckDB's memory cap for the transform (it spills to the run's scratch folder beyond it); see docs/transform.md.
 DEFAULT_MEMORY_LIMIT = "1GB"
+#: Above this many batches of raw rows, the wide pass leaves the writer a core of its own (see ``_marts``).
+SHARED_CORES_BATCHES = 4
 #: The one file of each curated day partition; replacing it is atomic (a rename locally, one PUT on S3).
 PART_FILE = "part-0.parquet"
 #: Folder of the per-day transform locks, under ``runs/transform/`` (``locks/dt=D.lock``). Per day, not one for the
@@ -268,7 +270,7 @@ def _prices(con: duckdb.DuckDBPyConnection, catalog: PriceSource, day: date) -> 
     return len(lookups)
 
 
-def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str, t: _Timer
+def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str, rows: int, t: _Timer
            ) -> tuple[Path, Path, DayWriter]:
     """Price and write ``usage_cost`` (streamed out of DuckDB into pyarrow), then ``team_model_daily`` from the
     same batches' sums (so both agree to the last decimal)."""
@@ -277,13 +279,20 @@ def _marts(con: duckdb.DuckDBPyConnection, *, workdir: Path, price_version: str,
     with t.step("price_and_write_usage_cost"):
         con.execute("create or replace temp view usage_cost_pico as "
                     + models.render("marts/usage_cost_pico", price_version=models.literal(price_version)))
-        reader = con.execute(f"select {', '.join(query_columns())} from usage_cost_pico").fetch_record_batch(
-            ROW_GROUP_ROWS)
+        # a day of many batches: the writer's encoding keeps one core busy in this thread, so DuckDB gets the
+        # others for the pass, not all of them (on two cores, 2 DuckDB threads beside the writer cost ~1 s more at
+        # 10 M events; at 3 M no difference). A day of a few batches waits for its first one: DuckDB keeps them all
+        threads = int(con.execute("select current_setting('threads')").fetchone()[0])  # type: ignore[index]
+        if rows > SHARED_CORES_BATCHES * ROW_GROUP_ROWS:
+            con.execute(f"set threads = {max(1, threads - 1)}")
         try:
+            reader = con.execute(f"select {', '.join(query_columns())} from usage_cost_pico").fetch_record_batch(
+                ROW_GROUP_ROWS)
             for batch in prefetched(reader):
                 writer.write(batch)
         finally:
             writer.close()
+            con.execute(f"set threads = {threads}")
     with t.step("team_model_daily"):
         pq.write_table(writer.team_model_daily(), daily, compression="zstd", compression_level=1)
     return usage_cost, daily, writer
@@ -358,7 +367,7 @@ def _run_models(con: duckdb.DuckDBPyConnection, *, lake: Lake, day: date, catalo
             con.execute(f"drop table if exists {table}")
     with t.step("price_lookups"):
         lookups = _prices(con, catalog, day)
-    usage_cost, daily, writer = _marts(con, workdir=workdir, price_version=catalog.version, t=t)
+    usage_cost, daily, writer = _marts(con, workdir=workdir, price_version=catalog.version, rows=inputs.rows, t=t)
     with t.step("validate_gx"):
         # the suite of record over the suspects: every row the SQL found broken, the duplicate candidates and the
         # sample; it must agree with the SQL's count of each rule there (check_agreement). After the write, which

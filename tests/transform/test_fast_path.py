@@ -81,11 +81,14 @@ def _transform_and_reference(lake: Lake, catalog, tmp_path) -> tuple[run.Manifes
     return manifest, con
 
 
+@pytest.mark.parametrize("writer_core", [False, True], ids=["all-threads", "writer-core"])
 def test_the_fast_path_writes_exactly_the_tables_of_the_models_run_plainly(messy_lake, catalog, tmp_path,
-                                                                           monkeypatch):
+                                                                           monkeypatch, writer_core):
     # GIVEN a messy day, and a GX sample of one row per file (the default would take every row of these small
     # files into the suspects, and the row-by-row check would go untested)
     monkeypatch.setattr(run, "GX_SAMPLE_ROWS_PER_FILE", 1)
+    # (and, in one run, the wide pass of a day of many batches: DuckDB with a thread fewer beside the writer)
+    monkeypatch.setattr(run, "SHARED_CORES_BATCHES", 0 if writer_core else 10**9)
     # WHEN it is transformed, and the plain models are run over every row of the same files
     manifest, con = _transform_and_reference(messy_lake, catalog, tmp_path)
     # THEN both curated tables and the quarantine are the same rows, to the last decimal and word
